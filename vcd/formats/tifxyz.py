@@ -1,0 +1,371 @@
+"""tifxyz surfaces: ``x.tif``, ``y.tif``, ``z.tif`` + ``meta.json`` (+ ``mask.tif``, channels).
+
+The single reader/writer of surfaces in vcd. A surface grid is ``points[row, col] = (x, y, z)``
+in level-0 voxels (float32); invalid points are ``(-1, -1, -1)`` and a point with ``z <= 0`` is
+invalid (VC3D's loader rule). ``meta.scale = [sx, sy]`` are grid points per voxel along columns
+and rows, so neighbouring grid points are ``1/sx`` voxels apart along a row.
+
+Writes are atomic: a new surface is staged in a temporary directory and renamed into place;
+``meta.json`` / ``mask.tif`` updates go through a temp file and ``os.replace`` under a lock.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+import uuid as _uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tifffile
+
+from ..errors import FormatError
+from .jsonio import atomic_write_bytes, atomic_write_json, read_json, vc_dumps
+from .locks import dir_lock
+
+INVALID = -1.0
+TAGS_USED_BY_TRACER = ("approved", "defective")
+
+
+@dataclass
+class Surface:
+    """A quad-grid surface. ``points`` is float32 ``[rows, cols, 3]`` holding ``(x, y, z)`` voxels."""
+
+    points: np.ndarray
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+    channels: dict[str, np.ndarray] = field(default_factory=dict)
+    mask_applied: bool = False
+
+    @property
+    def valid(self) -> np.ndarray:
+        """bool ``[rows, cols]``: True where the point is valid (``x != -1`` and ``z > 0``)."""
+        p = self.points
+        return (p[..., 0] != INVALID) & (p[..., 2] > 0)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.points.shape[:2]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(sx, sy)`` grid points per voxel; the grid step is ``1/sx`` voxels."""
+        s = self.meta.get("scale", [1.0, 1.0])
+        return float(s[0]), float(s[1])
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path is not None else str(self.meta.get("uuid", ""))
+
+    @property
+    def tags(self) -> dict:
+        t = self.meta.get("tags")
+        return t if isinstance(t, dict) else {}
+
+    def has_tag(self, tag: str) -> bool:
+        """VC3D's rule: a tag is set iff its key is present (``null`` counts as set)."""
+        return tag in self.tags
+
+    def bbox(self) -> list[list[float]]:
+        return compute_bbox(self.points)
+
+    def area_vx2(self) -> float:
+        return surface_area_vx2(self.points)
+
+
+def compute_bbox(points: np.ndarray) -> list[list[float]]:
+    """``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` over valid points; all ``-1`` when none."""
+    v = (points[..., 0] != INVALID) & (points[..., 2] > 0)
+    if not v.any():
+        return [[-1.0, -1.0, -1.0], [-1.0, -1.0, -1.0]]
+    p = points[v]
+    return [[float(np.float32(a)) for a in p.min(0)], [float(np.float32(a)) for a in p.max(0)]]
+
+
+def surface_area_vx2(points: np.ndarray) -> float:
+    """Geometric area (voxels²) of all quads whose four corners are valid (two triangles each)."""
+    p = points.astype(np.float64)
+    v = (p[..., 0] != INVALID) & (p[..., 2] > 0)
+    q = v[:-1, :-1] & v[1:, :-1] & v[:-1, 1:] & v[1:, 1:]
+    if not q.any():
+        return 0.0
+    a, b, c, d = p[:-1, :-1][q], p[:-1, 1:][q], p[1:, :-1][q], p[1:, 1:][q]
+    t1 = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    t2 = np.linalg.norm(np.cross(b - d, c - d), axis=1)
+    return float(0.5 * (t1 + t2).sum())
+
+
+def area_cm2(area_vx2: float, voxelsize_um: float) -> float:
+    """voxels² → cm² for a voxel size in µm: ``vx² × voxelsize² / 1e8``."""
+    return float(area_vx2) * float(voxelsize_um) ** 2 / 1e8
+
+
+def timestamp_name(prefix: str, when: _dt.datetime | None = None) -> str:
+    """``<prefix><YYYYmmddHHMMSSmmm>`` (17 digits, local time) as VC names its outputs."""
+    when = when or _dt.datetime.now()
+    return f"{prefix}{when.strftime('%Y%m%d%H%M%S')}{when.microsecond // 1000:03d}"
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+def _read_float_tif(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise FormatError(path, "coordinate tif is missing", "a tifxyz surface needs x.tif, y.tif and z.tif")
+    try:
+        arr = tifffile.imread(path)
+    except Exception as exc:
+        raise FormatError(path, f"tif cannot be read ({type(exc).__name__}: {exc})",
+                          "the file is truncated or corrupt: restore it or delete the surface") from None
+    if arr.dtype.kind != "f":
+        raise FormatError(path, f"coordinate tif has dtype {arr.dtype}, not float",
+                          "write x/y/z as float32 (SampleFormat IEEE float)")
+    arr = np.squeeze(arr)
+    if arr.ndim != 2:
+        raise FormatError(path, f"coordinate tif must be one 2-D page, got shape {arr.shape}",
+                          "write a single-page float32 image")
+    return arr.astype(np.float32, copy=False)
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """Read and minimally validate a surface's ``meta.json``."""
+    path = Path(path)
+    meta = read_json(path / "meta.json", "surface meta.json")
+    if not isinstance(meta, dict):
+        raise FormatError(path / "meta.json", "meta.json is not a JSON object", "restore the file")
+    if meta.get("format") != "tifxyz":
+        raise FormatError(path / "meta.json", f"format is {meta.get('format')!r}, not \"tifxyz\"",
+                          "add \"format\": \"tifxyz\" if this is a tifxyz surface")
+    scale = meta.get("scale")
+    if not (isinstance(scale, list) and len(scale) == 2 and all(isinstance(s, (int, float)) and s > 0
+                                                                  for s in scale)):
+        raise FormatError(path / "meta.json", f"scale must be two positive numbers, got {scale!r}",
+                          "set \"scale\": [1/step, 1/step]")
+    return meta
+
+
+def read_surface(path: str | os.PathLike, apply_mask: bool = True, channels: bool = False) -> Surface:
+    """Load a tifxyz directory the way VC3D does (``z <= 0`` invalid, then ``mask.tif`` page 0)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FormatError(path, "surface directory does not exist", "check the path")
+    meta = read_meta(path)
+    xyz = [_read_float_tif(path / f"{c}.tif") for c in "xyz"]
+    if not (xyz[0].shape == xyz[1].shape == xyz[2].shape):
+        raise FormatError(path, f"x/y/z tifs differ in shape {[a.shape for a in xyz]}",
+                          "rewrite the surface with three equal-size tifs")
+    pts = np.stack(xyz, axis=-1)
+    if np.isnan(pts).any():
+        raise FormatError(path, "x/y/z tifs contain NaN (VC3D would treat NaN points as valid)",
+                          "write -1 for invalid points")
+    pts[pts[..., 2] <= 0] = INVALID
+    surf = Surface(pts, meta, path)
+    if apply_mask and (path / "mask.tif").exists():
+        keep = read_mask_grid(path / "mask.tif", pts.shape[0], pts.shape[1])
+        pts[~keep] = INVALID
+        surf.mask_applied = True
+    if channels:
+        for name in meta.get("channels", []) or []:
+            p = path / f"{name}.tif"
+            if p.exists():
+                surf.channels[name] = tifffile.imread(p)
+    return surf
+
+
+def read_mask_page0(mask_path: str | os.PathLike) -> np.ndarray:
+    """Page 0 of ``mask.tif`` as uint8 grayscale (RGB(A) → luminance). 0 = masked, else keep."""
+    mask_path = Path(mask_path)
+    try:
+        with tifffile.TiffFile(mask_path) as tif:
+            if not tif.pages:
+                raise FormatError(mask_path, "mask.tif has no pages", "save the mask again from GIMP")
+            page = tif.pages[0].asarray()
+    except FormatError:
+        raise
+    except Exception as exc:
+        raise FormatError(mask_path, f"mask.tif cannot be read ({type(exc).__name__}: {exc})",
+                          "the file is truncated or still being written: save it again") from None
+    if page.dtype != np.uint8:
+        raise FormatError(mask_path, f"mask.tif page 0 has dtype {page.dtype}; VC3D needs 8-bit "
+                          "(a 16-bit mask masks everything in VC3D)",
+                          "export page 0 as 8-bit grayscale, 0 = masked, 255 = keep")
+    if page.ndim == 3:  # RGB / RGBA / gray+alpha, samples last
+        if page.shape[-1] in (3, 4):
+            page = np.round(page[..., 0] * 0.299 + page[..., 1] * 0.587 + page[..., 2] * 0.114).astype(np.uint8)
+        elif page.shape[-1] == 2:
+            page = page[..., 0]
+        else:
+            raise FormatError(mask_path, f"mask.tif page 0 has unexpected shape {page.shape}",
+                              "save page 0 as a single grayscale layer")
+    if page.ndim != 2:
+        raise FormatError(mask_path, f"mask.tif page 0 has unexpected shape {page.shape}",
+                          "save page 0 as a single grayscale layer")
+    return page
+
+
+def resize_nearest(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """OpenCV INTER_NEAREST mapping: ``src = min(floor(dst * (1 / (dst_size / src_size))), src_size-1)``."""
+    h, w = img.shape[:2]
+    ry = np.minimum(np.floor(np.arange(rows) * (1.0 / (rows / h))).astype(np.int64), h - 1)
+    rx = np.minimum(np.floor(np.arange(cols) * (1.0 / (cols / w))).astype(np.int64), w - 1)
+    return img[ry[:, None], rx[None, :]]
+
+
+def read_mask_grid(mask_path: str | os.PathLike, rows: int, cols: int) -> np.ndarray:
+    """``mask.tif`` resized to the ``rows × cols`` grid → bool keep-map. Rejects a wrong aspect ratio."""
+    page = read_mask_page0(mask_path)
+    h, w = page.shape
+    fy, fx = h / rows, w / cols
+    if abs(fx - fy) > 0.05 * max(fx, fy) and abs(w - fy * cols) > 1.5:
+        raise FormatError(mask_path, f"mask.tif is {w}×{h} pixels but the surface grid is {cols}×{rows}: "
+                          "the aspect ratio differs, so the mask would land on the wrong points",
+                          f"resize the mask to {cols}×{rows} (or an integer multiple) keeping page 0")
+    return resize_nearest(page, rows, cols) != 0
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+def staging_root(target: Path) -> Path:
+    """Where to stage a new surface: ``<volpkg>/.vcd/tmp`` for volpkg segment dirs, else
+    ``<parent>/.vcd-tmp`` — always on the target's filesystem so the final rename is atomic."""
+    parent = target.parent
+    if (parent.parent / "config.json").exists():
+        root = parent.parent / ".vcd" / "tmp"
+    else:
+        root = parent / ".vcd-tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _write_float_tif(path: Path, arr: np.ndarray, compression: str | None) -> None:
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if compression:
+        tifffile.imwrite(path, arr, compression=compression, tile=(256, 256) if min(arr.shape) >= 256 else None)
+    else:
+        rps = max(1, min(arr.shape[0], 8192 // (4 * max(1, arr.shape[1]))))
+        tifffile.imwrite(path, arr, rowsperstrip=rps)
+
+
+def surface_meta(points: np.ndarray, uuid: str, scale, extra: dict | None = None) -> dict:
+    """The six keys ``QuadSurface::save`` always writes, over ``extra`` (which keeps unknown keys)."""
+    meta = dict(extra or {})
+    meta.update({"format": "tifxyz", "type": "seg", "uuid": uuid,
+                 "scale": [float(np.float32(scale[0])), float(np.float32(scale[1]))],
+                 "bbox": compute_bbox(points)})
+    meta.setdefault("channels", [])
+    return meta
+
+
+def write_surface(path: str | os.PathLike, points: np.ndarray, meta: dict | None = None, *,
+                  scale=None, channels: dict[str, np.ndarray] | None = None,
+                  mask: np.ndarray | None = None, overlapping: list[str] | None = None,
+                  extra_files: dict[str, bytes] | None = None, compression: str | None = None,
+                  overwrite: bool = False) -> Path:
+    """Write a tifxyz surface directory atomically (stage, then rename into place).
+
+    ``points`` is float32 ``[rows, cols, 3]`` of ``(x, y, z)`` voxels, ``-1`` for invalid. The uuid
+    is the directory name. Unknown ``meta`` keys are kept. Refuses to replace an existing directory
+    unless ``overwrite`` (then the old one is swapped out atomically and removed).
+    """
+    path = Path(path)
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim != 3 or points.shape[2] != 3:
+        raise ValueError(f"points must be [rows, cols, 3], got {points.shape}")
+    if np.isnan(points).any():
+        raise ValueError("points contain NaN; use -1 for invalid points")
+    if path.exists() and not overwrite:
+        raise FormatError(path, "surface directory already exists", "choose another name (VC never overwrites)")
+    meta = dict(meta or {})
+    if scale is None:
+        scale = meta.get("scale", [1.0, 1.0])
+    channels = dict(channels or {})
+    meta = surface_meta(points, path.name, scale, meta)
+    meta["channels"] = sorted(set(meta.get("channels", [])) | set(channels))
+    stage = Path(tempfile.mkdtemp(prefix=f"{path.name}.", dir=staging_root(path)))
+    try:
+        for i, c in enumerate("xyz"):
+            _write_float_tif(stage / f"{c}.tif", points[..., i], compression)
+        for name, arr in channels.items():
+            tifffile.imwrite(stage / f"{name}.tif", arr, compression="lzw", predictor=2)
+        if mask is not None:
+            _write_mask_file(stage / "mask.tif", mask)
+        if overlapping is not None:
+            atomic_write_json(stage / "overlapping.json", {"overlapping": sorted(set(overlapping))})
+        for name, data in (extra_files or {}).items():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            (stage / name).write_bytes(data)
+        atomic_write_bytes(stage / "meta.json", vc_dumps(meta).encode("utf-8"))
+        os.chmod(stage, 0o755)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f"{path.name}.old.", dir=staging_root(path)))
+            os.rename(path, old / "d")
+            os.rename(stage, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(stage, path)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return path
+
+
+def _write_mask_file(path: Path, mask: np.ndarray, image: np.ndarray | None = None) -> None:
+    """VC3D's mask layout: uint8 pages, LZW + predictor 2, NewSubfileType=2, PageNumber=(i, n)."""
+    pages = [np.where(np.asarray(mask) != 0, 255, 0).astype(np.uint8)]
+    if image is not None:
+        pages.append(np.asarray(image, dtype=np.uint8))
+    with tifffile.TiffWriter(path) as tw:
+        for i, page in enumerate(pages):
+            tw.write(page, compression="lzw", predictor=2, subfiletype=2,
+                     extratags=[(297, "H", 2, (i, len(pages)), True)])
+
+
+def write_mask(surface_dir: str | os.PathLike, mask: np.ndarray, image: np.ndarray | None = None) -> None:
+    """Atomically (temp + replace, under the surface lock) write ``mask.tif``; 0 = masked, else keep."""
+    surface_dir = Path(surface_dir)
+    with dir_lock(surface_dir):
+        fd, tmp = tempfile.mkstemp(prefix=".mask.tif.vcd-", dir=surface_dir)
+        os.close(fd)
+        try:
+            _write_mask_file(Path(tmp), mask, image)
+            os.replace(tmp, surface_dir / "mask.tif")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def update_meta(surface_dir: str | os.PathLike, change: Callable[[dict], dict | None]) -> dict:
+    """Read-modify-write ``meta.json`` under the surface lock, atomically; keeps every unknown key."""
+    surface_dir = Path(surface_dir)
+    with dir_lock(surface_dir):
+        meta = read_json(surface_dir / "meta.json", "surface meta.json")
+        new = change(meta)
+        meta = meta if new is None else new
+        atomic_write_json(surface_dir / "meta.json", meta)
+    return meta
+
+
+def set_tag(surface_dir: str | os.PathLike, tag: str, on: bool = True, user: str = "") -> dict:
+    """Set or clear a tag exactly as VC3D stores it (value shape depends on whether ``tags`` existed)."""
+    def change(meta):
+        had_tags = isinstance(meta.get("tags"), dict)
+        tags = meta.setdefault("tags", {}) if had_tags else {}
+        if on and tag not in tags:
+            if not had_tags:
+                tags[tag] = {"user": user} if user else None
+            else:
+                value = {"date": _dt.datetime.now().strftime("%Y-%m-%dT%H:%M:%S")}
+                if user:
+                    value["user"] = user
+                tags[tag] = value
+        elif not on:
+            tags.pop(tag, None)
+        meta["tags"] = tags
+    return update_meta(surface_dir, change)
+
+
+def new_uuid() -> str:
+    return str(_uuid.uuid4())

@@ -1,0 +1,133 @@
+"""A volpkg directory: ``config.json``, ``volumes/``, ``paths/`` (and optional ``traces/``).
+
+Also the one place that decides what counts as a *patch*: a surface under ``paths/`` whose name
+starts with ``auto_grown_`` and whose ``meta.source`` says a grower made it (or that a person
+promoted to a superpatch with tags / overlaps). Tracer debug snapshots (``z_dbg_gen_*``, or VC's
+``auto_grown_*`` snapshots that carry ``vc_grow_seg_from_segments_params`` and no ``source``)
+are never patches.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import FormatError
+from .jsonio import atomic_write_json, read_json
+from .volume import Volume, open_volume
+
+PATCH_SOURCES = {"vc_grow_seg_from_seed", "vcd_grow"}
+TRACE_SOURCES = {"vc_grow_seg_from_segments", "vcd_trace"}
+
+
+@dataclass
+class VolPkg:
+    """An opened volpkg. ``state_dir`` (``.vcd/``) holds daemon state VC3D ignores."""
+
+    path: Path
+    config: dict
+
+    @property
+    def volumes_dir(self) -> Path:
+        return self.path / "volumes"
+
+    @property
+    def paths_dir(self) -> Path:
+        return self.path / "paths"
+
+    @property
+    def traces_dir(self) -> Path:
+        return self.path / "traces"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path / ".vcd"
+
+    def volume_names(self) -> list[str]:
+        if not self.volumes_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.volumes_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def volume(self, name: str | None = None) -> Volume:
+        """Open a volume by directory name; default: the one named like ``*pred*``/``*surface*``, else the first."""
+        names = self.volume_names()
+        if not names:
+            raise FormatError(self.volumes_dir, "volpkg has no volumes", "put an OME-Zarr volume in volumes/")
+        if name is None:
+            preds = [n for n in names if "pred" in n or "surface" in n]
+            name = (preds or names)[0]
+        if name not in names:
+            raise FormatError(self.volumes_dir / name, "no such volume", f"choose one of {names}")
+        return open_volume(self.volumes_dir / name)
+
+    def surface_dirs(self, which: str = "paths") -> list[Path]:
+        """Complete surface directories (have ``meta.json``; dot-names skipped) in ``paths``/``traces``."""
+        root = self.path / which
+        if not root.is_dir():
+            return []
+        return sorted(p for p in root.iterdir()
+                      if not p.name.startswith(".") and p.is_dir() and (p / "meta.json").exists())
+
+
+def open_volpkg(path: str | os.PathLike) -> VolPkg:
+    """Open a volpkg; ``config.json`` must have ``name`` and ``version`` ≥ 6 (VC3D's rule)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FormatError(path, "volpkg directory does not exist", "check the path")
+    cfg = read_json(path / "config.json", "volpkg config.json")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("name"), str):
+        raise FormatError(path / "config.json", "config.json needs a string \"name\"", "add \"name\": \"myscroll\"")
+    if not isinstance(cfg.get("version"), int) or cfg["version"] < 6:
+        raise FormatError(path / "config.json", "config.json needs integer \"version\" >= 6", "set \"version\": 7")
+    return VolPkg(path, cfg)
+
+
+def create_volpkg(path: str | os.PathLike, name: str | None = None) -> VolPkg:
+    """Create an empty volpkg with ``config.json``, ``volumes/``, ``paths/`` (+ ``.vckeep`` files)."""
+    path = Path(path)
+    for sub in ("volumes", "paths"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+        (path / sub / ".vckeep").touch()
+    if not (path / "config.json").exists():
+        atomic_write_json(path / "config.json", {"materialthickness": 20.0, "name": name or path.stem, "version": 7})
+    return open_volpkg(path)
+
+
+def is_debug_snapshot(name: str, meta: dict) -> bool:
+    """Tracer debug snapshot (ours: ``z_dbg_gen_*``; VC's: grower name without ``source``)."""
+    if name.startswith("z_dbg_gen_"):
+        return True
+    return "vc_grow_seg_from_segments_params" in meta and "source" not in meta
+
+
+def is_patch(surface_dir: Path, meta: dict) -> bool:
+    """True if the tracer, expansion and linking should treat this surface as a patch."""
+    name = surface_dir.name
+    if not name.startswith("auto_grown_") or is_debug_snapshot(name, meta):
+        return False
+    if meta.get("format") != "tifxyz" or "bbox" not in meta:
+        return False
+    if meta.get("source") in PATCH_SOURCES:
+        return True
+    # a promoted superpatch: a person linked and/or tagged it
+    return (surface_dir / "overlapping.json").exists() or bool(meta.get("tags"))
+
+
+def list_patches(paths_dir: str | os.PathLike) -> list[tuple[Path, dict]]:
+    """``(dir, meta)`` of every readable patch in ``paths_dir``; unreadable metas are skipped."""
+    out = []
+    root = Path(paths_dir)
+    if not root.is_dir():
+        return out
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        p = Path(entry.path)
+        try:
+            meta = read_json(p / "meta.json", "surface meta.json")
+        except FormatError:
+            continue
+        if isinstance(meta, dict) and is_patch(p, meta):
+            out.append((p, meta))
+    return out

@@ -1,0 +1,131 @@
+"""Trilinear sampling of volumes, dense or chunk-cached, callable from other numba kernels.
+
+Convention (VC3D's): voxel centres sit at integer coordinates; for a coordinate ``c`` the weights
+come from ``i = floor(c)`` and ``f = c - i``:
+
+.. math:: v(x,y,z) = \\sum_{a,b,c \\in \\{0,1\\}} w_a(f_x) w_b(f_y) w_c(f_z)\\, V[i_z+c, i_y+b, i_x+a],
+          \\quad w_0(f) = 1-f,\\ w_1(f) = f
+
+Points are ``(x, y, z)``; arrays are indexed ``[z, y, x]``. Any voxel outside the array (or in a
+chunk that is absent) reads 0 — VC3D's rule for missing data.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(cache=True, inline="always")
+def _voxel_dense(vol, iz, iy, ix):
+    if iz < 0 or iy < 0 or ix < 0 or iz >= vol.shape[0] or iy >= vol.shape[1] or ix >= vol.shape[2]:
+        return 0.0
+    return float(vol[iz, iy, ix])
+
+
+@nb.njit(cache=True)
+def trilinear_dense(vol, x, y, z):
+    """Sample the dense ``[z, y, x]`` array ``vol`` at the point ``(x, y, z)`` (voxels)."""
+    fx, fy, fz = np.floor(x), np.floor(y), np.floor(z)
+    ix, iy, iz = int(fx), int(fy), int(fz)
+    dx, dy, dz = x - fx, y - fy, z - fz
+    c000 = _voxel_dense(vol, iz, iy, ix)
+    c001 = _voxel_dense(vol, iz, iy, ix + 1)
+    c010 = _voxel_dense(vol, iz, iy + 1, ix)
+    c011 = _voxel_dense(vol, iz, iy + 1, ix + 1)
+    c100 = _voxel_dense(vol, iz + 1, iy, ix)
+    c101 = _voxel_dense(vol, iz + 1, iy, ix + 1)
+    c110 = _voxel_dense(vol, iz + 1, iy + 1, ix)
+    c111 = _voxel_dense(vol, iz + 1, iy + 1, ix + 1)
+    c00 = c000 + (c001 - c000) * dx
+    c01 = c010 + (c011 - c010) * dx
+    c10 = c100 + (c101 - c100) * dx
+    c11 = c110 + (c111 - c110) * dx
+    c0 = c00 + (c01 - c00) * dy
+    c1 = c10 + (c11 - c10) * dy
+    return c0 + (c1 - c0) * dz
+
+
+@nb.njit(cache=True)
+def trilinear_dense_grad(vol, x, y, z):
+    """Value and analytic gradient ``(v, dv/dx, dv/dy, dv/dz)`` of :func:`trilinear_dense`."""
+    fx, fy, fz = np.floor(x), np.floor(y), np.floor(z)
+    ix, iy, iz = int(fx), int(fy), int(fz)
+    dx, dy, dz = x - fx, y - fy, z - fz
+    c000 = _voxel_dense(vol, iz, iy, ix)
+    c001 = _voxel_dense(vol, iz, iy, ix + 1)
+    c010 = _voxel_dense(vol, iz, iy + 1, ix)
+    c011 = _voxel_dense(vol, iz, iy + 1, ix + 1)
+    c100 = _voxel_dense(vol, iz + 1, iy, ix)
+    c101 = _voxel_dense(vol, iz + 1, iy, ix + 1)
+    c110 = _voxel_dense(vol, iz + 1, iy + 1, ix)
+    c111 = _voxel_dense(vol, iz + 1, iy + 1, ix + 1)
+    c00 = c000 + (c001 - c000) * dx
+    c01 = c010 + (c011 - c010) * dx
+    c10 = c100 + (c101 - c100) * dx
+    c11 = c110 + (c111 - c110) * dx
+    c0 = c00 + (c01 - c00) * dy
+    c1 = c10 + (c11 - c10) * dy
+    v = c0 + (c1 - c0) * dz
+    gz = c1 - c0
+    gy = (c01 - c00) * (1 - dz) + (c11 - c10) * dz
+    gx0 = (c001 - c000) * (1 - dy) + (c011 - c010) * dy
+    gx1 = (c101 - c100) * (1 - dy) + (c111 - c110) * dy
+    gx = gx0 * (1 - dz) + gx1 * dz
+    return v, gx, gy, gz
+
+
+@nb.njit(cache=True)
+def sample_dense(vol, pts):
+    """Sample ``vol`` ([z, y, x]) at ``pts`` (N×3, (x, y, z) voxels) → float32[N]."""
+    out = np.empty(pts.shape[0], dtype=np.float32)
+    for i in range(pts.shape[0]):
+        out[i] = trilinear_dense(vol, pts[i, 0], pts[i, 1], pts[i, 2])
+    return out
+
+
+@nb.njit(cache=True, inline="always")
+def _voxel_chunked(pool, slots, cs, shape, iz, iy, ix):
+    if iz < 0 or iy < 0 or ix < 0 or iz >= shape[0] or iy >= shape[1] or ix >= shape[2]:
+        return 0.0
+    s = slots[iz // cs[0], iy // cs[1], ix // cs[2]]
+    if s < 0:
+        return 0.0
+    return float(pool[s, iz % cs[0], iy % cs[1], ix % cs[2]])
+
+
+@nb.njit(cache=True)
+def trilinear_chunked(pool, slots, cs, shape, x, y, z):
+    """Sample a chunk-cached volume at ``(x, y, z)``.
+
+    ``pool[slot, z, y, x]`` holds loaded chunks, ``slots[cz, cy, cx]`` maps a chunk to its slot
+    (negative = absent/not loaded → 0), ``cs`` is the chunk shape (z, y, x), ``shape`` the volume
+    shape (z, y, x).
+    """
+    fx, fy, fz = np.floor(x), np.floor(y), np.floor(z)
+    ix, iy, iz = int(fx), int(fy), int(fz)
+    dx, dy, dz = x - fx, y - fy, z - fz
+    c000 = _voxel_chunked(pool, slots, cs, shape, iz, iy, ix)
+    c001 = _voxel_chunked(pool, slots, cs, shape, iz, iy, ix + 1)
+    c010 = _voxel_chunked(pool, slots, cs, shape, iz, iy + 1, ix)
+    c011 = _voxel_chunked(pool, slots, cs, shape, iz, iy + 1, ix + 1)
+    c100 = _voxel_chunked(pool, slots, cs, shape, iz + 1, iy, ix)
+    c101 = _voxel_chunked(pool, slots, cs, shape, iz + 1, iy, ix + 1)
+    c110 = _voxel_chunked(pool, slots, cs, shape, iz + 1, iy + 1, ix)
+    c111 = _voxel_chunked(pool, slots, cs, shape, iz + 1, iy + 1, ix + 1)
+    c00 = c000 + (c001 - c000) * dx
+    c01 = c010 + (c011 - c010) * dx
+    c10 = c100 + (c101 - c100) * dx
+    c11 = c110 + (c111 - c110) * dx
+    c0 = c00 + (c01 - c00) * dy
+    c1 = c10 + (c11 - c10) * dy
+    return c0 + (c1 - c0) * dz
+
+
+@nb.njit(cache=True)
+def sample_chunked(pool, slots, cs, shape, pts):
+    """Sample a chunk-cached volume at ``pts`` (N×3, (x, y, z) voxels) → float32[N]."""
+    out = np.empty(pts.shape[0], dtype=np.float32)
+    for i in range(pts.shape[0]):
+        out[i] = trilinear_chunked(pool, slots, cs, shape, pts[i, 0], pts[i, 1], pts[i, 2])
+    return out
