@@ -1,0 +1,5 @@
+import sys
+
+from vcd.cli.main import main
+
+sys.exit(main())

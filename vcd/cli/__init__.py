@@ -1,0 +1,1 @@
+"""Command lines: ``vcd`` (main.py, subcommands in ``cmd_*.py``) and ``vcdctl`` (ctl.py)."""
