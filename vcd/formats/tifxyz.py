@@ -343,7 +343,7 @@ def update_meta(surface_dir: str | os.PathLike, change: Callable[[dict], dict | 
     with dir_lock(surface_dir):
         meta = read_json(surface_dir / "meta.json", "surface meta.json")
         new = change(meta)
-        meta = meta if new is None else new
+        meta = new if isinstance(new, dict) else meta
         atomic_write_json(surface_dir / "meta.json", meta)
     return meta
 

@@ -140,7 +140,7 @@ class ChunkCache:
         if len(pts) == 0:
             return
         zyx = np.floor(np.asarray(pts, dtype=np.float64)[:, ::-1]).astype(np.int64)
-        corners = np.concatenate([zyx, zyx + 1])
+        corners = np.concatenate([zyx + np.array(o) for o in np.ndindex(2, 2, 2)])
         inside = np.all((corners >= 0) & (corners < self.shape), axis=1)
         cidx = np.unique(corners[inside] // self.chunk_shape, axis=0)
         self._load(cidx)
@@ -150,13 +150,17 @@ class ChunkCache:
         if len(cidx) > self.capacity:
             raise MemoryError(f"{len(cidx)} chunks needed at once but the cache holds {self.capacity}; "
                               "raise cache_size")
+        needed = {int(np.ravel_multi_index(tuple(c), self.slots.shape)) for c in cidx}
         for c in missing:
             data = self.array.read_chunk(*c)
             if data is None:
                 self.slots[c] = -2
                 continue
-            slot = self._next
-            self._next = (self._next + 1) % self.capacity
+            for _ in range(self.capacity):  # FIFO, but never evict a chunk this batch needs
+                slot = self._next
+                self._next = (self._next + 1) % self.capacity
+                if self._owner[slot] not in needed:
+                    break
             if self._owner[slot] >= 0:
                 self.slots[np.unravel_index(self._owner[slot], self.slots.shape)] = -1
             self.pool[slot] = _to_u8(data, self.array.path)
@@ -166,8 +170,20 @@ class ChunkCache:
     def sample(self, pts: np.ndarray) -> np.ndarray:
         """Trilinear values (float32) at ``pts`` (N×3, (x, y, z) level voxels); outside reads 0."""
         pts = np.ascontiguousarray(pts, dtype=np.float64).reshape(-1, 3)
-        self.ensure_points(pts)
-        return sample_chunked(self.pool, self.slots, self.chunk_shape, self.shape, pts)
+        base = np.floor(pts[:, ::-1]).astype(np.int64) // self.chunk_shape
+        keys = np.ravel_multi_index(tuple(np.clip(base, 0, np.asarray(self.slots.shape) - 1).T), self.slots.shape)
+        uniq = np.unique(keys)
+        per_batch = max(1, self.capacity // 8)  # a point's 8 corners touch at most 8 chunks
+        if len(uniq) <= per_batch:
+            self.ensure_points(pts)
+            return sample_chunked(self.pool, self.slots, self.chunk_shape, self.shape, pts)
+        out = np.empty(len(pts), dtype=np.float32)
+        for i in range(0, len(uniq), per_batch):
+            sel = np.nonzero(np.isin(keys, uniq[i:i + per_batch]))[0]
+            sub = np.ascontiguousarray(pts[sel])
+            self.ensure_points(sub)
+            out[sel] = sample_chunked(self.pool, self.slots, self.chunk_shape, self.shape, sub)
+        return out
 
 
 def downsample2(data: np.ndarray, algorithm: str = "max") -> np.ndarray:

@@ -44,7 +44,7 @@ def build_truth(shape, preset: str = "medium", seed: int = 0, voxelsize: float =
     drift = (0.04, -0.03)
     wave_amp = sum(w[0] for w in cfg["waves"])
     r_max = min(X, Y) / 2.0 - 5.0 - max(abs(drift[0]), abs(drift[1])) * Z / 2.0 - wave_amp
-    r0 = max(8.0, 0.1 * min(X, Y))
+    r0 = max(8.0, 0.06 * min(X, Y))
     pitch = cfg["pitch"]
     theta0 = 2 * math.pi * 0.25
     theta1 = theta0 + 2 * math.pi * max(0.5, (r_max - r0) / pitch)
@@ -55,9 +55,12 @@ def build_truth(shape, preset: str = "medium", seed: int = 0, voxelsize: float =
 
     def place(n):
         out = []
+        lo, hi = theta0 + 0.5 * math.pi, theta1 - 2.2 * math.pi  # features need the next wrap outward
+        if hi <= lo:
+            return out
         for _ in range(n):
             for _try in range(50):
-                th = float(rng.uniform(theta0 + math.pi, theta1 - 2.5 * math.pi))
+                th = float(rng.uniform(lo, hi))
                 z = float(rng.uniform(0.2 * Z, 0.8 * Z))
                 p = truth.point(th, z)
                 if 10 <= p[0] <= X - 10 and 10 <= p[1] <= Y - 10:

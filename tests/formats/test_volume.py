@@ -1,0 +1,121 @@
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+
+from vcd.errors import FormatError
+from vcd.formats.convert import convert_volume
+from vcd.formats.volume import open_volume, write_ome_zarr
+from vcd.formats.zarr_v2 import create_array, write_array
+from vcd.kernels.sample import sample_dense
+
+
+def make_vol(tmp_path, data=None, **kw):
+    if data is None:
+        data = (np.random.default_rng(0).random((40, 50, 60)) * 255).astype(np.uint8)
+    return write_ome_zarr(tmp_path / "v.zarr", data, 7.91, chunks=(16, 16, 16), **kw), data
+
+
+def test_written_volume_is_vc_compatible_and_zarr_readable(tmp_path):
+    vol, data = make_vol(tmp_path)
+    zarray = json.loads((vol.path / "0" / ".zarray").read_text())
+    assert zarray["dtype"] == "|u1" and zarray["fill_value"] == 0 and zarray["dimension_separator"] == "/"
+    assert zarray["compressor"]["id"] == "blosc" and zarray["order"] == "C"
+    meta = json.loads((vol.path / "meta.json").read_text())
+    assert meta["format"] == "zarr" and (meta["slices"], meta["height"], meta["width"]) == (40, 50, 60)
+    z = zarr.open_group(str(vol.path), mode="r", zarr_format=2)
+    np.testing.assert_array_equal(z["0"][:], data)
+    np.testing.assert_array_equal(vol.levels[0].read_all(), data)
+    assert [l.shape for l in vol.levels] == [(40, 50, 60), (20, 25, 30), (10, 13, 15)]
+
+
+def test_reads_zarr_python_written_arrays(tmp_path):
+    data = (np.random.default_rng(1).random((20, 30, 40)) * 255).astype(np.uint8)
+    root = tmp_path / "ext.zarr"
+    import numcodecs
+    for sep in (".", "/"):
+        shutil.rmtree(root, ignore_errors=True)
+        a = zarr.create_array(str(root / "0"), shape=data.shape, chunks=(8, 8, 8), dtype="u1", zarr_format=2,
+                              compressors=numcodecs.Zlib(), fill_value=0, chunk_key_encoding={"name": "v2", "separator": sep})
+        a[:] = data
+        (root / "meta.json").write_text(json.dumps({"format": "zarr", "voxelsize": 3.24, "type": "vol",
+                                                    "uuid": "e", "name": "e", "width": 40, "height": 30, "slices": 20}))
+        np.testing.assert_array_equal(open_volume(root).levels[0].read_all(), data)
+
+
+def test_trilinear_sampler_dense_and_chunked_agree(tmp_path):
+    vol, data = make_vol(tmp_path)
+    rng = np.random.default_rng(2)
+    pts = rng.random((500, 3)) * [62, 52, 42] - 1  # (x, y, z), some outside
+    s = vol.sampler(cache_bytes=16 * 16 * 16 * 10)
+    got = s.sample(pts)
+    np.testing.assert_allclose(got, sample_dense(data, pts), rtol=1e-5, atol=1e-4)
+    # explicit check at a voxel centre and a midpoint: points are (x, y, z), arrays [z, y, x]
+    assert s.sample(np.array([[5.0, 6.0, 7.0]]))[0] == data[7, 6, 5]
+    mid = s.sample(np.array([[5.5, 6.0, 7.0]]))[0]
+    assert mid == pytest.approx((float(data[7, 6, 5]) + data[7, 6, 6]) / 2, abs=1e-3)
+    assert s.sample(np.array([[-3.0, 1.0, 1.0]]))[0] == 0.0
+
+
+def _break(vol_path, what):
+    zpath = vol_path / "0" / ".zarray"
+    za = json.loads(zpath.read_text())
+    meta = json.loads((vol_path / "meta.json").read_text())
+    if what == "no_meta":
+        (vol_path / "meta.json").unlink()
+    elif what == "no_format":
+        del meta["format"]
+        (vol_path / "meta.json").write_text(json.dumps(meta))
+    elif what == "float":
+        za["dtype"] = "<f4"
+        zpath.write_text(json.dumps(za))
+    elif what == "no_scale0":
+        shutil.move(vol_path / "0", vol_path / "9")
+    elif what == "fill_null":
+        za["fill_value"] = None
+        zpath.write_text(json.dumps(za))
+    elif what == "nested_no_sep":
+        del za["dimension_separator"]
+        zpath.write_text(json.dumps(za))
+    elif what == "4d":
+        za["shape"] = [1] + za["shape"]
+        zpath.write_text(json.dumps(za))
+    elif what == "stray_dir":
+        (vol_path / ".ipynb_checkpoints").mkdir()
+
+
+@pytest.mark.parametrize("what,match", [
+    ("no_meta", "no meta.json"), ("no_format", "format"), ("float", "not uint8 or uint16"),
+    ("no_scale0", "no scale \"0\""), ("fill_null", "fill_value is null"),
+    ("nested_no_sep", "dimension_separator"), ("4d", "3-D"), ("stray_dir", "no .zarray"),
+])
+def test_volume_rejections_name_file_and_fix(tmp_path, what, match):
+    vol, _ = make_vol(tmp_path)
+    _break(vol.path, what)
+    with pytest.raises(FormatError, match=match) as ei:
+        open_volume(vol.path)
+    assert "Fix:" in str(ei.value) and str(vol.path) in str(ei.value)
+
+
+def test_uint16_read_on_the_fly_and_convert(tmp_path, caplog):
+    data16 = (np.random.default_rng(3).random((30, 34, 36)) * 65535).astype(np.uint16)
+    root = tmp_path / "u16.zarr"
+    arr = create_array(root / "0", data16.shape, chunks=(16, 16, 16), dtype="<u2")
+    write_array(arr, data16)
+    (root / "meta.json").write_text(json.dumps({"format": "zarr", "voxelsize": 7.91}))
+    vol = open_volume(root)
+    with caplog.at_level(logging.WARNING):
+        s = vol.sampler()
+        v = s.sample(np.array([[3.0, 4.0, 5.0], [10.0, 11.0, 12.0]]))
+        s.sample(np.array([[1.0, 1.0, 1.0]]))
+    assert list(v) == [data16[5, 4, 3] // 257, data16[12, 11, 10] // 257]
+    assert sum("vcd convert" in r.message for r in caplog.records) == 1  # one warning, pointing to convert
+    out = convert_volume(root, tmp_path / "u8.zarr", algorithm="max", chunks=(16, 16, 16))
+    v8 = open_volume(out)
+    assert v8.dtype == np.uint8 and len(v8.levels) >= 2
+    np.testing.assert_array_equal(v8.levels[0].read_all(), (data16 // 257).astype(np.uint8))
+    np.testing.assert_array_equal(v8.levels[1].read_all()[:2, :2, :2],
+                                  (data16 // 257).astype(np.uint8)[:4, :4, :4].reshape(2, 2, 2, 2, 2, 2).max(axis=(1, 3, 5)))

@@ -1,0 +1,70 @@
+"""``vcd synth``, ``vcd info``, ``vcd convert``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _synth(args) -> int:
+    from ..synth import make_scroll, load_truth
+    out = make_scroll(args.out, shape=tuple(args.shape), preset=args.preset, seed=args.seed,
+                      voxelsize=args.voxelsize, ct=not args.no_ct)
+    t = load_truth(out)
+    print(f"wrote {out}: {args.preset} scroll {tuple(args.shape)} (z, y, x), {t.n_wraps:.1f} wraps, "
+          f"{len(t.holes)} holes, {len(t.bridges)} bridges, {len(t.bumps)} touches")
+    return 0
+
+
+def _info(args) -> int:
+    from ..formats.info import describe
+    info = describe(args.path)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            if isinstance(v, dict):
+                print(f"{k}:")
+                for kk, vv in v.items():
+                    print(f"  {kk}: {vv if not isinstance(vv, dict) else json.dumps(vv)}")
+            else:
+                print(f"{k}: {v}")
+    return 0
+
+
+def _convert(args) -> int:
+    from ..formats.convert import convert_volume
+
+    def progress(f, msg):
+        print(f"\r[{f * 100:5.1f}%] {msg}   ", end="", file=sys.stderr, flush=True)
+    convert_volume(args.src, args.dst, n_bytes=args.bytes, algorithm=args.algorithm, n_levels=args.levels,
+                   voxelsize=args.voxelsize, progress=progress)
+    print(file=sys.stderr)
+    print(f"wrote {args.dst}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("synth", help="make a synthetic scroll volpkg with ground truth")
+    p.add_argument("out", help="output .volpkg directory")
+    p.add_argument("--shape", nargs=3, type=int, default=[384, 384, 384], metavar=("Z", "Y", "X"))
+    p.add_argument("--preset", choices=["easy", "medium", "hard"], default="medium")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--voxelsize", type=float, default=7.91, help="µm per voxel")
+    p.add_argument("--no-ct", action="store_true", help="skip the CT-like volume")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("info", help="summarise a volume, surface or volpkg (exit 1 if malformed)")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("convert", help="uint16/uint8 zarr -> VC3D-ready uint8 OME-Zarr with pyramid")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--bytes", type=int, default=1)
+    p.add_argument("--algorithm", choices=["mean", "max", "nearest"], default="mean",
+                   help="downsampling (use max or nearest for predictions)")
+    p.add_argument("--levels", type=int, default=6)
+    p.add_argument("--voxelsize", type=float, default=None, help="µm per voxel if the input has no meta.json")
+    p.set_defaults(func=_convert)

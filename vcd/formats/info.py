@@ -1,0 +1,60 @@
+"""``vcd info``: a summary of whatever a path is — volume, surface or volpkg."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import FormatError
+from .overlaps import read_overlaps
+from .tifxyz import area_cm2, read_surface
+from .volpkg import list_patches, open_volpkg
+from .volume import open_volume
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """Return a JSON-able summary of ``path``; raises :class:`FormatError` for anything malformed."""
+    path = Path(path)
+    if not path.exists():
+        raise FormatError(path, "does not exist", "check the path")
+    if (path / "config.json").exists():
+        return describe_volpkg(path)
+    if (path / "x.tif").exists() or (path / "meta.json").exists() and not any(
+            (path / d).is_dir() and d.isdigit() for d in os.listdir(path)):
+        return describe_surface(path)
+    return describe_volume(path)
+
+
+def describe_volume(path: Path) -> dict:
+    vol = open_volume(path)
+    return {"kind": "volume", "path": str(path), "voxelsize_um": vol.voxelsize,
+            "shape_zyx": list(vol.shape), "dtype": str(vol.dtype),
+            "levels": [{"shape_zyx": list(l.shape), "chunks_zyx": list(l.chunks), "separator": l.separator}
+                       for l in vol.levels]}
+
+
+def describe_surface(path: Path, voxelsize: float | None = None) -> dict:
+    s = read_surface(path)
+    rows, cols = s.shape
+    area = s.area_vx2()
+    out = {"kind": "surface", "path": str(path), "uuid": s.meta.get("uuid"), "grid_rows_cols": [rows, cols],
+           "scale": list(s.scale), "valid_points": int(s.valid.sum()), "area_vx2": round(area, 1),
+           "bbox": s.bbox(), "source": s.meta.get("source"), "tags": sorted(s.tags),
+           "overlaps": len(read_overlaps(path, strict=True)), "mask": (path / "mask.tif").exists()}
+    if voxelsize is not None:
+        out["area_cm2"] = round(area_cm2(area, voxelsize), 4)
+    elif "area_cm2" in s.meta:
+        out["area_cm2"] = s.meta["area_cm2"]
+    return out
+
+
+def describe_volpkg(path: Path) -> dict:
+    vp = open_volpkg(path)
+    vols = {}
+    for name in vp.volume_names():
+        vols[name] = describe_volume(vp.volumes_dir / name)
+    patches = list_patches(vp.paths_dir)
+    traces = [p.name for p in vp.surface_dirs("paths") + vp.surface_dirs("traces") if p.name.startswith("auto_trace_")]
+    return {"kind": "volpkg", "path": str(path), "name": vp.config.get("name"), "volumes": vols,
+            "patches": len(patches), "traces": len(traces),
+            "patch_area_cm2": round(sum(float(m.get("area_cm2", 0) or 0) for _, m in patches), 4)}
