@@ -103,6 +103,7 @@ def render_volumes(truth: SheetTruth, ct: bool = True, block: int = 32):
                     p[np.minimum(idx[0] + oz, nz - 1), idx[1] + oy, idx[2]] = 255
         pred[z0:z0 + nz] = p
         if ct:
+            d = np.minimum(d, 50.0)
             v = 30.0 + 180.0 * np.exp(-(d * d) / (2 * 1.2 ** 2)) + rng.normal(0, 10, d.shape).astype(np.float32)
             ctv[z0:z0 + nz] = np.clip(v, 0, 255).astype(np.uint8)
     return pred, ctv
