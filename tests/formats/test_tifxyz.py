@@ -101,11 +101,16 @@ def test_reads_vesuvius_style_tiled_lzw(tmp_path):
     pts = (rng.random((300, 280, 3)) * 100 + 1).astype(np.float32)
     for i, c in enumerate("xyz"):
         tifffile.imwrite(d / f"{c}.tif", pts[..., i], tile=(256, 256), compression="lzw")
-    (d / "meta.json").write_text(json.dumps({"format": "tifxyz", "type": "seg", "uuid": "seg",
-                                             "scale": [0.5, 0.25], "bbox": [[0, 0, 0], [1, 1, 1]]}))
+    (d / "meta.json").write_text(json.dumps({"uuid": "seg", "scale": [0.5, 0.25], "type": "seg",
+                                             "format": "tifxyz", "area": 12.5}, indent=2))
     s = read_surface(d)
     np.testing.assert_array_equal(s.points, pts)
-    assert s.scale == (0.5, 0.25)
+    assert s.scale == (0.5, 0.25)  # [x, y] order as in C++
+    keep = np.ones((300, 280), np.uint8) * 255  # vesuvius writer: grid-size tiled LZW uint8 mask
+    keep[:100] = 0
+    tifffile.imwrite(d / "mask.tif", keep, tile=(256, 256), compression="lzw", photometric="minisblack")
+    s = read_surface(d)
+    assert not s.valid[:100].any() and s.valid[100:].all()
 
 
 @pytest.mark.parametrize("problem,match", [
