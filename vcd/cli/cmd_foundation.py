@@ -1,4 +1,4 @@
-"""``vcd synth``, ``vcd info``, ``vcd convert``."""
+"""``vcd synth``, ``vcd info``, ``vcd convert``, ``vcd score``."""
 
 from __future__ import annotations
 
@@ -68,3 +68,30 @@ def register(sub) -> None:
     p.add_argument("--levels", type=int, default=6)
     p.add_argument("--voxelsize", type=float, default=None, help="µm per voxel if the input has no meta.json")
     p.set_defaults(func=_convert)
+
+    _register_score(sub)
+
+
+def _score(args) -> int:
+    from ..formats.tifxyz import read_surface
+    from ..synth import load_truth
+    from ..synth.score import coverage, score_surface
+    truth = load_truth(args.volpkg)
+    grids = []
+    for d in args.surfaces:
+        s = read_surface(d)
+        grids.append(s.points)
+        r = score_surface(s.points, truth)
+        print(f"{d}: valid={r['n_valid']} mean={r['mean_dist']:.3f} p95={r['p95_dist']:.3f} vx "
+              f"jumps={r['jumps']} jump_free={r['jump_free_fraction']:.3f} wraps={r['wraps_covered']:.2f}")
+    if grids:
+        print(f"coverage (true sheet within {args.tol} vx): {coverage(grids, truth, tol=args.tol):.3f}")
+    return 0
+
+
+def _register_score(sub) -> None:
+    p = sub.add_parser("score", help="score surfaces against a synthetic scroll's ground truth")
+    p.add_argument("volpkg", help="synthetic volpkg (has synth_truth.json)")
+    p.add_argument("surfaces", nargs="+", help="tifxyz directories")
+    p.add_argument("--tol", type=float, default=2.0, help="coverage tolerance in voxels")
+    p.set_defaults(func=_score)
