@@ -76,7 +76,13 @@ def coarse_theta(P, bumps, x, y, z):
         if d < best:
             best, best_th = d, th
         th += TWO_PI
-    # also consider the ends of the sheet (clamped)
+    # the two free ends of the sheet (a point beyond an end is closest to the end itself)
+    for k in range(2):
+        te = P[TH0] if k == 0 else P[TH1]
+        ex, ey, _ = sheet_point(P, bumps, te, z)
+        d = math.sqrt((ex - x) ** 2 + (ey - y) ** 2)
+        if d < best:
+            best, best_th = d, te
     return best_th, best
 
 

@@ -1,0 +1,149 @@
+"""Grow one patch: a quad grid, generation by generation, from a seed point on the predicted surface.
+
+Generation ``g`` tries every *fringe* cell (empty, with an on-surface 4-neighbour): the corner is
+initialised by extrapolating its neighbours, refined by a small LM problem
+(:mod:`vcd.kernels.grow`), and kept only if it and its edges stay within ``accept_dist`` voxels of
+the prediction, it stays inside the volume and it does not fold onto the patch. After each
+generation the corners of the last few generations are re-solved (a windowed re-optimisation whose
+cost is proportional to the fringe). Growth ends after ``generations`` or when the fringe is empty.
+
+Grid units: the grid step is ``step_size`` voxels; points are ``(x, y, z)`` voxels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels import grow as K
+from .distance import DistanceField
+
+#: residual weights (spacing, straightness, surface, edge-surface)
+WEIGHTS = np.array([1.0, 0.35, 1.0, 0.5])
+
+
+@dataclass
+class GrowResult:
+    points: np.ndarray       #: float32 [rows, cols, 3] (x, y, z) voxels, -1 invalid, cropped (+2 border)
+    generations: np.ndarray  #: uint16 [rows, cols], generation each corner was added (0 = none/seed)
+    n_corners: int
+    max_gen: int
+    area_vx2: float          #: on-surface quads × step² (VC3D's definition)
+    reason: str              #: why growth stopped
+
+
+def project_to_surface(field: DistanceField, p: np.ndarray, iters: int = 40) -> np.ndarray:
+    """Gradient-descend the distance field from ``p`` (x, y, z) until within 0.5 voxel of the surface."""
+    p = np.asarray(p, dtype=np.float64).copy()
+    field.ensure_around(p[None], 40)
+    for _ in range(iters):
+        d, gx, gy, gz = K.dist_grad(field.pool, field.slots, field.shape, p[0], p[1], p[2])
+        if d <= 0.5:
+            break
+        g = np.array([gx, gy, gz])
+        n = np.linalg.norm(g)
+        if n < 1e-6:
+            break
+        p -= g / n * min(d, 2.0)
+    return p
+
+
+def local_frame(field: DistanceField, p: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two tangents and the normal of the predicted surface near ``p`` (PCA of on-surface voxels)."""
+    r = int(math.ceil(radius))
+    offs = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(np.float64)
+    offs = offs[np.linalg.norm(offs, axis=1) <= radius]
+    pts = np.round(p) + offs
+    d = np.array([K.dist_only(field.pool, field.slots, field.shape, *q) for q in pts])
+    on = pts[d <= 0.5]
+    if len(on) < 6:
+        raise ValueError("too few surface voxels around the seed")
+    cov = np.cov((on - on.mean(0)).T)
+    w, v = np.linalg.eigh(cov)
+    return v[:, 2], v[:, 1], v[:, 0]
+
+
+def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, accept: float = 1.5,
+               rng: np.random.Generator | None = None, progress=None, iters: int = 12) -> GrowResult:
+    """Grow a patch from ``seed_xyz`` (x, y, z voxels); see the module docstring."""
+    rng = rng or np.random.default_rng(0)
+    shape = field.shape
+    p0 = project_to_surface(field, seed_xyz)
+    d0 = K.dist_only(field.pool, field.slots, shape, *p0)
+    if d0 > accept:
+        return GrowResult(np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.uint16), 0, 0, 0.0,
+                          f"no predicted surface within reach of the seed {list(np.round(seed_xyz, 1))}")
+    field.ensure_around(p0[None], 3 * step + 4)
+    try:
+        t1, t2, _n = local_frame(field, p0, max(3.0, min(step, 8.0)))
+    except ValueError as exc:
+        return GrowResult(np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.uint16), 0, 0, 0.0, str(exc))
+    # a random rotation of the in-plane frame makes random seeds independent of axis alignment
+    a = rng.uniform(0, 2 * math.pi)
+    u = math.cos(a) * t1 + math.sin(a) * t2
+    v = np.cross(_n, u)
+    size = 2 * generations + 6
+    pos = np.full((size, size, 3), -1.0)
+    state = np.zeros((size, size), np.int8)
+    gen = np.zeros((size, size), np.uint16)
+    tried = np.full((size, size), -1, np.int64)
+    max_corners = size * size
+    hbits = max(10, int(math.ceil(math.log2(max_corners * 2))))
+    heads = np.full(1 << hbits, -1, np.int64)
+    nxt = np.full(max_corners, -1, np.int64)
+    cell_rc = np.zeros((max_corners, 2), np.int64)
+    count = 0
+    c0 = size // 2
+    J, res = np.empty((64, 3)), np.empty(64)
+    # the seed quad: four corners around p0, each solved onto the surface
+    quad = [(c0, c0, -0.5, -0.5), (c0, c0 + 1, -0.5, 0.5), (c0 + 1, c0, 0.5, -0.5), (c0 + 1, c0 + 1, 0.5, 0.5)]
+    for r, c, a_r, a_c in quad:
+        guess = p0 + a_r * step * v + a_c * step * u
+        p, _ = K.solve_corner(pos, state, r, c, guess, step, WEIGHTS, field.pool, field.slots, shape, J, res, 20)
+        if not (K.inside(p, shape, 0.5) and K.on_surface(pos, state, r, c, p, accept, field.pool, field.slots, shape)):
+            return GrowResult(np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.uint16), 0, 0, 0.0,
+                              "the seed quad does not fit on the predicted surface (too curved or too small "
+                              "for step_size)")
+        pos[r, c] = p
+        state[r, c] = K.ON_SURFACE
+        K.hash_insert(heads, nxt, cell_rc, count, p[0], p[1], p[2], step, r, c)
+        count += 1
+    reason = f"reached generations={generations}"
+    g = 0
+    for g in range(1, generations + 1):
+        cells = K.fringe(state, tried)
+        if len(cells) == 0:
+            reason = "no more surface to grow onto (fringe empty)"
+            g -= 1
+            break
+        nbr = pos[np.clip(cells[:, 0], 1, size - 2), np.clip(cells[:, 1], 1, size - 2)]
+        anchor = []
+        for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            rr, cc = np.clip(cells[:, 0] + dr, 0, size - 1), np.clip(cells[:, 1] + dc, 0, size - 1)
+            ok = state[rr, cc] == K.ON_SURFACE
+            anchor.append(pos[rr[ok], cc[ok]])
+        anchor = np.concatenate(anchor)
+        field.ensure_around(anchor, 2 * step + 2)
+        count = K.grow_generation(pos, state, gen, tried, cells, g, step, WEIGHTS, accept, field.pool,
+                                  field.slots, shape, heads, nxt, cell_rc, count, iters)
+        K.refine_recent(pos, state, gen, max(1, g - 2), step, WEIGHTS, accept, field.pool, field.slots, shape, 6)
+        if progress is not None:
+            progress(g / max(generations, 1), f"generation {g}: {int((state == K.ON_SURFACE).sum())} corners")
+        # grid nearly full: stop before hitting the array border
+        rows = np.nonzero((state == K.ON_SURFACE).any(1))[0]
+        cols = np.nonzero((state == K.ON_SURFACE).any(0))[0]
+        if rows[0] < 3 or cols[0] < 3 or rows[-1] > size - 4 or cols[-1] > size - 4:
+            reason = "grid full"
+            break
+    on = state == K.ON_SURFACE
+    rows = np.nonzero(on.any(1))[0]
+    cols = np.nonzero(on.any(0))[0]
+    r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, size)
+    c0_, c1 = max(cols[0] - 2, 0), min(cols[-1] + 3, size)
+    pts = np.where(on[..., None], pos, -1.0)[r0:r1, c0_:c1].astype(np.float32)
+    gens = np.where(on, gen, 0)[r0:r1, c0_:c1].astype(np.uint16)
+    onc = on[r0:r1, c0_:c1]
+    quads = onc[:-1, :-1] & onc[1:, :-1] & onc[:-1, 1:] & onc[1:, 1:]
+    return GrowResult(pts, gens, int(onc.sum()), int(g), float(quads.sum() * step * step), reason)

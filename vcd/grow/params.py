@@ -1,0 +1,64 @@
+"""``GrowParams``: the params JSON of ``vc_grow_seg_from_seed`` — VC3D's keys and defaults.
+
+Extra vcd keys (ignored by VC3D, harmless in its JSON): ``seed`` (RNG seed for reproducible random
+seeding/expansion; None = from the clock), ``accept_dist`` (voxels a corner and its edges may be
+from the predicted surface), ``threshold`` (prediction value counted as surface, 170 as VC3D),
+``max_tries`` (random seed attempts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from ..errors import InputError
+
+
+@dataclass
+class GrowParams:
+    mode: str = "seed"                 #: seed (random or explicit), expansion, (resume not supported)
+    cache_root: str = ""               #: distance-field cache directory (required by VC3D; default <volpkg>/.vcd/cache)
+    generations: int = 100             #: growth rings; patch radius ≈ generations × step_size voxels
+    step_size: float = 20.0            #: grid spacing in voxels
+    min_area_cm: float = 0.3           #: patches smaller than this (cm²) are not written
+    thread_limit: int = 0              #: numba threads (0 = all cores)
+    cache_size: float = 1e9            #: bytes of distance chunks kept in memory
+    tgt_overlap_count: int = 20        #: expansion: stop when points are covered this many times
+    search_effort: int = 10            #: attempts in point searches
+    direction_fields: list = field(default_factory=list)  #: accepted for compatibility; unused
+    seed: int | None = None            #: vcd: RNG seed (reproducible runs)
+    accept_dist: float = 1.5           #: vcd: max distance (voxels) of a corner/edge to the prediction
+    threshold: int = 170               #: vcd: prediction value counted as surface
+    max_tries: int = 1000              #: vcd: random seed attempts
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "params") -> "GrowParams":
+        """Build from a params JSON object; unknown keys are kept out, wrong types raise InputError."""
+        if not isinstance(d, dict):
+            raise InputError(source, "params must be a JSON object", "write {\"mode\": \"seed\", ...}")
+        kw = {}
+        for f in fields(cls):
+            if f.name not in d or d[f.name] is None and f.name != "seed":
+                continue
+            v = d[f.name]
+            try:
+                if f.type in ("int", "int | None"):
+                    if isinstance(v, bool) or float(v) != int(float(v)):
+                        raise ValueError
+                    v = int(float(v))
+                elif f.type == "float":
+                    v = float(v)
+                elif f.type == "str":
+                    v = str(v)
+            except (TypeError, ValueError):
+                raise InputError(source, f"param {f.name!r} has invalid value {v!r}",
+                                 f"use a {f.type} like the default {getattr(cls(), f.name)!r}") from None
+            kw[f.name] = v
+        p = cls(**kw)
+        if p.mode not in ("seed", "expansion", "random_seed", "explicit_seed"):
+            raise InputError(source, f"mode {p.mode!r} is not supported", "use \"seed\" or \"expansion\"")
+        if p.step_size <= 0 or p.generations < 0:
+            raise InputError(source, "step_size must be > 0 and generations >= 0", "fix the params")
+        return p
+
+    def to_dict(self) -> dict:
+        return asdict(self)

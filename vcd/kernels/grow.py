@@ -1,0 +1,442 @@
+r"""Numba kernels of the patch grower: field sampling, per-corner Levenberg–Marquardt, acceptance.
+
+**Field.** ``dist_grad(F, x, y, z)`` samples the chunked uint8 distance field (1/8 voxel units)
+trilinearly and returns the distance in voxels and its analytic gradient. Unloaded chunks and
+anything outside the volume read as *far* (31.9 voxels), so nothing grows there.
+
+**Corner problem.** A new grid corner ``p`` (3 unknowns, (x, y, z) voxels) minimises
+:math:`\tfrac12\sum_i r_i(p)^2` with residuals (``s`` = step in voxels, ``q`` = valid neighbours):
+
+- spacing, 8-neighbourhood: :math:`w_d(\lVert p-q\rVert - s\,\ell)`, :math:`\ell = 1` or :math:`\sqrt2`;
+- straightness: :math:`w_s(p - 2q_1 + q_2)/1` for a line ``p, q1, q2`` and :math:`w_s(p - (a+b)/2)`
+  when ``p`` sits between ``a`` and ``b``;
+- surface: :math:`w_f D(p)` and :math:`w_e D(q + t(p-q))` for ``t`` in {1/4, 1/2, 3/4} along each
+  edge to a 4-neighbour.
+
+Jacobians are analytic (:math:`\partial\lVert p-q\rVert/\partial p = (p-q)/\lVert p-q\rVert`,
+:math:`\partial D(q+t(p-q))/\partial p = t\nabla D`). LM solves
+:math:`(J^TJ + \lambda\,\mathrm{diag}(J^TJ))\delta = -J^Tr` in closed form (3×3).
+
+**Acceptance.** A corner is on the surface if ``D <= accept`` at the corner and at 1-voxel steps
+along every edge to a valid 4-neighbour (an edge that crosses the gap between two wraps fails),
+and no non-neighbouring corner of the patch lies within ``step/2`` (no fold-over). A spatial hash
+of corner positions makes the fold test O(1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+UNITS = 8.0
+FAR = 255.0
+
+# state of a grid cell
+EMPTY, ON_SURFACE, FAILED = 0, 1, 2
+
+
+@nb.njit(cache=True, inline="always")
+def _vox(pool, slots, shape, iz, iy, ix):
+    if iz < 0 or iy < 0 or ix < 0 or iz >= shape[0] or iy >= shape[1] or ix >= shape[2]:
+        return FAR
+    s = slots[iz >> 6, iy >> 6, ix >> 6]
+    if s < 0:
+        return FAR
+    return float(pool[s, iz & 63, iy & 63, ix & 63])
+
+
+@nb.njit(cache=True)
+def dist_grad(pool, slots, shape, x, y, z):
+    """Distance to the surface (voxels) at ``(x, y, z)`` and its gradient (d/dx, d/dy, d/dz)."""
+    fx, fy, fz = math.floor(x), math.floor(y), math.floor(z)
+    ix, iy, iz = int(fx), int(fy), int(fz)
+    dx, dy, dz = x - fx, y - fy, z - fz
+    c000 = _vox(pool, slots, shape, iz, iy, ix)
+    c001 = _vox(pool, slots, shape, iz, iy, ix + 1)
+    c010 = _vox(pool, slots, shape, iz, iy + 1, ix)
+    c011 = _vox(pool, slots, shape, iz, iy + 1, ix + 1)
+    c100 = _vox(pool, slots, shape, iz + 1, iy, ix)
+    c101 = _vox(pool, slots, shape, iz + 1, iy, ix + 1)
+    c110 = _vox(pool, slots, shape, iz + 1, iy + 1, ix)
+    c111 = _vox(pool, slots, shape, iz + 1, iy + 1, ix + 1)
+    c00 = c000 + (c001 - c000) * dx
+    c01 = c010 + (c011 - c010) * dx
+    c10 = c100 + (c101 - c100) * dx
+    c11 = c110 + (c111 - c110) * dx
+    c0 = c00 + (c01 - c00) * dy
+    c1 = c10 + (c11 - c10) * dy
+    v = c0 + (c1 - c0) * dz
+    gz = c1 - c0
+    gy = (c01 - c00) * (1 - dz) + (c11 - c10) * dz
+    gx = ((c001 - c000) * (1 - dy) + (c011 - c010) * dy) * (1 - dz) + \
+         ((c101 - c100) * (1 - dy) + (c111 - c110) * dy) * dz
+    return v / UNITS, gx / UNITS, gy / UNITS, gz / UNITS
+
+
+@nb.njit(cache=True)
+def dist_only(pool, slots, shape, x, y, z):
+    v, _, _, _ = dist_grad(pool, slots, shape, x, y, z)
+    return v
+
+
+# ---------------------------------------------------------------------------------- residuals
+@nb.njit(cache=True, inline="always")
+def solve3(a, b, c, d, e, f, u, v, w):
+    """Solve the symmetric system [[a,b,c],[b,d,e],[c,e,f]] x = (u, v, w) by Cramer's rule."""
+    det = a * (d * f - e * e) - b * (b * f - c * e) + c * (b * e - c * d)
+    if abs(det) < 1e-18:
+        return False, 0.0, 0.0, 0.0
+    x = (u * (d * f - e * e) - b * (v * f - e * w) + c * (v * e - d * w)) / det
+    y = (a * (v * f - e * w) - u * (b * f - c * e) + c * (b * w - v * c)) / det
+    z = (a * (d * w - v * e) - b * (b * w - v * c) + u * (b * e - c * d)) / det
+    return True, x, y, z
+
+
+@nb.njit(cache=True)
+def _residuals(pos, state, r, c, p, step, w, pool, slots, shape, J, res):
+    """Fill ``res``/``J`` for corner (r, c) at ``p``; returns the number of residuals.
+
+    ``w`` = (w_spacing, w_straight, w_surface, w_edge)."""
+    R, C = state.shape
+    n = 0
+    # spacing to the 8 neighbours
+    for dr in range(-1, 2):
+        for dc in range(-1, 2):
+            if dr == 0 and dc == 0:
+                continue
+            rr, cc = r + dr, c + dc
+            if rr < 0 or cc < 0 or rr >= R or cc >= C or state[rr, cc] != ON_SURFACE:
+                continue
+            ex = p[0] - pos[rr, cc, 0]
+            ey = p[1] - pos[rr, cc, 1]
+            ez = p[2] - pos[rr, cc, 2]
+            L = math.sqrt(ex * ex + ey * ey + ez * ez) + 1e-9
+            tgt = step * (1.4142135623730951 if dr != 0 and dc != 0 else 1.0)
+            res[n] = w[0] * (L - tgt)
+            J[n, 0] = w[0] * ex / L
+            J[n, 1] = w[0] * ey / L
+            J[n, 2] = w[0] * ez / L
+            n += 1
+    # straightness
+    for k in range(4):
+        dr = (1, -1, 0, 0)[k]
+        dc = (0, 0, 1, -1)[k]
+        r1, c1, r2, c2 = r + dr, c + dc, r + 2 * dr, c + 2 * dc
+        if 0 <= r2 < R and 0 <= c2 < C and state[r1, c1] == ON_SURFACE and state[r2, c2] == ON_SURFACE:
+            for a in range(3):
+                res[n] = w[1] * (p[a] - 2 * pos[r1, c1, a] + pos[r2, c2, a])
+                J[n, 0] = 0.0
+                J[n, 1] = 0.0
+                J[n, 2] = 0.0
+                J[n, a] = w[1]
+                n += 1
+    for k in range(2):
+        dr = (1, 0)[k]
+        dc = (0, 1)[k]
+        ra, ca, rb, cb = r + dr, c + dc, r - dr, c - dc
+        if 0 <= ra < R and 0 <= ca < C and 0 <= rb < R and 0 <= cb < C and \
+                state[ra, ca] == ON_SURFACE and state[rb, cb] == ON_SURFACE:
+            for a in range(3):
+                res[n] = w[1] * (p[a] - 0.5 * (pos[ra, ca, a] + pos[rb, cb, a]))
+                J[n, 0] = 0.0
+                J[n, 1] = 0.0
+                J[n, 2] = 0.0
+                J[n, a] = w[1]
+                n += 1
+    # surface at the corner
+    v, gx, gy, gz = dist_grad(pool, slots, shape, p[0], p[1], p[2])
+    res[n] = w[2] * v
+    J[n, 0] = w[2] * gx
+    J[n, 1] = w[2] * gy
+    J[n, 2] = w[2] * gz
+    n += 1
+    # surface along edges to 4-neighbours
+    for k in range(4):
+        rr = r + (1, -1, 0, 0)[k]
+        cc = c + (0, 0, 1, -1)[k]
+        if rr < 0 or cc < 0 or rr >= R or cc >= C or state[rr, cc] != ON_SURFACE:
+            continue
+        for ti in range(3):
+            t = 0.25 * (ti + 1)
+            qx = pos[rr, cc, 0] + t * (p[0] - pos[rr, cc, 0])
+            qy = pos[rr, cc, 1] + t * (p[1] - pos[rr, cc, 1])
+            qz = pos[rr, cc, 2] + t * (p[2] - pos[rr, cc, 2])
+            v, gx, gy, gz = dist_grad(pool, slots, shape, qx, qy, qz)
+            res[n] = w[3] * v
+            J[n, 0] = w[3] * t * gx
+            J[n, 1] = w[3] * t * gy
+            J[n, 2] = w[3] * t * gz
+            n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def solve_corner(pos, state, r, c, p0, step, w, pool, slots, shape, J, res, iters):
+    """Levenberg–Marquardt on one corner from ``p0``; returns (p, cost = ½Σr²)."""
+    p = p0.copy()
+    n = _residuals(pos, state, r, c, p, step, w, pool, slots, shape, J, res)
+    cost = 0.0
+    for i in range(n):
+        cost += res[i] * res[i]
+    cost *= 0.5
+    lam = 1e-3
+    trial = np.empty(3)
+    for _ in range(iters):
+        # normal equations
+        a00 = a01 = a02 = a11 = a12 = a22 = 0.0
+        g0 = g1 = g2 = 0.0
+        for i in range(n):
+            j0, j1, j2, ri = J[i, 0], J[i, 1], J[i, 2], res[i]
+            a00 += j0 * j0
+            a01 += j0 * j1
+            a02 += j0 * j2
+            a11 += j1 * j1
+            a12 += j1 * j2
+            a22 += j2 * j2
+            g0 += j0 * ri
+            g1 += j1 * ri
+            g2 += j2 * ri
+        improved = False
+        for _inner in range(8):
+            b00 = a00 * (1 + lam) + 1e-9
+            b11 = a11 * (1 + lam) + 1e-9
+            b22 = a22 * (1 + lam) + 1e-9
+            ok, d0, d1, d2 = solve3(b00, a01, a02, b11, a12, b22, -g0, -g1, -g2)
+            if not ok:
+                lam *= 10
+                continue
+            # limit the step to half a grid step
+            L = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+            if L > 0.5 * step:
+                s = 0.5 * step / L
+                d0 *= s
+                d1 *= s
+                d2 *= s
+            trial[0] = p[0] + d0
+            trial[1] = p[1] + d1
+            trial[2] = p[2] + d2
+            m = _residuals(pos, state, r, c, trial, step, w, pool, slots, shape, J, res)
+            tc = 0.0
+            for i in range(m):
+                tc += res[i] * res[i]
+            tc *= 0.5
+            if tc < cost:
+                p[0], p[1], p[2] = trial[0], trial[1], trial[2]
+                cost = tc
+                n = m
+                lam = max(lam / 3.0, 1e-7)
+                improved = True
+                break
+            lam *= 4.0
+        if not improved:
+            n = _residuals(pos, state, r, c, p, step, w, pool, slots, shape, J, res)
+            break
+        if L < 1e-4:
+            break
+    n = _residuals(pos, state, r, c, p, step, w, pool, slots, shape, J, res)
+    return p, cost
+
+
+# ---------------------------------------------------------------------------------- spatial hash
+@nb.njit(cache=True, inline="always")
+def _hkey(ix, iy, iz, mask):
+    h = (ix * 73856093) ^ (iy * 19349663) ^ (iz * 83492791)
+    return h & mask
+
+
+@nb.njit(cache=True)
+def hash_insert(heads, nxt, cell_rc, idx, x, y, z, cell, r, c):
+    """Insert corner (r, c) at (x, y, z) into the hash with bucket size ``cell`` voxels."""
+    k = _hkey(int(math.floor(x / cell)), int(math.floor(y / cell)), int(math.floor(z / cell)), heads.shape[0] - 1)
+    nxt[idx] = heads[k]
+    heads[k] = idx
+    cell_rc[idx, 0] = r
+    cell_rc[idx, 1] = c
+
+
+@nb.njit(cache=True)
+def folds(pos, state, heads, nxt, cell_rc, r, c, p, cell, min_dist, min_grid):
+    """True if a valid corner at Chebyshev grid distance ≥ ``min_grid`` lies within ``min_dist`` of p."""
+    bx, by, bz = int(math.floor(p[0] / cell)), int(math.floor(p[1] / cell)), int(math.floor(p[2] / cell))
+    md2 = min_dist * min_dist
+    for ox in range(-1, 2):
+        for oy in range(-1, 2):
+            for oz in range(-1, 2):
+                i = heads[_hkey(bx + ox, by + oy, bz + oz, heads.shape[0] - 1)]
+                while i >= 0:
+                    rr, cc = cell_rc[i, 0], cell_rc[i, 1]
+                    if state[rr, cc] == ON_SURFACE and max(abs(rr - r), abs(cc - c)) >= min_grid:
+                        d2 = (pos[rr, cc, 0] - p[0]) ** 2 + (pos[rr, cc, 1] - p[1]) ** 2 + (pos[rr, cc, 2] - p[2]) ** 2
+                        if d2 < md2:
+                            return True
+                    i = nxt[i]
+    return False
+
+
+# ---------------------------------------------------------------------------------- acceptance
+@nb.njit(cache=True)
+def on_surface(pos, state, r, c, p, accept, pool, slots, shape):
+    """Corner and every edge to a valid 4-neighbour within ``accept`` voxels of the surface?"""
+    if dist_only(pool, slots, shape, p[0], p[1], p[2]) > accept:
+        return False
+    R, C = state.shape
+    for k in range(4):
+        rr = r + (1, -1, 0, 0)[k]
+        cc = c + (0, 0, 1, -1)[k]
+        if rr < 0 or cc < 0 or rr >= R or cc >= C or state[rr, cc] != ON_SURFACE:
+            continue
+        ex = p[0] - pos[rr, cc, 0]
+        ey = p[1] - pos[rr, cc, 1]
+        ez = p[2] - pos[rr, cc, 2]
+        L = math.sqrt(ex * ex + ey * ey + ez * ez)
+        ns = int(L) + 1
+        for s in range(1, ns):
+            t = s / ns
+            if dist_only(pool, slots, shape, pos[rr, cc, 0] + t * ex, pos[rr, cc, 1] + t * ey,
+                         pos[rr, cc, 2] + t * ez) > accept:
+                return False
+    return True
+
+
+@nb.njit(cache=True)
+def inside(p, shape, margin):
+    return margin <= p[0] <= shape[2] - 1 - margin and margin <= p[1] <= shape[1] - 1 - margin and \
+        margin <= p[2] <= shape[0] - 1 - margin
+
+
+# ---------------------------------------------------------------------------------- growth
+@nb.njit(cache=True)
+def _initial_guess(pos, state, r, c, out):
+    """Average of line extrapolations ``2q1 - q2`` and parallelograms ``q1 + (k - m)``; False if none."""
+    R, C = state.shape
+    cnt = 0
+    out[0] = 0.0
+    out[1] = 0.0
+    out[2] = 0.0
+    for k in range(4):
+        dr = (1, -1, 0, 0)[k]
+        dc = (0, 0, 1, -1)[k]
+        r1, c1 = r + dr, c + dc
+        if not (0 <= r1 < R and 0 <= c1 < C) or state[r1, c1] != ON_SURFACE:
+            continue
+        r2, c2 = r1 + dr, c1 + dc
+        if 0 <= r2 < R and 0 <= c2 < C and state[r2, c2] == ON_SURFACE:
+            for a in range(3):
+                out[a] += 2 * pos[r1, c1, a] - pos[r2, c2, a]
+            cnt += 1
+        # parallelograms: m = q1 + e, k = m - d  (e perpendicular to d)
+        for s in range(2):
+            er = dc * (1 if s == 0 else -1)
+            ec = dr * (1 if s == 0 else -1)
+            rm, cm = r1 + er, c1 + ec
+            rk, ck = rm - dr, cm - dc
+            if 0 <= rm < R and 0 <= cm < C and 0 <= rk < R and 0 <= ck < C and \
+                    state[rm, cm] == ON_SURFACE and state[rk, ck] == ON_SURFACE:
+                for a in range(3):
+                    out[a] += pos[r1, c1, a] + pos[rk, ck, a] - pos[rm, cm, a]
+                cnt += 1
+    if cnt == 0:
+        return False
+    for a in range(3):
+        out[a] /= cnt
+    return True
+
+
+@nb.njit(cache=True)
+def count_valid_nbrs(state, r, c):
+    R, C = state.shape
+    n = 0
+    for dr in range(-1, 2):
+        for dc in range(-1, 2):
+            if (dr != 0 or dc != 0) and 0 <= r + dr < R and 0 <= c + dc < C and state[r + dr, c + dc] == ON_SURFACE:
+                n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def fringe(state, tried_nbrs):
+    """Empty or failed cells with a 4-neighbour on the surface, whose neighbour count grew since the
+    last failed attempt. Returns an (N, 2) array of (row, col)."""
+    R, C = state.shape
+    out = np.empty((R * C, 2), dtype=np.int64)
+    n = 0
+    for r in range(R):
+        for c in range(C):
+            if state[r, c] == ON_SURFACE:
+                continue
+            has4 = False
+            for k in range(4):
+                rr = r + (1, -1, 0, 0)[k]
+                cc = c + (0, 0, 1, -1)[k]
+                if 0 <= rr < R and 0 <= cc < C and state[rr, cc] == ON_SURFACE:
+                    has4 = True
+            if has4 and count_valid_nbrs(state, r, c) > tried_nbrs[r, c]:
+                out[n, 0] = r
+                out[n, 1] = c
+                n += 1
+    return out[:n]
+
+
+@nb.njit(cache=True)
+def grow_generation(pos, state, gen, tried_nbrs, cells, g, step, w, accept, pool, slots, shape,
+                    heads, nxt, cell_rc, count, iters):
+    """Try every fringe cell once; returns the new corner count (index into the hash arrays)."""
+    J = np.empty((64, 3))
+    res = np.empty(64)
+    guess = np.empty(3)
+    for i in range(cells.shape[0]):
+        r, c = cells[i, 0], cells[i, 1]
+        if state[r, c] == ON_SURFACE:
+            continue
+        nb_count = count_valid_nbrs(state, r, c)
+        if not _initial_guess(pos, state, r, c, guess):
+            continue
+        p, cost = solve_corner(pos, state, r, c, guess, step, w, pool, slots, shape, J, res, iters)
+        ok = inside(p, shape, 0.5) and on_surface(pos, state, r, c, p, accept, pool, slots, shape)
+        if ok and folds(pos, state, heads, nxt, cell_rc, r, c, p, step, 0.5 * step, 3):
+            ok = False
+        if ok:
+            # spacing sanity: no edge stretched/compressed by more than 50 %
+            for k in range(4):
+                rr = r + (1, -1, 0, 0)[k]
+                cc = c + (0, 0, 1, -1)[k]
+                if 0 <= rr < state.shape[0] and 0 <= cc < state.shape[1] and state[rr, cc] == ON_SURFACE:
+                    L = math.sqrt((p[0] - pos[rr, cc, 0]) ** 2 + (p[1] - pos[rr, cc, 1]) ** 2 +
+                                  (p[2] - pos[rr, cc, 2]) ** 2)
+                    if L < 0.5 * step or L > 1.5 * step:
+                        ok = False
+        if ok:
+            pos[r, c, 0], pos[r, c, 1], pos[r, c, 2] = p[0], p[1], p[2]
+            state[r, c] = ON_SURFACE
+            gen[r, c] = g
+            if count < nxt.shape[0]:
+                hash_insert(heads, nxt, cell_rc, count, p[0], p[1], p[2], step, r, c)
+                count += 1
+        else:
+            state[r, c] = FAILED
+            tried_nbrs[r, c] = nb_count
+    return count
+
+
+@nb.njit(cache=True)
+def refine_recent(pos, state, gen, g_min, step, w, accept, pool, slots, shape, iters):
+    """One Gauss–Seidel sweep re-solving corners added since generation ``g_min`` (neighbours
+    fixed); a new position is kept only if it still passes the surface test."""
+    J = np.empty((64, 3))
+    res = np.empty(64)
+    R, C = state.shape
+    moved = 0
+    for r in range(R):
+        for c in range(C):
+            if state[r, c] != ON_SURFACE or gen[r, c] < g_min:
+                continue
+            p0 = pos[r, c].copy()
+            state[r, c] = EMPTY  # exclude itself from its own residuals
+            p, cost = solve_corner(pos, state, r, c, p0, step, w, pool, slots, shape, J, res, iters)
+            if inside(p, shape, 0.5) and on_surface(pos, state, r, c, p, accept, pool, slots, shape):
+                pos[r, c, 0], pos[r, c, 1], pos[r, c, 2] = p[0], p[1], p[2]
+                moved += 1
+            state[r, c] = ON_SURFACE
+    return moved
