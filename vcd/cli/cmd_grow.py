@@ -1,0 +1,53 @@
+"""``vcd grow VOLUME PATHS PARAMS.json [X Y Z]`` and ``vcd seg-add-overlap TGT_DIR SEGMENT_DIR``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+from ..formats.jsonio import read_json
+
+
+def _grow(args) -> int:
+    from ..jobs import JobContext
+    from ..jobs._grow_common import run_grow_job
+    params = read_json(args.params, "params JSON")
+    if not isinstance(params, dict):
+        raise InputError(args.params, "params must be a JSON object", "write {\"mode\": \"seed\", ...}")
+    seed = None
+    if args.xyz:
+        if len(args.xyz) != 3:
+            raise InputError(None, "give the seed as three numbers X Y Z", "e.g. vcd grow vol paths p.json 100 120 64")
+        seed = [float(v) for v in args.xyz]
+    mode = "expansion" if params.get("mode") == "expansion" and seed is None else "seed"
+    job = dict(params, volume=args.volume, paths=args.paths)
+    if seed is not None:
+        job["seed_point"] = seed
+    res = run_grow_job(job, JobContext(), mode)
+    if res.get("written"):
+        print(f"wrote {Path(args.paths) / res['written']} ({res['area_cm2']:.4f} cm², {res['corners']} corners)")
+        return 0
+    print(f"nothing written: {res['reason']}", file=sys.stderr)
+    return 0
+
+
+def _add_overlap(args) -> int:
+    from ..grow.linking import link_new_patch
+    seg = Path(args.segment)
+    linked = link_new_patch(args.tgt_dir, seg.name)
+    print(f"{seg.name}: {len(linked)} overlaps" + (f" ({', '.join(linked)})" if linked else ""))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("grow", help="grow a patch (vc_grow_seg_from_seed): VOLUME PATHS PARAMS.json [X Y Z]")
+    p.add_argument("volume", help="surface-prediction volume (.zarr)")
+    p.add_argument("paths", help="output directory (the volpkg's paths/)")
+    p.add_argument("params", help="params JSON (VC3D keys: mode, generations, step_size, min_area_cm, ...)")
+    p.add_argument("xyz", nargs="*", help="explicit seed X Y Z (level-0 voxels)")
+    p.set_defaults(func=_grow)
+    p = sub.add_parser("seg-add-overlap", help="link a segment to overlapping patches (vc_seg_add_overlap)")
+    p.add_argument("tgt_dir")
+    p.add_argument("segment")
+    p.set_defaults(func=_add_overlap)

@@ -1,0 +1,115 @@
+"""One ``vc_grow_seg_from_seed`` run: choose the start, grow, write ``auto_grown_<ts>``, link.
+
+Library entry point shared by the ``vcd grow`` command and the ``seed`` / ``expand`` job kinds.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError
+from ..formats.tifxyz import area_cm2, timestamp_name, write_surface
+from ..formats.volume import open_volume
+from .distance import DistanceField
+from .grower import grow_patch
+from .params import GrowParams
+from .seeding import expansion_start, random_seed_point
+
+
+def default_cache_root(paths_dir: Path) -> Path:
+    """``<volpkg>/.vcd/cache`` when ``paths_dir`` is in a volpkg, else ``<paths>/../.vcd-cache``."""
+    vp = paths_dir.parent
+    return vp / ".vcd" / "cache" if (vp / "config.json").exists() else vp / ".vcd-cache"
+
+
+def unique_name(paths_dir: Path, prefix: str) -> str:
+    """``<prefix><17-digit ts>``, bumped by 1 ms until unused (parallel writers never collide on rename)."""
+    when = _dt.datetime.now()
+    while True:
+        name = timestamp_name(prefix, when)
+        if not (paths_dir / name).exists():
+            return name
+        when += _dt.timedelta(milliseconds=1)
+
+
+def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowParams,
+             seed_point=None, progress=None, warn=None, params_raw: dict | None = None) -> dict:
+    """Grow one patch. Returns ``{"written": name or None, "reason": str, "area_cm2": float, ...}``.
+
+    Raises :class:`InputError` for unusable input (missing volume, seed outside the volume,
+    unwritable PATHS)."""
+    t0 = time.perf_counter()
+    warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
+    paths = Path(paths)
+    vol = open_volume(volume)
+    if not paths.is_dir():
+        raise InputError(paths, "PATHS directory does not exist", "create it or pass the volpkg's paths/ directory")
+    if not os.access(paths, os.W_OK):
+        raise InputError(paths, "PATHS directory is not writable", "fix its permissions or choose another directory")
+    level0 = vol.levels[0]
+    cache_root = Path(params.cache_root) if params.cache_root else default_cache_root(paths)
+    field = DistanceField(level0, params.threshold, cache_root, params.cache_size)
+    rng = np.random.default_rng(params.seed)
+    pred = vol.sampler(cache_bytes=min(params.cache_size, 2e8))
+    mode = params.mode
+    source_patch, seed_overlap = None, None
+    if seed_point is not None:
+        p = np.asarray(seed_point, dtype=np.float64)
+        z, y, x = vol.shape
+        if not (0 <= p[0] < x and 0 <= p[1] < y and 0 <= p[2] < z):
+            raise InputError(None, f"seed {list(p)} is outside the volume (x < {x}, y < {y}, z < {z})",
+                             "give X Y Z in level-0 voxels inside the volume")
+        vc_mode = "explicit_seed"
+    elif mode == "expansion":
+        start = expansion_start(paths, pred, rng, params.tgt_overlap_count)
+        if start is None:
+            return {"written": None, "reason": "collection saturated: no patch point is covered by fewer than "
+                    f"tgt_overlap_count-1 = {params.tgt_overlap_count - 1} patches (or no patches yet)"}
+        p, source_patch, seed_overlap = start
+        vc_mode = "expansion"
+    else:
+        p = random_seed_point(pred, rng, paths, params.max_tries)
+        if p is None:
+            return {"written": None, "reason": f"no uncovered predicted surface found in {params.max_tries} "
+                    "random probes"}
+        vc_mode = "random_seed"
+    result = grow_patch(field, p, float(params.step_size), int(params.generations), params.accept_dist, rng,
+                        progress)
+    if result.n_corners == 0:
+        if vc_mode == "explicit_seed":
+            raise InputError(None, f"nothing grown: {result.reason}",
+                             "seed on a predicted surface voxel (value >= 170)")
+        return {"written": None, "reason": result.reason}
+    voxelsize = vol.voxelsize
+    cm2 = area_cm2(result.area_vx2, voxelsize)
+    if cm2 < params.min_area_cm:
+        return {"written": None, "area_cm2": cm2,
+                "reason": f"patch of {cm2:.4f} cm² is under min_area_cm={params.min_area_cm} ({result.reason}); "
+                          "nothing written — lower min_area_cm to keep small patches"}
+    name = unique_name(paths, "auto_grown_")
+    elapsed = time.perf_counter() - t0
+    meta = {
+        "area_vx2": result.area_vx2, "area_cm2": cm2, "max_gen": result.max_gen,
+        "seed": [float(v) for v in p], "elapsed_time_s": elapsed, "source": "vcd_grow",
+        "vc_gsfs_params": params_raw if params_raw is not None else params.to_dict(),
+        "vc_gsfs_mode": vc_mode, "vc_gsfs_version": f"vcd-{__version__}", "scale": [1.0 / params.step_size] * 2,
+        "vcd_stop_reason": result.reason,
+    }
+    if seed_overlap is not None:
+        meta["seed_overlap"] = int(seed_overlap)
+    write_surface(paths / name, result.points, meta, channels={"generations": result.generations})
+    out = {"written": name, "area_cm2": cm2, "area_vx2": result.area_vx2, "corners": result.n_corners,
+           "mode": vc_mode, "reason": result.reason, "elapsed_s": elapsed,
+           "distance_chunks_computed": field.computed}
+    if vc_mode == "expansion":
+        from .linking import link_new_patch
+        out["linked"] = link_new_patch(paths, name, params.search_effort, also=[source_patch], warn=warn)
+        out["source_patch"] = source_patch
+    return out
