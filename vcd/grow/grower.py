@@ -3,7 +3,8 @@
 Generation ``g`` tries every *fringe* cell (empty, with an on-surface 4-neighbour): the corner is
 initialised by extrapolating its neighbours, refined by a small LM problem
 (:mod:`vcd.kernels.grow`), and kept only if it and its edges stay within ``accept_dist`` voxels of
-the prediction, it stays inside the volume and it does not fold onto the patch. After each
+the prediction, it stays inside the volume, it does not fold onto the patch, and no other sheet
+lies within ``sheet_gap`` voxels along its normal (where wraps touch, a patch grows around). After each
 generation the corners of the last few generations are re-solved (a windowed re-optimisation whose
 cost is proportional to the fringe). Growth ends after ``generations`` or when the fringe is empty.
 
@@ -66,7 +67,8 @@ def local_frame(field: DistanceField, p: np.ndarray, radius: float) -> tuple[np.
 
 
 def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, accept: float = 1.5,
-               rng: np.random.Generator | None = None, progress=None, iters: int = 12) -> GrowResult:
+               rng: np.random.Generator | None = None, progress=None, iters: int = 12,
+               sheet_gap: float = 5.5) -> GrowResult:
     """Grow a patch from ``seed_xyz`` (x, y, z voxels); see the module docstring."""
     rng = rng or np.random.default_rng(0)
     shape = field.shape
@@ -84,7 +86,7 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     a = rng.uniform(0, 2 * math.pi)
     u = math.cos(a) * t1 + math.sin(a) * t2
     v = np.cross(_n, u)
-    size = 2 * generations + 6
+    size = 2 * generations + 12
     pos = np.full((size, size, 3), -1.0)
     state = np.zeros((size, size), np.int8)
     gen = np.zeros((size, size), np.uint16)
@@ -126,9 +128,10 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
             anchor.append(pos[rr[ok], cc[ok]])
         anchor = np.concatenate(anchor)
         field.ensure_around(anchor, 2 * step + 2)
-        count = K.grow_generation(pos, state, gen, tried, cells, g, step, WEIGHTS, accept, field.pool,
+        count = K.grow_generation(pos, state, gen, tried, cells, g, step, WEIGHTS, accept, sheet_gap, field.pool,
                                   field.slots, shape, heads, nxt, cell_rc, count, iters)
-        K.refine_recent(pos, state, gen, max(1, g - 2), step, WEIGHTS, accept, field.pool, field.slots, shape, 6)
+        K.refine_recent(pos, state, gen, max(1, g - 2), step, WEIGHTS, accept, sheet_gap, field.pool, field.slots,
+                        shape, 6)
         if progress is not None:
             progress(g / max(generations, 1), f"generation {g}: {int((state == K.ON_SURFACE).sum())} corners")
         # grid nearly full: stop before hitting the array border

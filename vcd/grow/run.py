@@ -81,7 +81,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
                     "random probes"}
         vc_mode = "random_seed"
     result = grow_patch(field, p, float(params.step_size), int(params.generations), params.accept_dist, rng,
-                        progress)
+                        progress, sheet_gap=params.sheet_gap)
     if result.n_corners == 0:
         if vc_mode == "explicit_seed":
             raise InputError(None, f"nothing grown: {result.reason}",

@@ -19,7 +19,8 @@ Jacobians are analytic (:math:`\partial\lVert p-q\rVert/\partial p = (p-q)/\lVer
 
 **Acceptance.** A corner is on the surface if ``D <= accept`` at the corner and at 1-voxel steps
 along every edge to a valid 4-neighbour (an edge that crosses the gap between two wraps fails),
-and no non-neighbouring corner of the patch lies within ``step/2`` (no fold-over). A spatial hash
+no non-neighbouring corner of the patch lies within ``step/2`` (no fold-over), and no other
+predicted sheet lies within ``gap`` voxels along the corner's normal (wraps touching, bridges). A spatial hash
 of corner positions makes the fold test O(1).
 """
 
@@ -301,6 +302,71 @@ def on_surface(pos, state, r, c, p, accept, pool, slots, shape):
 
 
 @nb.njit(cache=True)
+def corner_normal(pos, state, r, c, p, out):
+    """Unit normal at a corner from its valid neighbours' row/column tangents; False if unknown."""
+    R, C = state.shape
+    tr = np.zeros(3)
+    tc = np.zeros(3)
+    nr = 0
+    nc = 0
+    for s in (-1, 1):
+        rr = r + s
+        if 0 <= rr < R and state[rr, c] == ON_SURFACE:
+            for a in range(3):
+                tr[a] += s * (pos[rr, c, a] - p[a])
+            nr += 1
+        cc = c + s
+        if 0 <= cc < C and state[r, cc] == ON_SURFACE:
+            for a in range(3):
+                tc[a] += s * (pos[r, cc, a] - p[a])
+            nc += 1
+    for s in (-1, 1):  # tangents from diagonal pairs
+        for t in (-1, 1):
+            rr, cc = r + s, c + t
+            if not (0 <= rr < R and 0 <= cc < C) or state[rr, cc] != ON_SURFACE:
+                continue
+            if nr == 0 and state[r, cc] == ON_SURFACE:
+                for a in range(3):
+                    tr[a] += s * (pos[rr, cc, a] - pos[r, cc, a])
+                nr += 1
+            if nc == 0 and state[rr, c] == ON_SURFACE:
+                for a in range(3):
+                    tc[a] += t * (pos[rr, cc, a] - pos[rr, c, a])
+                nc += 1
+    if nr == 0 or nc == 0:
+        return False
+    out[0] = tr[1] * tc[2] - tr[2] * tc[1]
+    out[1] = tr[2] * tc[0] - tr[0] * tc[2]
+    out[2] = tr[0] * tc[1] - tr[1] * tc[0]
+    L = math.sqrt(out[0] ** 2 + out[1] ** 2 + out[2] ** 2)
+    if L < 1e-9:
+        return False
+    for a in range(3):
+        out[a] /= L
+    return True
+
+
+@nb.njit(cache=True)
+def near_other_sheet(pos, state, r, c, p, gap, pool, slots, shape):
+    """True if another predicted sheet lies within ``gap`` voxels along the corner's normal
+    (a place where two wraps touch, or a false bridge leaves the sheet): growing there risks a
+    sheet jump, so such corners are refused and the patch grows around them."""
+    if gap <= 0:
+        return False
+    n = np.empty(3)
+    if not corner_normal(pos, state, r, c, p, n):
+        return False
+    s = 2.0
+    while s <= gap + 1e-9:
+        for sign in (-1.0, 1.0):
+            if dist_only(pool, slots, shape, p[0] + sign * s * n[0], p[1] + sign * s * n[1],
+                         p[2] + sign * s * n[2]) < 0.35:
+                return True
+        s += 0.5
+    return False
+
+
+@nb.njit(cache=True)
 def inside(p, shape, margin):
     return margin <= p[0] <= shape[2] - 1 - margin and margin <= p[1] <= shape[1] - 1 - margin and \
         margin <= p[2] <= shape[0] - 1 - margin
@@ -380,7 +446,7 @@ def fringe(state, tried_nbrs):
 
 
 @nb.njit(cache=True)
-def grow_generation(pos, state, gen, tried_nbrs, cells, g, step, w, accept, pool, slots, shape,
+def grow_generation(pos, state, gen, tried_nbrs, cells, g, step, w, accept, gap, pool, slots, shape,
                     heads, nxt, cell_rc, count, iters):
     """Try every fringe cell once; returns the new corner count (index into the hash arrays)."""
     J = np.empty((64, 3))
@@ -396,6 +462,8 @@ def grow_generation(pos, state, gen, tried_nbrs, cells, g, step, w, accept, pool
         p, cost = solve_corner(pos, state, r, c, guess, step, w, pool, slots, shape, J, res, iters)
         ok = inside(p, shape, 0.5) and on_surface(pos, state, r, c, p, accept, pool, slots, shape)
         if ok and folds(pos, state, heads, nxt, cell_rc, r, c, p, step, 0.5 * step, 3):
+            ok = False
+        if ok and near_other_sheet(pos, state, r, c, p, gap, pool, slots, shape):
             ok = False
         if ok:
             # spacing sanity: no edge stretched/compressed by more than 50 %
@@ -421,7 +489,7 @@ def grow_generation(pos, state, gen, tried_nbrs, cells, g, step, w, accept, pool
 
 
 @nb.njit(cache=True)
-def refine_recent(pos, state, gen, g_min, step, w, accept, pool, slots, shape, iters):
+def refine_recent(pos, state, gen, g_min, step, w, accept, gap, pool, slots, shape, iters):
     """One Gauss–Seidel sweep re-solving corners added since generation ``g_min`` (neighbours
     fixed); a new position is kept only if it still passes the surface test."""
     J = np.empty((64, 3))
@@ -435,7 +503,8 @@ def refine_recent(pos, state, gen, g_min, step, w, accept, pool, slots, shape, i
             p0 = pos[r, c].copy()
             state[r, c] = EMPTY  # exclude itself from its own residuals
             p, cost = solve_corner(pos, state, r, c, p0, step, w, pool, slots, shape, J, res, iters)
-            if inside(p, shape, 0.5) and on_surface(pos, state, r, c, p, accept, pool, slots, shape):
+            if inside(p, shape, 0.5) and on_surface(pos, state, r, c, p, accept, pool, slots, shape) and \
+                    not near_other_sheet(pos, state, r, c, p, gap, pool, slots, shape):
                 pos[r, c, 0], pos[r, c, 1], pos[r, c, 2] = p[0], p[1], p[2]
                 moved += 1
             state[r, c] = ON_SURFACE
