@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,8 +52,13 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
     vol = open_volume(volume)
     if not paths.is_dir():
         raise InputError(paths, "PATHS directory does not exist", "create it or pass the volpkg's paths/ directory")
-    if not os.access(paths, os.W_OK):
-        raise InputError(paths, "PATHS directory is not writable", "fix its permissions or choose another directory")
+    try:  # a real write probe (root ignores permission bits; read-only mounts do not)
+        fd, probe = tempfile.mkstemp(prefix=".vcd-write-probe-", dir=paths)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(paths, f"PATHS directory is not writable ({exc.strerror})",
+                         "fix its permissions or choose another directory") from None
     level0 = vol.levels[0]
     cache_root = Path(params.cache_root) if params.cache_root else default_cache_root(paths)
     field = DistanceField(level0, params.threshold, cache_root, params.cache_size)

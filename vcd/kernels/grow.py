@@ -348,21 +348,49 @@ def corner_normal(pos, state, r, c, p, out):
 
 @nb.njit(cache=True)
 def near_other_sheet(pos, state, r, c, p, gap, pool, slots, shape):
-    """True if another predicted sheet lies within ``gap`` voxels along the corner's normal
-    (a place where two wraps touch, or a false bridge leaves the sheet): growing there risks a
-    sheet jump, so such corners are refused and the patch grows around them."""
+    """True if another predicted sheet lies within ``gap`` voxels of the corner, off its tangent
+    plane (a place where two wraps touch, or where a false bridge leaves the sheet): growing there
+    risks a sheet jump, so such corners are refused and the patch grows around them.
+
+    Probes the 26 grid directions and ±normal at 2..gap voxels; a probe on a surface (D < 0.35)
+    counts only if it is clear of the own sheet's band and curvature (height above the tangent
+    plane ≥ 2 + 0.05 s² voxels). Sheets closer than the band thickness merge into one thick band,
+    so a band thicker than ``0.6 gap`` along the normal also counts."""
     if gap <= 0:
         return False
     n = np.empty(3)
     if not corner_normal(pos, state, r, c, p, n):
-        return False
-    s = 2.0
-    while s <= gap + 1e-9:
-        for sign in (-1.0, 1.0):
-            if dist_only(pool, slots, shape, p[0] + sign * s * n[0], p[1] + sign * s * n[1],
-                         p[2] + sign * s * n[2]) < 0.35:
+        return True  # orientation unknown (a lone spike): not safe yet, retry with more neighbours
+    # merged bands: two sheets closer than the band thickness look like one thick band
+    thick = 0.0
+    for sg in (-1.0, 1.0):
+        h = 0.0
+        while h < gap:
+            if dist_only(pool, slots, shape, p[0] + sg * h * n[0], p[1] + sg * h * n[1], p[2] + sg * h * n[2]) > 0.5:
+                break
+            h += 0.25
+        thick += h
+    if thick > 0.6 * gap:
+        return True
+    for k in range(28):
+        if k < 26:
+            kk = k if k < 13 else k + 1
+            dx, dy, dz = kk % 3 - 1.0, (kk // 3) % 3 - 1.0, kk // 9 - 1.0
+            L = math.sqrt(dx * dx + dy * dy + dz * dz)
+            dx, dy, dz = dx / L, dy / L, dz / L
+        else:
+            sg = 1.0 if k == 26 else -1.0
+            dx, dy, dz = sg * n[0], sg * n[1], sg * n[2]
+        off = abs(dx * n[0] + dy * n[1] + dz * n[2])
+        if off < 0.5:
+            continue
+        s = 2.0
+        while s <= gap + 1e-9:
+            # only probes clear of the own band (±1 voxel) and of its curvature (s²/2R, R ≥ 10 voxels)
+            if s * off >= 2.0 + 0.05 * s * s and \
+                    dist_only(pool, slots, shape, p[0] + s * dx, p[1] + s * dy, p[2] + s * dz) < 0.35:
                 return True
-        s += 0.5
+            s += 0.5
     return False
 
 
@@ -503,8 +531,9 @@ def refine_recent(pos, state, gen, g_min, step, w, accept, gap, pool, slots, sha
             p0 = pos[r, c].copy()
             state[r, c] = EMPTY  # exclude itself from its own residuals
             p, cost = solve_corner(pos, state, r, c, p0, step, w, pool, slots, shape, J, res, iters)
-            if inside(p, shape, 0.5) and on_surface(pos, state, r, c, p, accept, pool, slots, shape) and \
-                    not near_other_sheet(pos, state, r, c, p, gap, pool, slots, shape):
+            mv = math.sqrt((p[0] - p0[0]) ** 2 + (p[1] - p0[1]) ** 2 + (p[2] - p0[2]) ** 2)
+            if mv > 1e-6 and inside(p, shape, 0.5) and on_surface(pos, state, r, c, p, accept, pool, slots, shape) \
+                    and (mv < 0.5 or not near_other_sheet(pos, state, r, c, p, gap, pool, slots, shape)):
                 pos[r, c, 0], pos[r, c, 1], pos[r, c, 2] = p[0], p[1], p[2]
                 moved += 1
             state[r, c] = ON_SURFACE
