@@ -1,0 +1,101 @@
+"""Benchmark patch growth and overlap linking.
+
+Run: ``python bench/grow.py [--patches 10] [--link-sizes 1000 10000]``
+
+Prints growth throughput in vx² of surface per CPU-second (single thread, after JIT warm-up) on a
+medium synthetic scroll, the accuracy of those patches, and the time to link one new patch
+against collections of 1k and 10k patches (bbox index held in memory, as the daemon does).
+"""
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from vcd.formats.tifxyz import write_surface
+from vcd.formats.volume import open_volume
+from vcd.grow.distance import DistanceField
+from vcd.grow.grower import grow_patch
+from vcd.grow.linking import PatchIndex, link_new_patch
+from vcd.grow.seeding import random_seed_point
+from vcd.synth import load_truth, make_scroll
+from vcd.synth.score import score_surface
+
+
+def bench_growth(tmp: Path, n: int, step: float, gens: int):
+    vp = make_scroll(tmp / "medium.volpkg", shape=(160, 192, 192), preset="medium", seed=3, ct=False)
+    t = load_truth(vp)
+    vol = open_volume(vp / "volumes" / "synth_pred.zarr")
+    field = DistanceField(vol.levels[0])
+    field.ensure_all()
+    rng = np.random.default_rng(0)
+    pred = vol.sampler()
+    grow_patch(field, random_seed_point(pred, rng), step, 3, rng=rng)  # JIT warm-up
+    area = cpu = 0.0
+    jumps, dists = [], []
+    for _ in range(n):
+        p = random_seed_point(pred, rng)
+        c0 = time.process_time()
+        r = grow_patch(field, p, step, gens, rng=rng)
+        cpu += time.process_time() - c0
+        area += r.area_vx2
+        if r.n_corners:
+            s = score_surface(r.points, t)
+            jumps.append(s["jumps"])
+            dists.append(s["mean_dist"])
+    print(f"growth: {n} patches, step {step} vx, {gens} generations: {area:,.0f} vx² in {cpu:.2f} CPU-s "
+          f"= {area / cpu:,.0f} vx²/CPU-s (single thread)")
+    print(f"  accuracy: mean distance {np.mean(dists):.2f} vx, patches with sheet jumps: "
+          f"{sum(j > 0 for j in jumps)}/{len(jumps)}")
+    return t
+
+
+def bench_linking(tmp: Path, truth, sizes):
+    rng = np.random.default_rng(1)
+    for size in sizes:
+        paths = tmp / f"paths{size}"
+        paths.mkdir()
+        Z = truth.shape[0]
+        for i in range(size):
+            th = rng.uniform(truth.theta0, truth.theta1 - 0.6)
+            z0 = rng.uniform(0, Z - 25)
+            g = truth.sample_grid(th, th + 0.5, z0, z0 + 20, 5)
+            write_surface(paths / f"auto_grown_{i:017d}", g, {"scale": [0.2, 0.2], "source": "vcd_grow"})
+        t0 = time.perf_counter()
+        index = PatchIndex(paths).refresh()
+        t_index = time.perf_counter() - t0
+        times = []
+        for j in range(20):
+            th = rng.uniform(truth.theta0, truth.theta1 - 0.6)
+            z0 = rng.uniform(0, Z - 25)
+            name = f"auto_grown_9{j:016d}"
+            write_surface(paths / name, truth.sample_grid(th, th + 0.5, z0, z0 + 20, 5),
+                          {"scale": [0.2, 0.2], "source": "vcd_grow"})
+            t0 = time.perf_counter()
+            link_new_patch(paths, name, index=index)
+            times.append(time.perf_counter() - t0)
+        print(f"linking: one new patch against {size:,} patches: median {np.median(times) * 1e3:.1f} ms, "
+              f"p95 {np.percentile(times, 95) * 1e3:.1f} ms (index build {t_index * 1e3:.0f} ms, "
+              f"refresh is incremental)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patches", type=int, default=10)
+    ap.add_argument("--step", type=float, default=5.0)
+    ap.add_argument("--generations", type=int, default=40)
+    ap.add_argument("--link-sizes", type=int, nargs="*", default=[1000, 10000])
+    a = ap.parse_args()
+    numba.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        truth = bench_growth(Path(tmp), a.patches, a.step, a.generations)
+        if a.link_sizes:
+            bench_linking(Path(tmp), truth, a.link_sizes)
+
+
+if __name__ == "__main__":
+    main()
