@@ -1,0 +1,275 @@
+"""``vcdctl`` — queue and inspect jobs; works on the SQLite file, so it works when the daemon is down.
+
+Volpkg: ``--volpkg DIR``, else ``$VCD_VOLPKG``, else the volpkg containing the current directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from ..errors import InputError, VcdError
+
+
+def _find_volpkg(arg: str | None) -> Path:
+    cand = arg or os.environ.get("VCD_VOLPKG")
+    if cand:
+        p = Path(cand)
+        if not (p / "config.json").exists():
+            raise InputError(p, "not a volpkg (no config.json)", "pass --volpkg DIR of a .volpkg")
+        return p
+    p = Path.cwd()
+    for d in (p, *p.parents):
+        if (d / "config.json").exists():
+            return d
+    raise InputError(None, "no volpkg given and none contains the current directory",
+                     "pass --volpkg DIR or set VCD_VOLPKG")
+
+
+def _queue(args):
+    from ..daemon.queue import JobQueue
+    return JobQueue.for_volpkg(_find_volpkg(args.volpkg))
+
+
+def _ts(t):
+    return "-" if not t else _dt.datetime.fromtimestamp(t).strftime("%H:%M:%S")
+
+
+def _parse_params(args) -> dict:
+    params: dict = {}
+    if args.params:
+        from ..formats.jsonio import read_json
+        params.update(read_json(args.params, "params JSON"))
+    for kv in args.param or []:
+        if "=" not in kv:
+            raise InputError(None, f"--param {kv!r} is not key=value", "e.g. --param generations=50")
+        k, v = kv.split("=", 1)
+        try:
+            params[k] = json.loads(v)
+        except json.JSONDecodeError:
+            params[k] = v
+    return params
+
+
+def cmd_submit(args) -> int:
+    from ..jobs import KIND_MODULES
+    if args.kind not in KIND_MODULES:
+        raise InputError(None, f"unknown job kind {args.kind!r}", f"use one of {sorted(KIND_MODULES)}")
+    q = _queue(args)
+    params = _parse_params(args)
+    vp = _find_volpkg(args.volpkg)
+    if args.kind in ("seed", "expand"):
+        from ..daemon.config import job_params, load_config
+        from ..daemon.service import prediction_volume
+        cfg = load_config(vp)
+        base = job_params(cfg, vp, args.kind)
+        base.update(volume=str(prediction_volume(vp, cfg)), paths=str(vp / "paths"))
+        params = {**base, **params}
+    jid = q.submit(args.kind, params, priority=args.priority)
+    print(jid)
+    return 0
+
+
+def cmd_ls(args) -> int:
+    q = _queue(args)
+    rows = q.list(state=args.state, kind=args.kind, limit=args.limit)
+    print(f"{'ID':>6} {'KIND':8} {'STATE':9} {'TRY':>3} {'PROG':>5} {'CREATED':8} {'FINISHED':8} MESSAGE/ERROR")
+    for r in rows:
+        msg = (r["error"] or r["message"] or "").replace("\n", " ")[:70]
+        print(f"{r['id']:>6} {r['kind']:8} {r['state']:9} {r['attempts']:>3} {r['progress'] * 100:4.0f}% "
+              f"{_ts(r['created']):8} {_ts(r['finished']):8} {msg}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    q = _queue(args)
+    job = q.get(args.id)
+    if job is None:
+        raise InputError(None, f"no job {args.id}", "list jobs with `vcdctl ls`")
+    for k in ("id", "kind", "state", "priority", "attempts", "max_attempts", "progress", "message", "worker",
+              "error"):
+        print(f"{k}: {job[k]}")
+    print(f"created: {_ts(job['created'])}  started: {_ts(job['started'])}  finished: {_ts(job['finished'])}")
+    print("params: " + json.dumps(job["params"], indent=2))
+    if job["result"]:
+        print("result: " + json.dumps(json.loads(job["result"]), indent=2))
+    tail = q.log_tail(args.id)
+    if tail:
+        print("log tail:")
+        print("\n".join(tail))
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    print(_queue(args).cancel(args.id))
+    return 0
+
+
+def cmd_retry(args) -> int:
+    if not _queue(args).retry(args.id):
+        raise InputError(None, f"job {args.id} is not failed or cancelled", "only finished jobs can be retried")
+    print("queued")
+    return 0
+
+
+def cmd_pause(args) -> int:
+    _queue(args).set_kv("paused", args.cmd == "pause")
+    print("paused" if args.cmd == "pause" else "resumed")
+    return 0
+
+
+def status_text(args) -> str:
+    from ..daemon.scheduler import collection_stats
+    q = _queue(args)
+    vp = _find_volpkg(args.volpkg)
+    counts = q.counts()
+    kinds = sorted({k for k, _ in counts})
+    lines = [f"volpkg: {vp}   scheduler: {'paused' if q.get_kv('paused', False) else 'running'}"]
+    lines.append(f"{'KIND':10}" + "".join(f"{s:>10}" for s in ("queued", "running", "done", "failed", "cancelled")))
+    for k in kinds:
+        lines.append(f"{k:10}" + "".join(f"{counts.get((k, s), 0):>10}" for s in
+                                         ("queued", "running", "done", "failed", "cancelled")))
+    running = q.list(state="running", limit=20)
+    if running:
+        lines.append("running: " + ", ".join(f"#{r['id']} {r['kind']} {r['progress'] * 100:.0f}%" for r in running))
+    from ..daemon.config import job_params, load_config
+    try:
+        tgt = int(job_params(load_config(vp), vp, "expand").get("tgt_overlap_count", 20))
+    except VcdError:
+        tgt = 20
+    st = collection_stats(vp, tgt)
+    lines.append(f"collection: {st['patches']} patches, {st['patch_area_cm2']:.3f} cm², "
+                 f"density {st['density'] * 100:.0f}% of patches with >= {tgt} links, {st['traces']} traces")
+    failed = q.list(state="failed", limit=3)
+    for r in failed:
+        lines.append(f"last error #{r['id']} {r['kind']}: {(r['error'] or '')[:100]}")
+    return "\n".join(lines)
+
+
+def cmd_status(args) -> int:
+    print(status_text(args))
+    return 0
+
+
+def cmd_watch(args) -> int:
+    try:
+        while True:
+            text = status_text(args)
+            print("\x1b[2J\x1b[H" + text, flush=True)
+            if args.once:
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+_XYZ = re.compile(r"[\[(]\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*[\])]")
+_BARE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)[\s,]+(-?\d+(?:\.\d+)?)[\s,]+(-?\d+(?:\.\d+)?)\s*$")
+
+
+def parse_points(lines) -> tuple[list[tuple[float, float, float]], list[str]]:
+    """Points from text pasted out of VC3D's terminal (anything containing ``[x, y, z]``) or bare
+    ``X Y Z`` lines; returns (points, malformed lines)."""
+    pts, bad = [], []
+    for line in lines:
+        if not line.strip():
+            continue
+        m = _XYZ.search(line) or _BARE.match(line)
+        if m:
+            pts.append(tuple(float(v) for v in m.groups()))
+        else:
+            bad.append(line.rstrip("\n"))
+    return pts, bad
+
+
+def cmd_seed(args) -> int:
+    """Queue explicit seeds at each point and at ±offset voxels in x (the tutorial's script)."""
+    if args.xyz:
+        if len(args.xyz) % 3:
+            raise InputError(None, "give points as X Y Z triples", "e.g. vcdctl seed 3200 2400 5260")
+        lines = [" ".join(args.xyz[i:i + 3]) for i in range(0, len(args.xyz), 3)]
+    else:
+        lines = sys.stdin.readlines()
+    pts, bad = parse_points(lines)
+    for b in bad:
+        print(f"skipped (no [x, y, z] found): {b}", file=sys.stderr)
+    vp = _find_volpkg(args.volpkg)
+    from ..daemon.config import job_params, load_config
+    from ..daemon.service import prediction_volume
+    cfg = load_config(vp)
+    q = _queue(args)
+    base = job_params(cfg, vp, "seed")
+    base.update(volume=str(prediction_volume(vp, cfg)), paths=str(vp / "paths"))
+    ids = []
+    for x, y, z in pts:
+        for dx in (0.0, -args.offset, args.offset) if args.offset else (0.0,):
+            ids.append(q.submit("seed", {**base, "seed_point": [x + dx, y, z]}, priority=4))
+    if args.then_expand:
+        ebase = job_params(cfg, vp, "expand")
+        ebase.update(volume=base["volume"], paths=base["paths"])
+        for _ in pts:
+            ids.append(q.submit("expand", ebase, priority=3))
+    print(f"queued {len(ids)} jobs for {len(pts)} points: {' '.join(map(str, ids))}")
+    return 0 if pts or not bad else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="vcdctl", description="queue and inspect vcd jobs")
+    ap.add_argument("--volpkg", help="volpkg directory (default: $VCD_VOLPKG or the one containing cwd)")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+    p = sub.add_parser("submit", help="queue a job")
+    p.add_argument("kind")
+    p.add_argument("--param", action="append", help="key=value (JSON values allowed)")
+    p.add_argument("--params", help="params JSON file")
+    p.add_argument("--priority", type=int, default=0)
+    p.set_defaults(func=cmd_submit)
+    p = sub.add_parser("ls", help="list jobs")
+    p.add_argument("--state")
+    p.add_argument("--kind")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_ls)
+    for name, fn, h in (("show", cmd_show, "show a job with its log tail"), ("cancel", cmd_cancel, "cancel a job"),
+                        ("retry", cmd_retry, "retry a failed/cancelled job")):
+        p = sub.add_parser(name, help=h)
+        p.add_argument("id", type=int)
+        p.set_defaults(func=fn)
+    for name in ("pause", "resume"):
+        p = sub.add_parser(name, help=f"{name} the scheduler's automatic seeding/expansion")
+        p.set_defaults(func=cmd_pause)
+    p = sub.add_parser("status", help="queue summary, running jobs, collection progress, last errors")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("progress", help="alias of status")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("watch", help="live status view")
+    p.add_argument("--interval", type=float, default=2.0)
+    p.add_argument("--once", action="store_true")
+    p.set_defaults(func=cmd_watch)
+    p = sub.add_parser("seed", help="queue explicit seeds from pasted VC3D lines or X Y Z args")
+    p.add_argument("xyz", nargs="*")
+    p.add_argument("--offset", type=float, default=30.0, help="also seed at x ± offset voxels (0 = off)")
+    p.add_argument("--then-expand", action="store_true")
+    p.set_defaults(func=cmd_seed)
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if not getattr(args, "func", None):
+        ap.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except VcdError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

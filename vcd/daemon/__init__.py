@@ -1,0 +1,1 @@
+"""The daemon: SQLite job queue, watcher, scheduler, worker pool, metrics, logs, config."""

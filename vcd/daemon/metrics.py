@@ -1,0 +1,77 @@
+"""Prometheus metrics, served over HTTP (default ``127.0.0.1:9464``).
+
+Queue-derived metrics are read from SQLite at scrape time (so they are right whichever process ran
+the job): ``vcd_jobs{kind,state}``, ``vcd_jobs_completed_total{kind,state}``,
+``vcd_job_duration_seconds{kind}`` (histogram over finished jobs), ``vcd_queue_depth``,
+``vcd_oldest_queued_age_seconds``, ``vcd_workers_busy``, ``vcd_job_failures_total{reason}``.
+Collection metrics: ``vcd_patches``, ``vcd_traces``, ``vcd_patch_area_cm2``,
+``vcd_overlap_deficit`` (patches with fewer than ``tgt_overlap_count`` links). Process counters:
+``vcd_watcher_events_total``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class QueueCollector:
+    def __init__(self, queue, collection_stats, busy):
+        self.queue = queue
+        self.collection_stats = collection_stats
+        self.busy = busy
+
+    def collect(self):
+        q = self.queue
+        counts = q.counts()
+        g = GaugeMetricFamily("vcd_jobs", "Jobs by kind and state", labels=["kind", "state"])
+        c = CounterMetricFamily("vcd_jobs_completed", "Jobs that reached a final state", labels=["kind", "state"])
+        for (kind, state), n in counts.items():
+            g.add_metric([kind, state], n)
+            if state in ("done", "failed", "cancelled"):
+                c.add_metric([kind, state], n)
+        yield g
+        yield c
+        yield GaugeMetricFamily("vcd_queue_depth", "Queued jobs",
+                                value=sum(n for (k, s), n in counts.items() if s == "queued"))
+        row = q.conn.execute("SELECT MIN(created) FROM jobs WHERE state='queued'").fetchone()
+        yield GaugeMetricFamily("vcd_oldest_queued_age_seconds", "Age of the oldest queued job",
+                                value=(time.time() - row[0]) if row and row[0] else 0.0)
+        yield GaugeMetricFamily("vcd_workers_busy", "Workers running a job", value=self.busy())
+        h = HistogramMetricFamily("vcd_job_duration_seconds", "Run time of finished jobs", labels=["kind"])
+        rows = q.conn.execute("SELECT kind, finished - started FROM jobs WHERE state='done' AND started IS NOT NULL "
+                              "ORDER BY id DESC LIMIT 20000").fetchall()
+        by_kind: dict[str, list[float]] = {}
+        for kind, dur in rows:
+            by_kind.setdefault(kind, []).append(max(0.0, dur or 0.0))
+        for kind, durs in by_kind.items():
+            buckets = [(str(b), sum(d <= b for d in durs)) for b in BUCKETS] + [("+Inf", len(durs))]
+            h.add_metric([kind], buckets, sum(durs))
+        yield h
+        f = CounterMetricFamily("vcd_job_failures", "Failed jobs by reason", labels=["reason"])
+        for err, n in q.conn.execute("SELECT COALESCE(error,''), COUNT(*) FROM jobs WHERE state='failed' GROUP BY error"):
+            reason = (err.split(":")[0] if err else "unknown")[:60]
+            f.add_metric([reason], n)
+        yield f
+        stats = self.collection_stats()
+        for key, help_ in (("patches", "Patches in paths/"), ("traces", "Traces"),
+                           ("patch_area_cm2", "Total patch area (cm²)"),
+                           ("overlap_deficit", "Patches with fewer than tgt_overlap_count links")):
+            yield GaugeMetricFamily(f"vcd_{key}", help_, value=stats.get(key, 0))
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.watcher_events = Counter("vcd_watcher_events", "Filesystem events seen by the watcher",
+                                      registry=self.registry)
+
+    def serve(self, addr: str, queue, collection_stats, busy):
+        self.registry.register(QueueCollector(queue, collection_stats, busy))
+        host, port = addr.rsplit(":", 1)
+        server, thread = start_http_server(int(port), addr=host, registry=self.registry)
+        return server

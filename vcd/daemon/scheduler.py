@@ -1,0 +1,98 @@
+"""Periodic work (APScheduler): keep expansion going, reconcile, housekeeping, previews.
+
+*Expansion policy.* While the scheduler is not paused (``vcdctl pause``): if ``paths/`` holds no
+patch, keep ``seed_count`` random ``seed`` jobs queued or running; otherwise, while fewer than
+``target_density`` of the patches have ``tgt_overlap_count`` links (and there are fewer than
+``max_patches``), keep ``expand_queue`` ``expand`` jobs queued. An expand job that finds the
+collection saturated returns without writing, and the next check sees the density reached.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from ..formats.overlaps import read_overlaps
+from ..formats.volpkg import list_patches
+from .config import job_params
+from .queue import JobQueue
+
+
+def collection_stats(volpkg: Path, tgt_overlap_count: int) -> dict:
+    patches = list_patches(volpkg / "paths")
+    deficit = sum(len(read_overlaps(p)) < tgt_overlap_count for p, _ in patches)
+    traces = [p for root in ("paths", "traces") if (volpkg / root).is_dir()
+              for p in (volpkg / root).iterdir() if p.name.startswith("auto_trace_") and (p / "meta.json").exists()]
+    return {"patches": len(patches), "traces": len(traces), "overlap_deficit": deficit,
+            "patch_area_cm2": sum(float(m.get("area_cm2") or 0) for _, m in patches),
+            "density": 1.0 - deficit / len(patches) if patches else 0.0}
+
+
+class Scheduler:
+    def __init__(self, volpkg: Path, queue_path: Path, cfg: dict, volume: Path, watcher, log, pool=None):
+        self.volpkg = volpkg
+        self.queue = JobQueue(queue_path)
+        self.cfg = cfg
+        self.volume = volume
+        self.watcher = watcher
+        self.log = log
+        self.pool = pool
+        self._lock = threading.Lock()
+        self.sched = BackgroundScheduler(daemon=True)
+
+    def grow_params(self, kind: str) -> dict:
+        p = job_params(self.cfg, self.volpkg, kind)
+        p.update(volume=str(self.volume), paths=str(self.volpkg / "paths"))
+        return p
+
+    def ensure_expansion(self) -> None:
+        with self._lock:
+            q, s = self.queue, self.cfg["schedule"]
+            if not s["expansion"] or q.get_kv("paused", False):
+                return
+            counts = q.counts()
+            def active(kind):
+                return counts.get((kind, "queued"), 0) + counts.get((kind, "running"), 0)
+            tgt = int(self.grow_params("expand").get("tgt_overlap_count", 20))
+            stats = collection_stats(self.volpkg, tgt)
+            if stats["patches"] == 0:
+                for _ in range(max(0, s["seed_count"] - active("seed"))):
+                    q.submit("seed", self.grow_params("seed"), priority=2, max_attempts=self.cfg["daemon"]["max_attempts"])
+                return
+            if stats["density"] >= s["target_density"] or stats["patches"] >= s["max_patches"]:
+                return
+            for _ in range(max(0, s["expand_queue"] - counts.get(("expand", "queued"), 0))):
+                q.submit("expand", self.grow_params("expand"), priority=1, max_attempts=self.cfg["daemon"]["max_attempts"])
+
+    def housekeeping(self) -> None:
+        with self._lock:
+            for jid in self.queue.requeue_expired():
+                self.log.warning("lease_expired", job_id=jid)
+
+    def reconcile(self) -> None:
+        n = self.watcher.scan()
+        self.log.info("reconciled", surfaces=n)
+
+    def refresh_previews(self) -> None:
+        try:
+            from ..post.preview import refresh_previews
+        except ImportError:
+            return
+        refresh_previews(self.volpkg)
+
+    def start(self) -> None:
+        s = self.cfg["schedule"]
+        self.sched.add_job(self.ensure_expansion, "interval", seconds=s["interval_seconds"], max_instances=1,
+                           coalesce=True)
+        self.sched.add_job(self.housekeeping, "interval", seconds=s["housekeeping_seconds"], max_instances=1,
+                           coalesce=True)
+        self.sched.add_job(self.reconcile, "interval", seconds=s["reconcile_seconds"], max_instances=1, coalesce=True)
+        if s["preview_seconds"] > 0:
+            self.sched.add_job(self.refresh_previews, "interval", seconds=s["preview_seconds"], max_instances=1,
+                               coalesce=True)
+        self.sched.start()
+
+    def stop(self) -> None:
+        self.sched.shutdown(wait=False)

@@ -1,0 +1,125 @@
+"""``run_daemon``: one long-running process per volpkg.
+
+Starts the queue (``<volpkg>/.vcd/vcd.sqlite``), the watcher (after a reconciliation scan), the
+worker pool, the scheduler and the metrics server; supervises workers every 0.5 s; on SIGTERM or
+SIGINT (or ``stop_event``) stops claiming, lets running jobs finish up to ``shutdown_timeout`` and
+requeues the rest. Sends ``READY=1`` to systemd when ``NOTIFY_SOCKET`` is set (``Type=notify``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+from ..errors import InputError
+from ..formats.volpkg import open_volpkg
+from . import logs
+from .metrics import Metrics
+from .pool import LocalPool
+from .queue import JobQueue
+from .scheduler import Scheduler, collection_stats
+from .watcher import Watcher
+
+
+def _sd_notify(msg: str) -> None:
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(addr)
+        s.sendall(msg.encode())
+
+
+def prediction_volume(volpkg: Path, cfg: dict) -> Path:
+    vp = open_volpkg(volpkg)
+    name = cfg["daemon"]["volume"] or None
+    vol = vp.volume(name)  # validates, raises FormatError with a fix
+    return vol.path
+
+
+def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event | None = None) -> int:
+    volpkg = Path(volpkg).resolve()
+    logs.configure(cfg["daemon"]["log_format"])
+    log = logs.get_logger(volpkg=volpkg.name)
+    volume = prediction_volume(volpkg, cfg)
+    state_dir = volpkg / ".vcd"
+    state_dir.mkdir(exist_ok=True)
+    (state_dir / "tmp").mkdir(exist_ok=True)
+    queue_path = state_dir / "vcd.sqlite"
+    q = JobQueue(queue_path)
+    stop_event = stop_event or threading.Event()
+
+    def on_signal(signum, frame):
+        log.info("signal", signum=signum)
+        stop_event.set()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    metrics = Metrics()
+    watcher = Watcher(volpkg, queue_path, cfg, log, metrics)
+    if cfg["daemon"]["executor"] == "dask":
+        from .dask_executor import DaskPool
+        pool = DaskPool(queue_path, volpkg, cfg, log)
+    else:
+        pool = LocalPool(queue_path, volpkg, cfg, log)
+    tgt = 20
+    stats_cache = {"t": 0.0, "v": {}}
+    stats_lock = threading.Lock()
+
+    def stats():
+        with stats_lock:
+            if time.monotonic() - stats_cache["t"] > 2.0:
+                stats_cache["v"] = collection_stats(volpkg, tgt)
+                stats_cache["t"] = time.monotonic()
+            return stats_cache["v"]
+    mq = JobQueue(queue_path)
+    mq_lock = threading.Lock()
+
+    def busy():
+        with mq_lock:
+            return pool.busy(mq)
+    server = None
+    addr = cfg["daemon"]["metrics_addr"]
+    if addr:
+        try:
+            server = metrics.serve(addr, mq, stats, busy)
+        except OSError as exc:
+            raise InputError(None, f"cannot serve metrics on {addr} ({exc.strerror})",
+                             "choose another --metrics-addr or stop the other daemon") from None
+    # reclaim what a previous run left: expired leases, stale staging directories
+    q.requeue_expired()
+    for stale in (state_dir / "tmp").iterdir():
+        if stale.is_dir() and time.time() - stale.stat().st_mtime > 3600:
+            import shutil
+            shutil.rmtree(stale, ignore_errors=True)
+    n = watcher.scan()
+    log.info("daemon_started", volume=str(volume), surfaces=n, metrics=addr, workers=cfg["daemon"]["workers"],
+             executor=cfg["daemon"]["executor"], pid=os.getpid())
+    watcher.start()
+    pool.start()
+    sched = Scheduler(volpkg, queue_path, cfg, volume, watcher, log, pool)
+    tgt = int(sched.grow_params("expand").get("tgt_overlap_count", 20))
+    sched.start()
+    sched.ensure_expansion()
+    _sd_notify("READY=1")
+    try:
+        while not stop_event.is_set():
+            pool.supervise(q)
+            stop_event.wait(0.5)
+    finally:
+        log.info("daemon_stopping")
+        _sd_notify("STOPPING=1")
+        sched.stop()
+        watcher.stop()
+        pool.shutdown(q, float(cfg["daemon"]["shutdown_timeout"]))
+        if server is not None:
+            server.shutdown()
+        log.info("daemon_stopped")
+    return 0

@@ -1,0 +1,227 @@
+"""Watch ``paths/`` (and ``traces/``) and turn annotator edits into jobs.
+
+- a new complete patch directory → an ``overlap`` job (one queued per patch);
+- ``mask.tif`` written or replaced, or the ``approved``/``defective`` tags changed in
+  ``meta.json`` → a ``retrace`` job for each trace whose provenance uses that patch (one queued per
+  trace);
+- a new trace with ``vcd_provenance.json`` → its patch list is recorded (and pipeline jobs queued).
+
+Events are debounced per surface directory: a directory is processed only when it is complete
+(``meta.json`` parses, x/y/z tifs exist) and has been quiet for ``debounce`` seconds — VC3D, GIMP
+and copies write in several steps. Changes are detected by comparing *fingerprints* (tag set, hash
+of the mask's keep-bitmap) with those stored in SQLite, so our own writes (``overlapping.json``)
+never trigger loops and a restart finds what changed while the daemon was down (:meth:`scan`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from watchdog.events import FileSystemEventHandler
+from watchdog.observers import Observer
+
+from ..errors import FormatError
+from ..formats.jsonio import read_json
+from ..formats.tifxyz import TAGS_USED_BY_TRACER, read_mask_grid
+from ..formats.volpkg import TRACE_SOURCES, is_debug_snapshot, is_patch
+from .queue import JobQueue
+
+PROVENANCE = "vcd_provenance.json"
+
+
+def surface_fingerprint(d: Path, meta: dict) -> tuple[list[str], str | None]:
+    """(tracer-relevant tags, sha1 of the mask keep-bitmap resized to the grid, or None)."""
+    tags = sorted(set(meta.get("tags") or {}) & set(TAGS_USED_BY_TRACER)) if isinstance(meta.get("tags"), dict) else []
+    mask = None
+    if (d / "mask.tif").exists():
+        with tifffile.TiffFile(d / "x.tif") as tf:
+            rows, cols = tf.pages[0].shape[:2]
+        keep = read_mask_grid(d / "mask.tif", rows, cols)
+        mask = hashlib.sha1(np.packbits(keep).tobytes() + f"{rows}x{cols}".encode()).hexdigest()
+    return tags, mask
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: "Watcher"):
+        self.w = watcher
+
+    def on_any_event(self, event):
+        for p in (getattr(event, "src_path", None), getattr(event, "dest_path", None)):
+            if p:
+                self.w.note(Path(p if isinstance(p, str) else p.decode(errors="replace")))
+
+
+class Watcher:
+    """Debounced watchdog observer feeding the job queue (see module docstring)."""
+
+    def __init__(self, volpkg: Path, queue_path: Path, cfg: dict, log, metrics=None):
+        self.volpkg = Path(volpkg)
+        self.roots = [self.volpkg / "paths", self.volpkg / "traces"]
+        self.queue = JobQueue(queue_path)
+        self.cfg = cfg
+        self.log = log
+        self.metrics = metrics
+        self.debounce = float(cfg["daemon"]["debounce_seconds"])
+        self._pending: dict[Path, float] = {}
+        self._retries: dict[Path, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._observer = None
+        self._thread = None
+
+    # ------------------------------------------------------------------ events
+    def note(self, path: Path) -> None:
+        for root in self.roots:
+            try:
+                rel = path.relative_to(root)
+            except ValueError:
+                continue
+            if not rel.parts:
+                return
+            name = rel.parts[0]
+            if name.startswith(".") or name.startswith("z_dbg_gen_"):
+                return
+            if len(rel.parts) > 1 and rel.parts[1] in ("layers",):
+                return
+            with self._lock:
+                self._pending[root / name] = time.monotonic()
+            if self.metrics:
+                self.metrics.watcher_events.inc()
+            return
+
+    def start(self) -> None:
+        self._observer = Observer()
+        for root in self.roots:
+            if root.is_dir():
+                self._observer.schedule(_Handler(self), str(root), recursive=True)
+        self._observer.start()
+        self._thread = threading.Thread(target=self._loop, name="vcd-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._observer:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            with self._lock:
+                ready = [d for d, t in self._pending.items() if now - t >= self.debounce]
+                for d in ready:
+                    del self._pending[d]
+            for d in ready:
+                try:
+                    done = self.process(d)
+                except Exception as exc:  # never let one bad directory stop the watcher
+                    self.log.warning("watcher_error", surface=d.name, error=f"{type(exc).__name__}: {exc}")
+                    done = True
+                if not done:  # incomplete: look again later (bounded)
+                    n = self._retries.get(d, 0) + 1
+                    self._retries[d] = n
+                    if n < 120:
+                        with self._lock:
+                            self._pending.setdefault(d, time.monotonic())
+                else:
+                    self._retries.pop(d, None)
+            self._stop.wait(0.05)
+
+    # ------------------------------------------------------------------ classification
+    def scan(self) -> int:
+        """Reconcile: process every surface directory (finds changes made while we were down)."""
+        n = 0
+        for root in self.roots:
+            if not root.is_dir():
+                continue
+            for d in sorted(root.iterdir()):
+                if d.is_dir() and not d.name.startswith(".") and not d.name.startswith("z_dbg_gen_"):
+                    try:
+                        self.process(d)
+                    except Exception as exc:
+                        self.log.warning("scan_error", surface=d.name, error=f"{type(exc).__name__}: {exc}")
+                    n += 1
+        return n
+
+    def process(self, d: Path) -> bool:
+        """Act on one quiet surface directory; returns False if it is not complete yet."""
+        if not d.exists():
+            return True
+        if not (d / "meta.json").exists():
+            return False
+        try:
+            meta = read_json(d / "meta.json", "surface meta.json")
+        except FormatError:
+            return False  # being written, or broken: retried a bounded number of times
+        if not isinstance(meta, dict) or meta.get("format") != "tifxyz":
+            return True
+        if not all((d / f"{c}.tif").exists() for c in "xyz"):
+            return False
+        if is_debug_snapshot(d.name, meta):
+            return True
+        if d.name.startswith("auto_trace_") or meta.get("source") in TRACE_SOURCES:
+            return self._trace(d, meta)
+        if d.parent.name == "paths" and is_patch(d, meta):
+            return self._patch(d, meta)
+        return True
+
+    def _trace(self, d: Path, meta: dict) -> bool:
+        q = self.queue
+        if q.fingerprint(d.name) is not None:
+            return True
+        prov_path = d / PROVENANCE
+        patches = []
+        if prov_path.exists():
+            try:
+                prov = read_json(prov_path, "trace provenance")
+                patches = sorted((prov.get("patches") or {}).keys())
+                old = prov.get("retrace_of")
+                if old:
+                    q.record_trace(old, [])  # superseded: later edits retrace the new trace only
+            except FormatError:
+                return False
+        q.record_trace(d.name, patches)
+        q.set_fingerprint(d.name, [], None)
+        self.log.info("trace_recorded", trace=d.name, patches=len(patches))
+        for kind in self.cfg["pipeline"].get("after_trace", []):
+            q.submit(kind, {"trace": str(d), "volpkg": str(self.volpkg)}, priority=1, dedup_key=f"{kind}:{d.name}")
+        return True
+
+    def _patch(self, d: Path, meta: dict) -> bool:
+        q = self.queue
+        try:
+            tags, mask = surface_fingerprint(d, meta)
+        except FormatError as exc:
+            self.log.warning("bad_mask", surface=d.name, error=exc.message)
+            return True
+        except Exception:
+            return False  # tifs mid-write
+        old = q.fingerprint(d.name)
+        if old is None:
+            jid = q.submit("overlap", {"paths": str(d.parent), "segment": d.name}, priority=5,
+                           dedup_key=f"overlap:{d.name}")
+            self.log.info("new_patch", surface=d.name, job_id=jid)
+        elif old["tags"] != tags or old["mask"] != mask:
+            what = "mask" if old["mask"] != mask else "tags"
+            if self.cfg["schedule"]["auto_retrace"]:
+                for trace in q.traces_using(d.name):
+                    tdir = self._trace_dir(trace)
+                    if tdir is None:
+                        continue
+                    jid = q.submit("retrace", {"trace": str(tdir)}, priority=3, dedup_key=f"retrace:{trace}")
+                    self.log.info("retrace_queued", surface=d.name, change=what, trace=trace, job_id=jid)
+        q.set_fingerprint(d.name, tags, mask)
+        return True
+
+    def _trace_dir(self, name: str) -> Path | None:
+        for root in self.roots:
+            if (root / name).is_dir():
+                return root / name
+        return None
