@@ -27,6 +27,7 @@ KIND_MODULES: dict[str, str] = {
     "winding": "vcd.jobs.winding",
     "fuse": "vcd.jobs.fuse",
     "render": "vcd.jobs.render",
+    "sleep": "vcd.jobs.sleep",
 }
 
 

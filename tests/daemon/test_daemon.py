@@ -1,0 +1,227 @@
+"""The real daemon process on a real synthetic volpkg (issue 5)."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from vcd.formats.overlaps import read_overlaps
+from vcd.formats.tifxyz import set_tag, write_mask, write_surface
+from vcd.synth import load_truth
+
+
+def put_patch(vp, name, th0, th1, z0, z1, step=4):
+    t = load_truth(vp)
+    return write_surface(vp / "paths" / name, t.sample_grid(t.theta0 + th0, t.theta0 + th1, z0, z1, step),
+                         {"scale": [1 / step, 1 / step], "source": "vcd_grow", "area_cm2": 0.01})
+
+
+def put_trace(vp, name, patches):
+    t = load_truth(vp)
+    prov = {"version": 1, "patches": {p: {"mask_sha1": None, "tags": []} for p in patches}}
+    return write_surface(vp / "paths" / name, t.sample_grid(t.theta0 + 3, t.theta0 + 5, 20, 60, 4),
+                         {"scale": [0.25, 0.25], "source": "vcd_trace"},
+                         extra_files={"vcd_provenance.json": json.dumps(prov).encode()})
+
+
+def jobs(q, kind):
+    return [j for j in q.list(kind=kind, limit=1000)]
+
+
+def test_new_patch_is_linked_within_5s(daemon_factory):
+    d = daemon_factory().start()
+    vp = d.volpkg
+    t0 = time.time()
+    put_patch(vp, "auto_grown_20250101000000001", 2.0, 3.0, 20, 60)
+    put_patch(vp, "auto_grown_20250101000000002", 2.5, 3.5, 40, 80)
+    put_patch(vp, "auto_grown_20250101000000003", 2.0 + 2 * math.pi, 3.0 + 2 * math.pi, 20, 60)  # next wrap
+    d.wait_for(lambda: (vp / "paths" / "auto_grown_20250101000000002" / "overlapping.json").exists()
+               and "auto_grown_20250101000000002" in read_overlaps(vp / "paths" / "auto_grown_20250101000000001"),
+               5, "overlapping.json")
+    assert time.time() - t0 < 5
+    d.wait_for(lambda: all(j["state"] == "done" for j in jobs(d.queue(), "overlap")) and
+               len(jobs(d.queue(), "overlap")) == 3, 10, "overlap jobs done")
+    assert read_overlaps(vp / "paths" / "auto_grown_20250101000000001") == {"auto_grown_20250101000000002"}
+    assert read_overlaps(vp / "paths" / "auto_grown_20250101000000003") == set()
+    # our own writes (overlapping.json) trigger no further jobs
+    time.sleep(1.0)
+    assert len(jobs(d.queue(), "overlap")) == 3
+    assert d.stop() == 0
+
+
+def test_mask_and_tag_edits_retrace_exactly_the_traces_that_used_the_patch(daemon_factory):
+    d = daemon_factory()
+    vp = d.volpkg
+    a = put_patch(vp, "auto_grown_20250101000000001", 2.0, 3.0, 20, 60)
+    b = put_patch(vp, "auto_grown_20250101000000002", 4.0, 5.0, 20, 60)
+    c = put_patch(vp, "auto_grown_20250101000000003", 6.0, 7.0, 20, 60)
+    put_trace(vp, "auto_trace_20250101000000010", [a.name, b.name])
+    put_trace(vp, "auto_trace_20250101000000011", [c.name])
+    d.start()
+    q = d.queue()
+    d.wait_for(lambda: q.traces_using(a.name) == ["auto_trace_20250101000000010"], 10, "provenance recorded")
+    assert jobs(q, "retrace") == []
+    # GIMP-style mask edit on A: only the trace that used A is retraced
+    rows, cols = 11, 20
+    from vcd.formats.tifxyz import read_surface
+    g = read_surface(a).points.shape[:2]
+    keep = np.full(g, 255, np.uint8)
+    keep[:3, :3] = 0
+    write_mask(a, keep)
+    d.wait_for(lambda: len(jobs(q, "retrace")) == 1, 5, "retrace after mask edit")
+    assert jobs(q, "retrace")[0]["kind"] == "retrace"
+    assert q.get(jobs(q, "retrace")[0]["id"])["params"]["trace"].endswith("auto_trace_20250101000000010")
+    # approving C retraces only the trace that used C
+    set_tag(c, "approved", user="alice")
+    d.wait_for(lambda: len(jobs(q, "retrace")) == 2, 5, "retrace after approving")
+    traces = sorted(q.get(j["id"])["params"]["trace"].rsplit("/", 1)[1] for j in jobs(q, "retrace"))
+    assert traces == ["auto_trace_20250101000000010", "auto_trace_20250101000000011"]
+    # an unrelated tag (reviewed) changes nothing
+    set_tag(b, "reviewed")
+    time.sleep(1.0)
+    assert len(jobs(q, "retrace")) == 2
+    d.stop()
+
+
+def test_changes_while_down_are_reconciled_at_start(daemon_factory):
+    d = daemon_factory()
+    vp = d.volpkg
+    a = put_patch(vp, "auto_grown_20250101000000001", 2.0, 3.0, 20, 60)
+    put_trace(vp, "auto_trace_20250101000000010", [a.name])
+    d.start()
+    q = d.queue()
+    d.wait_for(lambda: q.fingerprint(a.name) is not None, 10, "fingerprint")
+    d.stop()
+    set_tag(a, "defective")  # while the daemon is down
+    d.start()
+    d.wait_for(lambda: len(jobs(d.queue(), "retrace")) == 1, 10, "retrace after restart")
+    d.stop()
+
+
+def _marker_intervals(path):
+    rows = [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
+    return rows
+
+
+def test_kill9_worker_and_daemon_lose_nothing(daemon_factory, tmp_path):
+    d = daemon_factory().start()
+    q = d.queue()
+    marker = tmp_path / "marker.jsonl"
+    ids = [q.submit("sleep", {"seconds": 1.5, "marker": str(marker)}) for _ in range(6)]
+    d.wait_for(lambda: len(q.list(state="running")) >= 1, 10, "a running job")
+    # kill -9 one worker mid-job
+    running = q.list(state="running")[0]
+    worker = q.get(running["id"])["worker"]
+    pids = subprocess.run(["pgrep", "-P", str(d.proc.pid)], capture_output=True, text=True).stdout.split()
+    victim = None
+    for pid in pids:
+        cmd = open(f"/proc/{pid}/cmdline").read()
+        if "multiprocessing" in cmd:
+            victim = int(pid)
+            break
+    assert victim
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(0.5)
+    # kill -9 the daemon itself, then restart
+    d.kill9()
+    time.sleep(0.5)
+    d.start()
+    d.wait_for(lambda: all(q.get(i)["state"] in ("done", "failed") for i in ids), 60, "all jobs finished")
+    assert all(q.get(i)["state"] == "done" for i in ids), [q.get(i) for i in ids]
+    runs = _marker_intervals(marker)
+    by_job = {}
+    for r in runs:
+        by_job.setdefault(r["job"], []).append((r["start"], r["end"]))
+    assert set(by_job) == set(ids)
+    for iv in by_job.values():  # never two runs of one job at the same time
+        iv.sort()
+        assert all(b[0] >= a[1] for a, b in zip(iv, iv[1:]))
+    assert not [p for p in (d.volpkg / "paths").iterdir() if p.name.startswith(".") and p.is_dir()]
+    assert q.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    d.stop()
+
+
+def test_sigterm_requeues_long_jobs_and_metrics_move(daemon_factory):
+    d = daemon_factory().start()
+    q = d.queue()
+    url = f"http://127.0.0.1:{d.port}/metrics"
+    before = urllib.request.urlopen(url, timeout=5).read().decode()
+    short = [q.submit("sleep", {"seconds": 0.2}) for _ in range(3)]
+    d.wait_for(lambda: all(q.get(i)["state"] == "done" for i in short), 20, "short jobs")
+    after = urllib.request.urlopen(url, timeout=5).read().decode()
+    assert 'vcd_jobs_completed_total{kind="sleep",state="done"} 3.0' in after
+    assert 'vcd_jobs_completed_total{kind="sleep"' not in before
+    assert "vcd_job_duration_seconds_bucket" in after and "vcd_patches" in after
+    long = q.submit("sleep", {"seconds": 30})
+    d.wait_for(lambda: q.get(long)["state"] == "running", 10, "long job running")
+    assert d.stop(signal.SIGTERM) == 0
+    job = q.get(long)
+    assert job["state"] == "queued" and "shutdown" in (job["message"] or "")
+
+
+def test_cancel_running_job(daemon_factory):
+    d = daemon_factory().start()
+    q = d.queue()
+    j = q.submit("sleep", {"seconds": 30})
+    d.wait_for(lambda: q.get(j)["state"] == "running", 10, "running")
+    assert q.cancel(j) == "cancelling"
+    d.wait_for(lambda: q.get(j)["state"] == "cancelled", 10, "cancelled")
+    d.stop()
+
+
+def test_vcdctl_end_to_end(daemon_factory):
+    d = daemon_factory()
+    vp = d.volpkg
+
+    def ctl(*a):
+        return subprocess.run([sys.executable, "-m", "vcd.cli.ctl", "--volpkg", str(vp), *a],
+                              capture_output=True, text=True)
+    r = ctl("submit", "sleep", "--param", "seconds=0.1", "--priority", "3")
+    assert r.returncode == 0, r.stderr
+    jid = int(r.stdout.strip())
+    assert "queued" in ctl("ls").stdout
+    assert ctl("cancel", str(jid)).stdout.strip() == "cancelled"
+    assert ctl("retry", str(jid)).stdout.strip() == "queued"
+    assert ctl("pause").stdout.strip() == "paused"
+    assert "scheduler: paused" in ctl("status").stdout
+    assert ctl("resume").stdout.strip() == "resumed"
+    d.start()
+    d.wait_for(lambda: d.queue().get(jid)["state"] == "done", 20, "job done")
+    show = ctl("show", str(jid)).stdout
+    assert "state: done" in show and '"slept"' in show
+    st = ctl("status").stdout
+    assert "sleep" in st and "collection:" in st
+    r = ctl("submit", "nosuchkind")
+    assert r.returncode == 1 and "unknown job kind" in r.stderr
+    d.stop()
+
+
+def test_vcdctl_seed_parses_pasted_vc3d_lines(scroll_copy):
+    text = ("focus point changed to [3200, 2400, 5260] on volume s1\n"
+            "this line has no point\n"
+            "poi added: [ 100.5, 200, 300 ] (layer 3)\n"
+            "10 20 30\n")
+    r = subprocess.run([sys.executable, "-m", "vcd.cli.ctl", "--volpkg", str(scroll_copy), "seed", "--then-expand"],
+                       input=text, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "skipped" in r.stderr and "this line has no point" in r.stderr
+    from vcd.daemon.queue import JobQueue
+    q = JobQueue.for_volpkg(scroll_copy)
+    seeds = [q.get(j["id"])["params"]["seed_point"] for j in q.list(kind="seed")]
+    assert sorted(map(tuple, seeds)) == sorted([(3200, 2400, 5260), (3170, 2400, 5260), (3230, 2400, 5260),
+                                                (100.5, 200, 300), (70.5, 200, 300), (130.5, 200, 300),
+                                                (10, 20, 30), (-20, 20, 30), (40, 20, 30)])
+    assert len(q.list(kind="expand")) == 3
+
+
+def test_bad_config_is_one_clear_line(scroll_copy):
+    (scroll_copy / "vcd.toml").write_text("[daemon]\nworkers = 'many'\n")
+    r = subprocess.run([sys.executable, "-m", "vcd", "daemon", str(scroll_copy)], capture_output=True, text=True)
+    assert r.returncode == 1 and "workers" in r.stderr and "Traceback" not in r.stderr
