@@ -25,7 +25,7 @@ from ..formats.jsonio import read_json
 from ..formats.overlaps import link
 from ..formats.tifxyz import read_surface
 from ..formats.volpkg import is_patch
-from ..kernels.pointsearch import dist_to_grid
+from ..kernels.pointsearch import closest_on_grid, dist_to_grid
 
 OVERLAP_TOL = 2.0
 
@@ -56,6 +56,17 @@ class SurfaceSearch:
         _, idx = self.tree.query(queries, k=k)
         idx = np.asarray(idx).reshape(len(queries), k)
         return dist_to_grid(self.grid, self.valid, queries, self.rc[idx, 0], self.rc[idx, 1])
+
+    def closest(self, queries: np.ndarray, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
+        """(distance, closest surface point (N×3)) for each (x, y, z) query (N×3)."""
+        queries = np.ascontiguousarray(np.asarray(queries, dtype=np.float64).reshape(-1, 3))
+        if self.tree is None or len(queries) == 0:
+            return np.full(len(queries), np.inf), np.full((len(queries), 3), -1.0)
+        k = min(k, len(self.rc))
+        _, idx = self.tree.query(queries, k=k)
+        idx = np.asarray(idx).reshape(len(queries), k)
+        d, pts, _ = closest_on_grid(self.grid, self.valid, queries, self.rc[idx, 0], self.rc[idx, 1])
+        return d, pts
 
     def sample_points(self) -> np.ndarray:
         """Valid vertices plus centres of valid quads (N×3)."""

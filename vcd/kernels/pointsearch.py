@@ -94,3 +94,90 @@ def dist_to_grid(grid, valid, queries, cand_r, cand_c):
                         best = d
         out[i] = math.sqrt(best)
     return out
+
+
+@nb.njit(cache=True)
+def _closest_on_triangle(px, py, pz, a, b, c, out):
+    """Closest point of triangle (a, b, c) to p, written to ``out``; returns the squared distance.
+    Barycentric clamping (projection, then edge clamps)."""
+    e0x, e0y, e0z = b[0] - a[0], b[1] - a[1], b[2] - a[2]
+    e1x, e1y, e1z = c[0] - a[0], c[1] - a[1], c[2] - a[2]
+    vx, vy, vz = a[0] - px, a[1] - py, a[2] - pz
+    A = e0x * e0x + e0y * e0y + e0z * e0z
+    B = e0x * e1x + e0y * e1y + e0z * e1z
+    C = e1x * e1x + e1y * e1y + e1z * e1z
+    D = e0x * vx + e0y * vy + e0z * vz
+    E = e1x * vx + e1y * vy + e1z * vz
+    det = A * C - B * B
+    if det <= 1e-12:
+        out[0], out[1], out[2] = a[0], a[1], a[2]
+        return vx * vx + vy * vy + vz * vz
+    s = (B * E - C * D) / det
+    t = (B * D - A * E) / det
+    if s < 0 or t < 0 or s + t > 1:
+        # clamp to the best of the three edges
+        best = 1e30
+        for k in range(3):
+            if k == 0:
+                ox, oy, oz, dx, dy, dz = a[0], a[1], a[2], e0x, e0y, e0z
+            elif k == 1:
+                ox, oy, oz, dx, dy, dz = a[0], a[1], a[2], e1x, e1y, e1z
+            else:
+                ox, oy, oz, dx, dy, dz = b[0], b[1], b[2], c[0] - b[0], c[1] - b[1], c[2] - b[2]
+            L = dx * dx + dy * dy + dz * dz
+            u = 0.0 if L <= 1e-12 else ((px - ox) * dx + (py - oy) * dy + (pz - oz) * dz) / L
+            u = min(1.0, max(0.0, u))
+            qx, qy, qz = ox + u * dx, oy + u * dy, oz + u * dz
+            d = (qx - px) ** 2 + (qy - py) ** 2 + (qz - pz) ** 2
+            if d < best:
+                best = d
+                out[0], out[1], out[2] = qx, qy, qz
+        return best
+    qx = a[0] + s * e0x + t * e1x
+    qy = a[1] + s * e0y + t * e1y
+    qz = a[2] + s * e0z + t * e1z
+    out[0], out[1], out[2] = qx, qy, qz
+    return (qx - px) ** 2 + (qy - py) ** 2 + (qz - pz) ** 2
+
+
+@nb.njit(cache=True)
+def closest_on_grid(grid, valid, queries, cand_r, cand_c):
+    """Like :func:`dist_to_grid` but also returns the closest surface points (N×3) and the grid
+    location (row, col, continuous) of each."""
+    R, C = valid.shape
+    n = queries.shape[0]
+    dist = np.full(n, np.inf)
+    pts = np.full((n, 3), -1.0)
+    loc = np.full((n, 2), -1.0)
+    tmp = np.empty(3)
+    for i in range(n):
+        px, py, pz = queries[i, 0], queries[i, 1], queries[i, 2]
+        best = np.inf
+        for k in range(cand_r.shape[1]):
+            r, c = cand_r[i, k], cand_c[i, k]
+            if r < 0:
+                continue
+            d = (grid[r, c, 0] - px) ** 2 + (grid[r, c, 1] - py) ** 2 + (grid[r, c, 2] - pz) ** 2
+            if d < best:
+                best = d
+                pts[i, 0], pts[i, 1], pts[i, 2] = grid[r, c, 0], grid[r, c, 1], grid[r, c, 2]
+                loc[i, 0], loc[i, 1] = r, c
+            for dr in range(-1, 1):
+                for dc in range(-1, 1):
+                    r0, c0 = r + dr, c + dc
+                    if r0 < 0 or c0 < 0 or r0 + 1 >= R or c0 + 1 >= C:
+                        continue
+                    if not (valid[r0, c0] and valid[r0 + 1, c0] and valid[r0, c0 + 1] and valid[r0 + 1, c0 + 1]):
+                        continue
+                    d = _closest_on_triangle(px, py, pz, grid[r0, c0], grid[r0, c0 + 1], grid[r0 + 1, c0], tmp)
+                    if d < best:
+                        best = d
+                        pts[i, 0], pts[i, 1], pts[i, 2] = tmp[0], tmp[1], tmp[2]
+                        loc[i, 0], loc[i, 1] = r0 + 0.5, c0 + 0.5
+                    d = _closest_on_triangle(px, py, pz, grid[r0 + 1, c0 + 1], grid[r0 + 1, c0], grid[r0, c0 + 1], tmp)
+                    if d < best:
+                        best = d
+                        pts[i, 0], pts[i, 1], pts[i, 2] = tmp[0], tmp[1], tmp[2]
+                        loc[i, 0], loc[i, 1] = r0 + 0.5, c0 + 0.5
+        dist[i] = math.sqrt(best)
+    return dist, pts, loc

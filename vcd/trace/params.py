@@ -1,0 +1,79 @@
+"""``TraceParams``: the params JSON of ``vc_grow_seg_from_segments`` — VC3D's keys and defaults.
+
+Units: a trace cell is ``step × src_step`` voxels (``step`` in patch pixels, ``src_step`` voxels per
+patch pixel — it must equal the patches' ``step_size``). Extra vcd keys: ``max_generations``,
+``snapshot_every`` (debug snapshots ``z_dbg_gen_<N>``; 0 = none), ``window_cells`` (active window
+width in cells; 0 = ``sliding_w`` as VC3D), ``min_supporters`` (distinct agreeing patches a corner
+needs, VC3D's hard-coded 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from ..errors import InputError
+
+
+@dataclass
+class TraceParams:
+    flip_x: bool = False
+    global_steps_per_window: int = 0
+    step: float = 10
+    src_step: float = 20
+    max_width: float = 80000
+    consensus_default_th: int = 10
+    consensus_limit_th: int = 2
+    inlier_base_threshold: int = 20
+    local_cost_inl_th: float = 0.2
+    same_surface_th: float = 2.0
+    straight_weight: float = 0.7
+    straight_weight_3D: float = 4.0
+    dist_loss_2d_w: float = 1.0
+    dist_loss_3d_w: float = 2.0
+    z_loc_loss_w: float = 0.1
+    straight_min_count: float = 1.0
+    sliding_w_scale: float = 1.0
+    z_range: list | None = None
+    use_cuda: bool = True
+    # vcd
+    max_generations: int = 100000
+    snapshot_every: int = 50
+    window_cells: int = 0
+    min_supporters: int = 2
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "params") -> "TraceParams":
+        if not isinstance(d, dict):
+            raise InputError(source, "params must be a JSON object", "write {\"step\": 10, ...}")
+        kw = {}
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            try:
+                if f.type == "bool":
+                    v = bool(v)
+                elif f.type == "int":
+                    v = int(v)
+                elif f.type == "float":
+                    v = float(v)
+                elif f.name == "z_range" and v is not None:
+                    v = [float(v[0]), float(v[1])] if isinstance(v, list) and len(v) == 2 else None
+            except (TypeError, ValueError):
+                raise InputError(source, f"param {f.name!r} has invalid value {v!r}",
+                                 f"use a value like the default {getattr(cls(), f.name)!r}") from None
+            kw[f.name] = v
+        if "z_range" not in kw and "z_min" in d and "z_max" in d:
+            kw["z_range"] = [float(d["z_min"]), float(d["z_max"])]
+        p = cls(**kw)
+        if p.step <= 0 or p.src_step <= 0:
+            raise InputError(source, "step and src_step must be > 0", "use the patches' step_size as src_step")
+        return p
+
+    @property
+    def cell(self) -> float:
+        """Trace cell size in voxels."""
+        return float(self.step) * float(self.src_step)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

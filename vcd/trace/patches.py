@@ -1,0 +1,90 @@
+"""The patch collection as the tracer sees it: masked grids ready for point queries, tags, links.
+
+``defective`` patches are left out entirely; masked pixels are invalid (``read_surface`` applies
+``mask.tif``); ``approved`` patches are remembered; a patch that cannot be read is skipped with a
+warning naming it. Debug snapshots and other non-patches never enter (``list_patches``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FormatError, InputError
+from ..formats.overlaps import read_overlaps
+from ..formats.tifxyz import read_surface
+from ..formats.volpkg import list_patches
+from ..grow.linking import SurfaceSearch
+
+
+def mask_fingerprint(surface_dir: Path, valid: np.ndarray) -> str | None:
+    """sha1 of the keep-bitmap (mask applied) when ``mask.tif`` exists, else None."""
+    if not (surface_dir / "mask.tif").exists():
+        return None
+    return hashlib.sha1(np.packbits(valid).tobytes() + f"{valid.shape[0]}x{valid.shape[1]}".encode()).hexdigest()
+
+
+@dataclass
+class PatchSet:
+    names: list = field(default_factory=list)
+    search: list = field(default_factory=list)
+    approved: set = field(default_factory=set)
+    links: list = field(default_factory=list)     #: links[i] = set of patch indices
+    info: dict = field(default_factory=dict)      #: name -> {"mask_sha1", "tags"}
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 3)))
+    skipped: list = field(default_factory=list)
+
+    @classmethod
+    def load(cls, src_dir: str | Path, warn=print, extra: list[Path] = ()) -> "PatchSet":
+        src_dir = Path(src_dir)
+        if not src_dir.is_dir():
+            raise InputError(src_dir, "patch directory does not exist", "pass the volpkg's paths/ directory")
+        ps = cls()
+        entries = list_patches(src_dir) + [(p, None) for p in extra]
+        seen = set()
+        for d, _meta in entries:
+            if d.name in seen:
+                continue
+            seen.add(d.name)
+            try:
+                s = read_surface(d)
+            except FormatError as exc:
+                warn(f"skipping patch {d.name}: {exc.message}")
+                ps.skipped.append(d.name)
+                continue
+            tags = sorted(s.tags)
+            if "defective" in tags:
+                ps.info[d.name] = {"mask_sha1": mask_fingerprint(d, s.valid), "tags": tags, "excluded": True}
+                continue
+            if not s.valid.any():
+                continue
+            ps.names.append(d.name)
+            ps.search.append(SurfaceSearch.from_points(s.points))
+            ps.info[d.name] = {"mask_sha1": mask_fingerprint(d, s.valid), "tags": tags}
+            if "approved" in tags:
+                ps.approved.add(len(ps.names) - 1)
+        index = {n: i for i, n in enumerate(ps.names)}
+        ps.links = [set() for _ in ps.names]
+        for i, n in enumerate(ps.names):
+            for m in read_overlaps(src_dir / n):
+                j = index.get(m)
+                if j is not None and j != i:
+                    ps.links[i].add(j)
+                    ps.links[j].add(i)
+        ps.boxes = np.array([[s.grid[s.valid].min(0), s.grid[s.valid].max(0)] for s in ps.search]).reshape(-1, 2, 3)
+        return ps
+
+    def index(self, name: str) -> int | None:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            return None
+
+    def near(self, p: np.ndarray, margin: float) -> np.ndarray:
+        """Indices of patches whose bbox is within ``margin`` voxels of point ``p``."""
+        if len(self.boxes) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.nonzero(np.all(self.boxes[:, 0] - margin <= p, axis=1) & np.all(self.boxes[:, 1] + margin >= p, axis=1))[0]

@@ -1,0 +1,131 @@
+"""One ``vc_grow_seg_from_segments`` run: load patches, trace, write ``auto_trace_<ts>`` with
+provenance (``vcd_provenance.json`` + ``vcd_supporters.npz``), QA (``qa.tif``, ``qa.png``) and debug
+snapshots ``z_dbg_gen_<N>``. A crash mid-trace still writes the partial result (meta
+``vcd_incomplete``) before the error propagates.
+
+Provenance (a file VC3D ignores) answers "which traces used patch P?":
+``{"version": 1, "seed": name, "params": {...}, "volume": path, "src_dir": path,
+"patches": {name: {"mask_sha1": sha1 | null, "tags": [...], "corners": n}}, "supporters":
+"vcd_supporters.npz", "retrace_of": name | null}``. The npz holds ``names`` and ``ids`` (int32
+[rows, cols, K] indices into ``names`` per trace corner, -1 = none).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from .. import __version__
+from ..errors import InputError
+from ..formats.tifxyz import area_cm2, surface_area_vx2, write_surface
+from ..formats.volume import open_volume
+from ..grow.run import unique_name
+from . import qa
+from .params import TraceParams
+from .patches import PatchSet
+from .tracer import Tracer, TraceState, upsample
+
+PROVENANCE = "vcd_provenance.json"
+
+
+def _outputs(st: TraceState, ps: PatchSet, p: TraceParams):
+    pts = upsample(st, ps, max(1, int(round(p.step))), p.same_surface_th)
+    v = st.valid
+    rows, cols = np.nonzero(v.any(1))[0], np.nonzero(v.any(0))[0]
+    sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    K = max([len(s) for s in st.supporters.values()] + [1])
+    ids = np.full(v[sl].shape + (K,), -1, np.int32)
+    counts: dict[int, int] = {}
+    for (r, c), sup in st.supporters.items():
+        if v[r, c]:
+            ids[r - rows[0], c - cols[0], :len(sup)] = sup
+            for s in sup:
+                counts[s] = counts.get(s, 0) + 1
+    qmap = qa.suspicion_map(st.pos[sl], v[sl], st.support[sl], st.disagree[sl], p.inlier_base_threshold)
+    return pts, ids, counts, qmap
+
+
+def write_trace(path: Path, st: TraceState, ps: PatchSet, p: TraceParams, params_raw: dict, voxelsize: float,
+                volume: str, src_dir: Path, seed_name: str, retrace_of: str | None, extra_meta: dict) -> Path:
+    pts, ids, counts, qmap = _outputs(st, ps, p)
+    area = surface_area_vx2(pts)
+    used = sorted(ps.names[i] for i in counts)
+    prov = {"version": 1, "seed": seed_name, "params": params_raw, "volume": str(volume), "src_dir": str(src_dir),
+            "retrace_of": retrace_of, "supporters": "vcd_supporters.npz",
+            "patches": {ps.names[i]: {**{k: v for k, v in ps.info[ps.names[i]].items() if k != "excluded"},
+                                      "corners": n} for i, n in sorted(counts.items())},
+            "excluded_defective": sorted(n for n, i in ps.info.items() if i.get("excluded"))}
+    import io
+    buf = io.BytesIO()
+    np.savez_compressed(buf, names=np.array(ps.names), ids=ids)
+    qbuf = io.BytesIO()
+    tifffile.imwrite(qbuf, qmap.astype(np.float32))
+    meta = {"area_vx2": area, "area_cm2": area_cm2(area, voxelsize), "source": "vcd_trace",
+            "vc_grow_seg_from_segments_params": {**params_raw, "tgt_dir": str(path.parent)},
+            "used_approved_segments": sorted(ps.names[i] for i in st.used_approved),
+            "generations": st.generations, "vcd_stop_reason": st.stop_reason, "vcd_version": __version__,
+            "qa": qa.summary(qmap), "vcd_patches_used": len(used), **extra_meta}
+    if retrace_of:
+        meta["retrace_of"] = retrace_of
+    out = write_surface(path, pts, meta, scale=[1.0 / p.src_step] * 2,
+                        extra_files={PROVENANCE: (json.dumps(prov, indent=2) + "\n").encode(),
+                                     "vcd_supporters.npz": buf.getvalue(), "qa.tif": qbuf.getvalue()})
+    qa.write_png(qmap, out / "qa.png")
+    return out
+
+
+def run_trace(volume: str | os.PathLike, src_dir: str | os.PathLike, tgt_dir: str | os.PathLike, params_raw: dict,
+              seed: str | os.PathLike, progress=None, warn=print, retrace_of: str | None = None) -> dict:
+    src_dir, tgt_dir, seed = Path(src_dir), Path(tgt_dir), Path(seed)
+    p = TraceParams.from_dict(params_raw)
+    voxelsize = open_volume(volume).voxelsize  # the tracer reads the volume only for voxelsize, as VC3D
+    tgt_dir.mkdir(parents=True, exist_ok=True)
+    if not (seed / "meta.json").exists():
+        raise InputError(seed, "seed patch not found (no meta.json)", "pass a patch directory from PATHS")
+    seed_in_src = (src_dir / seed.name).resolve() == seed.resolve()
+    ps = PatchSet.load(src_dir, warn=warn, extra=[] if seed_in_src else [seed])
+    if not ps.names:
+        raise InputError(src_dir, "no usable patches in the collection", "grow patches first (vcd grow / vcd daemon)")
+    si = ps.index(seed.name)
+    if si is None:
+        if ps.info.get(seed.name, {}).get("excluded"):
+            raise InputError(seed, "seed patch is tagged defective", "choose another seed or clear the tag")
+        raise InputError(seed, "seed patch could not be loaded", "check it with `vcd info`")
+    if not ps.links[si]:
+        raise InputError(seed, "seed patch has no overlaps (overlapping.json empty or missing)",
+                         "link the collection first: `vcd seg-add-overlap PATHS SEED` (the daemon does it)")
+
+    def snapshot(st, gen):
+        try:
+            name = f"z_dbg_gen_{gen:05d}"
+            d = tgt_dir / name
+            if d.exists():
+                shutil.rmtree(d)
+            write_trace(d, st, ps, p, params_raw, voxelsize, str(volume), src_dir, seed.name, retrace_of,
+                        {"vcd_debug_snapshot": True})
+        except Exception as exc:  # a snapshot must never kill the trace
+            warn(f"debug snapshot at generation {gen} failed: {exc}")
+
+    tracer = Tracer(ps, si, p, progress=progress, warn=warn, snapshot=snapshot)
+    name = unique_name(tgt_dir, "auto_trace_")
+    try:
+        st = tracer.run()
+    except BaseException as exc:  # never lose the partial result
+        st = tracer.state
+        if st is not None and st.valid.sum() >= 4:
+            st.stop_reason = f"crashed: {type(exc).__name__}: {exc}"
+            write_trace(tgt_dir / name, st, ps, p, params_raw, voxelsize, str(volume), src_dir, seed.name,
+                        retrace_of, {"vcd_incomplete": st.stop_reason})
+            warn(f"trace interrupted; partial result kept in {tgt_dir / name}")
+        raise
+    out = write_trace(tgt_dir / name, st, ps, p, params_raw, voxelsize, str(volume), src_dir, seed.name,
+                      retrace_of, {})
+    meta = json.loads((out / "meta.json").read_text())
+    return {"written": name, "area_cm2": meta["area_cm2"], "generations": st.generations,
+            "corners": int(st.valid.sum()), "stop_reason": st.stop_reason, "patches_used": meta["vcd_patches_used"],
+            "qa_suspicious": meta["qa"]["suspicious"], "skipped_patches": ps.skipped}

@@ -1,0 +1,396 @@
+r"""Grow one large trace by consensus of overlapping patches.
+
+The trace is a quad grid of *cells* ``S = step × src_step`` voxels apart; rows run along the
+seed patch's direction closest to z, columns grow towards +u (−u with ``flip_x``).
+
+**One generation.** For every *fringe* cell (empty, next to a valid corner, inside the active
+window of the last ``window_cells`` columns — so the work per generation is proportional to the
+window, not to the trace):
+
+1. *guess* its position by extrapolating valid neighbours (``2q1 − q2`` lines, parallelograms),
+   with z set to the row's z level (rows are z levels: VC3D's z-location prior);
+2. *candidates*: the patches supporting the 3×3 neighbourhood plus their overlap-graph neighbours;
+3. *proposals*: each candidate's closest point to the guess (if within ``0.8 S``);
+4. *consensus*: a candidate *agrees* with a proposal if it passes within ``same_surface_th``
+   voxels; support :math:`= \sum_{t \in agree} (1 + n_t)` where :math:`n_t` counts the neighbouring
+   corners ``t`` already supports (a patch that carried the trace so far weighs more);
+5. accept the best proposal if support ≥ the threshold *T*, at least ``min_supporters`` distinct
+   patches agree, spacing to its 4-neighbours is within [0.6 S, 1.4 S] and it does not fold onto
+   the trace; the corner becomes the mean of the agreeing patches' closest points. An
+   ``approved`` proposer anchored on ≥ 2 neighbours is accepted without consensus.
+
+**Threshold schedule** (VC3D): *T* starts at ``inlier_base_threshold``; a generation that accepts
+nothing lowers it towards ``consensus_default_th`` and then ``consensus_limit_th`` (only when the
+trace would otherwise end); any progress resets it. **Windowed optimisation**: with
+``global_steps_per_window`` > 0, corners of the active window are relaxed towards their
+neighbours' mean and re-projected onto their supporting patches. **Output**: corners upsampled
+``step`` times and snapped onto the supporting patches, i.e. the patches' own grid resolution.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .params import TraceParams
+from .patches import PatchSet
+
+NBR4 = ((1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+@dataclass
+class TraceState:
+    pos: np.ndarray                 #: float64 [H, W, 3] corner positions (x, y, z) voxels
+    valid: np.ndarray               #: bool [H, W]
+    support: np.ndarray             #: float32 [H, W] consensus support of each accepted corner
+    disagree: np.ndarray            #: float32 [H, W] share of linked candidates that went elsewhere
+    gen: np.ndarray                 #: int32 [H, W] generation of acceptance
+    supporters: dict = field(default_factory=dict)   #: (r, c) -> tuple of patch indices
+    used_approved: set = field(default_factory=set)
+    generations: int = 0
+    stop_reason: str = ""
+
+    def grow_cols(self, n: int) -> None:
+        H = self.pos.shape[0]
+        self.pos = np.concatenate([self.pos, np.full((H, n, 3), -1.0)], 1)
+        for name in ("valid", "support", "disagree", "gen"):
+            a = getattr(self, name)
+            setattr(self, name, np.concatenate([a, np.zeros((H, n), a.dtype)], 1))
+
+
+def _guess(st: TraceState, r: int, c: int):
+    H, W = st.valid.shape
+    acc, n = np.zeros(3), 0
+    for dr, dc in NBR4:
+        r1, c1, r2, c2 = r + dr, c + dc, r + 2 * dr, c + 2 * dc
+        if not (0 <= r1 < H and 0 <= c1 < W and st.valid[r1, c1]):
+            continue
+        if 0 <= r2 < H and 0 <= c2 < W and st.valid[r2, c2]:
+            acc += 2 * st.pos[r1, c1] - st.pos[r2, c2]
+            n += 1
+        for er, ec in ((dc, dr), (-dc, -dr)):
+            rm, cm = r1 + er, c1 + ec
+            rk, ck = rm - dr, cm - dc
+            if 0 <= rm < H and 0 <= cm < W and 0 <= rk < H and 0 <= ck < W and st.valid[rm, cm] and st.valid[rk, ck]:
+                acc += st.pos[r1, c1] + st.pos[rk, ck] - st.pos[rm, cm]
+                n += 1
+    return acc / n if n else None
+
+
+class Tracer:
+    """State and loop of one trace (see the module docstring)."""
+
+    def __init__(self, patches: PatchSet, seed: int, params: TraceParams, progress=None, warn=print,
+                 snapshot=None):
+        self.ps = patches
+        self.seed = seed
+        self.p = params
+        self.S = params.cell
+        self.progress = progress
+        self.warn = warn
+        self.snapshot = snapshot
+        self.state: TraceState | None = None
+        self.window = params.window_cells or max(6, int(round(2 * 1000 / params.cell * params.sliding_w_scale)))
+
+    # ------------------------------------------------------------------ set-up
+    def _init_state(self) -> TraceState:
+        s = self.ps.search[self.seed]
+        g, v = s.grid, s.valid
+        rc = np.argwhere(v)
+        centre = rc.mean(0)
+        r0, c0 = rc[np.argmin(((rc - centre) ** 2).sum(1))]
+        p0 = g[r0, c0]
+
+        def tangent(dr, dc):
+            for k in (1, 2, 3):
+                for sgn in (1, -1):
+                    r1, c1 = r0 + sgn * k * dr, c0 + sgn * k * dc
+                    if 0 <= r1 < v.shape[0] and 0 <= c1 < v.shape[1] and v[r1, c1]:
+                        t = sgn * (g[r1, c1] - p0)
+                        return t / np.linalg.norm(t)
+            return None
+        tr, tc = tangent(1, 0), tangent(0, 1)
+        if tr is None or tc is None:
+            raise ValueError("seed patch too small to orient the trace")
+        # rows follow the patch direction closer to z
+        if abs(tc[2]) > abs(tr[2]):
+            tr, tc = tc, tr
+        if tr[2] < 0:
+            tr = -tr
+        n = np.cross(tc, tr)
+        tc = np.cross(tr, n)
+        tc /= np.linalg.norm(tc)
+        if self.p.flip_x:
+            tc = -tc
+        zmin, zmax = self.ps.boxes[:, 0, 2].min(), self.ps.boxes[:, 1, 2].max()
+        H = int(2 * math.ceil((zmax - zmin) / self.S) + 7)
+        W = max(12, self.window + 6)
+        st = TraceState(np.full((H, W, 3), -1.0), np.zeros((H, W), bool), np.zeros((H, W), np.float32),
+                        np.zeros((H, W), np.float32), np.zeros((H, W), np.int32))
+        self.r0, self.c0 = H // 2, 3
+        self.z0 = float(p0[2])
+        self.row_dz = self.S * float(tr[2])  # z step per row (rows follow the seed's most-z-like direction)
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                q = p0 + dr * self.S * tr + dc * self.S * tc
+                d, cp = s.closest(q[None])
+                if d[0] <= 0.5 * self.S:
+                    r, c = self.r0 + dr, self.c0 + dc
+                    st.pos[r, c], st.valid[r, c] = cp[0], True
+                    st.supporters[(r, c)] = (self.seed,)
+                    st.support[r, c] = self.p.inlier_base_threshold
+        if st.valid.sum() < 4:
+            raise ValueError("seed patch does not cover the initial 3×3 block (cell too large for the patch?)")
+        return st
+
+    # ------------------------------------------------------------------ one corner
+    def _candidates(self, st: TraceState, r: int, c: int) -> tuple[set, dict]:
+        H, W = st.valid.shape
+        local: dict[int, int] = {}
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                rr, cc = r + dr, c + dc
+                if 0 <= rr < H and 0 <= cc < W and st.valid[rr, cc]:
+                    for t in st.supporters.get((rr, cc), ()):
+                        local[t] = local.get(t, 0) + 1
+        cand = set(local)
+        for t in list(local):
+            cand |= self.ps.links[t]
+        return cand, local
+
+    def _try_corner(self, st: TraceState, r: int, c: int, T: float):
+        """Best (support, position, supporters, approved, disagree) for cell (r, c), or None."""
+        guess = _guess(st, r, c)
+        if guess is None:
+            return None
+        guess[2] = self.z_of_row(r)  # rows are z levels (VC3D's z-location prior)
+        cand, local = self._candidates(st, r, c)
+        if not cand:
+            return None
+        th = self.p.same_surface_th
+        cand = [t for t in sorted(cand)
+                if np.all(self.ps.boxes[t, 0] - 0.6 * self.S <= guess) and np.all(self.ps.boxes[t, 1] + 0.6 * self.S >= guess)]
+        best = None
+        closest = {}
+        for t in cand:
+            d, q = self.ps.search[t].closest(guess[None])
+            if d[0] <= 0.8 * self.S:
+                closest[t] = q[0]
+        near_seed = max(abs(r - self.r0), abs(c - self.c0)) <= 1
+        for ref, q in closest.items():
+            if self.p.z_range and not (self.p.z_range[0] <= q[2] <= self.p.z_range[1]):
+                continue
+            if not self._geometry_ok(st, r, c, q):
+                continue
+            if ref in self.ps.approved and local.get(ref, 0) >= 2:
+                return (1000.0, q, (ref,), True, 0.0)
+            agree, pts, score = [], [], 0.0
+            for t, qt in closest.items():
+                if np.linalg.norm(qt - q) <= th or (t != ref and self.ps.search[t].distance(q[None])[0] <= th):
+                    agree.append(t)
+                    pts.append(qt if np.linalg.norm(qt - q) <= th else q)
+                    score += 1 + local.get(t, 0)
+            if len(agree) < self.p.min_supporters and not (near_seed and ref == self.seed):
+                continue
+            if best is None or score > best[0]:
+                went_elsewhere = sum(1 for t in local if t not in agree)
+                best = (score, np.mean(pts, axis=0), tuple(sorted(agree)), False,
+                        went_elsewhere / max(1, len(local)))
+        if best is not None and near_seed and self.seed in best[2]:
+            best = (max(best[0], T), *best[1:])
+        return best
+
+    def _geometry_ok(self, st: TraceState, r: int, c: int, q: np.ndarray) -> bool:
+        H, W = st.valid.shape
+        for dr, dc in NBR4:
+            rr, cc = r + dr, c + dc
+            if 0 <= rr < H and 0 <= cc < W and st.valid[rr, cc]:
+                L = np.linalg.norm(st.pos[rr, cc] - q)
+                if L < 0.6 * self.S or L > 1.4 * self.S:
+                    return False
+        # no fold-over: nothing of the trace (beyond the 5×5 block) within S/2
+        r0, r1 = max(0, r - 2), min(H, r + 3)
+        c0, c1 = max(0, c - 2), min(W, c + 3)
+        v = st.valid.copy()
+        v[r0:r1, c0:c1] = False
+        if v.any():
+            d = np.linalg.norm(st.pos[v] - q, axis=1)
+            if d.min() < 0.5 * self.S:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> TraceState:
+        st = self.state = self._init_state()
+        p = self.p
+        T = float(p.inlier_base_threshold)
+        tried: dict[tuple[int, int], tuple[float, int]] = {}
+        max_cols = max(8, int(p.max_width / p.step))
+        gen = 0
+        t0 = time.monotonic()
+        while gen < p.max_generations:
+            gen += 1
+            cols = np.nonzero(st.valid.any(0))[0]
+            cmin_active = max(0, cols[-1] - self.window)
+            H, W = st.valid.shape
+            fringe = []
+            for r in range(H):
+                for c in range(cmin_active, W):
+                    if st.valid[r, c]:
+                        continue
+                    if any(0 <= r + dr < H and 0 <= c + dc < W and st.valid[r + dr, c + dc] for dr, dc in NBR4):
+                        # retry a failed cell when the threshold dropped or it gained neighbours
+                        prev = tried.get((r, c))
+                        if prev is None or T < prev[0] or self._n_valid(st, r, c) > prev[1]:
+                            fringe.append((r, c))
+            accepted, best_seen = 0, -1.0
+            for r, c in fringe:
+                res = self._try_corner(st, r, c, T)
+                if res is None:
+                    tried[(r, c)] = (T, self._n_valid(st, r, c))
+                    continue
+                score, q, agree, approved, dis = res
+                if approved or score >= T:
+                    st.pos[r, c], st.valid[r, c] = q, True
+                    st.support[r, c], st.disagree[r, c], st.gen[r, c] = score, dis, gen
+                    st.supporters[(r, c)] = agree
+                    if approved:
+                        st.used_approved.add(agree[0])
+                    tried.pop((r, c), None)
+                    accepted += 1
+                else:
+                    tried[(r, c)] = (T, self._n_valid(st, r, c))
+                    best_seen = max(best_seen, score)
+            st.generations = gen
+            if accepted == 0:
+                lb = p.consensus_default_th if T > p.consensus_default_th else p.consensus_limit_th
+                if T > lb:
+                    T = T - (1 + T - lb) // 2
+                    T = float(min(T, max(best_seen, lb)))
+                    continue
+                st.stop_reason = f"no corner reaches consensus (threshold {T:g}) at the front"
+                break
+            T = float(p.inlier_base_threshold)
+            if p.global_steps_per_window > 0:
+                for _ in range(p.global_steps_per_window):
+                    self._relax(st, cmin_active)
+            cols = np.nonzero(st.valid.any(0))[0]
+            if cols[-1] >= st.valid.shape[1] - 3:
+                if st.valid.shape[1] >= max_cols:
+                    st.stop_reason = "reached max_width"
+                    break
+                st.grow_cols(min(16, max_cols - st.valid.shape[1]))
+                # keep the partial-result handle pointing at the live state
+            if self.snapshot and p.snapshot_every and gen % p.snapshot_every == 0:
+                self.snapshot(st, gen)
+            if self.progress:
+                self.progress(min(0.99, gen / 1000.0),
+                              f"generation {gen}: {int(st.valid.sum())} corners, {cols[-1] - self.c0 + 1} columns, "
+                              f"{time.monotonic() - t0:.0f} s")
+        else:
+            st.stop_reason = f"reached max_generations={p.max_generations}"
+        self.fill_holes(st)
+        return st
+
+    def fill_holes(self, st: TraceState, rounds: int = 3) -> int:
+        """Fill interior holes (≥ 3 valid 4-neighbours): the neighbours' extrapolation snapped onto the
+        patches that support them, if ≥ 1 passes within ``same_surface_th`` (low support: QA shows it)."""
+        H, W = st.valid.shape
+        filled = 0
+        for _ in range(rounds):
+            todo = [(r, c) for r in range(H) for c in range(W) if not st.valid[r, c] and
+                    sum(0 <= r + dr < H and 0 <= c + dc < W and st.valid[r + dr, c + dc] for dr, dc in NBR4) >= 3]
+            if not todo:
+                break
+            for r, c in todo:
+                g = _guess(st, r, c)
+                if g is None:
+                    continue
+                _, local = self._candidates(st, r, c)
+                pts, agree = [], []
+                for t in sorted(local):
+                    d, q = self.ps.search[t].closest(g[None])
+                    if d[0] <= 0.5 * self.S:
+                        pts.append(q[0])
+                        agree.append(t)
+                if not pts:
+                    continue
+                q = np.mean(pts, axis=0)
+                if all(self.ps.search[t].distance(q[None])[0] <= self.p.same_surface_th for t in agree) and \
+                        self._geometry_ok(st, r, c, q):
+                    st.pos[r, c], st.valid[r, c] = q, True
+                    st.support[r, c], st.gen[r, c] = len(agree), st.generations
+                    st.supporters[(r, c)] = tuple(agree)
+                    filled += 1
+        return filled
+
+    def z_of_row(self, r: int) -> float:
+        """Target z (voxels) of trace row ``r``: the seed's z plus one row step per row."""
+        return self.z0 + (r - self.r0) * self.row_dz
+
+    @staticmethod
+    def _n_valid(st: TraceState, r: int, c: int) -> int:
+        H, W = st.valid.shape
+        return int(st.valid[max(0, r - 1):min(H, r + 2), max(0, c - 1):min(W, c + 2)].sum())
+
+    def _relax(self, st: TraceState, cmin: int) -> None:
+        """Move window corners halfway to their 4-neighbours' mean, then back onto their patches."""
+        H, W = st.valid.shape
+        for r in range(H):
+            for c in range(cmin, W):
+                if not st.valid[r, c] or max(abs(r - self.r0), abs(c - self.c0)) <= 1:
+                    continue
+                nb = [st.pos[r + dr, c + dc] for dr, dc in NBR4
+                      if 0 <= r + dr < H and 0 <= c + dc < W and st.valid[r + dr, c + dc]]
+                if len(nb) < 3:
+                    continue
+                target = 0.5 * st.pos[r, c] + 0.5 * np.mean(nb, axis=0)
+                proj = []
+                for t in st.supporters.get((r, c), ()):
+                    d, q = self.ps.search[t].closest(target[None])
+                    if d[0] <= self.p.same_surface_th * 2:
+                        proj.append(q[0])
+                if proj:
+                    st.pos[r, c] = np.mean(proj, axis=0)
+
+
+def upsample(st: TraceState, ps: PatchSet, factor: int, snap_th: float) -> np.ndarray:
+    """Corners → patch-resolution grid: each valid quad is bilinearly subdivided ``factor`` times and
+    every point snapped onto the closest of the quad's supporting patches (if within ``snap_th``)."""
+    v = st.valid
+    rows, cols = np.nonzero(v.any(1))[0], np.nonzero(v.any(0))[0]
+    r0, r1, c0, c1 = rows[0], rows[-1], cols[0], cols[-1]
+    H, W = (r1 - r0) * factor + 1, (c1 - c0) * factor + 1
+    out = np.full((H, W, 3), -1.0)
+    t = np.arange(factor + 1) / factor
+    for r in range(r0, r1):
+        for c in range(c0, c1):
+            if not (v[r, c] and v[r + 1, c] and v[r, c + 1] and v[r + 1, c + 1]):
+                continue
+            a, b, d, e = st.pos[r, c], st.pos[r, c + 1], st.pos[r + 1, c], st.pos[r + 1, c + 1]
+            uu, ww = np.meshgrid(t, t, indexing="ij")  # ww along columns, uu along rows
+            pts = ((1 - uu) * (1 - ww))[..., None] * a + ((1 - uu) * ww)[..., None] * b + \
+                  (uu * (1 - ww))[..., None] * d + (uu * ww)[..., None] * e
+            flat = pts.reshape(-1, 3)
+            sup = set()
+            for key in ((r, c), (r, c + 1), (r + 1, c), (r + 1, c + 1)):
+                sup |= set(st.supporters.get(key, ()))
+            best_d = np.full(len(flat), np.inf)
+            best_p = flat.copy()
+            for s in sup:
+                dd, qq = ps.search[s].closest(flat)
+                better = dd < best_d
+                best_d[better], best_p[better] = dd[better], qq[better]
+            snapped = np.where((best_d <= snap_th)[:, None], best_p, flat).reshape(pts.shape)
+            rr, cc = (r - r0) * factor, (c - c0) * factor
+            out[rr:rr + factor + 1, cc:cc + factor + 1] = snapped
+    for r in range(r0, r1 + 1):  # isolated valid corners (no full quad) keep their position
+        for c in range(c0, c1 + 1):
+            if v[r, c]:
+                rr, cc = (r - r0) * factor, (c - c0) * factor
+                if out[rr, cc, 0] == -1:
+                    out[rr, cc] = st.pos[r, c]
+    return out.astype(np.float32)
