@@ -89,7 +89,7 @@ def run_trace(volume: str | os.PathLike, src_dir: str | os.PathLike, tgt_dir: st
         raise InputError(seed, "seed patch not found (no meta.json)", "pass a patch directory from PATHS")
     seed_in_src = (src_dir / seed.name).resolve() == seed.resolve()
     ps = PatchSet.load(src_dir, warn=warn, extra=[] if seed_in_src else [seed])
-    if not ps.names:
+    if not [n for n in ps.names if seed_in_src or n != seed.name]:
         raise InputError(src_dir, "no usable patches in the collection", "grow patches first (vcd grow / vcd daemon)")
     si = ps.index(seed.name)
     if si is None:

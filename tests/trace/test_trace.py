@@ -1,0 +1,215 @@
+"""Consensus tracer against ground truth (issue 4)."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from vcd.errors import InputError
+from vcd.formats.overlaps import link
+from vcd.formats.tifxyz import read_surface, set_tag, write_mask
+from vcd.formats.volpkg import list_patches
+from vcd.synth import load_truth
+from vcd.synth.score import score_surface
+from vcd.trace.run import run_trace
+
+from .conftest import STEP, TRACE_PARAMS, add_patch, seed_near
+
+
+def trace(vp, seed, **over):
+    return run_trace(vp / "volumes" / "synth_pred.zarr", vp / "paths", vp / "traces", {**TRACE_PARAMS, **over},
+                     vp / "paths" / seed, warn=lambda m: None)
+
+
+def theta_span(points, t):
+    v = (points[..., 0] != -1)
+    _, th = t.nearest(points[v])
+    return th.min() - t.theta0, th.max() - t.theta0
+
+
+def test_medium_trace_covers_3_wraps_on_one_sheet(collection_copy):
+    vp = collection_copy
+    t = load_truth(vp)
+    res = trace(vp, seed_near(vp, 2.5))
+    out = vp / "traces" / res["written"]
+    s = read_surface(out)
+    sc = score_surface(s.points, t)
+    assert sc["jumps"] == 0, sc
+    assert sc["mean_dist"] <= 1.0, sc
+    lo, hi = theta_span(s.points, t)
+    assert (hi - lo) / (2 * math.pi) >= 3.0, (lo, hi, sc)
+    # output, meta, provenance, QA, snapshots
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["source"] == "vcd_trace" and meta["vc_grow_seg_from_segments_params"]["tgt_dir"] == str(vp / "traces")
+    assert meta["area_cm2"] > 0 and meta["generations"] > 10 and "qa" in meta
+    assert s.scale == (0.20000000298023224, 0.20000000298023224)  # the patches' resolution (1/src_step)
+    prov = json.loads((out / "vcd_provenance.json").read_text())
+    assert prov["seed"] and len(prov["patches"]) >= 20 and all("mask_sha1" in v for v in prov["patches"].values())
+    npz = np.load(out / "vcd_supporters.npz")
+    assert npz["ids"].ndim == 3 and set(npz["ids"][npz["ids"] >= 0].ravel()) <= set(range(len(npz["names"])))
+    assert tifffile.imread(out / "qa.tif").dtype == np.float32 and (out / "qa.png").exists()
+    snaps = sorted(p.name for p in (vp / "traces").iterdir() if p.name.startswith("z_dbg_gen_"))
+    assert snaps and snaps[0] == "z_dbg_gen_00050"
+    assert not [p for p, _ in list_patches(vp / "traces")]  # snapshots are never patches
+
+
+def jump_patch(t, th_start, th_bridge, z0, z1, length=25.0):
+    """A wrong patch: on wrap w up to th_bridge, then ramps to wrap w+1 over ``length`` voxels."""
+    g = t.sample_grid(th_start, th_bridge + 1.2, z0, z1, STEP)
+    out = g.copy()
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            if g[i, j, 0] == -1:
+                continue
+            _, th = t.nearest(g[i, j][None])
+            th = th[0]
+            z = float(g[i, j, 2])
+            if th <= th_bridge:
+                continue
+            r_in, r_out = t.radius(th, z), t.radius(th + 2 * math.pi, z)
+            u = min(1.0, (th - th_bridge) * r_in / length)
+            r = r_in + (r_out - r_in) * (3 * u * u - 2 * u ** 3)
+            p_in = t.point(th, z)
+            c = p_in[:2] - r_in * np.array([math.cos(th), math.sin(th)])
+            out[i, j] = (c[0] + r * math.cos(th), c[1] + r * math.sin(th), z)
+    return out
+
+
+def thin_out(vp, t, th_lo, th_hi, keep):
+    """Delete regular patches reaching into [th_lo, th_hi] (relative), keeping ``keep`` of them."""
+    import shutil
+    hits = []
+    for p in sorted((vp / "paths").iterdir()):
+        if not p.name.startswith("auto_grown_0"):
+            continue
+        s = read_surface(p)
+        _, th = t.nearest(s.points[s.valid])
+        th = th - t.theta0
+        if th.max() >= th_lo and th.min() <= th_hi:
+            hits.append(p)
+    for p in hits[keep:]:
+        shutil.rmtree(p)
+    from .conftest import link_all
+    for p in (vp / "paths").iterdir():
+        if p.is_dir():
+            (p / "overlapping.json").unlink(missing_ok=True)
+    link_all(vp)
+
+
+def test_bridge_jump_found_by_qa_and_fixed_by_masking(collection_copy):
+    vp = collection_copy
+    t = load_truth(vp)
+    seed = seed_near(vp, 2.5)
+    th_b = t.theta0 + 8.0
+    thin_out(vp, t, 7.9, 9.2, keep=8)  # few correct patches where the bridge is, as at a real bridge
+    names = [add_patch(vp, f"auto_grown_9{k:016d}",
+                       jump_patch(t, th_b - 1.0 + 0.05 * k, th_b + 0.02 * k, 5 + 2 * k, 75 - 2 * k)) for k in range(12)]
+    for n in names:
+        from vcd.grow.linking import link_new_patch
+        link_new_patch(vp / "paths", n)
+    res = trace(vp, seed)
+    out = vp / "traces" / res["written"]
+    s = read_surface(out)
+    sc = score_surface(s.points, t)
+    lo, hi = theta_span(s.points, t)
+    jumped = sc["jumps"] > 0 or sc["jump_free_fraction"] < 0.9
+    stopped = hi < th_b - t.theta0 + 1.0
+    assert jumped or stopped, (sc, hi)
+    # the QA map points at the spot; mask the patches that leave the sheet there (what a person does)
+    q = tifffile.imread(out / "qa.tif")
+    assert (q >= 0.5).any()
+    prov = json.loads((out / "vcd_provenance.json").read_text())
+    offenders = []
+    for name in prov["patches"]:
+        surf = read_surface(vp / "paths" / name)
+        d, th = t.nearest(surf.points[surf.valid])
+        wraps = set(t.wrap_of(th))
+        if d.max() > 2.0:  # a patch that leaves the sheet (its ramp is between two wraps)
+            offenders.append(name)
+    assert set(offenders) <= set(names) and offenders
+    for name in names:
+        surf = read_surface(vp / "paths" / name)
+        d, th = t.nearest(surf.points[surf.valid])
+        keep = np.full(surf.shape, 255, np.uint8)
+        bad = np.zeros(surf.shape, bool)
+        bad[surf.valid] = (th > th_b - 0.1)
+        keep[bad] = 0
+        write_mask(vp / "paths" / name, keep)
+    res2 = run_trace(vp / "volumes" / "synth_pred.zarr", vp / "paths", vp / "traces", {**TRACE_PARAMS},
+                     vp / "paths" / seed, retrace_of=res["written"], warn=lambda m: None)
+    s2 = read_surface(vp / "traces" / res2["written"])
+    sc2 = score_surface(s2.points, t)
+    lo2, hi2 = theta_span(s2.points, t)
+    assert sc2["jumps"] == 0 and hi2 > th_b - t.theta0 + 1.0, (sc2, hi2)
+
+
+def test_defective_patches_are_ignored(collection_copy):
+    vp = collection_copy
+    t = load_truth(vp)
+    seed = seed_near(vp, 2.5)
+    th_b = t.theta0 + 8.0
+    names = [add_patch(vp, f"auto_grown_9{k:016d}",
+                       jump_patch(t, th_b - 1.0 + 0.05 * k, th_b + 0.02 * k, 5 + 2 * k, 75 - 2 * k)) for k in range(12)]
+    from vcd.grow.linking import link_new_patch
+    for n in names:
+        link_new_patch(vp / "paths", n)
+        set_tag(vp / "paths" / n, "defective")
+    res = trace(vp, seed)
+    s = read_surface(vp / "traces" / res["written"])
+    sc = score_surface(s.points, t)
+    prov = json.loads((vp / "traces" / res["written"] / "vcd_provenance.json").read_text())
+    assert sc["jumps"] == 0 and not set(prov["patches"]) & set(names)
+    assert set(names) <= set(prov["excluded_defective"])
+
+
+def test_approved_patch_is_trusted_without_consensus(tmp_path):
+    from vcd.synth import make_scroll
+    from .conftest import link_all
+    vp = make_scroll(tmp_path / "a.volpkg", shape=(60, 128, 128), preset="easy", seed=3, ct=False)
+    t = load_truth(vp)
+    # two overlapping patches near the seed, then a single long patch: only one supporter beyond
+    a = add_patch(vp, "auto_grown_00000000000000001", t.sample_grid(t.theta0 + 8.0, t.theta0 + 8.8, 10, 50, STEP))
+    b = add_patch(vp, "auto_grown_00000000000000002", t.sample_grid(t.theta0 + 8.2, t.theta0 + 9.0, 10, 50, STEP))
+    c = add_patch(vp, "auto_grown_00000000000000003", t.sample_grid(t.theta0 + 8.4, t.theta0 + 11.5, 10, 50, STEP))
+    link_all(vp)
+    r1 = trace(vp, a)
+    _, hi1 = theta_span(read_surface(vp / "traces" / r1["written"]).points, t)
+    set_tag(vp / "paths" / c, "approved")
+    r2 = trace(vp, a)
+    s2 = read_surface(vp / "traces" / r2["written"])
+    _, hi2 = theta_span(s2.points, t)
+    meta = json.loads((vp / "traces" / r2["written"] / "meta.json").read_text())
+    assert hi1 < 9.3 and hi2 > 10.5, (hi1, hi2)
+    assert meta["used_approved_segments"] == [c]
+    assert score_surface(s2.points, t)["jumps"] == 0
+
+
+def test_bad_input(collection_copy, tmp_path):
+    vp = collection_copy
+    vol = vp / "volumes" / "synth_pred.zarr"
+    with pytest.raises(InputError, match="seed patch not found"):
+        run_trace(vol, vp / "paths", vp / "traces", TRACE_PARAMS, vp / "paths" / "auto_grown_nope")
+    lonely = add_patch(vp, "auto_grown_99999999999999999", load_truth(vp).sample_grid(2, 2.5, 10, 30, STEP))
+    with pytest.raises(InputError, match="no overlaps"):
+        run_trace(vol, vp / "paths", vp / "traces", TRACE_PARAMS, vp / "paths" / lonely)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no usable patches"):
+        run_trace(vol, tmp_path / "empty", vp / "traces", TRACE_PARAMS, vp / "paths" / lonely)
+    # a corrupt patch is skipped with a warning naming it
+    seed = seed_near(vp, 2.5)
+    victim = sorted(p for p in (vp / "paths").iterdir() if p.name.startswith("auto_grown_0") and p.name != seed)[5]
+    raw = (victim / "x.tif").read_bytes()
+    (victim / "x.tif").write_bytes(raw[:100])
+    warnings = []
+    res = run_trace(vol, vp / "paths", vp / "traces", TRACE_PARAMS, vp / "paths" / seed, warn=warnings.append)
+    assert victim.name in res["skipped_patches"] and any(victim.name in w for w in warnings)
+    # the CLI: one clear line, exit 1
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps(TRACE_PARAMS))
+    r = subprocess.run([sys.executable, "-m", "vcd", "trace", str(vol), str(vp / "paths"), str(vp / "traces"),
+                        str(params), str(vp / "paths" / "auto_grown_nope")], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
