@@ -10,6 +10,7 @@ collection saturated returns without writing, and the next check sees the densit
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -40,6 +41,7 @@ class Scheduler:
         self.log = log
         self.pool = pool
         self._lock = threading.Lock()
+        self._backing_off = False
         self.sched = BackgroundScheduler(daemon=True)
 
     def grow_params(self, kind: str) -> dict:
@@ -52,7 +54,20 @@ class Scheduler:
             q, s = self.queue, self.cfg["schedule"]
             if not s["expansion"] or q.get_kv("paused", False):
                 return
+            # a failure storm (e.g. bad params) must not flood the queue: back off while recent
+            # growth jobs only fail
+            since = time.time() - 60
+            recent = dict(q.conn.execute("SELECT state, COUNT(*) FROM jobs WHERE kind IN ('seed','expand') AND "
+                                         "finished > ? GROUP BY state", (since,)).fetchall())
+            if recent.get("failed", 0) >= 3 and not recent.get("done", 0):
+                if not self._backing_off:
+                    self.log.warning("expansion_backoff", failed_last_minute=recent["failed"],
+                                     hint="see `vcdctl ls --state failed`")
+                self._backing_off = True
+                return
+            self._backing_off = False
             counts = q.counts()
+
             def active(kind):
                 return counts.get((kind, "queued"), 0) + counts.get((kind, "running"), 0)
             tgt = int(self.grow_params("expand").get("tgt_overlap_count", 20))

@@ -39,7 +39,7 @@ class GrowParams:
             raise InputError(source, "params must be a JSON object", "write {\"mode\": \"seed\", ...}")
         kw = {}
         for f in fields(cls):
-            if f.name not in d or d[f.name] is None and f.name != "seed":
+            if f.name not in d or d[f.name] is None:
                 continue
             v = d[f.name]
             try:

@@ -1,0 +1,186 @@
+"""``vcd demo``: make a synthetic scroll, let the real daemon seed, expand, link and trace it, print a
+summary scored against the ground truth, and stop cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEMO_GROW = {"generations": 15, "step_size": 5, "min_area_cm": 0.0005, "tgt_overlap_count": 8, "seed": None}
+DEMO_TRACE = {"step": 2, "src_step": 5, "consensus_default_th": 6, "inlier_base_threshold": 12,
+              "snapshot_every": 0}
+
+
+def _free_port(preferred: int = 9464) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return s.getsockname()[1]
+            except OSError:
+                continue
+    return 0
+
+
+def _wait(cond, timeout, what, proc):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if cond():
+            return True
+        if proc.poll() is not None:
+            raise RuntimeError(f"daemon exited while waiting for {what}")
+        time.sleep(0.5)
+    return False
+
+
+def _demo(args) -> int:
+    from ..daemon.queue import JobQueue
+    from ..daemon.scheduler import collection_stats
+    from ..formats.overlaps import read_overlaps
+    from ..formats.tifxyz import read_surface
+    from ..formats.volpkg import list_patches
+    from ..synth import load_truth, make_scroll
+    from ..synth.score import coverage, score_surface
+
+    out = Path(args.out).resolve()
+    if out.exists():
+        if not args.force:
+            print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
+            return 1
+        shutil.rmtree(out)
+    t_start = time.time()
+    print(f"[1/5] synthetic scroll {tuple(args.shape)} (z, y, x), preset {args.preset} -> {out}", flush=True)
+    make_scroll(out, shape=tuple(args.shape), preset=args.preset, seed=args.seed)
+    truth = load_truth(out)
+    (out / "seed.json").write_text(json.dumps({**DEMO_GROW, "mode": "seed"}, indent=4) + "\n")
+    (out / "expand.json").write_text(json.dumps({**DEMO_GROW, "mode": "expansion"}, indent=4) + "\n")
+    (out / "trace_params.json").write_text(json.dumps(DEMO_TRACE, indent=4) + "\n")
+    port = _free_port()
+    after = [k for k in ("winding", "render") if _has_kind(k)]
+    (out / "vcd.toml").write_text(
+        "[daemon]\nworkers = 2\nlease_seconds = 30\nshutdown_timeout = 20\n"
+        "[schedule]\nseed_count = 6\nexpand_queue = 2\ninterval_seconds = 1.0\ntarget_density = 1.0\n"
+        f"max_patches = {args.patches}\n[pipeline]\nafter_trace = {json.dumps(after)}\n")
+    print(f"[2/5] starting the daemon (metrics: http://127.0.0.1:{port}/metrics, log: {out / '.vcd' / 'daemon.log'})",
+          flush=True)
+    (out / ".vcd").mkdir(exist_ok=True)
+    log = open(out / ".vcd" / "daemon.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "vcd", "daemon", str(out), "--metrics-addr", f"127.0.0.1:{port}",
+                             "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT)
+    q = JobQueue.for_volpkg(out) if (out / ".vcd" / "vcd.sqlite").exists() else None
+    try:
+        _wait(lambda: (out / ".vcd" / "vcd.sqlite").exists(), 60, "queue", proc)
+        q = JobQueue.for_volpkg(out)
+        print(f"[3/5] seeding and expanding until {args.patches} patches or the density target ...", flush=True)
+        t0 = time.time()
+
+        def progress():
+            n = len(list_patches(out / "paths"))
+            print(f"      {n} patches after {time.time() - t0:.0f} s", flush=True)
+            return n >= args.patches
+        last = 0.0
+        while time.time() - t0 < args.grow_seconds:
+            if time.time() - last > 10:
+                last = time.time()
+                if progress():
+                    break
+            st = collection_stats(out, DEMO_GROW["tgt_overlap_count"])
+            if st["patches"] >= 8 and st["density"] >= 1.0:
+                print(f"      density target reached: every patch has >= {DEMO_GROW['tgt_overlap_count']} links",
+                      flush=True)
+                break
+            done = [j for j in q.list(kind="expand", state="done", limit=4)]
+            if len(done) == 4 and all(json.loads(q.get(j["id"])["result"] or "{}").get("written") is None
+                                      for j in done):
+                print("      expansion saturated (no under-covered place left)", flush=True)
+                break
+            if proc.poll() is not None:
+                raise RuntimeError("daemon exited")
+            time.sleep(0.5)
+        q.set_kv("paused", True)
+        _wait(lambda: not q.list(state="running", kind="expand") and not q.list(state="running", kind="seed"),
+              60, "growth jobs", proc)
+        for j in q.list(state="queued"):
+            if j["kind"] in ("seed", "expand"):
+                q.cancel(j["id"])
+        _wait(lambda: not q.list(state="queued", kind="overlap") and not q.list(state="running", kind="overlap"),
+              60, "linking", proc)
+        patches = list_patches(out / "paths")
+        if not patches:
+            print("error: no patches were grown (see the daemon log)", file=sys.stderr)
+            return 1
+        seed = max(patches, key=lambda pm: (len(read_overlaps(pm[0])), float(pm[1].get("area_cm2", 0))))[0]
+        print(f"[4/5] tracing from {seed.name} ({len(read_overlaps(seed))} overlaps) ...", flush=True)
+        (out / "traces").mkdir(exist_ok=True)
+        vol = out / "volumes" / "synth_pred.zarr"
+        jid = q.submit("trace", {**DEMO_TRACE, "volume": str(vol), "src_dir": str(out / "paths"),
+                                 "tgt_dir": str(out / "traces"), "seed": str(seed)}, priority=9)
+        _wait(lambda: q.get(jid)["state"] in ("done", "failed"), args.trace_seconds, "trace", proc)
+        _wait(lambda: all(j["state"] in ("done", "failed", "cancelled") for j in q.list(limit=1000)), 120,
+              "pipeline jobs", proc)
+        job = q.get(jid)
+        print("[5/5] summary", flush=True)
+        grids = [read_surface(p).points for p, _ in patches]
+        scores = [score_surface(g, truth) for g in grids]
+        cov = coverage(grids, truth)
+        area = sum(float(m.get("area_cm2", 0)) for _, m in patches)
+        rows = [("patches", f"{len(patches)}"), ("patch area", f"{area:.3f} cm²"),
+                ("true sheet covered (2 vx)", f"{cov * 100:.1f} %"),
+                ("patch distance to truth", f"mean {sum(s['mean_dist'] for s in scores) / len(scores):.2f} vx"),
+                ("patches with sheet jumps", f"{sum(s['jumps'] > 0 for s in scores)} / {len(scores)}")]
+        if job["state"] == "done":
+            res = json.loads(job["result"])
+            tdir = out / "traces" / res["written"]
+            ts = score_surface(read_surface(tdir).points, truth)
+            rows += [("trace", tdir.name), ("trace area", f"{res['area_cm2']:.4f} cm²"),
+                     ("trace wraps (jump-free piece)", f"{ts['wraps_covered']:.2f}"),
+                     ("trace sheet jumps", f"{ts['jumps']}"), ("trace distance to truth", f"mean {ts['mean_dist']:.2f} vx"),
+                     ("trace QA", f"{res['qa_suspicious']} suspicious corners -> {tdir / 'qa.png'}")]
+            for kind in after:
+                done = [j for j in q.list(kind=kind, limit=50) if j["state"] == "done"]
+                rows.append((f"{kind} job", "done" if done else "not done"))
+        else:
+            rows.append(("trace", f"failed: {job['error']}"))
+        counts = q.counts()
+        rows.append(("jobs done / failed", f"{sum(n for (k, s), n in counts.items() if s == 'done')} / "
+                                           f"{sum(n for (k, s), n in counts.items() if s == 'failed')}"))
+        rows.append(("wall time", f"{time.time() - t_start:.0f} s"))
+        w = max(len(k) for k, _ in rows)
+        for k, v in rows:
+            print(f"  {k:<{w}}  {v}")
+        print(f"\nLook at: {out / 'paths'} (open {out} in VC3D), {out / 'traces'}, "
+              f"`vcdctl --volpkg {out} status`, metrics were at http://127.0.0.1:{port}/metrics")
+        return 0 if job["state"] == "done" else 1
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print("daemon stopped", flush=True)
+
+
+def _has_kind(kind: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(f"vcd.jobs.{kind}") is not None
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline with the daemon on a synthetic scroll")
+    p.add_argument("--out", default="demo.volpkg")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--shape", nargs=3, type=int, default=[80, 160, 160], metavar=("Z", "Y", "X"))
+    p.add_argument("--preset", default="medium", choices=["easy", "medium", "hard"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patches", type=int, default=80, help="stop growing at this many patches")
+    p.add_argument("--grow-seconds", type=float, default=120)
+    p.add_argument("--trace-seconds", type=float, default=120)
+    p.set_defaults(func=_demo)
