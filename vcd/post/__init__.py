@@ -1,0 +1,1 @@
+"""After the trace: winding numbers, fusion + inpainting, upscale grounding, rendering, OBJ export."""
