@@ -8,6 +8,13 @@ Run: ``python bench/queue.py [--jobs 5000] [--events 50]``
    p95 < 1 s, with the default 0.5 s debounce included).
 """
 
+import sys as _sys
+from pathlib import Path as _Path
+
+# bench/queue.py must not shadow the standard library's `queue` for the other benchmarks
+_sys.path[:] = [p for p in _sys.path if _Path(p or ".").resolve() != _Path(__file__).resolve().parent]
+
+
 import argparse
 import os
 import signal

@@ -3,6 +3,13 @@
 Run: ``python bench/synth.py [--shape Z Y X] [--preset medium]``
 """
 
+import sys as _sys
+from pathlib import Path as _Path
+
+# bench/queue.py must not shadow the standard library's `queue` for the other benchmarks
+_sys.path[:] = [p for p in _sys.path if _Path(p or ".").resolve() != _Path(__file__).resolve().parent]
+
+
 import argparse
 import tempfile
 import time

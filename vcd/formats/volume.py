@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
-from ..kernels.sample import sample_chunked
+from ..kernels.sample import mark_chunks, sample_chunked
 from .jsonio import atomic_write_json, read_json
 from .zarr_v2 import ZarrArray, create_array, write_chunk
 
@@ -139,11 +139,9 @@ class ChunkCache:
         """Load every chunk that trilinear sampling at ``pts`` (N×3, (x, y, z)) touches."""
         if len(pts) == 0:
             return
-        zyx = np.floor(np.asarray(pts, dtype=np.float64)[:, ::-1]).astype(np.int64)
-        corners = np.concatenate([zyx + np.array(o) for o in np.ndindex(2, 2, 2)])
-        inside = np.all((corners >= 0) & (corners < self.shape), axis=1)
-        cidx = np.unique(corners[inside] // self.chunk_shape, axis=0)
-        self._load(cidx)
+        marked = mark_chunks(np.ascontiguousarray(pts, dtype=np.float64), self.chunk_shape, self.shape,
+                             np.asarray(self.slots.shape, dtype=np.int64))
+        self._load(np.argwhere(marked))
 
     def _load(self, cidx: np.ndarray) -> None:
         missing = [tuple(c) for c in cidx if self.slots[tuple(c)] == -1]
@@ -170,13 +168,16 @@ class ChunkCache:
     def sample(self, pts: np.ndarray) -> np.ndarray:
         """Trilinear values (float32) at ``pts`` (N×3, (x, y, z) level voxels); outside reads 0."""
         pts = np.ascontiguousarray(pts, dtype=np.float64).reshape(-1, 3)
+        grid = np.asarray(self.slots.shape, dtype=np.int64)
+        marked = mark_chunks(pts, self.chunk_shape, self.shape, grid)
+        if marked.sum() <= self.capacity:
+            self._load(np.argwhere(marked))
+            return sample_chunked(self.pool, self.slots, self.chunk_shape, self.shape, pts)
+        # more chunks than the cache holds: sample in groups of base chunks
         base = np.floor(pts[:, ::-1]).astype(np.int64) // self.chunk_shape
-        keys = np.ravel_multi_index(tuple(np.clip(base, 0, np.asarray(self.slots.shape) - 1).T), self.slots.shape)
+        keys = np.ravel_multi_index(tuple(np.clip(base, 0, grid - 1).T), self.slots.shape)
         uniq = np.unique(keys)
         per_batch = max(1, self.capacity // 8)  # a point's 8 corners touch at most 8 chunks
-        if len(uniq) <= per_batch:
-            self.ensure_points(pts)
-            return sample_chunked(self.pool, self.slots, self.chunk_shape, self.shape, pts)
         out = np.empty(len(pts), dtype=np.float32)
         for i in range(0, len(uniq), per_batch):
             sel = np.nonzero(np.isin(keys, uniq[i:i + per_batch]))[0]

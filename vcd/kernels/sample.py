@@ -129,3 +129,26 @@ def sample_chunked(pool, slots, cs, shape, pts):
     for i in range(pts.shape[0]):
         out[i] = trilinear_chunked(pool, slots, cs, shape, pts[i, 0], pts[i, 1], pts[i, 2])
     return out
+
+
+@nb.njit(cache=True)
+def mark_chunks(pts, cs, shape, grid_shape):
+    """bool [cz, cy, cx] grid: True for every chunk a trilinear sample at ``pts`` (N×3, (x, y, z)) touches."""
+    out = np.zeros((grid_shape[0], grid_shape[1], grid_shape[2]), dtype=np.bool_)
+    for i in range(pts.shape[0]):
+        x, y, z = pts[i, 0], pts[i, 1], pts[i, 2]
+        ix, iy, iz = int(np.floor(x)), int(np.floor(y)), int(np.floor(z))
+        for dz in range(2):
+            zz = iz + dz
+            if zz < 0 or zz >= shape[0]:
+                continue
+            for dy in range(2):
+                yy = iy + dy
+                if yy < 0 or yy >= shape[1]:
+                    continue
+                for dx in range(2):
+                    xx = ix + dx
+                    if xx < 0 or xx >= shape[2]:
+                        continue
+                    out[zz // cs[0], yy // cs[1], xx // cs[2]] = True
+    return out
