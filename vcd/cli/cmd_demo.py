@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_GROW = {"generations": 15, "step_size": 5, "min_area_cm": 0.0005, "tgt_overlap_count": 8, "seed": None}
-DEMO_TRACE = {"step": 2, "src_step": 5, "consensus_default_th": 6, "inlier_base_threshold": 12,
+DEMO_GROW = {"generations": 15, "step_size": 5, "min_area_cm": 0.0005, "tgt_overlap_count": 12, "seed": None}
+DEMO_TRACE = {"step": 2, "src_step": 5, "consensus_default_th": 4, "inlier_base_threshold": 8,
               "snapshot_every": 0}
 
 

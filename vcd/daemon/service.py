@@ -50,6 +50,7 @@ def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event
     volume = prediction_volume(volpkg, cfg)
     state_dir = volpkg / ".vcd"
     state_dir.mkdir(exist_ok=True)
+    (volpkg / "traces").mkdir(exist_ok=True)  # watched from the start (VC3D scans it too)
     (state_dir / "tmp").mkdir(exist_ok=True)
     queue_path = state_dir / "vcd.sqlite"
     q = JobQueue(queue_path)
