@@ -32,7 +32,7 @@ def main():
         vp = make_scroll(Path(tmp) / "b.volpkg", shape=(80, 192, 192), preset="medium", seed=6, ct=False)
         t = load_truth(vp)
         rng = np.random.default_rng(0)
-        for i in range(450):
+        for i in range(900):
             th = rng.uniform(t.theta0 + 0.5, t.theta1 - 1.0)
             z0 = rng.uniform(3, 80 - 43)
             dth = 40 / max(t.radius(th, z0 + 20), 5.0)
@@ -54,7 +54,7 @@ def main():
         seed = best[1]
         base = {"step": 2, "src_step": 5, "consensus_default_th": 6, "inlier_base_threshold": 12, "snapshot_every": 0}
         rows = []
-        for width in (60, 120, 240):
+        for width in (24, 48, 96):
             t0 = time.perf_counter()
             r = run_trace(vp / "volumes" / "synth_pred.zarr", vp / "paths", vp / "traces", {**base, "max_width": width},
                           seed, warn=lambda m: None)
