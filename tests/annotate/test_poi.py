@@ -1,0 +1,40 @@
+"""Finding the patches at a point, masking around it, and the daemon's retrace (issue 9)."""
+
+import json
+import math
+import subprocess
+import sys
+
+from vcd.formats.tifxyz import read_surface
+from vcd.synth import load_truth
+
+from ..daemon.conftest import QUIET, Daemon
+from ..daemon.test_daemon import put_patch, put_trace
+
+
+def test_patches_at_finds_exactly_the_planted_patches_and_mask_around_retraces(scroll_copy):
+    vp = scroll_copy
+    t = load_truth(vp)
+    planted = [put_patch(vp, f"auto_grown_2025010100000000{i}", 4.0 - 0.1 * i, 5.0 + 0.1 * i, 20 + i, 70 - i).name
+               for i in range(3)]
+    elsewhere = put_patch(vp, "auto_grown_20250101000000009", 6.0, 7.0, 20, 70).name
+    next_wrap = put_patch(vp, "auto_grown_20250101000000008", 4.0 + 2 * math.pi, 5.0 + 2 * math.pi, 20, 70).name
+    put_trace(vp, "auto_trace_20250101000000099", planted + [elsewhere])
+    put_trace(vp, "auto_trace_20250101000000098", [next_wrap])
+    p = t.point(t.theta0 + 4.5, 45.0)
+    d = Daemon(vp, QUIET).start()
+    q = d.queue()
+    d.wait_for(lambda: q.traces_using(planted[0]) == ["auto_trace_20250101000000099"], 10, "provenance")
+    r = subprocess.run([sys.executable, "-m", "vcd", "patches-at", str(vp / "paths"), *map(str, p), "--radius", "2"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == sorted(planted)
+    r = subprocess.run([sys.executable, "-m", "vcd", "patches-at", str(vp / "paths"), *map(str, p),
+                        "--mask-around", "8"], capture_output=True, text=True)
+    assert r.returncode == 0 and "masked" in r.stdout
+    s = read_surface(vp / "paths" / planted[0])
+    assert (s.points[~s.valid] != -2).all() and (~s.valid).sum() > 0
+    d.wait_for(lambda: len(q.list(kind="retrace")) == 1, 10, "retrace queued")
+    job = q.get(q.list(kind="retrace")[0]["id"])
+    assert job["params"]["trace"].endswith("auto_trace_20250101000000099")
+    d.stop()
