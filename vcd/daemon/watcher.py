@@ -190,6 +190,7 @@ class Watcher:
         q.record_trace(d.name, patches)
         q.set_fingerprint(d.name, [], None)
         self.log.info("trace_recorded", trace=d.name, patches=len(patches))
+        threading.Thread(target=self._refresh_previews, daemon=True).start()
         for kind in self.cfg["pipeline"].get("after_trace", []):
             q.submit(kind, {"trace": str(d), "volpkg": str(self.volpkg)}, priority=1, dedup_key=f"{kind}:{d.name}")
         return True
@@ -219,6 +220,13 @@ class Watcher:
                     self.log.info("retrace_queued", surface=d.name, change=what, trace=trace, job_id=jid)
         q.set_fingerprint(d.name, tags, mask)
         return True
+
+    def _refresh_previews(self) -> None:
+        try:
+            from ..post.preview import refresh_previews
+            refresh_previews(self.volpkg)
+        except Exception as exc:  # previews are a convenience; never disturb the daemon
+            self.log.warning("preview_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _trace_dir(self, name: str) -> Path | None:
         for root in self.roots:
