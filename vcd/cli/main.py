@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, file too large, permissions: one line, nothing half-written
+        where = exc.filename or "output"
+        print(f"error: {where}: {exc.strerror or exc}. Fix: free disk space or check permissions and quotas; "
+              "nothing partial was left in place", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from watchdog.observers import Observer
 from ..errors import FormatError
 from ..formats.jsonio import read_json
 from ..formats.tifxyz import TAGS_USED_BY_TRACER, read_mask_grid
-from ..formats.volpkg import TRACE_SOURCES, is_debug_snapshot, is_patch
+from ..formats.volpkg import TRACE_SOURCES, is_debug_snapshot, is_patch, name_is_utf8
 from .queue import JobQueue
 
 PROVENANCE = "vcd_provenance.json"
@@ -153,6 +153,10 @@ class Watcher:
     def process(self, d: Path) -> bool:
         """Act on one quiet surface directory; returns False if it is not complete yet."""
         if not d.exists():
+            return True
+        if not name_is_utf8(d.name):
+            self.log.warning("bad_name", surface=repr(d.name), error=f"{d}: directory name is not UTF-8; VC3D and "
+                             "overlapping.json cannot refer to it. Fix: rename the directory")
             return True
         if not (d / "meta.json").exists():
             return False

@@ -284,7 +284,7 @@ def write_surface(path: str | os.PathLike, points: np.ndarray, meta: dict | None
     channels = dict(channels or {})
     meta = surface_meta(points, path.name, scale, meta)
     meta["channels"] = sorted(set(meta.get("channels", [])) | set(channels))
-    stage = Path(tempfile.mkdtemp(prefix=f"{path.name}.", dir=staging_root(path)))
+    stage = Path(tempfile.mkdtemp(prefix=f"{path.name[:100]}.", dir=staging_root(path)))
     try:
         for i, c in enumerate("xyz"):
             _write_float_tif(stage / f"{c}.tif", points[..., i], compression)
@@ -300,7 +300,7 @@ def write_surface(path: str | os.PathLike, points: np.ndarray, meta: dict | None
         atomic_write_bytes(stage / "meta.json", vc_dumps(meta).encode("utf-8"))
         os.chmod(stage, 0o755)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f"{path.name}.old.", dir=staging_root(path)))
+            old = Path(tempfile.mkdtemp(prefix=f"{path.name[:100]}.old.", dir=staging_root(path)))
             os.rename(path, old / "d")
             os.rename(stage, path)
             shutil.rmtree(old, ignore_errors=True)

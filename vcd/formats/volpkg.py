@@ -94,6 +94,15 @@ def create_volpkg(path: str | os.PathLike, name: str | None = None) -> VolPkg:
     return open_volpkg(path)
 
 
+def name_is_utf8(name: str) -> bool:
+    """False for directory names that are not valid UTF-8 (they cannot go into overlapping.json)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def is_debug_snapshot(name: str, meta: dict) -> bool:
     """Tracer debug snapshot (ours: ``z_dbg_gen_*``; VC's: grower name without ``source``)."""
     if name.startswith("z_dbg_gen_"):
@@ -121,7 +130,7 @@ def list_patches(paths_dir: str | os.PathLike) -> list[tuple[Path, dict]]:
     if not root.is_dir():
         return out
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_dir():
+        if entry.name.startswith(".") or not entry.is_dir() or not name_is_utf8(entry.name):
             continue
         p = Path(entry.path)
         try:

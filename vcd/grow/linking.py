@@ -24,7 +24,7 @@ from ..errors import FormatError
 from ..formats.jsonio import read_json
 from ..formats.overlaps import link
 from ..formats.tifxyz import read_surface
-from ..formats.volpkg import is_patch
+from ..formats.volpkg import is_patch, name_is_utf8
 from ..kernels.pointsearch import closest_on_grid, dist_to_grid
 
 OVERLAP_TOL = 2.0
@@ -104,7 +104,8 @@ class PatchIndex:
     def refresh(self) -> "PatchIndex":
         seen = {}
         for entry in os.scandir(self.root):
-            if entry.name.startswith(".") or not entry.name.startswith("auto_grown_") or not entry.is_dir():
+            if entry.name.startswith(".") or not entry.name.startswith("auto_grown_") or not entry.is_dir() \
+                    or not name_is_utf8(entry.name):
                 continue
             try:
                 mt = os.stat(os.path.join(entry.path, "meta.json")).st_mtime_ns
