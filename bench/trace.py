@@ -3,7 +3,7 @@
 Run: ``python bench/trace.py``
 
 Patches are sampled from a synthetic scroll's ground truth and linked with our linker; traces of
-increasing length are made by limiting ``max_width``. Prints the time per corner at each length —
+increasing length are made by limiting ``max_generations``. Prints the time per corner at each length —
 roughly constant when the moving window keeps the work proportional to the front.
 """
 
@@ -54,14 +54,14 @@ def main():
         seed = best[1]
         base = {"step": 2, "src_step": 5, "consensus_default_th": 6, "inlier_base_threshold": 12, "snapshot_every": 0}
         rows = []
-        for width in (24, 48, 96):
+        for gens in (25, 50, 100):
             t0 = time.perf_counter()
-            r = run_trace(vp / "volumes" / "synth_pred.zarr", vp / "paths", vp / "traces", {**base, "max_width": width},
+            r = run_trace(vp / "volumes" / "synth_pred.zarr", vp / "paths", vp / "traces", {**base, "max_generations": gens},
                           seed, warn=lambda m: None)
             dt = time.perf_counter() - t0
             sc = score_surface(read_surface(vp / "traces" / r["written"]).points, t)
             rows.append((r["corners"], dt, r["area_cm2"]))
-            print(f"max_width {width:4d}: {r['corners']:5d} corners, {r['area_cm2']:.4f} cm² in {dt:.1f} s = "
+            print(f"max_generations {gens:4d}: {r['corners']:5d} corners, {r['area_cm2']:.4f} cm² in {dt:.1f} s = "
                   f"{r['area_cm2'] / dt * 60:.4f} cm²/min, {dt / r['corners'] * 1e3:.1f} ms/corner, "
                   f"jumps {sc['jumps']}, mean dist {sc['mean_dist']:.2f} vx")
         c = np.array([r[0] for r in rows], float)

@@ -37,7 +37,7 @@ DEFAULTS: dict = {
         "expansion": True,            # keep seeding/expanding until the density target is met
         "seed_count": 4,              # random seeds queued when paths/ has no patches
         "expand_queue": 2,            # expand jobs kept queued while below target
-        "target_density": 0.9,        # share of patches with >= tgt_overlap_count links
+        "target_density": 1.0,        # stop when this share of patches has >= tgt_overlap_count links
         "max_patches": 100000,
         "interval_seconds": 2.0,      # expansion check period
         "reconcile_seconds": 60.0,    # full rescan of paths/ for changes missed by the watcher

@@ -78,6 +78,11 @@ class Scheduler:
                 return
             if stats["density"] >= s["target_density"] or stats["patches"] >= s["max_patches"]:
                 return
+            recent_expand = q.conn.execute("SELECT result FROM jobs WHERE kind='expand' AND state='done' "
+                                           "ORDER BY id DESC LIMIT 4").fetchall()
+            if len(recent_expand) == 4 and all('"written": null' in (r[0] or "") for r in recent_expand) \
+                    and not counts.get(("expand", "running"), 0):
+                return  # saturated: the last expansions found no under-covered place
             for _ in range(max(0, s["expand_queue"] - counts.get(("expand", "queued"), 0))):
                 q.submit("expand", self.grow_params("expand"), priority=1, max_attempts=self.cfg["daemon"]["max_attempts"])
 

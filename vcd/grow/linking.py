@@ -100,6 +100,26 @@ class PatchIndex:
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 3)))
     _mtimes: dict = field(default_factory=dict)
     _boxes: dict = field(default_factory=dict)
+    _search: dict = field(default_factory=dict)   #: name -> (mtime key, SurfaceSearch), kept across refreshes
+
+    def search(self, name: str, warn=None) -> "SurfaceSearch | None":
+        """The (cached) point-search structure of patch ``name``; re-read when its files change."""
+        d = self.root / name
+        try:
+            key = tuple(os.stat(d / f).st_mtime_ns if (d / f).exists() else 0 for f in ("x.tif", "mask.tif"))
+        except OSError:
+            return None
+        hit = self._search.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        try:
+            s = SurfaceSearch.from_points(read_surface(d).points)
+        except FormatError as exc:
+            if warn:
+                warn(f"skipping {name}: {exc.message}")
+            return None
+        self._search[name] = (key, s)
+        return s
 
     def refresh(self) -> "PatchIndex":
         seen = {}
@@ -128,6 +148,7 @@ class PatchIndex:
                 self._boxes[entry.name] = bb
         self._mtimes = seen
         self._boxes = {n: self._boxes[n] for n in seen}
+        self._search = {n: v for n, v in self._search.items() if n in seen}
         self.names = sorted(seen)
         self.boxes = np.array([self._boxes[n] for n in self.names]).reshape(-1, 2, 3)
         return self
@@ -155,13 +176,8 @@ def find_overlaps(paths_dir: str | os.PathLike, patch_name: str, index: PatchInd
     for other in index.candidates(bbox):
         if other == patch_name:
             continue
-        try:
-            s = read_surface(paths_dir / other)
-        except FormatError as exc:
-            if warn:
-                warn(f"skipping {other}: {exc.message}")
-            continue
-        if surfaces_overlap(mine, SurfaceSearch.from_points(s.points)):
+        s = index.search(other, warn)
+        if s is not None and surfaces_overlap(mine, s):
             out.append(other)
     return sorted(out)
 

@@ -88,6 +88,19 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
         vc_mode = "random_seed"
     result = grow_patch(field, p, float(params.step_size), int(params.generations), params.accept_dist, rng,
                         progress, sheet_gap=params.sheet_gap)
+    attempts = 1
+    while result.n_corners == 0 and vc_mode != "explicit_seed" and attempts < 20:
+        # a start where the seed quad does not fit (a hole, a tight curve): try another one, as VC3D does
+        attempts += 1
+        start = (expansion_start(paths, pred, rng, params.tgt_overlap_count) if vc_mode == "expansion"
+                 else (random_seed_point(pred, rng, paths, params.max_tries), None, None))
+        if start is None or start[0] is None:
+            break
+        p, sp, so = start
+        if vc_mode == "expansion":
+            source_patch, seed_overlap = sp, so
+        result = grow_patch(field, p, float(params.step_size), int(params.generations), params.accept_dist, rng,
+                            progress, sheet_gap=params.sheet_gap)
     if result.n_corners == 0:
         if vc_mode == "explicit_seed":
             raise InputError(None, f"nothing grown: {result.reason}",

@@ -2,10 +2,10 @@
 
 Random seeding works on any volume size (VC3D needed every dimension > 384): a uniformly random
 voxel, then a walk of up to 128 voxels along a random direction until the prediction is ≥ 128;
-places an existing patch already covers (within 2 voxels) are skipped. Expansion picks patches
-with fewer than ``tgt_overlap_count`` links, and tries start points on them — half random interior
-grid points, half walked in from the patch's edge — until one is covered by fewer than
-``tgt_overlap_count - 1`` patches.
+places an existing patch already covers (within 2 voxels) are skipped. Expansion visits patches
+fewest-links first and tries start points on them — a third random interior grid points, two thirds
+walked in from the patch's edge — until one is covered by fewer than ``tgt_overlap_count - 1``
+patches; when none is, the collection is saturated.
 """
 
 from __future__ import annotations
@@ -73,10 +73,12 @@ def expansion_start(paths_dir: Path, pred: ChunkCache, rng: np.random.Generator,
     index = PatchIndex(paths_dir).refresh()
     names = list(index.names)
     rng.shuffle(names)
+    # patches with fewer links first (VC3D's choice), but a well-linked patch can still have an
+    # uncovered edge: the start point's own coverage decides saturation
+    links = {n: len(read_overlaps(paths_dir / n)) for n in names}
+    names.sort(key=lambda n: min(links[n], tgt_overlap_count))
     cache: dict = {}
     for name in names:
-        if len(read_overlaps(paths_dir / name)) >= tgt_overlap_count:
-            continue
         try:
             surf = read_surface(paths_dir / name)
         except FormatError:
@@ -85,7 +87,7 @@ def expansion_start(paths_dir: Path, pred: ChunkCache, rng: np.random.Generator,
         if len(valid) == 0:
             continue
         for attempt in range(tries_per_patch):
-            if attempt % 2 == 0:
+            if attempt % 3 == 0:
                 r, c = valid[rng.integers(len(valid))]
                 p = surf.points[r, c].astype(np.float64)
                 if pred.sample(np.round(p)[None])[0] < threshold:

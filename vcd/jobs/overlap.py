@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..grow.linking import link_new_patch
+from ..grow.linking import PatchIndex, link_new_patch
 
 KIND = "overlap"
+
+#: per-process index (a pool worker keeps it between jobs; refreshed incrementally each time)
+_INDEX: dict[str, PatchIndex] = {}
 
 
 def run(params: dict, ctx) -> dict:
@@ -16,5 +19,6 @@ def run(params: dict, ctx) -> dict:
     if not (paths / seg / "meta.json").exists():
         raise InputError(paths / seg, "segment has no meta.json (not a complete surface)",
                          "wait until the surface is written, or check the name")
-    linked = link_new_patch(paths, seg, int(params.get("search_effort", 10)), warn=ctx.warn)
+    index = _INDEX.setdefault(str(paths.resolve()), PatchIndex(paths.resolve())).refresh()
+    linked = link_new_patch(paths, seg, int(params.get("search_effort", 10)), index=index, warn=ctx.warn)
     return {"segment": seg, "linked": linked}

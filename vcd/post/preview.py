@@ -1,180 +1,642 @@
-"""PNG previews a person would rather look at than read.
+"""PNG previews a person can look at: patches on a slice, a flattened trace, collection density.
 
-- :func:`slice_preview`: a volume slice (axis z, y or x at an index) with the intersection of every
-  patch and trace drawn on it — coloured by patch (stable colour per name) or by overlap count;
-- :func:`trace_preview`: a flattened view of a trace (its rendered centre layer if ``layers/``
-  exists, else the volume sampled along the surface, or its QA map) with a strip showing the
-  annotation status of its supporting patches (green approved, red defective, orange masked);
-- :func:`density_preview`: how many patches cover each (x, z) column bin (8 voxels; brightness
-  relative to the densest bin) — where expansion still has work (dark = uncovered).
+- :func:`render_slice` — a volume slice (axis z, y or x; the CT volume if present, else the
+  prediction) with the intersections of every patch in ``paths/`` and every trace (``auto_trace_*``
+  in ``paths/`` and ``traces/``) drawn on it, coloured by patch (a stable colour per name) or by
+  overlap count (blue = 0 … red = ``tgt_overlap_count``).
+- :func:`render_trace` — a trace flattened: its rendered centre layer (``layers/NN.tif``), else the
+  CT sampled along the surface, or its QA map (``qa.tif``, green = fine … red = suspicious), with a
+  legend strip of its supporting patches' annotation status (approved / defective / masked / plain).
+- :func:`render_density` — how many patches cover each bin of the volume (max projections along z,
+  y, x) and, per ray, the share of sheet bins still below ``tgt_overlap_count`` (where expansion
+  still has work).
 
-:func:`refresh_previews` writes a small fixed set into ``<volpkg>/.vcd/previews/``
-(``slice_z.png``, ``slice_y.png``, ``density.png``, ``trace_<name>.png`` for the latest traces);
-the daemon refreshes them after traces and on ``[schedule] preview_seconds``.
+Coordinates: points are ``(x, y, z)`` level-0 voxels; volume arrays ``[z, y, x]``. A slice image
+shows columns = x, rows = y (axis z); columns = x, rows = z (axis y); columns = y, rows = z (axis x).
+A level-0 coordinate ``c`` lands on pixel ``(c + 0.5) * f - 0.5`` with ``f = scale / 2**level``.
+Every PNG carries a ``vcd`` text chunk (JSON) with its layout (slice box, scale, level, panels,
+statistics) so tools can map pixels back to voxels.
 
-Intersections: each valid quad is split into two triangles and each triangle is cut by the plane;
-the cut segment is drawn. Points are (x, y, z); volume arrays are [z, y, x].
+**The preview folder** ``<volpkg>/.vcd/previews/`` (written by :func:`refresh_previews`, which the
+daemon calls after each trace and every ``schedule.preview_seconds``):
+
+- ``slice_z25.png``, ``slice_z50.png``, ``slice_z75.png`` — axis-z slices at 25/50/75 % depth;
+- ``slice_y50.png`` — a y slice through the middle;
+- ``density.png`` — the density map;
+- ``trace_<name>.png`` and ``trace_<name>_qa.png`` — the three newest traces (older ones removed);
+- ``index.json`` — ``{"updated": unix time, "files": [...], "density": stats}``.
+
+Files are replaced atomically (temp file + rename), so a viewer never sees half a PNG.
 """
 
 from __future__ import annotations
 
+import colorsys
 import hashlib
 import json
 import os
+import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+import tifffile
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 
+from ..errors import FormatError, InputError
+from ..formats.jsonio import atomic_write_json, read_json
 from ..formats.overlaps import read_overlaps
-from ..formats.tifxyz import read_surface
+from ..formats.tifxyz import INVALID, read_surface
 from ..formats.volpkg import list_patches, open_volpkg
-from ..formats.volume import open_volume
+from ..formats.volume import Volume, open_volume
 
-AXES = {"z": 2, "y": 1, "x": 0}
-
-
-def colour(name: str) -> tuple[int, int, int]:
-    h = hashlib.md5(name.encode()).digest()
-    return (80 + h[0] % 176, 80 + h[1] % 176, 80 + h[2] % 176)
-
-
-def plane_segments(points: np.ndarray, valid: np.ndarray, axis: int, value: float) -> np.ndarray:
-    """(N, 2, 3) segments where the plane ``point[axis] = value`` cuts the surface's triangles."""
-    P = points.astype(np.float64)
-    q = valid[:-1, :-1] & valid[1:, :-1] & valid[:-1, 1:] & valid[1:, 1:]
-    segs = []
-    a, b, c, d = P[:-1, :-1][q], P[:-1, 1:][q], P[1:, :-1][q], P[1:, 1:][q]
-    for tri in ((a, b, c), (d, c, b)):
-        vals = [t[:, axis] - value for t in tri]
-        pts_out = []
-        for i, j in ((0, 1), (1, 2), (2, 0)):
-            vi, vj = vals[i], vals[j]
-            cross = (vi * vj) < 0
-            t = np.where(cross, vi / np.where(cross, vi - vj, 1), 0)
-            pts_out.append((cross, tri[i] + t[:, None] * (tri[j] - tri[i])))
-        m = np.stack([c for c, _ in pts_out], 1)
-        two = m.sum(1) == 2
-        for k in np.nonzero(two)[0]:
-            e = [p[k] for (cr, p) in pts_out if cr[k]]
-            segs.append(e[:2])
-    return np.array(segs).reshape(-1, 2, 3)
+AXES = {"z": 0, "y": 1, "x": 2}          # index into the [z, y, x] volume shape
+_PT = {"z": 2, "y": 1, "x": 0}           # index into an (x, y, z) point
+_IMG = {"z": (0, 1), "y": (0, 2), "x": (1, 2)}  # (col, row) point components per axis
+STATUS_COLORS = {"approved": (60, 200, 80), "defective": (230, 50, 50), "masked": (240, 170, 30),
+                 "plain": (150, 150, 150), "missing": (90, 90, 200)}
 
 
-def _default_volume(vp):
+# ------------------------------------------------------------------------------------------- helpers
+
+def _font(size: int = 12):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # very old Pillow
+        return ImageFont.load_default()
+
+
+def stable_color(name: str) -> tuple[int, int, int]:
+    """A saturated RGB colour that depends only on ``name`` (sha1 → hue, saturation, value)."""
+    h = hashlib.sha1(name.encode()).digest()
+    hue = int.from_bytes(h[:4], "big") / 2 ** 32
+    sat = 0.7 + 0.3 * h[4] / 255
+    val = 0.85 + 0.15 * h[5] / 255
+    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(hue, sat, val))
+
+
+def count_color(n: int, tgt: int) -> tuple[int, int, int]:
+    """Blue (0 links) → green → red (``tgt`` or more links)."""
+    f = min(1.0, n / max(1, tgt))
+    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb((1 - f) * 2 / 3, 0.9, 1.0))
+
+
+_HEAT = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float64)
+
+
+def heat(v: np.ndarray) -> np.ndarray:
+    """Luminance-monotonic colormap (black → purple → red → orange → pale yellow) for ``v`` in [0, 1]."""
+    v = np.clip(np.asarray(v, np.float64), 0, 1) * (len(_HEAT) - 1)
+    i = np.minimum(np.floor(v).astype(int), len(_HEAT) - 2)
+    f = (v - i)[..., None]
+    return np.round(_HEAT[i] * (1 - f) + _HEAT[i + 1] * f).astype(np.uint8)
+
+
+def target_overlap_count(volpkg: Path) -> int:
+    """``tgt_overlap_count``: ``expand.json`` → ``vcd.toml [params.expand]`` → the grower default (20)."""
+    volpkg = Path(volpkg)
+    try:
+        if (volpkg / "vcd.toml").exists():
+            t = tomllib.loads((volpkg / "vcd.toml").read_text()).get("params", {}).get("expand", {})
+            if "tgt_overlap_count" in t:
+                return int(t["tgt_overlap_count"])
+        if (volpkg / "expand.json").exists():
+            e = read_json(volpkg / "expand.json", "expand.json")
+            if isinstance(e, dict) and "tgt_overlap_count" in e:
+                return int(e["tgt_overlap_count"])
+    except (FormatError, ValueError, tomllib.TOMLDecodeError, OSError):
+        pass
+    return 20
+
+
+def _is_pred(name: str) -> bool:
+    return "pred" in name or "surface" in name
+
+
+def pick_volume(vp, name: str | None = None, prefer_ct: bool = True) -> Volume:
+    """The named volume, else the CT (a volume not named ``*pred*``/``*surface*``), else the prediction."""
     names = vp.volume_names()
-    ct = [n for n in names if "pred" not in n and "surface" not in n]
-    return vp.volumes_dir / (ct or names)[0]
+    if name is None and prefer_ct:
+        ct = [n for n in names if not _is_pred(n)]
+        if ct:
+            name = ct[0]
+    return vp.volume(name)
 
 
-def slice_preview(volpkg, axis: str = "z", index: int | None = None, volume: str | None = None,
-                  color_by: str = "patch", out: str | os.PathLike | None = None, zoom: int | None = None) -> Path:
-    vp = open_volpkg(volpkg)
-    vol = open_volume(vp.volumes_dir / volume if volume else _default_volume(vp))
-    Z, Y, X = vol.shape
-    ax = AXES[axis]
-    index = int(index if index is not None else (Z, Y, X)[2 - ax] // 2)
-    if axis == "z":
-        img = vol.read_region_u8(index, index + 1, 0, Y, 0, X)[0]
-    elif axis == "y":
-        img = vol.read_region_u8(0, Z, index, index + 1, 0, X)[:, 0]
-    else:
-        img = vol.read_region_u8(0, Z, 0, Y, index, index + 1)[:, :, 0]
-    k = zoom or max(1, 640 // max(img.shape))  # small volumes are drawn enlarged
-    canvas = Image.fromarray(img).convert("RGB").resize((img.shape[1] * k, img.shape[0] * k), Image.NEAREST)
-    draw = ImageDraw.Draw(canvas)
-    surfaces = [(p, "patch") for p, _ in list_patches(vp.paths_dir)]
-    for root in (vp.paths_dir, vp.traces_dir):
-        if root.is_dir():
-            surfaces += [(p, "trace") for p in sorted(root.glob("auto_trace_*")) if (p / "meta.json").exists()]
-    counts = {p.name: len(read_overlaps(p)) for p, k in surfaces if k == "patch"}
-    top = max(counts.values(), default=1) or 1
-    u, v = [(0, 1), (0, 2), (1, 2)][["z", "y", "x"].index(axis)]  # image columns, rows as point indices
-    for path, kind in surfaces:
-        try:
-            s = read_surface(path)
-        except Exception:
-            continue
-        segs = plane_segments(s.points, s.valid, ax, index)
-        if kind == "trace":
-            col = (255, 255, 255)
-        elif color_by == "overlaps":
-            f = counts.get(path.name, 0) / top
-            col = (int(255 * (1 - f)), int(255 * f), 60)
-        else:
-            col = colour(path.name)
-        for seg in segs:
-            draw.line([((seg[0][u] + 0.5) * k, (seg[0][v] + 0.5) * k), ((seg[1][u] + 0.5) * k, (seg[1][v] + 0.5) * k)],
-                      fill=col, width=(2 if kind == "trace" else 1) * max(1, k // 2))
-    out = Path(out) if out else vp.state_dir / "previews" / f"slice_{axis}.png"
+def _save_png(img: Image.Image, out: Path, layout: dict) -> Path:
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
+    info = PngInfo()
+    info.add_text("vcd", json.dumps(layout))
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    img.save(tmp, format="PNG", pnginfo=info)
+    os.replace(tmp, out)
     return out
 
 
-def density_preview(volpkg, out=None, tgt: int = 20) -> tuple[Path, float]:
-    """Patch coverage count per (x, z) bin of 8 voxels; returns (png, share of occupied bins < tgt)."""
+def read_layout(png: str | os.PathLike) -> dict:
+    """The ``vcd`` layout JSON stored in a preview PNG."""
+    with Image.open(png) as im:
+        return json.loads(im.text.get("vcd", "{}"))
+
+
+def _legend(width: int, entries: list[tuple[tuple[int, int, int], str]], header: str, col_w: int = 230) -> Image.Image:
+    font = _font(12)
+    ncol = max(1, width // col_w)
+    shown = entries[:ncol * 8]
+    rows = (len(shown) + ncol - 1) // ncol + (1 if len(entries) > len(shown) else 0)
+    h = 20 + 16 * rows + 4
+    im = Image.new("RGB", (width, h), (20, 20, 20))
+    d = ImageDraw.Draw(im)
+    d.text((4, 3), header, fill=(235, 235, 235), font=font)
+    for i, (col, label) in enumerate(shown):
+        x, y = 4 + (i % ncol) * col_w, 20 + 16 * (i // ncol)
+        d.rectangle([x, y + 2, x + 12, y + 12], fill=col)
+        d.text((x + 17, y), label, fill=(220, 220, 220), font=font)
+    if len(entries) > len(shown):
+        d.text((4, 20 + 16 * (rows - 1)), f"+{len(entries) - len(shown)} more", fill=(220, 220, 220), font=font)
+    return im
+
+
+def _stack(top: Image.Image, bottom: Image.Image) -> Image.Image:
+    w = max(top.width, bottom.width)
+    out = Image.new("RGB", (w, top.height + bottom.height), (20, 20, 20))
+    out.paste(top, (0, 0))
+    out.paste(bottom, (0, top.height))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- slices
+
+def plane_segments(points: np.ndarray, axis: str, index: float) -> np.ndarray:
+    """Segments where the plane ``axis = index`` cuts a quad-grid surface: float ``[M, 2, 3]`` (x, y, z).
+
+    Each quad whose four corners are valid is split into triangles (p00, p01, p10) and
+    (p11, p10, p01); a triangle with vertices on both sides (``s > 0`` vs ``s <= 0`` where
+    ``s = coord - index``) contributes the segment between its two crossing edges.
+    """
+    p = np.asarray(points, np.float64)
+    v = (p[..., 0] != INVALID) & (p[..., 2] > 0)
+    q = v[:-1, :-1] & v[:-1, 1:] & v[1:, :-1] & v[1:, 1:]
+    if not q.any():
+        return np.zeros((0, 2, 3))
+    a, b, c, d = p[:-1, :-1][q], p[:-1, 1:][q], p[1:, :-1][q], p[1:, 1:][q]
+    tri = np.concatenate([np.stack([a, b, c], 1), np.stack([d, c, b], 1)])  # [n, 3, 3]
+    s = tri[..., _PT[axis]] - float(index)
+    side = s > 0
+    keep = side.any(1) & ~side.all(1)
+    tri, s, side = tri[keep], s[keep], side[keep]
+    if not len(tri):
+        return np.zeros((0, 2, 3))
+    e0, e1 = np.array([0, 1, 2]), np.array([1, 2, 0])
+    cross = side[:, e0] != side[:, e1]                                     # exactly two per triangle
+    si, sj = s[:, e0], s[:, e1]
+    den = np.where(cross, si - sj, 1.0)
+    t = np.where(cross, si / den, 0.0)[..., None]
+    pts = tri[:, e0] + t * (tri[:, e1] - tri[:, e0])                       # [n, 3 edges, 3]
+    r, e = np.nonzero(cross)
+    return pts[r, e].reshape(-1, 2, 3)
+
+
+def _surfaces_for_slice(vp, axis: str, index: float):
+    """Yield ``(kind, name, dir)`` for patches and traces whose bbox spans the plane."""
+    k = _PT[axis]
+    items = [("patch", d.name, d, m) for d, m in list_patches(vp.paths_dir)]
+    for root in (vp.paths_dir, vp.traces_dir):
+        if root.is_dir():
+            for d in sorted(root.iterdir()):
+                if d.name.startswith("auto_trace_") and (d / "meta.json").exists():
+                    try:
+                        items.append(("trace", d.name, d, read_json(d / "meta.json", "surface meta.json")))
+                    except FormatError:
+                        continue
+    for kind, name, d, meta in items:
+        bb = meta.get("bbox") if isinstance(meta, dict) else None
+        try:
+            if bb and not (bb[0][k] - 1 <= index <= bb[1][k] + 1):
+                continue
+        except (TypeError, IndexError):
+            pass
+        yield kind, name, d
+
+
+def render_slice(volpkg, axis: str = "z", index: int | None = None, volume: str | None = None,
+                 color_by: str = "patch", scale: int | None = None, max_size: int = 2048,
+                 min_size: int = 640, legend: bool = True) -> tuple[Image.Image, dict]:
+    """Render one slice with patch/trace intersections; returns ``(image, layout)``.
+
+    ``index`` is the level-0 voxel index along ``axis`` (default: the middle). The slice is read
+    from the coarsest pyramid level that keeps it ≤ ``max_size`` pixels, then enlarged by the
+    integer ``scale`` (default: up to ``min_size`` pixels, at most 8×).
+    """
+    if axis not in AXES:
+        raise InputError(axis, "axis must be z, y or x", "pass --axis z|y|x")
+    if color_by not in ("patch", "overlaps"):
+        raise InputError(color_by, "color-by must be patch or overlaps", "pass --color-by patch|overlaps")
     vp = open_volpkg(volpkg)
-    vol = open_volume(_default_volume(vp))
+    vol = pick_volume(vp, volume)
     Z, Y, X = vol.shape
-    b = 8
-    cnt = np.zeros((Z // b + 1, X // b + 1), np.int32)
-    for p, _ in list_patches(vp.paths_dir):
-        s = read_surface(p)
-        pts = s.points[s.valid]
-        cells = np.unique(np.stack([pts[:, 2] // b, pts[:, 0] // b], 1).astype(int), axis=0)
-        cnt[cells[:, 0], cells[:, 1]] += 1
-    img = (255 * np.minimum(1.0, cnt / max(cnt.max(), 1))).astype(np.uint8)
-    out = Path(out) if out else vp.state_dir / "previews" / "density.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).resize((img.shape[1] * 4, img.shape[0] * 4), Image.NEAREST).save(out)
-    occ = cnt > 0
-    return out, float((cnt[occ] < tgt).mean()) if occ.any() else 1.0
+    n = vol.shape[AXES[axis]]
+    index = n // 2 if index is None else int(index)
+    if not 0 <= index < n:
+        raise InputError(vp.path, f"--index {index} is outside the volume ({axis} has 0..{n - 1})",
+                         f"pass an index in 0..{n - 1}")
+    dims = [s for i, s in enumerate(vol.shape) if i != AXES[axis]]
+    level = 0
+    while max(dims) / 2 ** level > max_size and level + 1 < len(vol.levels):
+        level += 1
+    ls = vol.levels[level].shape
+    il = min(index >> level, ls[AXES[axis]] - 1)
+    box = [0, ls[0], 0, ls[1], 0, ls[2]]
+    box[2 * AXES[axis]], box[2 * AXES[axis] + 1] = il, il + 1
+    img = np.squeeze(vol.read_region_u8(*box, level=level), axis=AXES[axis]).astype(np.float32)
+    if _is_pred(vol.path.name):
+        base = img * 0.55
+    else:
+        lo, hi = np.percentile(img, [1, 99.5])
+        base = np.clip((img - lo) / max(hi - lo, 1.0), 0, 1) * 215
+    if scale is None:
+        scale = 1 if level > 0 else max(1, min(8, min_size // max(img.shape)))
+    scale = max(1, int(scale))
+    base = np.repeat(np.repeat(base.astype(np.uint8), scale, 0), scale, 1)
+    im = Image.fromarray(np.stack([base] * 3, -1), "RGB")
+    draw = ImageDraw.Draw(im)
+    f = scale / 2 ** level
+    w = max(1, int(round(scale / 2)))
+    tgt = target_overlap_count(vp.path)
+    ci, ri = _IMG[axis]
+    patches, traces, legend_entries = [], [], []
+    surfs = list(_surfaces_for_slice(vp, axis, index))
+    for kind in ("trace", "patch"):  # traces underneath (wider), patches on top
+        for k2, name, d in surfs:
+            if k2 != kind:
+                continue
+            try:
+                s = read_surface(d)
+            except FormatError:
+                continue
+            segs = plane_segments(s.points, axis, index)
+            if not len(segs):
+                continue
+            if kind == "patch" and color_by == "overlaps":
+                nlinks = len(read_overlaps(d))
+                col = count_color(nlinks, tgt)
+            else:
+                col = stable_color(name)
+            px = (segs[..., ci] + 0.5) * f - 0.5
+            py = (segs[..., ri] + 0.5) * f - 0.5
+            lw = w + 2 if kind == "trace" else w
+            for (x0, x1), (y0, y1) in zip(px, py):
+                draw.line([(x0, y0), (x1, y1)], fill=col, width=lw)
+            (traces if kind == "trace" else patches).append(name)
+            if kind == "trace" or color_by == "patch":
+                legend_entries.append((col, ("trace " if kind == "trace" else "") + name.replace("auto_grown_", "")))
+    if color_by == "overlaps":
+        legend_entries = [(count_color(c, tgt), f"{c}{'+' if c == tgt else ''} links")
+                          for c in sorted({0, tgt // 4, tgt // 2, 3 * tgt // 4, tgt})] + \
+                         [e for e in legend_entries if e[1].startswith("trace ")]
+    header = f"{vol.path.name}  {axis}={index}  level {level}  {len(patches)} patches  {len(traces)} traces"
+    slice_box = [0, 0, im.width, im.height]
+    out = _stack(im, _legend(max(im.width, 480), legend_entries, header)) if legend else im
+    layout = {"kind": "slice", "axis": axis, "index": index, "level": level, "scale": scale, "factor": f,
+              "slice_box": slice_box, "volume": vol.path.name, "color_by": color_by,
+              "patches": patches, "traces": traces, "tgt_overlap_count": tgt}
+    return out, layout
+
+
+def preview_slice(volpkg, out, **kw) -> dict:
+    """:func:`render_slice` written to ``out`` (PNG); returns the layout."""
+    img, layout = render_slice(volpkg, **kw)
+    _save_png(img, Path(out), layout)
+    return layout
+
+
+# ------------------------------------------------------------------------------------------- traces
+
+def _densify(points: np.ndarray, factor: int) -> np.ndarray:
+    """Bilinear upsampling of a quad grid by ``factor`` (invalid where any quad corner is invalid)."""
+    if factor <= 1:
+        return points
+    p = points.astype(np.float64)
+    v = (p[..., 0] != INVALID) & (p[..., 2] > 0)
+    R, C = p.shape[:2]
+    rr = np.linspace(0, R - 1, (R - 1) * factor + 1)
+    cc = np.linspace(0, C - 1, (C - 1) * factor + 1)
+    r0 = np.minimum(np.floor(rr).astype(int), R - 2) if R > 1 else np.zeros(len(rr), int)
+    c0 = np.minimum(np.floor(cc).astype(int), C - 2) if C > 1 else np.zeros(len(cc), int)
+    if R < 2 or C < 2:
+        return points
+    fr, fc = (rr - r0)[:, None, None], (cc - c0)[None, :, None]
+    R0, C0 = r0[:, None], c0[None, :]
+    out = (p[R0, C0] * (1 - fr) * (1 - fc) + p[R0, C0 + 1] * (1 - fr) * fc + p[R0 + 1, C0] * fr * (1 - fc)
+           + p[R0 + 1, C0 + 1] * fr * fc)
+    ok = v[R0, C0] & v[R0, C0 + 1] & v[R0 + 1, C0] & v[R0 + 1, C0 + 1]
+    out[~ok] = INVALID
+    return out.astype(np.float32)
+
+
+def _trace_volume(trace: Path, meta: dict, volume: str | None) -> Volume:
+    cands = [volume]
+    prov = trace / "vcd_provenance.json"
+    if prov.exists():
+        try:
+            cands.append(read_json(prov, "trace provenance").get("volume"))
+        except (FormatError, AttributeError):
+            pass
+    params = meta.get("vc_grow_seg_from_segments_params")
+    if isinstance(params, dict):
+        cands += [params.get("volume"), params.get("volume_path")]
+    for c in cands:
+        if c and Path(c).is_dir():
+            v = open_volume(c)
+            if _is_pred(Path(c).name):  # prefer the CT beside the prediction, if any
+                ct = [p for p in Path(c).parent.iterdir() if p.is_dir() and not _is_pred(p.name)
+                      and (p / "meta.json").exists()] if volume is None else []
+                if ct:
+                    return open_volume(sorted(ct)[0])
+            return v
+    for root in (trace.parent.parent, trace.parent.parent.parent):
+        if (root / "config.json").exists():
+            return pick_volume(open_volpkg(root))
+    raise InputError(trace, "cannot find the volume to sample the trace from",
+                     "pass --volume PATH.zarr (or render layers/ first)")
+
+
+def patch_status(trace: Path) -> dict[str, str]:
+    """Annotation status of a trace's supporting patches (provenance ``patches``): approved,
+    defective, masked or plain — read from the patch on disk when it still exists, else from
+    the provenance; ``missing`` when neither says anything."""
+    prov_path = trace / "vcd_provenance.json"
+    if not prov_path.exists():
+        return {}
+    prov = read_json(prov_path, "trace provenance")
+    src = Path(prov.get("src_dir") or trace.parent)
+    out = {}
+    names = dict(prov.get("patches") or {})
+    for n in prov.get("excluded_defective") or []:
+        names.setdefault(n, {"tags": ["defective"]})
+    for name, info in names.items():
+        d = src / name
+        tags, masked = list((info or {}).get("tags") or []), bool((info or {}).get("mask_sha1"))
+        if (d / "meta.json").exists():
+            try:
+                m = read_json(d / "meta.json", "surface meta.json")
+                tags = list(m.get("tags") or {}) if isinstance(m.get("tags"), dict) else tags
+                masked = (d / "mask.tif").exists()
+            except FormatError:
+                pass
+        out[name] = ("defective" if "defective" in tags else "approved" if "approved" in tags
+                     else "masked" if masked else "plain")
+    return out
+
+
+def render_trace(trace, qa: bool = False, volume: str | None = None, max_size: int = 2048) -> tuple[Image.Image, dict]:
+    """A flattened view of a trace (centre layer, sampled CT, or QA map) + patch-status legend."""
+    trace = Path(trace)
+    if not (trace / "meta.json").exists():
+        raise InputError(trace, "not a trace directory (no meta.json)", "pass a traces/auto_trace_* directory")
+    meta = read_json(trace / "meta.json", "surface meta.json")
+    source = None
+    if qa:
+        if not (trace / "qa.tif").exists():
+            raise InputError(trace / "qa.tif", "trace has no QA map", "retrace it with vcd (vcd trace writes qa.tif)")
+        q = np.squeeze(tifffile.imread(trace / "qa.tif")).astype(np.float32)
+        rgb = np.zeros(q.shape + (3,), np.uint8)
+        ok = q >= 0
+        g = np.clip(q, 0, 1)
+        rgb[..., 0] = np.where(ok, 40 + 215 * g, 0)
+        rgb[..., 1] = np.where(ok, 200 * (1 - g) + 30, 0)
+        rgb[..., 2] = np.where(ok, 50, 0)
+        k = max(1, min(16, 512 // max(q.shape)))
+        img = np.repeat(np.repeat(rgb, k, 0), k, 1)
+        source = "qa.tif"
+    else:
+        layers = sorted((trace / "layers").glob("*.tif")) if (trace / "layers").is_dir() else []
+        if layers:
+            lay = np.squeeze(tifffile.imread(layers[len(layers) // 2]))
+            if lay.dtype == np.uint16:
+                lay = (lay // 257).astype(np.uint8)
+            elif lay.dtype != np.uint8:
+                lay = np.clip(lay, 0, 255).astype(np.uint8)
+            source = f"layers/{layers[len(layers) // 2].name}"
+            gray = lay
+        else:
+            s = read_surface(trace)
+            vol = _trace_volume(trace, meta, volume)
+            sx = s.scale[0]
+            factor = max(1, int(round(1.0 / sx)))
+            R, C = s.shape
+            while factor > 1 and max(R, C) * factor > max_size:
+                factor -= 1
+            pts = _densify(s.points, factor)
+            ok = (pts[..., 0] != INVALID) & (pts[..., 2] > 0)
+            gray = np.zeros(pts.shape[:2], np.uint8)
+            if ok.any():
+                vals = vol.sampler(cache_bytes=2e8).sample(pts[ok])
+                gray[ok] = np.clip(vals, 0, 255).astype(np.uint8)
+            source = f"sampled {vol.path.name}"
+        h = max(gray.shape)
+        if h > max_size:
+            st = int(np.ceil(h / max_size))
+            gray = gray[::st, ::st]
+        k = max(1, min(8, 512 // max(gray.shape)))
+        gray = np.repeat(np.repeat(gray, k, 0), k, 1)
+        img = np.stack([gray] * 3, -1)
+    im = Image.fromarray(np.ascontiguousarray(img), "RGB")
+    status = patch_status(trace)
+    counts = {k2: sum(v == k2 for v in status.values()) for k2 in STATUS_COLORS}
+    order = {"defective": 0, "masked": 1, "approved": 2, "plain": 3, "missing": 4}
+    entries = [(STATUS_COLORS[st], f"{st}: {n.replace('auto_grown_', '')}")
+               for n, st in sorted(status.items(), key=lambda kv: (order[kv[1]], kv[0]))]
+    header = (f"{trace.name} ({source})  patches: " +
+              ", ".join(f"{counts[k2]} {k2}" for k2 in ("approved", "defective", "masked", "plain") if counts[k2])
+              if status else f"{trace.name} ({source})  no provenance")
+    box = [0, 0, im.width, im.height]
+    out = _stack(im, _legend(max(im.width, 480), entries, header))
+    return out, {"kind": "trace_qa" if qa else "trace", "trace": trace.name, "source": source, "image_box": box,
+                 "patch_status": status, "status_counts": counts}
+
+
+def preview_trace(trace, out, **kw) -> dict:
+    img, layout = render_trace(trace, **kw)
+    _save_png(img, Path(out), layout)
+    return layout
+
+
+# ------------------------------------------------------------------------------------------- density
+
+def density_grid(volpkg, bin_size: int | None = None, tgt: int | None = None) -> dict:
+    """Patch coverage per bin: ``counts`` int32 ``[bz, by, bx]`` (patches with a point in the bin),
+    ``sheet`` bool (the prediction has sheet voxels in the bin), ``bin`` (voxels, a power of two),
+    and statistics (``below_target_fraction`` of sheet bins with fewer than ``tgt`` patches)."""
+    vp = open_volpkg(volpkg)
+    pred = vp.volume(None)
+    Z, Y, X = pred.shape
+    if bin_size is None:
+        bin_size = 8
+        while max(Z, Y, X) / bin_size > 64:
+            bin_size *= 2
+    b = int(bin_size)
+    nb = [(s + b - 1) // b for s in (Z, Y, X)]
+    counts = np.zeros(nb, np.int32)
+    n_patches = 0
+    for d, _m in list_patches(vp.paths_dir):
+        try:
+            s = read_surface(d)
+        except FormatError:
+            continue
+        step = 1.0 / max(s.scale[0], 1e-6)
+        pts = _densify(s.points, max(1, int(np.ceil(step / (b / 2)))))
+        ok = (pts[..., 0] != INVALID) & (pts[..., 2] > 0)
+        if not ok.any():
+            continue
+        n_patches += 1
+        ijk = np.floor(pts[ok][:, ::-1] / b).astype(np.int64)
+        ijk = np.clip(ijk, 0, np.array(nb) - 1)
+        flat = np.unique(np.ravel_multi_index(tuple(ijk.T), nb))
+        counts.ravel()[flat] += 1
+    # sheet bins from the coarsest pyramid level not coarser than a bin
+    level = 0
+    while level + 1 < len(pred.levels) and 2 ** (level + 1) <= b:
+        level += 1
+    ls = pred.levels[level].shape
+    data = pred.read_region_u8(0, ls[0], 0, ls[1], 0, ls[2], level=level) > 127
+    r = b // 2 ** level
+    pad = [(0, nb[i] * r - ls[i]) if nb[i] * r >= ls[i] else (0, 0) for i in range(3)]
+    data = np.pad(data, pad)[:nb[0] * r, :nb[1] * r, :nb[2] * r]
+    sheet = data.reshape(nb[0], r, nb[1], r, nb[2], r).any(axis=(1, 3, 5))
+    tgt = int(tgt) if tgt else target_overlap_count(vp.path)
+    ns = int(sheet.sum())
+    stats = {"patches": n_patches, "bin": b, "bins": nb, "sheet_bins": ns, "tgt_overlap_count": tgt,
+             "below_target_fraction": float((sheet & (counts < tgt)).sum() / ns) if ns else 1.0,
+             "uncovered_fraction": float((sheet & (counts == 0)).sum() / ns) if ns else 1.0,
+             "max_count": int(counts.max()) if counts.size else 0}
+    return {"counts": counts, "sheet": sheet, "bin": b, "stats": stats}
+
+
+def render_density(volpkg, bin_size: int | None = None, panel: int = 256,
+                   tgt: int | None = None) -> tuple[Image.Image, dict]:
+    """Max projections of the per-bin patch count along z, y and x (top row, heat: 0 → black,
+    ≥ ``tgt_overlap_count`` → pale yellow) and, per ray, the share of sheet bins below the target
+    (bottom row: green = done, red = all below target, black = no sheet)."""
+    g = density_grid(volpkg, bin_size, tgt)
+    counts, sheet, st = g["counts"], g["sheet"], g["stats"]
+    tgt = st["tgt_overlap_count"]
+    font = _font(12)
+    views = [("XY (along z)", 0), ("XZ (along y)", 1), ("YZ (along x)", 2)]
+    tiles, panels = [], []
+    for row in range(2):
+        for title, ax in views:
+            if row == 0:
+                rgb = heat(counts.max(axis=ax) / max(1, tgt))
+            else:
+                ns = sheet.sum(axis=ax)
+                below = (sheet & (counts < tgt)).sum(axis=ax)
+                frac = np.where(ns > 0, below / np.maximum(ns, 1), 0)
+                rgb = np.zeros(frac.shape + (3,), np.uint8)
+                rgb[..., 0] = np.where(ns > 0, 40 + 190 * frac, 0)
+                rgb[..., 1] = np.where(ns > 0, 170 * (1 - frac) + 30, 0)
+                rgb[..., 2] = np.where(ns > 0, 40, 0)
+            k = max(1, panel // max(rgb.shape[:2]))
+            tiles.append((title if row == 0 else title.split()[0] + " below target", ax,
+                          np.repeat(np.repeat(rgb, k, 0), k, 1), k))
+    pw = max(t[2].shape[1] for t in tiles) + 10
+    ph = max(t[2].shape[0] for t in tiles[:3]) + 22, max(t[2].shape[0] for t in tiles[3:]) + 22
+    head = 40
+    im = Image.new("RGB", (max(3 * pw + 10, 520), head + ph[0] + ph[1] + 5), (20, 20, 20))
+    d = ImageDraw.Draw(im)
+    d.text((6, 4), f"{st['patches']} patches, bins of {st['bin']} vx, target {tgt} patches per region", fill=(235,) * 3,
+           font=font)
+    d.text((6, 20), f"sheet bins below target: {100 * st['below_target_fraction']:.1f}%   uncovered: "
+                    f"{100 * st['uncovered_fraction']:.1f}%   max count {st['max_count']}", fill=(235,) * 3, font=font)
+    for i, (title, ax, rgb, k) in enumerate(tiles):
+        x0 = 6 + (i % 3) * pw
+        y0 = head + (0 if i < 3 else ph[0]) + 18
+        d.text((x0, y0 - 16), title, fill=(220,) * 3, font=font)
+        im.paste(Image.fromarray(rgb, "RGB"), (x0, y0))
+        panels.append({"title": title, "projected_axis": "zyx"[ax], "box": [x0, y0, rgb.shape[1], rgb.shape[0]],
+                       "pixels_per_bin": k, "row": "count" if i < 3 else "below_target"})
+    return im, {"kind": "density", "panels": panels, "stats": st}
+
+
+def preview_density(volpkg, out, **kw) -> dict:
+    img, layout = render_density(volpkg, **kw)
+    _save_png(img, Path(out), layout)
+    return layout
+
+
+# ------------------------------------------------------------------------------------------- short forms
+
+def slice_preview(volpkg, axis: str = "z", index: int | None = None, volume: str | None = None,
+                  color_by: str = "patch", out=None, zoom: int | None = None, legend: bool = False) -> Path:
+    """Write a slice preview (default without the legend strip, so pixel (row, col) is the slice
+    pixel at ``zoom``× enlargement); returns the PNG path."""
+    out = Path(out or Path(volpkg) / ".vcd" / "previews" / f"slice_{axis}.png")
+    preview_slice(volpkg, out, axis=axis, index=index, volume=volume, color_by=color_by, scale=zoom, legend=legend)
+    return out
+
+
+def density_preview(volpkg, out=None, tgt: int | None = None) -> tuple[Path, float]:
+    """Write a density preview; returns ``(png, share of sheet bins below tgt)``."""
+    out = Path(out or Path(volpkg) / ".vcd" / "previews" / "density.png")
+    st = preview_density(volpkg, out, tgt=tgt)["stats"]
+    return out, st["below_target_fraction"]
 
 
 def trace_preview(trace_dir, out=None, qa: bool = False, volume: str | None = None) -> Path:
-    trace_dir = Path(trace_dir)
-    s = read_surface(trace_dir)
-    layers = sorted((trace_dir / "layers").glob("*.tif")) if (trace_dir / "layers").is_dir() else []
-    if qa and (trace_dir / "qa.png").exists():
-        img = Image.open(trace_dir / "qa.png").convert("RGB")
-    elif layers:
-        import tifffile
-        img = Image.fromarray(tifffile.imread(layers[len(layers) // 2])).convert("RGB")
-    else:
-        prov = json.loads((trace_dir / "vcd_provenance.json").read_text()) if (trace_dir / "vcd_provenance.json").exists() else {}
-        vpath = volume or prov.get("volume") or _default_volume(open_volpkg(trace_dir.parent.parent))
-        vol = open_volume(vpath)
-        vals = np.zeros(s.shape, np.float32)
-        vals[s.valid] = vol.sampler().sample(s.points[s.valid])
-        img = Image.fromarray(vals.astype(np.uint8)).convert("RGB")
-    prov_path = trace_dir / "vcd_provenance.json"
-    strip = Image.new("RGB", (img.width, 12), (30, 30, 30))
-    if prov_path.exists():
-        pats = json.loads(prov_path.read_text()).get("patches", {})
-        d = ImageDraw.Draw(strip)
-        w = max(1, img.width // max(1, len(pats)))
-        for i, (name, info) in enumerate(sorted(pats.items())):
-            tags = info.get("tags", [])
-            col = (60, 200, 60) if "approved" in tags else (220, 50, 50) if "defective" in tags else \
-                (240, 150, 30) if info.get("mask_sha1") else (120, 120, 120)
-            d.rectangle([i * w, 0, i * w + w - 1, 11], fill=col)
-    canvas = Image.new("RGB", (img.width, img.height + 12))
-    canvas.paste(img, (0, 0))
-    canvas.paste(strip, (0, img.height))
-    out = Path(out) if out else trace_dir.parent.parent / ".vcd" / "previews" / f"trace_{trace_dir.name}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
+    """Write a trace preview (``--qa``: the QA map); returns the PNG path."""
+    out = Path(out or Path(trace_dir).with_name(Path(trace_dir).name + ("_qa" if qa else "") + ".png"))
+    preview_trace(trace_dir, out, qa=qa, volume=volume)
     return out
 
 
-def refresh_previews(volpkg) -> list[Path]:
+# ------------------------------------------------------------------------------------------- folder
+
+def refresh_previews(volpkg, n_traces: int = 3) -> list[Path]:
+    """Write the standard previews into ``<volpkg>/.vcd/previews/`` (see the module docstring).
+
+    Each preview that fails (e.g. no volume yet) is skipped; returns the files written."""
     vp = open_volpkg(volpkg)
-    out = [slice_preview(volpkg, "z"), slice_preview(volpkg, "y"), density_preview(volpkg)[0]]
-    traces = []
-    for root in (vp.paths_dir, vp.traces_dir):
-        if root.is_dir():
-            traces += [p for p in root.glob("auto_trace_*") if (p / "meta.json").exists()]
-    for t in sorted(traces)[-3:]:
-        out.append(trace_preview(t))
-    return out
+    out = vp.state_dir / "previews"
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    index: dict = {"updated": time.time(), "files": [], "errors": {}}
+
+    def attempt(name, fn):
+        try:
+            res = fn(out / name)
+            written.append(out / name)
+            index["files"].append(name)
+            return res
+        except (FormatError, InputError, OSError, ValueError, MemoryError) as exc:
+            index["errors"][name] = str(getattr(exc, "message", exc))
+            return None
+
+    try:
+        Z = pick_volume(vp).shape[0]
+    except (FormatError, InputError):
+        Z = None
+    if Z:
+        for pct in (25, 50, 75):
+            attempt(f"slice_z{pct}.png", lambda p, pct=pct: preview_slice(vp.path, p, axis="z", index=Z * pct // 100))
+        attempt("slice_y50.png", lambda p: preview_slice(vp.path, p, axis="y"))
+    dens = attempt("density.png", lambda p: preview_density(vp.path, p))
+    if dens:
+        index["density"] = dens["stats"]
+    traces = [d for root in (vp.paths_dir, vp.traces_dir) if root.is_dir() for d in root.iterdir()
+              if d.name.startswith("auto_trace_") and (d / "meta.json").exists()]
+    traces = sorted(traces, key=lambda d: (d / "meta.json").stat().st_mtime, reverse=True)[:n_traces]
+    keep = set()
+    for t in traces:
+        for suffix, qa in (("", False), ("_qa", True)):
+            name = f"trace_{t.name}{suffix}.png"
+            keep.add(name)
+            if qa and not (t / "qa.tif").exists():
+                continue
+            attempt(name, lambda p, t=t, qa=qa: preview_trace(t, p, qa=qa))
+    for old in out.glob("trace_*.png"):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
+    atomic_write_json(out / "index.json", index)
+    return written
