@@ -143,6 +143,7 @@ def read_layout(png: str | os.PathLike) -> dict:
 
 def _legend(width: int, entries: list[tuple[tuple[int, int, int], str]], header: str, col_w: int = 230) -> Image.Image:
     font = _font(12)
+    width = max(width, int(font.getlength(header)) + 10)
     ncol = max(1, width // col_w)
     shown = entries[:ncol * 8]
     rows = (len(shown) + ncol - 1) // ncol + (1 if len(entries) > len(shown) else 0)
