@@ -6,9 +6,9 @@ grid. Layer ``k`` of ``n`` samples level ``GROUP`` of the volume trilinearly at
 
 .. math:: \big(P + (k - \tfrac{n-1}{2})\,N\big) / 2^{\text{GROUP}}
 
-(offsets in level-0 voxels, as VC3D). Each layer is a uint8 tiled (128²) LZW BigTIFF written tile
-row by tile row from a generator — never the whole layer in memory — and layers are rendered by a
-process pool. A PNG preview of the centre layer is written next to the first layer.
+(offsets in level-0 voxels, as VC3D). Positions and normals are computed once per tile row and all
+layers sampled from them; each layer is a uint8 tiled (128²) LZW BigTIFF fed tile by tile to its own
+writer thread — never a whole layer in memory. Layers are split across a process pool. A PNG preview of the centre layer is written next to the first layer.
 """
 
 from __future__ import annotations
@@ -62,7 +62,14 @@ def output_shape(surf, scale: float, group: int) -> tuple[int, int, float]:
     return int((rows - 1) / sy / spacing) + 1, int((cols - 1) / sx / spacing) + 1, spacing
 
 
-def _layer_tiles(seg: str, vol: str, scale: float, group: int, offset: float):
+def render_layers(args) -> list[str]:
+    """Render several layers in one pass over the surface: positions and normals are computed once
+    per tile row and each layer's tiles go to its own writer thread (tifffile, LZW), so no layer is
+    ever held whole in memory. ``args = (segment, volume, [(out_path, offset), ...], scale, group)``."""
+    import queue as _queue
+    import threading
+
+    seg, vol, outs, scale, group = args
     surf = read_surface(seg)
     sx, sy = surf.scale
     H, W, spacing = output_shape(surf, scale, group)
@@ -72,33 +79,55 @@ def _layer_tiles(seg: str, vol: str, scale: float, group: int, offset: float):
     vmask = valid.astype(np.float64)
     sampler = open_volume(vol).sampler(level=group, cache_bytes=2e8)
     f = 2.0 ** -group
-    for t0 in range(0, H, TILE):
-        rows = np.arange(t0, min(H, t0 + TILE))
-        rr = (rows * spacing * sy)[:, None] * np.ones((1, W))
-        cc = np.ones((len(rows), 1)) * (np.arange(W) * spacing * sx)[None, :]
-        P = _bilinear(pts, rr, cc)
-        N = _bilinear(normals, rr, cc)
-        ok = _bilinear(vmask[..., None], rr, cc)[..., 0] > 0.999
-        q = (P + offset * N) * f
-        vals = np.zeros(ok.shape, np.float32)
-        if ok.any():
-            vals[ok] = sampler.sample(q[ok])
-        block = np.zeros((TILE, ((W + TILE - 1) // TILE) * TILE), np.uint8)
-        block[:len(rows), :W] = np.clip(np.round(vals), 0, 255).astype(np.uint8)
-        for c0 in range(0, W, TILE):
-            yield block[:, c0:c0 + TILE]
+    queues = [_queue.Queue(maxsize=4 * ((W + TILE - 1) // TILE)) for _ in outs]
+    errors: list = []
 
+    def tiles(q):
+        while True:
+            t = q.get()
+            if t is None:
+                return
+            yield t
 
-def render_layer(args) -> str:
-    seg, vol, out_path, scale, group, offset = args
-    surf = read_surface(seg)
-    H, W, _ = output_shape(surf, scale, group)
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(out_path).with_name(f".{Path(out_path).name}.part")
-    tifffile.imwrite(tmp, _layer_tiles(seg, vol, scale, group, offset), shape=(H, W), dtype=np.uint8,
-                     tile=(TILE, TILE), compression="lzw", predictor=2, bigtiff=True)
-    os.replace(tmp, out_path)
-    return str(out_path)
+    def writer(q, out_path):
+        try:
+            tmp = Path(out_path).with_name(f".{Path(out_path).name}.part")
+            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(tmp, tiles(q), shape=(H, W), dtype=np.uint8, tile=(TILE, TILE), compression="lzw",
+                             predictor=2, bigtiff=True)
+            os.replace(tmp, out_path)
+        except BaseException as exc:  # surfaced to the caller below
+            errors.append(exc)
+            while q.get() is not None:
+                pass
+    threads = [threading.Thread(target=writer, args=(q, o), daemon=True) for q, (o, _) in zip(queues, outs)]
+    for t in threads:
+        t.start()
+    try:
+        for t0 in range(0, H, TILE):
+            rows = np.arange(t0, min(H, t0 + TILE))
+            rr = (rows * spacing * sy)[:, None] * np.ones((1, W))
+            cc = np.ones((len(rows), 1)) * (np.arange(W) * spacing * sx)[None, :]
+            P = _bilinear(pts, rr, cc)
+            N = _bilinear(normals, rr, cc)
+            ok = _bilinear(vmask[..., None], rr, cc)[..., 0] > 0.999
+            Pk, Nk = P[ok], N[ok]
+            for q, (_, offset) in zip(queues, outs):
+                block = np.zeros((TILE, ((W + TILE - 1) // TILE) * TILE), np.uint8)
+                if len(Pk):
+                    sub = np.zeros(ok.shape, np.float32)
+                    sub[ok] = sampler.sample((Pk + offset * Nk) * f)
+                    block[:len(rows), :W] = np.clip(np.round(sub), 0, 255).astype(np.uint8)
+                for c0 in range(0, W, TILE):
+                    q.put(block[:, c0:c0 + TILE].copy())
+    finally:
+        for q in queues:
+            q.put(None)
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+    return [str(o) for o, _ in outs]
 
 
 def layer_paths(out_pattern: str, n: int) -> list[Path]:
@@ -118,22 +147,25 @@ def render(volume: str | os.PathLike, out_pattern: str, segment: str | os.PathLi
         raise InputError(None, "LAYERS must be >= 1 and SCALE > 0", "e.g. 0.5 1 21")
     read_surface(segment)  # validate before spawning workers
     paths = layer_paths(out_pattern, layers)
-    jobs = [(str(segment), str(volume), str(p), float(scale), int(group), k - (layers - 1) / 2.0)
-            for k, p in enumerate(paths)]
-    procs = processes or min(len(jobs), os.cpu_count() or 1)
-    done = []
-    if procs <= 1:
-        for j in jobs:
-            done.append(render_layer(j))
-            if progress:
-                progress(len(done) / len(jobs), f"layer {len(done)}/{len(jobs)}")
+    offsets = [k - (layers - 1) / 2.0 for k in range(layers)]
+    H, W, _ = output_shape(read_surface(segment), scale, group)
+    if processes is None:  # processes pay ~1 s start-up each: only for big renders
+        processes = 1 if H * W * layers < 4e6 else (os.cpu_count() or 1)
+    procs = max(1, min(processes, layers))
+    groups = [list(zip(map(str, paths), offsets))[i::procs] for i in range(procs)]
+    jobs = [(str(segment), str(volume), g, float(scale), int(group)) for g in groups if g]
+    done = 0
+    if len(jobs) == 1:
+        done = len(render_layers(jobs[0]))
     else:
         import multiprocessing as mp
-        with ProcessPoolExecutor(procs, mp_context=mp.get_context("spawn")) as ex:
-            for path in ex.map(render_layer, jobs):
-                done.append(path)
+        with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as ex:
+            for written in ex.map(render_layers, jobs):
+                done += len(written)
                 if progress:
-                    progress(len(done) / len(jobs), f"layer {len(done)}/{len(jobs)}")
+                    progress(done / layers, f"{done}/{layers} layers")
+    if progress:
+        progress(1.0, f"{done}/{layers} layers")
     centre = paths[(layers - 1) // 2]
     preview = centre.with_name("preview.png")
     img = tifffile.imread(centre)
