@@ -63,7 +63,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            os.fdatasync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

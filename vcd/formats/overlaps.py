@@ -71,11 +71,15 @@ def _write_links(surface_dir: Path, add: set[str], remove: set[str] = frozenset(
 def link(parent: str | os.PathLike, a: str, others: list[str] | set[str]) -> None:
     """Add symmetric edges ``a <-> b`` for every ``b`` in ``others`` (surfaces in ``parent``)."""
     parent = Path(parent)
-    others = {o for o in others if o != a}
-    for b in sorted(others):
-        if (parent / b).is_dir():
+    others = sorted(o for o in others if o != a and (parent / o).is_dir())
+    if len(others) > 2:  # independent files, each under its own lock: write them concurrently
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=min(32, len(others))) as ex:
+            list(ex.map(lambda b: _write_links(parent / b, {a}), others))
+    else:
+        for b in others:
             _write_links(parent / b, {a})
-    _write_links(parent / a, {o for o in others if (parent / o).is_dir()})
+    _write_links(parent / a, set(others))
 
 
 def unlink_all(parent: str | os.PathLike, a: str) -> None:

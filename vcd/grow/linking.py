@@ -122,10 +122,23 @@ class PatchIndex:
         return s
 
     def refresh(self) -> "PatchIndex":
+        """Pick up new and removed patches. Known patches are not re-read: a patch's bbox does not
+        change after it is written (tag and mask edits leave it a superset), and the point-search
+        cache checks each patch's tif/mask times when it is used."""
+        try:
+            dir_mtime = os.stat(self.root).st_mtime_ns
+        except FileNotFoundError:
+            dir_mtime = None
+        if dir_mtime is not None and dir_mtime == getattr(self, "_dir_mtime", None):
+            return self
+        self._dir_mtime = dir_mtime
         seen = {}
         for entry in os.scandir(self.root):
             if entry.name.startswith(".") or not entry.name.startswith("auto_grown_") or not entry.is_dir() \
                     or not name_is_utf8(entry.name):
+                continue
+            if entry.name in self._mtimes:
+                seen[entry.name] = self._mtimes[entry.name]
                 continue
             try:
                 mt = os.stat(os.path.join(entry.path, "meta.json")).st_mtime_ns
