@@ -280,3 +280,49 @@ def test_event_storm_bounded_memory_all_linked(daemon_factory, n):
     print(f"storm: {n} patches written in {time.time() - t0:.0f} s; daemon peak RSS {peak / 2**20:.0f} MiB")
     assert peak < 1.5 * 2**30
     d.stop()
+
+
+def test_kill9_during_trace_winding_render_jobs(daemon_factory):
+    """kill -9 of the daemon and its workers while trace, winding and render jobs run."""
+    from vcd.grow.linking import link_new_patch
+    d = daemon_factory("""
+[schedule]
+expansion = false
+[daemon]
+lease_seconds = 2
+[pipeline]
+after_trace = ["winding", "render"]
+""")
+    vp = d.volpkg
+    t = load_truth(vp)
+    rng = np.random.default_rng(3)
+    names = []
+    for i in range(60):
+        th = rng.uniform(t.theta0 + 3, t.theta0 + 9)
+        z0 = rng.uniform(5, 50)
+        names.append(put_patch(vp, f"auto_grown_2025010100{i:07d}", th - t.theta0, th - t.theta0 + 0.9, z0, z0 + 40).name)
+    for n in names:
+        link_new_patch(vp / "paths", n)
+    d.start()
+    q = d.queue()
+    params = {"step": 2, "src_step": 4, "consensus_default_th": 4, "inlier_base_threshold": 8, "snapshot_every": 5,
+              "volume": str(vp / "volumes" / "synth_pred.zarr"), "src_dir": str(vp / "paths"),
+              "tgt_dir": str(vp / "traces"), "seed": str(vp / "paths" / names[0])}
+    ids = [q.submit("trace", params) for _ in range(2)]
+    rnd = random.Random(99)
+    for _ in range(2):
+        time.sleep(rnd.uniform(0.5, 2.5))
+        os.killpg(d.proc.pid, signal.SIGKILL)
+        d.proc.wait()
+        d.start()
+    d.wait_for(lambda: all(q.get(i)["state"] in ("done", "failed") for i in ids) and
+               not q.list(state="queued") and not q.list(state="running"), 240, "all jobs final")
+    assert all(j["state"] in ("done", "failed", "cancelled") for j in q.list(limit=1000))
+    assert q.list(kind="winding", state="done") and q.list(kind="render", state="done")
+    for p in (vp / "traces").iterdir():  # every visible trace or snapshot is complete
+        if p.is_dir():
+            assert not p.name.startswith("."), p
+            read_surface(p)
+            assert (p / "vcd_provenance.json").exists()
+    assert q.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    d.stop()
