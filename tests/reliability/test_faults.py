@@ -316,9 +316,12 @@ after_trace = ["winding", "render"]
         d.proc.wait()
         d.start()
     d.wait_for(lambda: all(q.get(i)["state"] in ("done", "failed") for i in ids) and
+               len(q.list(kind="render", state="done")) >= 2 and
                not q.list(state="queued") and not q.list(state="running"), 240, "all jobs final")
     assert all(j["state"] in ("done", "failed", "cancelled") for j in q.list(limit=1000))
-    assert q.list(kind="winding", state="done") and q.list(kind="render", state="done")
+    assert q.list(kind="winding", state="done") and q.list(kind="render", state="done"), (
+        [(j["kind"], j["state"], j["error"]) for j in q.list(limit=500) if j["kind"] != "overlap"],
+        d.log.read_text()[-3000:])
     for p in (vp / "traces").iterdir():  # every visible trace or snapshot is complete
         if p.is_dir():
             assert not p.name.startswith("."), p
