@@ -55,6 +55,19 @@ def test_medium_trace_covers_3_wraps_on_one_sheet(collection_copy):
     snaps = sorted(p.name for p in (vp / "traces").iterdir() if p.name.startswith("z_dbg_gen_"))
     assert snaps and snaps[0] == "z_dbg_gen_00050"
     assert not [p for p, _ in list_patches(vp / "traces")]  # snapshots are never patches
+    # checkpointing (tutorial): the unmasked part becomes an approved, linked superpatch
+    keep = np.full(s.shape, 255, np.uint8)
+    keep[:, : s.shape[1] // 2] = 0
+    tifffile.imwrite(vp / "half.tif", keep)
+    r = subprocess.run([sys.executable, "-m", "vcd", "checkpoint", str(out), str(vp / "paths"), "--mask",
+                        str(vp / "half.tif")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    name = r.stdout.split()[1].rsplit("/", 1)[1]
+    sp = read_surface(vp / "paths" / name)
+    assert sp.has_tag("approved") and not sp.valid[:, : s.shape[1] // 2].any() and sp.valid.any()
+    from vcd.formats.overlaps import read_overlaps
+    assert len(read_overlaps(vp / "paths" / name)) >= 3
+    assert name in {p.name for p, _ in list_patches(vp / "paths")}
 
 
 def jump_patch(t, th_start, th_bridge, z0, z1, length=25.0):

@@ -22,7 +22,20 @@ def _trace(args) -> int:
     return 0
 
 
+def _checkpoint(args) -> int:
+    from ..trace.run import checkpoint
+    name = checkpoint(args.trace, args.paths, args.mask, args.user)
+    print(f"wrote {Path(args.paths) / name} (approved superpatch, overlaps linked)")
+    return 0
+
+
 def register(sub) -> None:
+    p = sub.add_parser("checkpoint", help="turn a trace (or its unmasked part) into an approved superpatch")
+    p.add_argument("trace")
+    p.add_argument("paths")
+    p.add_argument("--mask", help="extra mask (page 0: 0 = drop) applied to the trace")
+    p.add_argument("--user", default="", help="user recorded in the approved tag")
+    p.set_defaults(func=_checkpoint)
     p = sub.add_parser("trace", help="trace a large surface by patch consensus (vc_grow_seg_from_segments)")
     p.add_argument("volume", help="volume (.zarr; read for voxelsize)")
     p.add_argument("paths", help="patch directory (paths/)")

@@ -17,7 +17,7 @@ from ..errors import FormatError
 from .jsonio import atomic_write_json, read_json
 from .volume import Volume, open_volume
 
-PATCH_SOURCES = {"vc_grow_seg_from_seed", "vcd_grow"}
+PATCH_SOURCES = {"vc_grow_seg_from_seed", "vcd_grow", "vcd_checkpoint"}
 TRACE_SOURCES = {"vc_grow_seg_from_segments", "vcd_trace"}
 
 

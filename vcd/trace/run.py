@@ -129,3 +129,38 @@ def run_trace(volume: str | os.PathLike, src_dir: str | os.PathLike, tgt_dir: st
     return {"written": name, "area_cm2": meta["area_cm2"], "generations": st.generations,
             "corners": int(st.valid.sum()), "stop_reason": st.stop_reason, "patches_used": meta["vcd_patches_used"],
             "qa_suspicious": meta["qa"]["suspicious"], "skipped_patches": ps.skipped}
+
+
+def trace(volpkg: str | os.PathLike, seed_patch: str | os.PathLike, params: dict, out_dir: str | os.PathLike | None = None,
+          progress=None, warn=print) -> dict:
+    """Library API for the daemon: trace from ``seed_patch`` over ``<volpkg>/paths`` into ``out_dir``
+    (default ``<volpkg>/traces``), reading ``voxelsize`` from the volpkg's prediction volume."""
+    from ..formats.volpkg import open_volpkg
+    vp = open_volpkg(volpkg)
+    return run_trace(vp.volume().path, vp.paths_dir, out_dir or vp.traces_dir, params, seed_patch,
+                     progress=progress, warn=warn)
+
+
+def checkpoint(trace_dir: str | os.PathLike, paths: str | os.PathLike, mask: str | os.PathLike | None = None,
+               user: str = "") -> str:
+    """The tutorial's checkpointing: turn a trace (or its unmasked part) into an approved
+    ``auto_grown_*`` superpatch in ``paths`` and link its overlaps. ``mask`` is an extra mask image
+    (page 0, 0 = drop) applied on top of the trace's own ``mask.tif``."""
+    from ..formats.tifxyz import read_mask_grid, read_surface, set_tag
+    from ..grow.linking import link_new_patch
+    from ..grow.run import unique_name
+    src = read_surface(trace_dir)
+    pts = src.points.copy()
+    if mask:
+        keep = read_mask_grid(mask, pts.shape[0], pts.shape[1])
+        pts[~keep] = -1
+    if not ((pts[..., 0] != -1) & (pts[..., 2] > 0)).any():
+        raise InputError(trace_dir, "nothing left to checkpoint (everything masked)", "use a mask that keeps part of it")
+    paths = Path(paths)
+    name = unique_name(paths, "auto_grown_")
+    meta = {"source": "vcd_checkpoint", "vcd_checkpoint_of": Path(trace_dir).name,
+            "area_vx2": surface_area_vx2(pts)}
+    write_surface(paths / name, pts, meta, scale=list(src.scale))
+    set_tag(paths / name, "approved", user=user)
+    link_new_patch(paths, name)
+    return name
