@@ -194,9 +194,8 @@ class JobQueue:
         attempts, max_attempts = row
         now = time.time()
         if retry and attempts < max_attempts:
-            self.conn.execute("UPDATE jobs SET state='queued', error=?, lease_until=NULL, worker=NULL, not_before=? "
-                              "WHERE id=? AND state='running'", (error, now + backoff_s * 2 ** (attempts - 1), job_id))
-            return "queued"
+            return self._back_to_queue(job_id, "error=?, lease_until=NULL, worker=NULL, not_before=?",
+                                       (error, now + backoff_s * 2 ** (attempts - 1)))
         self.conn.execute("UPDATE jobs SET state='failed', error=?, finished=?, lease_until=NULL WHERE id=? "
                           "AND state='running'", (error, now, job_id))
         return "failed"
@@ -207,8 +206,7 @@ class JobQueue:
 
     def requeue(self, job_id: int, note: str) -> None:
         """Return a running job to the queue without counting the attempt (graceful shutdown)."""
-        self.conn.execute("UPDATE jobs SET state='queued', attempts=MAX(attempts-1,0), lease_until=NULL, "
-                          "worker=NULL, message=? WHERE id=? AND state='running'", (note, job_id))
+        self._back_to_queue(job_id, "attempts=MAX(attempts-1,0), lease_until=NULL, worker=NULL, message=?", (note,))
 
     def requeue_expired(self) -> list[int]:
         """Jobs whose lease expired (their worker died): back to the queue, or failed after max attempts."""
@@ -220,10 +218,25 @@ class JobQueue:
                 self.conn.execute("UPDATE jobs SET state='failed', finished=?, error=? WHERE id=? AND state='running'",
                                   (now, f"worker lost {attempts} times (lease expired)", job_id))
             else:
-                self.conn.execute("UPDATE jobs SET state='queued', lease_until=NULL, worker=NULL, "
-                                  "error='worker lost (lease expired); requeued' WHERE id=? AND state='running'",
-                                  (job_id,))
+                self._back_to_queue(job_id, "lease_until=NULL, worker=NULL, error=?",
+                                    ("worker lost (lease expired); requeued",))
         return [r[0] for r in rows]
+
+    def _back_to_queue(self, job_id: int, sets: str, args: tuple) -> str:
+        """Return a running job to ``queued`` (``sets``: extra ``col=?`` assignments). If an identical job
+        (same ``dedup_key``) was queued meanwhile, that one will do the work: this one is ``cancelled``
+        as superseded instead (at most one queued job per key)."""
+        try:
+            self.conn.execute(f"UPDATE jobs SET state='queued', {sets} WHERE id=? AND state='running'",
+                              (*args, job_id))
+            return "queued"
+        except sqlite3.IntegrityError:
+            key = self.conn.execute("SELECT dedup_key FROM jobs WHERE id=?", (job_id,)).fetchone()[0]
+            other = self.conn.execute("SELECT id FROM jobs WHERE dedup_key=? AND state='queued'", (key,)).fetchone()
+            self.conn.execute("UPDATE jobs SET state='cancelled', finished=?, lease_until=NULL, worker=NULL, "
+                              "message=? WHERE id=? AND state='running'",
+                              (time.time(), f"superseded by queued job {other[0] if other else '?'}", job_id))
+            return "cancelled"
 
     def log(self, job_id: int, line: str) -> None:
         self.conn.execute("INSERT INTO job_log(job, ts, line) VALUES (?,?,?)", (job_id, time.time(), line[:2000]))

@@ -20,6 +20,10 @@ def run(params: dict, ctx) -> dict:
     if not prov_path.exists():
         raise InputError(trace, f"trace has no {PROVENANCE}", "only traces made by vcd can be retraced")
     prov = read_json(prov_path, "trace provenance")
+    missing = [k for k in ("src_dir", "seed", "volume") if not prov.get(k)]
+    if missing:
+        raise InputError(prov_path, f"provenance lacks {', '.join(missing)}",
+                         "retrace it by hand with vcd trace, or trace it again with vcd (which records them)")
     src = Path(prov["src_dir"])
     seed = src / prov["seed"]
     res = run_trace(prov["volume"], src, trace.parent, dict(prov.get("params") or {}), seed,
