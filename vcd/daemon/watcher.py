@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from watchdog.events import FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
+                             FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
 from ..errors import FormatError
@@ -46,11 +47,24 @@ def surface_fingerprint(d: Path, meta: dict) -> tuple[list[str], str | None]:
     return tags, mask
 
 
+#: event types that can change a surface. Opens and read-only closes are left out: every read of a
+#: surface (linking, tracing, this watcher's own fingerprinting) would otherwise re-trigger the
+#: watcher, which read the directory again, forever. A directory's own "modified" event only says a
+#: child changed, and the child's event says which.
+_EVENT_TYPES = (FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent,
+                DirCreatedEvent, DirDeletedEvent, DirMovedEvent)
+_ACTIONABLE = {"created", "deleted", "modified", "moved", "closed"}
+#: files inside a surface that we write ourselves and that no fingerprint depends on
+_OWN_FILES = ("overlapping.json", "overlapping", "overlaps", "layers")
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: "Watcher"):
         self.w = watcher
 
     def on_any_event(self, event):
+        if event.event_type not in _ACTIONABLE or (event.is_directory and event.event_type == "modified"):
+            return
         for p in (getattr(event, "src_path", None), getattr(event, "dest_path", None)):
             if p:
                 self.w.note(Path(p if isinstance(p, str) else p.decode(errors="replace")))
@@ -86,8 +100,8 @@ class Watcher:
             name = rel.parts[0]
             if name.startswith(".") or name.startswith("z_dbg_gen_"):
                 return
-            if len(rel.parts) > 1 and rel.parts[1] in ("layers",):
-                return
+            if len(rel.parts) > 1 and (rel.parts[1] in _OWN_FILES or rel.parts[-1].startswith(".")):
+                return  # our links, render layers, lock and temp files (an atomic rename's dest is seen)
             with self._lock:
                 self._pending[root / name] = time.monotonic()
             if self.metrics:
@@ -98,7 +112,7 @@ class Watcher:
         self._observer = Observer()
         for root in self.roots:
             if root.is_dir():
-                self._observer.schedule(_Handler(self), str(root), recursive=True)
+                self._observer.schedule(_Handler(self), str(root), recursive=True, event_filter=list(_EVENT_TYPES))
         self._observer.start()
         self._thread = threading.Thread(target=self._loop, name="vcd-watcher", daemon=True)
         self._thread.start()

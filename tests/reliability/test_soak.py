@@ -1,0 +1,240 @@
+"""Accelerated soak: a team's daily event mix replayed against the real daemon; memory stays flat.
+
+One *cycle* is 15 simulated minutes of a team's day; the heavy variant runs 96 cycles = 24 hours
+(the CI variant 12 cycles = 3 hours).
+Per cycle (parameters ``new``, ``retrace_every``): ``new`` patches appear in ``paths/`` (sampled
+from the synthetic ground truth, as a grower or a copy would write them) and, once the churn pool is
+big enough, as many old ones are deleted (the collection stays about the same size, so growth of
+memory would be a leak, not data); one ``mask.tif`` is replaced (GIMP-style) and the
+``approved`` and ``defective`` tags are toggled (VC3D-style tmp + rename of ``meta.json``) on
+patches no trace uses; and every ``retrace_every`` cycles one more edit (mask or ``approved``) hits
+a patch the current trace used, so the daemon retraces it and the next cycle edits the new trace's
+patches. Heavy: 96 cycles × (4 new, 4 deleted, 1–2 masks, 2–3 tags, 1 retrace) = per simulated
+hour 16 new and 16 deleted patches, ~6 mask saves, ~10 tag edits, 4 retraces. Time is compressed by
+shortening the scheduler's periods: reconcile (a full rescan of ``paths/``) every 5 s instead of
+60 s, housekeeping every second, debounce 0.2 s; a cycle waits until the queue is drained, then
+samples the RSS of the daemon and its workers (and the daemon's open files and threads).
+
+Warm-up (numba caches loaded, tracer imported in both workers, previews drawn) happens before the
+first cycle: two trace jobs run at once, one per worker. Flat memory means: the least-squares slope
+of RSS over the second half of the cycles is below ``slope_mib`` per cycle, and the peak of the
+last quarter is at most ``growth`` above the peak of the first quarter.
+"""
+
+import json
+import os
+import random
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from vcd.formats.overlaps import read_overlaps
+from vcd.formats.tifxyz import read_surface, write_mask, write_surface
+from vcd.grow.linking import link_new_patch
+from vcd.synth import load_truth
+
+from .rss import MIB, RssSampler, slope_per_step
+from .test_faults import _symmetric_valid_links
+
+SOAK_CONFIG = """
+[schedule]
+expansion = false
+reconcile_seconds = 5
+housekeeping_seconds = 1
+[daemon]
+lease_seconds = 10
+shutdown_timeout = 5
+debounce_seconds = 0.2
+"""
+
+TRACE_PARAMS = {"step": 2, "src_step": 4, "consensus_default_th": 4, "inlier_base_threshold": 8}
+
+
+def _patch(vp, t, rng, name):
+    th = rng.uniform(t.theta0 + 3, t.theta0 + 9)
+    z0 = rng.uniform(5, 45)
+    return write_surface(vp / "paths" / name, t.sample_grid(th, th + 0.9, z0, z0 + 40, 4),
+                         {"scale": [0.25, 0.25], "source": "vcd_grow", "area_cm2": 0.01})
+
+
+def _vc3d_toggle_tag(pd, tag):
+    """What VC3D does when a box is ticked: read meta.json, edit, write tmp, rename (no lock)."""
+    meta = json.loads((pd / "meta.json").read_text())
+    tags = meta.setdefault("tags", {})
+    if tag in tags:
+        del tags[tag]
+    else:
+        tags[tag] = {"user": "soak"}
+    (pd / "meta.json.tmp").write_text(json.dumps(meta, indent=4))
+    os.replace(pd / "meta.json.tmp", pd / "meta.json")
+
+
+def _gimp_mask(pd, k):
+    shape = read_surface(pd, apply_mask=False).shape
+    keep = np.full(shape, 255, np.uint8)
+    keep[: 1 + k % 3, : 1 + k % 4] = 0
+    write_mask(pd, keep)
+
+
+def _count(q, sql, *args):
+    return q.conn.execute(sql, args).fetchone()[0]
+
+
+def _drained(d, q, settle=0.6):
+    """Wait until the watcher has acted on the cycle's events and every job is final."""
+    time.sleep(settle)  # > debounce: the watcher has queued what the events call for
+    quiet = 0
+    t0 = time.time()
+    while quiet < 3:
+        assert d.proc.poll() is None, d.log.read_text()[-3000:]
+        assert time.time() - t0 < 300, ("not drained", q.counts())
+        busy = _count(q, "SELECT COUNT(*) FROM jobs WHERE state IN ('queued','running')")
+        quiet = quiet + 1 if not busy else 0
+        time.sleep(0.15)
+
+
+def _latest_trace(vp):
+    traces = sorted(p for p in (vp / "traces").iterdir() if p.name.startswith("auto_trace_")
+                    and (p / "vcd_provenance.json").exists())
+    return traces[-1]
+
+
+@pytest.mark.parametrize("cycles,new,retrace_every,slope_mib,growth", [
+    (12, 2, 4, 1.5, 0.20),
+    pytest.param(96, 4, 1, 0.25, 0.10, marks=pytest.mark.heavy),
+])
+def test_soak_daily_event_mix_keeps_memory_flat(daemon_factory, cycles, new, retrace_every, slope_mib, growth):
+    d = daemon_factory(SOAK_CONFIG)
+    vp = d.volpkg
+    t = load_truth(vp)
+    rng = np.random.default_rng(8)
+    rnd = random.Random(8)
+    serial = iter(range(10 ** 9))
+
+    def name():
+        return f"auto_grown_2025010100{next(serial):07d}"
+    core = [_patch(vp, t, rng, name()).name for _ in range(40)]
+    for n in core:  # an existing, linked collection
+        link_new_patch(vp / "paths", n)
+    seed = core[0]
+    d.start()
+    q = d.queue()
+    tp = dict(TRACE_PARAMS, volume=str(vp / "volumes" / "synth_pred.zarr"), src_dir=str(vp / "paths"),
+              tgt_dir=str(vp / "traces"), seed=str(vp / "paths" / seed))
+    warm = [q.submit("trace", tp) for _ in range(2)]  # one per worker: both import and load the tracer
+    d.wait_for(lambda: all(q.get(i)["state"] in ("done", "failed") for i in warm), 240, "warm-up traces")
+    assert all(q.get(i)["state"] == "done" for i in warm), [q.get(i)["error"] for i in warm]
+    _drained(d, q)
+    keep = _latest_trace(vp)
+    for p in (vp / "traces").iterdir():  # a trace deleted by a person: nothing breaks
+        if p != keep and p.is_dir():
+            shutil.rmtree(p)
+    churn: list[str] = []
+    counts = {"new": 0, "deleted": 0, "mask": 0, "tags": 0, "retrace_triggers": 0}
+    rss_daemon, rss_total, cycle_s, fds, threads = [], [], [], [], []
+    with RssSampler(d.proc.pid) as rss:
+        for c in range(cycles):
+            tc = time.time()
+            trace = _latest_trace(vp)
+            d.wait_for(lambda: q.fingerprint(trace.name) is not None, 30, "trace recorded")
+            used = set(json.loads((trace / "vcd_provenance.json").read_text())["patches"])
+            pool = [n for n in core + churn if n not in used and n != seed]
+            for _ in range(new):
+                churn.append(_patch(vp, t, rng, name()).name)
+                counts["new"] += 1
+            # deletions: the oldest churn patches no trace used (the collection stays the same size)
+            victims = [n for n in churn[:-2 * new] if n not in used][: new if len(churn) > 4 * new else 0]
+            for n in victims:
+                shutil.rmtree(vp / "paths" / n)
+                churn.remove(n)
+                counts["deleted"] += 1
+            pool = [n for n in pool if n not in victims]
+            if c % retrace_every == retrace_every - 1:  # an edit the current trace depends on
+                target = rnd.choice(sorted(used - {seed}))
+                if rnd.random() < 0.5:
+                    _gimp_mask(vp / "paths" / target, c)
+                    counts["mask"] += 1
+                else:
+                    _vc3d_toggle_tag(vp / "paths" / target, "approved")
+                    counts["tags"] += 1
+                counts["retrace_triggers"] += 1
+            _gimp_mask(vp / "paths" / rnd.choice(pool), c)
+            counts["mask"] += 1
+            for tag in ("approved", "defective"):
+                _vc3d_toggle_tag(vp / "paths" / rnd.choice(pool), tag)
+                counts["tags"] += 1
+            _drained(d, q)
+            s = rss.sample()
+            assert s is not None
+            rss_daemon.append(s[0] / MIB)
+            rss_total.append(s[1] / MIB)
+            cycle_s.append(time.time() - tc)
+            fds.append(rss.proc.num_fds())
+            threads.append(rss.proc.num_threads())
+    # every job final, the queue intact, links valid and symmetric
+    states = dict(q.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+    assert set(states) <= {"done", "failed"}, states
+    failed = [q.get(j["id"]) for j in q.list(state="failed", limit=1000)]
+    # only overlap jobs of patches deleted before their job ran may fail
+    assert all(j["kind"] == "overlap" and not (vp / "paths" / j["params"]["segment"]).exists() for j in failed), \
+        [(j["kind"], j["error"]) for j in failed]
+    assert q.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    _symmetric_valid_links(vp / "paths")
+    for n in core + churn:
+        assert (vp / "paths" / n / "overlapping.json").exists(), n
+        assert read_overlaps(vp / "paths" / n), n
+    retraces = _count(q, "SELECT COUNT(*) FROM jobs WHERE kind='retrace' AND state='done'")
+    assert retraces >= counts["retrace_triggers"] * 0.9, (retraces, counts)
+    # flat memory
+    w = max(1, cycles // 4)
+    half = cycles // 2
+    slope_total = slope_per_step(rss_total[half:])
+    slope_daemon = slope_per_step(rss_daemon[half:])
+    first_q, last_q = max(rss_total[:w]), max(rss_total[-w:])
+    first_qd, last_qd = max(rss_daemon[:w]), max(rss_daemon[-w:])
+    print(f"\nsoak: {cycles} cycles ({cycles / 4:.0f} simulated hours) in {sum(cycle_s):.0f} s "
+          f"(median cycle {np.median(cycle_s):.1f} s); events {counts}; jobs {states}; {retraces} retraces; "
+          f"RSS daemon {rss_daemon[0]:.0f} -> {rss_daemon[-1]:.0f} MiB (slope {slope_daemon:+.3f} MiB/cycle over the "
+          f"2nd half, quarter peaks {first_qd:.0f} -> {last_qd:.0f}); daemon + workers {rss_total[0]:.0f} -> "
+          f"{rss_total[-1]:.0f} MiB (slope {slope_total:+.3f} MiB/cycle, quarter peaks {first_q:.0f} -> {last_q:.0f}, "
+          f"peak {rss.peak_total / MIB:.0f}); daemon fds {fds[0]} -> {fds[-1]}, threads {threads[0]} -> {threads[-1]}")
+    assert slope_total < slope_mib and slope_daemon < slope_mib, (slope_total, slope_daemon)
+    assert last_q <= (1 + growth) * first_q and last_qd <= (1 + growth) * first_qd, (first_q, last_q, first_qd, last_qd)
+    # no descriptor or thread leak in the daemon either
+    assert max(fds[-w:]) <= max(fds[:w]) + 8, fds
+    assert max(threads[-w:]) <= max(threads[:w]) + 4, threads
+    assert d.stop() == 0
+
+
+def test_reads_and_our_own_writes_do_not_wake_the_watcher(daemon_factory):
+    """Reading a surface (linking, tracing, VC3D browsing) or our own overlapping.json writes must
+    not make the watcher re-read it; before the fix, every read re-triggered it forever."""
+    import re
+    import urllib.request
+    d = daemon_factory()
+    vp = d.volpkg
+    t = load_truth(vp)
+    rng = np.random.default_rng(1)
+    d.start()
+    names = [_patch(vp, t, rng, f"auto_grown_20250101000000{i:03d}").name for i in range(4)]
+    q = d.queue()
+    d.wait_for(lambda: _count(q, "SELECT COUNT(*) FROM jobs WHERE kind='overlap' AND state='done'") == 4, 30, "linked")
+
+    def events():
+        text = urllib.request.urlopen(f"http://127.0.0.1:{d.port}/metrics", timeout=5).read().decode()
+        return float(re.search(r"^vcd_watcher_events_total (\S+)", text, re.M).group(1))
+    time.sleep(1.0)
+    before = events()
+    for _ in range(3):
+        for n in names:
+            read_surface(vp / "paths" / n)
+            read_overlaps(vp / "paths" / n)
+    link_new_patch(vp / "paths", names[0])  # rewrites overlapping.json files under their locks
+    time.sleep(1.5)
+    assert events() == before
+    _vc3d_toggle_tag(vp / "paths" / names[1], "approved")  # a real edit still wakes it
+    d.wait_for(lambda: q.fingerprint(names[1])["tags"] == ["approved"], 10, "tag edit seen")
+    assert events() > before
+    assert d.stop() == 0
