@@ -27,31 +27,43 @@ from vcd.synth.score import score_surface
 from vcd.trace.run import run_trace
 
 
+def build_collection(root, n_patches=900):
+    """The benchmark collection: a medium 80×192×192 scroll under ``root`` with ``n_patches`` patches
+    sampled from the ground truth at step 5 (40×40 vx each, ``auto_grown_*``, scale 0.2), linked with
+    our linker. Returns ``(volpkg, truth, seed_patch_dir)``; the seed sits at small theta, mid z.
+    Also used by ``bench/trace_vs_vc3d.py``, so both tracers see the same collection."""
+    vp = make_scroll(Path(root) / "b.volpkg", shape=(80, 192, 192), preset="medium", seed=6, ct=False)
+    t = load_truth(vp)
+    rng = np.random.default_rng(0)
+    for i in range(n_patches):
+        th = rng.uniform(t.theta0 + 0.5, t.theta1 - 1.0)
+        z0 = rng.uniform(3, 80 - 43)
+        dth = 40 / max(t.radius(th, z0 + 20), 5.0)
+        write_surface(vp / "paths" / f"auto_grown_{i:017d}", t.sample_grid(th, th + dth, z0, z0 + 40, 5),
+                      {"scale": [0.2, 0.2], "source": "vcd_grow"})
+    for p in sorted((vp / "paths").iterdir()):
+        if p.name.startswith("auto_grown_"):
+            link_new_patch(vp / "paths", p.name)
+    return vp, t, pick_seed(vp, t)
+
+
+def pick_seed(vp, t):
+    """The patch nearest to theta0 + 2.5 rad, mid z (the benchmark's seed)."""
+    best = None
+    for p in sorted((vp / "paths").iterdir()):
+        if not p.name.startswith("auto_grown_"):
+            continue
+        s = read_surface(p)
+        _, th = t.nearest(s.points[s.valid])
+        sc = abs(np.median(th) - t.theta0 - 2.5) + abs(s.points[s.valid][:, 2].mean() - 40) / 50
+        if best is None or sc < best[0]:
+            best = (sc, p)
+    return best[1]
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        vp = make_scroll(Path(tmp) / "b.volpkg", shape=(80, 192, 192), preset="medium", seed=6, ct=False)
-        t = load_truth(vp)
-        rng = np.random.default_rng(0)
-        for i in range(900):
-            th = rng.uniform(t.theta0 + 0.5, t.theta1 - 1.0)
-            z0 = rng.uniform(3, 80 - 43)
-            dth = 40 / max(t.radius(th, z0 + 20), 5.0)
-            write_surface(vp / "paths" / f"auto_grown_{i:017d}", t.sample_grid(th, th + dth, z0, z0 + 40, 5),
-                          {"scale": [0.2, 0.2], "source": "vcd_grow"})
-        for p in sorted((vp / "paths").iterdir()):
-            if p.name.startswith("auto_grown_"):
-                link_new_patch(vp / "paths", p.name)
-        # a seed at small theta, mid z
-        best = None
-        for p in sorted((vp / "paths").iterdir()):
-            if not p.name.startswith("auto_grown_"):
-                continue
-            s = read_surface(p)
-            _, th = t.nearest(s.points[s.valid])
-            sc = abs(np.median(th) - t.theta0 - 2.5) + abs(s.points[s.valid][:, 2].mean() - 40) / 50
-            if best is None or sc < best[0]:
-                best = (sc, p)
-        seed = best[1]
+        vp, t, seed = build_collection(tmp)
         base = {"step": 2, "src_step": 5, "consensus_default_th": 6, "inlier_base_threshold": 12, "snapshot_every": 0}
         rows = []
         for gens in (25, 50, 100):
