@@ -74,3 +74,13 @@ def collection_copy(traced_collection, tmp_path) -> Path:
     dst = tmp_path / "c.volpkg"
     shutil.copytree(traced_collection, dst, symlinks=True)
     return dst
+
+
+@pytest.fixture(scope="session")
+def hard_collection(tmp_path_factory) -> Path:
+    """A *hard* scroll (11-voxel pitch, touching wraps, false bridges) with 320 linked truth patches."""
+    vp = make_scroll(tmp_path_factory.mktemp("hard") / "h.volpkg", shape=(80, 160, 160), preset="hard",
+                     seed=4, ct=False)
+    truth_patches(vp, 320, seed=1)
+    link_all(vp)
+    return vp

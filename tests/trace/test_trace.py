@@ -160,6 +160,89 @@ def test_bridge_jump_found_by_qa_and_fixed_by_masking(collection_copy):
     assert sc2["jumps"] == 0 and hi2 > th_b - t.theta0 + 1.0, (sc2, hi2)
 
 
+def _band_reach(points, t, zc, hh):
+    """Furthest theta (relative) reached by trace rows inside a bridge's z band."""
+    v = points[..., 0] != -1
+    _, th = t.nearest(points[v])
+    T = np.full(v.shape, -np.inf)
+    T[v] = th - t.theta0
+    inb = v & (np.abs(points[..., 2] - zc) < hh - 2)
+    return T[inb].max() if inb.any() else -np.inf
+
+
+def test_hard_bridge_jump_found_via_qa_map_and_fixed_by_masking(hard_collection, tmp_path):
+    """Tutorial "Fixing Errors" on the *hard* preset: at one of its false bridges most patches follow the
+    bridge (as VC3D's grower does) and few correct ones remain; the trace jumps or stops there. The
+    annotator's loop is then played out: QA hot spots → the patches supporting them → the ones a person
+    sees leaving the sheet (ground truth plays the person's eye) → mask the part that leaves → retrace."""
+    import shutil
+    from scipy.ndimage import binary_dilation
+    from vcd.grow.linking import link_new_patch
+    from vcd.synth.score import jump_edges
+    vp = tmp_path / "h.volpkg"
+    shutil.copytree(hard_collection, vp, symlinks=True)
+    t = load_truth(vp)
+    thb, zc, arc, hh = t.bridges[1]  # the first bridge ahead of the seed (theta0 + 8.6, z ≈ 61)
+    # few correct patches cover the bridge band (the others are masked there), many follow the bridge
+    covering = []
+    for p in sorted((vp / "paths").glob("auto_grown_*")):
+        s = read_surface(p)
+        _, th = t.nearest(s.points[s.valid])
+        band = np.zeros(s.shape, bool)
+        band[s.valid] = (th > thb - 0.3) & (th < thb + 1.3) & (np.abs(s.points[s.valid][:, 2] - zc) <= hh + 3)
+        if band.any():
+            covering.append((p, band))
+    for p, band in covering[5:]:
+        write_mask(p, np.where(band, 0, 255).astype(np.uint8))
+    planted = [add_patch(vp, f"auto_grown_9{k:016d}",
+                         jump_patch(t, thb - 1.0 + 0.07 * k, thb, zc - hh + 1 + k % 3, zc + hh - 1 - k % 2, arc))
+               for k in range(24)]
+    for n in planted:
+        link_new_patch(vp / "paths", n)
+    seed = seed_near(vp, 5.0)
+    res = trace(vp, seed)
+    out = vp / "traces" / res["written"]
+    s = read_surface(out)
+    sc = score_surface(s.points, t)
+    reach = _band_reach(s.points, t, zc, hh)
+    jumped, stopped = sc["jumps"] > 0, reach < thb - t.theta0 + 1.0
+    assert jumped or stopped, (sc, reach)
+    # the QA map points at the spot: a hot corner next to every jump
+    q = tifffile.imread(out / "qa.tif")
+    hot = np.argwhere(q >= 0.5)
+    step = TRACE_PARAMS["step"]
+    if jumped:
+        v = s.points[..., 0] != -1
+        _, th = t.nearest(s.points[v])
+        T = np.zeros(v.shape)
+        T[v] = th
+        hj, vj = jump_edges(T, v)
+        jump_cells = {(r // step, c // step) for r, c in np.argwhere(hj)} | {(r // step, c // step) for r, c in np.argwhere(vj)}
+        assert all(np.abs(hot - np.array(jc)).max(1).min() <= 2 for jc in jump_cells), (jump_cells, hot)
+    assert len(hot) < 0.2 * (q >= 0).sum()  # and it is selective
+    # the patches supporting the hot corners; the person masks those that leave the sheet, where they do
+    sup = np.load(out / "vcd_supporters.npz")
+    ids, names = sup["ids"], list(sup["names"])
+    H, W = q.shape
+    suspects = {names[i] for r, c in hot for rr in range(max(0, r - 1), min(H, r + 2))
+                for cc in range(max(0, c - 1), min(W, c + 2)) for i in ids[rr, cc] if i >= 0}
+    offenders = []
+    for name in sorted(suspects):
+        surf = read_surface(vp / "paths" / name)
+        d = np.zeros(surf.shape)
+        d[surf.valid] = t.nearest(surf.points[surf.valid])[0]
+        if d.max() > 2.0:
+            offenders.append(name)
+            write_mask(vp / "paths" / name, np.where(binary_dilation(d > 1.0, iterations=3), 0, 255).astype(np.uint8))
+    assert offenders and set(offenders) <= set(planted), offenders
+    res2 = run_trace(vp / "volumes" / "synth_pred.zarr", vp / "paths", vp / "traces", {**TRACE_PARAMS},
+                     vp / "paths" / seed, retrace_of=res["written"], warn=lambda m: None)
+    s2 = read_surface(vp / "traces" / res2["written"])
+    sc2 = score_surface(s2.points, t)
+    assert sc2["jumps"] == 0 and sc2["mean_dist"] <= 1.0, sc2
+    assert _band_reach(s2.points, t, zc, hh) > thb - t.theta0 + 1.5  # through the bridge, on the sheet
+
+
 def test_defective_patches_are_ignored(collection_copy):
     vp = collection_copy
     t = load_truth(vp)

@@ -2,12 +2,16 @@
 
 For every trace corner (trace-cell resolution, row/col as the trace's corner grid):
 
-.. math:: q = \\max\\Big(d,\\; 1 - \\min\\big(1, \\tfrac{s}{s_0}\\big),\\; f\\Big)
+.. math:: q = \\max\\Big(d,\\; \\rho,\\; f,\\; 0.45\\,\\big(1 - \\min(1, \\tfrac{s}{s_0})\\big)\\Big)
 
-- ``d``: share of the patches that carried the neighbouring corners but did *not* agree here
-  (they went elsewhere — typical where a patch jumps to the next wrap);
-- ``s/s0``: consensus support relative to ``inlier_base_threshold`` (low support is weak evidence);
-- ``f``: a normal flip — the angle between this corner's quad normal and its neighbours', /90°.
+- ``d``: share of the patches that carried the neighbouring corners and proposed a point here but
+  did *not* agree with the accepted one (they went elsewhere — typical where a patch jumps to the
+  next wrap);
+- ``ρ``: support of the best competing proposal (more than ``2·same_surface_th`` voxels away) over
+  the winner's support — two patch groups disagree about where the sheet is;
+- ``f``: a normal flip — the angle between this corner's quad normal and its neighbours', /90°;
+- ``s/s0``: consensus support relative to ``inlier_base_threshold``. Low support alone is weak
+  evidence (patch edges, holes), so it is scaled to stay below the 0.5 "suspicious" line.
 
 Written as ``qa.tif`` (float32, 0 = fine … 1 = suspicious, -1 = no corner) and ``qa.png`` (red =
 suspicious), with a summary in ``meta.json`` under ``qa``.
@@ -19,33 +23,55 @@ import numpy as np
 from PIL import Image
 
 
-def suspicion_map(pos, valid, support, disagree, s0: float) -> np.ndarray:
+def suspicion_map(pos, valid, support, disagree, rival, s0: float) -> np.ndarray:
+    """Per-corner suspicion in [0, 1] (-1 = no corner), arrays [rows, cols] of the trace's corner grid."""
     q = np.full(valid.shape, -1.0, np.float32)
-    low = 1.0 - np.minimum(1.0, support / max(s0, 1e-6))
-    flip = np.zeros(valid.shape, np.float32)
+    low = 0.45 * (1.0 - np.minimum(1.0, support / max(s0, 1e-6)))
+    flip = normal_flip(pos, valid)
+    q[valid] = np.maximum.reduce([disagree, rival, low, flip])[valid]
+    return q
+
+
+def _tangent(pos, valid, r, c, dr, dc):
+    """Central (or one-sided) difference along (dr, dc) at corner (r, c); None where undefined."""
+    H, W = valid.shape
+    fwd = 0 <= r + dr < H and 0 <= c + dc < W and valid[r + dr, c + dc]
+    bwd = 0 <= r - dr < H and 0 <= c - dc < W and valid[r - dr, c - dc]
+    if fwd and bwd:
+        return pos[r + dr, c + dc] - pos[r - dr, c - dc]
+    if fwd:
+        return pos[r + dr, c + dc] - pos[r, c]
+    if bwd:
+        return pos[r, c] - pos[r - dr, c - dc]
+    return None
+
+
+def normal_flip(pos, valid) -> np.ndarray:
+    """Angle (/90°, clipped to 1) between each corner's normal and the mean normal of its 4-neighbours.
+
+    Normals come from central differences along rows and columns, so an unevenly spaced grid does
+    not read as a fold; a smooth scroll turns by ``S / radius`` per cell (≈ 0.3 at S = 10 vx,
+    r = 20 vx), a fold or a jump to the next wrap by far more."""
     H, W = valid.shape
     n = np.zeros(pos.shape)
     ok = np.zeros(valid.shape, bool)
-    for r in range(H - 1):
-        for c in range(W - 1):
-            if valid[r, c] and valid[r + 1, c] and valid[r, c + 1]:
-                v = np.cross(pos[r + 1, c] - pos[r, c], pos[r, c + 1] - pos[r, c])
-                L = np.linalg.norm(v)
-                if L > 0:
-                    n[r, c], ok[r, c] = v / L, True
-    for r in range(H):
-        for c in range(W):
-            if not ok[r, c]:
-                continue
-            worst = 0.0
-            for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-                rr, cc = r + dr, c + dc
-                if 0 <= rr < H and 0 <= cc < W and ok[rr, cc]:
-                    ang = np.degrees(np.arccos(np.clip(np.dot(n[r, c], n[rr, cc]), -1, 1)))
-                    worst = max(worst, ang / 90.0)
-            flip[r, c] = min(1.0, worst)
-    q[valid] = np.maximum(np.maximum(disagree, low), flip)[valid]
-    return q
+    for r, c in np.argwhere(valid):
+        tr, tc = _tangent(pos, valid, r, c, 1, 0), _tangent(pos, valid, r, c, 0, 1)
+        if tr is None or tc is None:
+            continue
+        v = np.cross(tr, tc)
+        L = np.linalg.norm(v)
+        if L > 0:
+            n[r, c], ok[r, c] = v / L, True
+    flip = np.zeros(valid.shape, np.float32)
+    for r, c in np.argwhere(ok):
+        m = sum((n[r + dr, c + dc] for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1))
+                 if 0 <= r + dr < H and 0 <= c + dc < W and ok[r + dr, c + dc]), np.zeros(3))
+        L = np.linalg.norm(m)
+        if L > 0:
+            ang = np.degrees(np.arccos(np.clip(np.dot(n[r, c], m / L), -1, 1)))
+            flip[r, c] = min(1.0, ang / 90.0)
+    return flip
 
 
 def write_png(q: np.ndarray, path, scale: int = 4) -> None:

@@ -7,7 +7,8 @@ Provenance (a file VC3D ignores) answers "which traces used patch P?":
 ``{"version": 1, "seed": name, "params": {...}, "volume": path, "src_dir": path,
 "patches": {name: {"mask_sha1": sha1 | null, "tags": [...], "corners": n}}, "supporters":
 "vcd_supporters.npz", "retrace_of": name | null}``. The npz holds ``names`` and ``ids`` (int32
-[rows, cols, K] indices into ``names`` per trace corner, -1 = none).
+[rows, cols, K] indices into ``names`` per trace corner, -1 = none) and the QA components per corner
+(``support``, ``disagree``, ``rival``; see :mod:`vcd.trace.qa`).
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ def _outputs(st: TraceState, ps: PatchSet, p: TraceParams):
             ids[r - rows[0], c - cols[0], :len(sup)] = sup
             for s in sup:
                 counts[s] = counts.get(s, 0) + 1
-    qmap = qa.suspicion_map(st.pos[sl], v[sl], st.support[sl], st.disagree[sl], p.inlier_base_threshold)
-    return pts, ids, counts, qmap
+    qmap = qa.suspicion_map(st.pos[sl], v[sl], st.support[sl], st.disagree[sl], st.rival[sl],
+                                p.inlier_base_threshold)
+    return pts, ids, counts, qmap, sl
 
 
 def write_trace(path: Path, st: TraceState, ps: PatchSet, p: TraceParams, params_raw: dict, voxelsize: float,
                 volume: str, src_dir: Path, seed_name: str, retrace_of: str | None, extra_meta: dict) -> Path:
-    pts, ids, counts, qmap = _outputs(st, ps, p)
+    pts, ids, counts, qmap, sl = _outputs(st, ps, p)
     area = surface_area_vx2(pts)
     used = sorted(ps.names[i] for i in counts)
     prov = {"version": 1, "seed": seed_name, "params": params_raw, "volume": str(volume), "src_dir": str(src_dir),
@@ -62,7 +64,8 @@ def write_trace(path: Path, st: TraceState, ps: PatchSet, p: TraceParams, params
             "excluded_defective": sorted(n for n, i in ps.info.items() if i.get("excluded"))}
     import io
     buf = io.BytesIO()
-    np.savez_compressed(buf, names=np.array(ps.names), ids=ids)
+    np.savez_compressed(buf, names=np.array(ps.names), ids=ids, support=st.support[sl], disagree=st.disagree[sl],
+                        rival=st.rival[sl])
     qbuf = io.BytesIO()
     tifffile.imwrite(qbuf, qmap.astype(np.float32))
     meta = {"area_vx2": area, "area_cm2": area_cm2(area, voxelsize), "source": "vcd_trace",

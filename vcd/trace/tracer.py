@@ -46,7 +46,8 @@ class TraceState:
     pos: np.ndarray                 #: float64 [H, W, 3] corner positions (x, y, z) voxels
     valid: np.ndarray               #: bool [H, W]
     support: np.ndarray             #: float32 [H, W] consensus support of each accepted corner
-    disagree: np.ndarray            #: float32 [H, W] share of linked candidates that went elsewhere
+    disagree: np.ndarray            #: float32 [H, W] share of the neighbours' patches that proposed elsewhere
+    rival: np.ndarray               #: float32 [H, W] support of the best competing proposal / the winner's
     gen: np.ndarray                 #: int32 [H, W] generation of acceptance
     supporters: dict = field(default_factory=dict)   #: (r, c) -> tuple of patch indices
     used_approved: set = field(default_factory=set)
@@ -56,7 +57,7 @@ class TraceState:
     def grow_cols(self, n: int) -> None:
         H = self.pos.shape[0]
         self.pos = np.concatenate([self.pos, np.full((H, n, 3), -1.0)], 1)
-        for name in ("valid", "support", "disagree", "gen"):
+        for name in ("valid", "support", "disagree", "rival", "gen"):
             a = getattr(self, name)
             setattr(self, name, np.concatenate([a, np.zeros((H, n), a.dtype)], 1))
 
@@ -129,7 +130,7 @@ class Tracer:
         H = int(2 * math.ceil((zmax - zmin) / self.S) + 7)
         W = max(12, self.window + 6)
         st = TraceState(np.full((H, W, 3), -1.0), np.zeros((H, W), bool), np.zeros((H, W), np.float32),
-                        np.zeros((H, W), np.float32), np.zeros((H, W), np.int32))
+                        np.zeros((H, W), np.float32), np.zeros((H, W), np.float32), np.zeros((H, W), np.int32))
         self.r0, self.c0 = H // 2, 3
         self.z0 = float(p0[2])
         self.row_dz = self.S * float(tr[2])  # z step per row (rows follow the seed's most-z-like direction)
@@ -162,7 +163,11 @@ class Tracer:
         return cand, local
 
     def _try_corner(self, st: TraceState, r: int, c: int, T: float):
-        """Best (support, position, supporters, approved, disagree) for cell (r, c), or None."""
+        """Best (support, position, supporters, approved, disagree, rival) for cell (r, c), or None.
+
+        ``disagree``: share of the neighbourhood's patches that proposed a point here but not the
+        winner's; ``rival``: support of the best proposal that does not agree with the winner, over the
+        winner's support (≈ 1 where two patch groups compete — a sheet jump in the making)."""
         guess = _guess(st, r, c)
         if guess is None:
             return None
@@ -174,6 +179,7 @@ class Tracer:
         cand = [t for t in sorted(cand)
                 if np.all(self.ps.boxes[t, 0] - 0.6 * self.S <= guess) and np.all(self.ps.boxes[t, 1] + 0.6 * self.S >= guess)]
         best = None
+        proposals = []
         closest = {}
         for t in cand:
             d, q = self.ps.search[t].closest(guess[None])
@@ -186,22 +192,41 @@ class Tracer:
             if not self._geometry_ok(st, r, c, q):
                 continue
             if ref in self.ps.approved and local.get(ref, 0) >= 2:
-                return (1000.0, q, (ref,), True, 0.0)
+                return (1000.0, q, (ref,), True, 0.0, 0.0)
             agree, pts, score = [], [], 0.0
             for t, qt in closest.items():
                 if np.linalg.norm(qt - q) <= th or (t != ref and self.ps.search[t].distance(q[None])[0] <= th):
                     agree.append(t)
                     pts.append(qt if np.linalg.norm(qt - q) <= th else q)
                     score += 1 + local.get(t, 0)
+            proposals.append((score, q))
             if len(agree) < self.p.min_supporters and not (near_seed and ref == self.seed):
                 continue
             if best is None or score > best[0]:
-                went_elsewhere = sum(1 for t in local if t not in agree)
+                proposers = [t for t in local if t in closest]
+                went_elsewhere = sum(1 for t in proposers if t not in agree)
                 best = (score, np.mean(pts, axis=0), tuple(sorted(agree)), False,
-                        went_elsewhere / max(1, len(local)))
-        if best is not None and near_seed and self.seed in best[2]:
+                        went_elsewhere / max(1, len(proposers)), 0.0)
+        if best is None:
+            return None
+        best = (*best[:5], self._rival(proposals, best))
+        if near_seed and self.seed in best[2]:
             best = (max(best[0], T), *best[1:])
         return best
+
+    def _rival(self, proposals, best) -> float:
+        """Support of the strongest proposal lying off the winner's surface (farther than
+        ``2·same_surface_th`` voxels from every winning patch: another sheet, not just a point further
+        along the same one), over the winner's support; 0 if there is none."""
+        far = 2 * self.p.same_surface_th
+        for score, q in sorted(proposals, key=lambda x: -x[0]):
+            if score < 0.2 * best[0]:
+                break
+            if np.linalg.norm(q - best[1]) <= far:
+                continue
+            if all(self.ps.search[t].distance(q[None])[0] > far for t in best[2][:4]):
+                return min(1.0, score / max(best[0], 1e-6))
+        return 0.0
 
     def _geometry_ok(self, st: TraceState, r: int, c: int, q: np.ndarray) -> bool:
         H, W = st.valid.shape
@@ -252,10 +277,11 @@ class Tracer:
                 if res is None:
                     tried[(r, c)] = (T, self._n_valid(st, r, c))
                     continue
-                score, q, agree, approved, dis = res
+                score, q, agree, approved, dis, rival = res
                 if approved or score >= T:
                     st.pos[r, c], st.valid[r, c] = q, True
                     st.support[r, c], st.disagree[r, c], st.gen[r, c] = score, dis, gen
+                    st.rival[r, c] = rival
                     st.supporters[(r, c)] = agree
                     if approved:
                         st.used_approved.add(agree[0])
