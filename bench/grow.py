@@ -1,6 +1,6 @@
 """Benchmark patch growth and overlap linking.
 
-Run: ``python bench/grow.py [--patches 10] [--link-sizes 1000 10000]``
+Run: ``python bench/grow.py [--patches 10] [--link-sizes 1000 10000]`` (``--patches 0``: linking only)
 
 Prints growth throughput in vx² of surface per CPU-second (single thread, after JIT warm-up) on a
 medium synthetic scroll, the accuracy of those patches, and the time to link one new patch
@@ -16,6 +16,7 @@ _sys.path[:] = [p for p in _sys.path if _Path(p or ".").resolve() != _Path(__fil
 
 import argparse
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -77,6 +78,7 @@ def bench_linking(tmp: Path, truth, sizes):
             z0 = rng.uniform(0, Z - 25)
             g = truth.sample_grid(th, th + 0.5, z0, z0 + 20, 5)
             write_surface(paths / f"auto_grown_{i:017d}", g, {"scale": [0.2, 0.2], "source": "vcd_grow"})
+        os.sync()  # flush the freshly written collection, so its writeback does not land in the timings
         t0 = time.perf_counter()
         index = PatchIndex(paths).refresh()
         for n in index.names:  # a long-running worker holds these in memory
@@ -107,7 +109,7 @@ def main():
     a = ap.parse_args()
     numba.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        truth = bench_growth(Path(tmp), a.patches, a.step, a.generations)
+        truth = bench_growth(Path(tmp), a.patches, a.step, a.generations) if a.patches > 0 else None
         if a.link_sizes:
             bench_linking(Path(tmp), truth, a.link_sizes)
 

@@ -68,18 +68,60 @@ def _write_links(surface_dir: Path, add: set[str], remove: set[str] = frozenset(
                         entry.touch()
 
 
+_POOL: tuple = (None, None)   #: (pid, ThreadPoolExecutor) — recreated in a forked child
+
+
+def _pool():
+    global _POOL
+    if _POOL[0] != os.getpid():
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=32, thread_name_prefix="vcd-link"))
+    return _POOL[1]
+
+
+class Linker:
+    """Symmetric edges ``a <-> b`` written as the ``b``'s become known.
+
+    Each ``b``'s file is written at once in a background thread (independent files, each under its
+    own lock); ``a``'s own list is written when the ``with`` block ends (also on an error, so the
+    edges written so far stay symmetric), then all writes are waited for (the first error is raised)."""
+
+    def __init__(self, parent: str | os.PathLike, a: str):
+        self.parent, self.a = Path(parent), a
+        self.linked: list[str] = []
+        self._seen: set[str] = set()
+        self._futures: list = []
+
+    def add(self, b: str) -> None:
+        if b == self.a or b in self._seen:
+            return
+        self._seen.add(b)
+        if (self.parent / b).is_dir():
+            self.linked.append(b)
+            self._futures.append(_pool().submit(_write_links, self.parent / b, {self.a}))
+
+    def __enter__(self) -> "Linker":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None or self.linked:
+            self._futures.append(_pool().submit(_write_links, self.parent / self.a, set(self.linked)))
+        error = None
+        for f in self._futures:
+            try:
+                f.result()
+            except BaseException as e:  # noqa: BLE001 - re-raised below
+                error = error or e
+        if error is not None and exc_type is None:
+            raise error
+        return False
+
+
 def link(parent: str | os.PathLike, a: str, others: list[str] | set[str]) -> None:
     """Add symmetric edges ``a <-> b`` for every ``b`` in ``others`` (surfaces in ``parent``)."""
-    parent = Path(parent)
-    others = sorted(o for o in others if o != a and (parent / o).is_dir())
-    if len(others) > 2:  # independent files, each under its own lock: write them concurrently
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(max_workers=min(32, len(others))) as ex:
-            list(ex.map(lambda b: _write_links(parent / b, {a}), others))
-    else:
-        for b in others:
-            _write_links(parent / b, {a})
-    _write_links(parent / a, set(others))
+    with Linker(parent, a) as linker:
+        for b in sorted(others):
+            linker.add(b)
 
 
 def unlink_all(parent: str | os.PathLike, a: str) -> None:

@@ -3,9 +3,14 @@
 Two surfaces *overlap* when a point of one lies within ``tol`` (2.0) voxels of the other
 (VC3D's threshold). Unlike VC3D's 10 random samples, the test here is deterministic and
 symmetric: every valid vertex and quad centre of A is tested against B's triangles (exact
-point-to-triangle distance over candidate quads from a k-d tree), then B against A, stopping at
-the first ``min_hits`` hits. A bbox pre-filter (numpy over all patches) keeps linking one patch
-against 10k patches well under 50 ms.
+point-to-triangle distance over every quad with a vertex within ``tol`` + longest edge, found in
+a sparse cell hash of B's vertices), then B against A, stopping at the first ``min_hits`` hits.
+
+Linking one patch against 10k patches stays well under 50 ms because a long-running process
+keeps one :class:`PatchIndex` per ``paths/`` (:func:`shared_index`): a bbox array refreshed with
+one ``listdir`` (only new patches' ``meta.json`` are read), an LRU of prepared surfaces (keyed
+by the tif/mask stat, so neighbours are not re-read), one numba call per pair test, and the
+neighbours' ``overlapping.json`` written by a thread pool while the search goes on.
 
 Masks are honoured (surfaces are read with :func:`vcd.formats.tifxyz.read_surface`); debug
 snapshots and non-patches never take part (:func:`vcd.formats.volpkg.list_patches`).
@@ -13,39 +18,53 @@ snapshots and non-patches never take part (:func:`vcd.formats.volpkg.list_patche
 
 from __future__ import annotations
 
+import bisect
 import os
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ..errors import FormatError
 from ..formats.jsonio import read_json
-from ..formats.overlaps import link
+from ..formats.overlaps import Linker
 from ..formats.tifxyz import read_surface
 from ..formats.volpkg import is_patch, name_is_utf8
-from ..kernels.pointsearch import closest_on_grid, dist_to_grid
+from ..kernels.pointsearch import build_vertex_hash, closest_on_grid, count_within, dist_to_grid, max_quad_edge
 
 OVERLAP_TOL = 2.0
 
 
-@dataclass
-class SurfaceSearch:
-    """A surface prepared for point queries: its grid, validity and a k-d tree of valid vertices."""
+_UNSET = object()
 
-    grid: np.ndarray
-    valid: np.ndarray
-    tree: cKDTree | None
-    rc: np.ndarray
+
+class SurfaceSearch:
+    """A surface prepared for point queries: its grid, validity and (built on first use) a k-d tree
+    of valid vertices, its sample points and a vertex hash for exact "within tol" tests."""
+
+    def __init__(self, grid: np.ndarray, valid: np.ndarray, tree=_UNSET, rc: np.ndarray | None = None):
+        self.grid = grid
+        self.valid = valid
+        self.rc = np.argwhere(valid) if rc is None else rc
+        self._tree = tree
+        self._samples = None
+        self._hash = None
 
     @classmethod
     def from_points(cls, pts: np.ndarray) -> "SurfaceSearch":
         pts = np.ascontiguousarray(pts, dtype=np.float64)
         valid = (pts[..., 0] != -1) & (pts[..., 2] > 0)
-        rc = np.argwhere(valid)
-        tree = cKDTree(pts[valid]) if len(rc) else None
-        return cls(pts, valid, tree, rc)
+        return cls(pts, valid)
+
+    @property
+    def tree(self):
+        """A ``scipy.spatial.cKDTree`` of the valid vertices (None if there are none)."""
+        if self._tree is _UNSET:
+            from scipy.spatial import cKDTree  # imported here: linking never needs it (1 s of import)
+            self._tree = cKDTree(self.grid[self.valid]) if len(self.rc) else None
+        return self._tree
 
     def distance(self, queries: np.ndarray, k: int = 4) -> np.ndarray:
         """Distance (voxels) from each (x, y, z) query (N×3) to this surface."""
@@ -69,101 +88,163 @@ class SurfaceSearch:
         return d, pts
 
     def sample_points(self) -> np.ndarray:
-        """Valid vertices plus centres of valid quads (N×3)."""
-        g, v = self.grid, self.valid
-        q = v[:-1, :-1] & v[1:, :-1] & v[:-1, 1:] & v[1:, 1:]
-        centres = 0.25 * (g[:-1, :-1][q] + g[1:, :-1][q] + g[:-1, 1:][q] + g[1:, 1:][q])
-        return np.concatenate([g[v], centres])
+        """Valid vertices plus centres of valid quads (N×3; computed once)."""
+        if self._samples is None:
+            g, v = self.grid, self.valid
+            q = v[:-1, :-1] & v[1:, :-1] & v[:-1, 1:] & v[1:, 1:]
+            centres = 0.25 * (g[:-1, :-1][q] + g[1:, :-1][q] + g[:-1, 1:][q] + g[1:, 1:][q])
+            self._samples = np.ascontiguousarray(np.concatenate([g[v], centres]))
+        return self._samples
+
+    def prepare(self) -> "SurfaceSearch":
+        """Build the sample points and the vertex hash now (they are otherwise built on first use)."""
+        self.sample_points()
+        if self._hash is None:
+            max_edge = float(max_quad_edge(self.grid, self.valid))
+            cell = max(max_edge + OVERLAP_TOL, 1.0)
+            self._hash = (*build_vertex_hash(self.grid, self.valid, cell), cell, max_edge)
+        return self
+
+    def count_within(self, queries: np.ndarray, tol: float = OVERLAP_TOL, min_hits: int = 1 << 62) -> int:
+        """How many (x, y, z) queries (N×3) lie within ``tol`` voxels of this surface, counting up
+        to ``min_hits`` (exact, no candidate limit: every quad within reach is tested)."""
+        lo, dims, keys, starts, order, cell, max_edge = self._hash or self.prepare()._hash
+        q = np.ascontiguousarray(queries, dtype=np.float64).reshape(-1, 3)
+        return int(count_within(q, self.grid, self.valid, lo, dims, cell, keys, starts, order,
+                                max_edge, float(tol), int(min_hits)))
 
 
 def surfaces_overlap(a: SurfaceSearch, b: SurfaceSearch, tol: float = OVERLAP_TOL, min_hits: int = 3) -> bool:
     """True if at least ``min_hits`` sample points of A are within ``tol`` voxels of B, or vice versa."""
     for s, t in ((a, b), (b, a)):
         pts = s.sample_points()
-        if len(pts) == 0 or t.tree is None:
-            continue
-        lo, hi = t.grid[t.valid].min(0) - tol, t.grid[t.valid].max(0) + tol
-        pts = pts[np.all((pts >= lo) & (pts <= hi), axis=1)]
-        if len(pts) < min_hits:
-            continue
-        if int((t.distance(pts) <= tol).sum()) >= min_hits:
+        if len(pts) >= min_hits and len(t.rc) and t.count_within(pts, tol, min_hits) >= min_hits:
             return True
     return False
 
 
 @dataclass
 class PatchIndex:
-    """Bboxes of every patch in a directory, refreshed incrementally (stat of each ``meta.json``)."""
+    """Bboxes of every patch in a directory, refreshed incrementally.
+
+    A refresh costs one ``stat`` of the directory when nothing was added or removed, else one
+    ``listdir`` plus a read of each *new* patch's ``meta.json``. A directory replaced under the same
+    name keeps its old bbox (patches are never rewritten in place; tag and mask edits leave the bbox
+    a superset); the point-search cache checks each patch's tif/mask times when it is used."""
 
     root: Path
     names: list = field(default_factory=list)
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 3)))
-    _mtimes: dict = field(default_factory=dict)
-    _boxes: dict = field(default_factory=dict)
-    _search: dict = field(default_factory=dict)   #: name -> (mtime key, SurfaceSearch), kept across refreshes
+    _boxes: dict = field(default_factory=dict)     #: name -> bbox (2×3) of every indexed patch
+    _search: OrderedDict = field(default_factory=OrderedDict)  #: LRU name -> (mtime key, SurfaceSearch, bytes)
+    _search_bytes: int = 0
+    cache_bytes: int = 512 << 20                   #: bound on the memory of cached search structures
+    _rejected: dict = field(default_factory=dict)  #: name -> meta.json mtime of entries that are not patches
+    _dir_mtime: int | None = None
+    _keys: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))  #: [lo, -hi] rows for candidates()
 
     def search(self, name: str, warn=None) -> "SurfaceSearch | None":
         """The (cached) point-search structure of patch ``name``; re-read when its files change."""
-        d = self.root / name
-        try:
-            key = tuple(os.stat(d / f).st_mtime_ns if (d / f).exists() else 0 for f in ("x.tif", "mask.tif"))
-        except OSError:
-            return None
+        d = os.path.join(self.root, name)
+        key = []
+        for f in ("x.tif", "mask.tif"):
+            try:
+                st = os.stat(os.path.join(d, f))
+                key += (st.st_mtime_ns, st.st_ino, st.st_size)
+            except FileNotFoundError:
+                key.append(0)
+            except OSError:
+                return None
+        key = tuple(key)
         hit = self._search.get(name)
         if hit is not None and hit[0] == key:
+            self._search.move_to_end(name)
             return hit[1]
         try:
-            s = SurfaceSearch.from_points(read_surface(d).points)
+            s = SurfaceSearch.from_points(read_surface(Path(d)).points).prepare()
         except FormatError as exc:
             if warn:
                 warn(f"skipping {name}: {exc.message}")
             return None
-        self._search[name] = (key, s)
+        nbytes = 3 * s.grid.nbytes + 1024  # grid, samples and vertex hash
+        old = self._search.pop(name, None)
+        self._search_bytes += nbytes - (old[2] if old else 0)
+        self._search[name] = (key, s, nbytes)
+        while self._search_bytes > self.cache_bytes and len(self._search) > 1:
+            _, (_, _, b) = self._search.popitem(last=False)
+            self._search_bytes -= b
         return s
 
+    def _read_box(self, name: str):
+        path = os.path.join(self.root, name)
+        try:
+            meta = read_json(Path(path) / "meta.json")
+        except FormatError:
+            return None
+        if not isinstance(meta, dict) or not is_patch(Path(path), meta):
+            return None
+        try:
+            bb = np.asarray(meta["bbox"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError):
+            return None
+        return bb if bb.shape == (2, 3) else None
+
     def refresh(self) -> "PatchIndex":
-        """Pick up new and removed patches. Known patches are not re-read: a patch's bbox does not
-        change after it is written (tag and mask edits leave it a superset), and the point-search
-        cache checks each patch's tif/mask times when it is used."""
+        """Pick up new and removed patches (known patches are not re-read)."""
         try:
             dir_mtime = os.stat(self.root).st_mtime_ns
         except FileNotFoundError:
             dir_mtime = None
-        if dir_mtime is not None and dir_mtime == getattr(self, "_dir_mtime", None):
+        if dir_mtime is not None and dir_mtime == self._dir_mtime:
             return self
-        self._dir_mtime = dir_mtime
-        seen = {}
-        for entry in os.scandir(self.root):
-            if entry.name.startswith(".") or not entry.name.startswith("auto_grown_") or not entry.is_dir() \
-                    or not name_is_utf8(entry.name):
+        try:
+            listing = set(os.listdir(self.root))
+        except (FileNotFoundError, NotADirectoryError):
+            listing = set()
+        # trust the directory time only once it is settled: it has a coarse (jiffy) resolution, so a
+        # change in the same tick as this listing would not move it
+        settled = dir_mtime is not None and time.time_ns() - dir_mtime > 50_000_000
+        self._dir_mtime = dir_mtime if settled else None
+        # entries that were not patches last time (e.g. meta.json not yet there) are looked at again
+        fresh = listing - self._boxes.keys()
+        removed = self._boxes.keys() - listing if len(listing) - len(fresh) != len(self._boxes) else ()
+        added = {}
+        for name in fresh:
+            if not name.startswith("auto_grown_") or not name_is_utf8(name):
                 continue
-            if entry.name in self._mtimes:
-                seen[entry.name] = self._mtimes[entry.name]
+            try:  # also rejects non-directories and symlink loops
+                mt = os.stat(os.path.join(self.root, name, "meta.json")).st_mtime_ns
+            except OSError:
                 continue
-            try:
-                mt = os.stat(os.path.join(entry.path, "meta.json")).st_mtime_ns
-            except FileNotFoundError:
+            if self._rejected.get(name) == mt:  # not a patch, and meta.json unchanged since
                 continue
-            seen[entry.name] = mt
-            if self._mtimes.get(entry.name) != mt:
-                try:
-                    meta = read_json(Path(entry.path) / "meta.json")
-                except FormatError:
-                    seen.pop(entry.name)
-                    continue
-                if not isinstance(meta, dict) or not is_patch(Path(entry.path), meta):
-                    seen.pop(entry.name)
-                    continue
-                bb = np.asarray(meta["bbox"], dtype=np.float64)
-                if bb.shape != (2, 3):
-                    seen.pop(entry.name)
-                    continue
-                self._boxes[entry.name] = bb
-        self._mtimes = seen
-        self._boxes = {n: self._boxes[n] for n in seen}
-        self._search = {n: v for n, v in self._search.items() if n in seen}
-        self.names = sorted(seen)
-        self.boxes = np.array([self._boxes[n] for n in self.names]).reshape(-1, 2, 3)
+            bb = self._read_box(name)
+            if bb is None:
+                self._rejected[name] = mt
+            else:
+                added[name] = bb
+                self._rejected.pop(name, None)
+        if len(self._rejected) and self._rejected.keys() - listing:
+            self._rejected = {n: m for n, m in self._rejected.items() if n in listing}
+        if not removed and not added:
+            return self
+        for name in removed:
+            del self._boxes[name]
+            old = self._search.pop(name, None)
+            if old is not None:
+                self._search_bytes -= old[2]
+        self._boxes.update(added)
+        if removed or len(added) > 64:
+            self.names = sorted(self._boxes)
+            self.boxes = np.array([self._boxes[n] for n in self.names], dtype=np.float64).reshape(-1, 2, 3)
+            self._keys = np.ascontiguousarray(np.concatenate([self.boxes[:, 0], -self.boxes[:, 1]], axis=1))
+        else:  # a few new patches: insert them in place (names stay sorted)
+            for name in sorted(added):
+                i = bisect.bisect_left(self.names, name)
+                self.names.insert(i, name)
+                bb = added[name]
+                self.boxes = np.insert(self.boxes, i, bb, axis=0)
+                self._keys = np.insert(self._keys, i, np.concatenate([bb[0], -bb[1]]), axis=0)
         return self
 
     def candidates(self, bbox, margin: float = OVERLAP_TOL) -> list[str]:
@@ -171,28 +252,51 @@ class PatchIndex:
         if len(self.names) == 0:
             return []
         bb = np.asarray(bbox, dtype=np.float64)
-        hit = np.all(self.boxes[:, 0] <= bb[1] + margin, axis=1) & np.all(self.boxes[:, 1] >= bb[0] - margin, axis=1)
-        return [self.names[i] for i in np.nonzero(hit)[0]]
+        q = np.concatenate([bb[1] + margin, -(bb[0] - margin)])
+        hit = np.flatnonzero((self._keys <= q).all(axis=1))
+        names = self.names
+        return [names[i] for i in hit]
+
+
+_SHARED: dict = {}
+
+
+def shared_index(paths_dir: str | os.PathLike) -> PatchIndex:
+    """This process's :class:`PatchIndex` of ``paths_dir`` (refreshed): a long-running worker keeps
+    bboxes and point-search structures between jobs instead of re-reading every patch."""
+    key = os.path.realpath(paths_dir)
+    idx = _SHARED.get(key)
+    if idx is None:
+        idx = _SHARED[key] = PatchIndex(Path(key))
+    return idx.refresh()
+
+
+def _own_search(paths_dir: Path, patch_name: str, index: PatchIndex) -> SurfaceSearch:
+    mine = index.search(patch_name) if patch_name in index._boxes else None
+    if mine is None:
+        mine = SurfaceSearch.from_points(read_surface(paths_dir / patch_name).points)  # raises if malformed
+    return mine
+
+
+def _iter_overlaps(mine: SurfaceSearch, patch_name: str, index: PatchIndex, warn=None):
+    """Yield the names of the patches that overlap ``mine`` (patch ``patch_name``), in index order."""
+    if len(mine.rc) == 0:
+        return
+    pts = mine.grid[mine.valid]
+    for other in index.candidates([pts.min(0), pts.max(0)]):
+        if other == patch_name:
+            continue
+        s = index.search(other, warn)
+        if s is not None and surfaces_overlap(mine, s):
+            yield other
 
 
 def find_overlaps(paths_dir: str | os.PathLike, patch_name: str, index: PatchIndex | None = None,
                   warn=None) -> list[str]:
     """Names of the patches in ``paths_dir`` that overlap ``patch_name`` (not linking anything)."""
     paths_dir = Path(paths_dir)
-    index = index or PatchIndex(paths_dir).refresh()
-    me = read_surface(paths_dir / patch_name)
-    mine = SurfaceSearch.from_points(me.points)
-    if mine.tree is None:
-        return []
-    bbox = [me.points[me.valid].min(0), me.points[me.valid].max(0)]
-    out = []
-    for other in index.candidates(bbox):
-        if other == patch_name:
-            continue
-        s = index.search(other, warn)
-        if s is not None and surfaces_overlap(mine, s):
-            out.append(other)
-    return sorted(out)
+    index = index if index is not None else shared_index(paths_dir)
+    return sorted(_iter_overlaps(_own_search(paths_dir, patch_name, index), patch_name, index, warn))
 
 
 def link_new_patch(paths_dir: str | os.PathLike, patch_name: str, search_effort: int = 10,
@@ -201,7 +305,16 @@ def link_new_patch(paths_dir: str | os.PathLike, patch_name: str, search_effort:
 
     ``also`` names patches to link regardless (the expansion source, as VC3D does). Returns the
     linked neighbour names. ``search_effort`` is accepted for VC3D compatibility (the search here
-    is exhaustive)."""
-    found = sorted(set(find_overlaps(paths_dir, patch_name, index, warn)) | set(also))
-    link(paths_dir, patch_name, found)
-    return found
+    is exhaustive). Each neighbour's file is written (in the background) as soon as the overlap
+    is found, while the search goes on; ``patch_name``'s own list is written last."""
+    paths_dir = Path(paths_dir)
+    index = index if index is not None else shared_index(paths_dir)
+    mine = _own_search(paths_dir, patch_name, index)  # a malformed patch raises before anything is written
+    found = set(also)
+    with Linker(paths_dir, patch_name) as linker:
+        for other in also:
+            linker.add(other)
+        for other in _iter_overlaps(mine, patch_name, index, warn):
+            found.add(other)
+            linker.add(other)
+    return sorted(found)

@@ -6,12 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..grow.linking import PatchIndex, link_new_patch
+from ..grow.linking import link_new_patch, shared_index
 
 KIND = "overlap"
-
-#: per-process index (a pool worker keeps it between jobs; refreshed incrementally each time)
-_INDEX: dict[str, PatchIndex] = {}
 
 
 def run(params: dict, ctx) -> dict:
@@ -19,6 +16,6 @@ def run(params: dict, ctx) -> dict:
     if not (paths / seg / "meta.json").exists():
         raise InputError(paths / seg, "segment has no meta.json (not a complete surface)",
                          "wait until the surface is written, or check the name")
-    index = _INDEX.setdefault(str(paths.resolve()), PatchIndex(paths.resolve())).refresh()
+    index = shared_index(paths)  # per-process (a pool worker keeps it between jobs, shared with expand)
     linked = link_new_patch(paths, seg, int(params.get("search_effort", 10)), index=index, warn=ctx.warn)
     return {"segment": seg, "linked": linked}

@@ -16,7 +16,7 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def point_triangle_dist2(px, py, pz, a, b, c):
     """Squared distance from point p to triangle (a, b, c) (Ericson, Real-Time Collision Detection §5.1.5)."""
     abx, aby, abz = b[0] - a[0], b[1] - a[1], b[2] - a[2]
@@ -181,3 +181,166 @@ def closest_on_grid(grid, valid, queries, cand_r, cand_c):
                         loc[i, 0], loc[i, 1] = r0 + 0.5, c0 + 0.5
         dist[i] = math.sqrt(best)
     return dist, pts, loc
+
+
+# --- sparse uniform-grid hash over a surface's valid vertices (exact "within tol" tests) -------------
+
+
+@nb.njit(cache=True)
+def max_quad_edge(grid, valid):
+    """Longest edge (incl. the P01–P10 diagonal) of the triangles of the valid quads; 0 if none."""
+    R, C = valid.shape
+    best = 0.0
+    for r in range(R - 1):
+        for c in range(C - 1):
+            if not (valid[r, c] and valid[r + 1, c] and valid[r, c + 1] and valid[r + 1, c + 1]):
+                continue
+            for e in range(5):
+                if e == 0:
+                    r1, c1, r2, c2 = r, c, r, c + 1
+                elif e == 1:
+                    r1, c1, r2, c2 = r, c, r + 1, c
+                elif e == 2:
+                    r1, c1, r2, c2 = r + 1, c + 1, r + 1, c
+                elif e == 3:
+                    r1, c1, r2, c2 = r + 1, c + 1, r, c + 1
+                else:
+                    r1, c1, r2, c2 = r, c + 1, r + 1, c
+                d = ((grid[r1, c1, 0] - grid[r2, c2, 0]) ** 2 + (grid[r1, c1, 1] - grid[r2, c2, 1]) ** 2
+                     + (grid[r1, c1, 2] - grid[r2, c2, 2]) ** 2)
+                if d > best:
+                    best = d
+    return math.sqrt(best)
+
+
+@nb.njit(cache=True)
+def build_vertex_hash(grid, valid, cell):
+    """Bucket the valid vertices into cubic cells of side ``cell``.
+
+    Returns ``(lo[3], dims[3], keys, starts, order)``: ``keys`` are the sorted occupied cell ids
+    ``(iz * ny + iy) * nx + ix``, vertices of cell ``keys[j]`` are ``order[starts[j]:starts[j + 1]]``
+    (flat indices ``row * C + col``). Memory is O(valid vertices) however large the bbox."""
+    R, C = valid.shape
+    n = 0
+    lo = np.full(3, np.inf)
+    hi = np.full(3, -np.inf)
+    for r in range(R):
+        for c in range(C):
+            if valid[r, c]:
+                n += 1
+                for a in range(3):
+                    v = grid[r, c, a]
+                    if v < lo[a]:
+                        lo[a] = v
+                    if v > hi[a]:
+                        hi[a] = v
+    dims = np.zeros(3, np.int64)
+    if n == 0:
+        return lo, dims, np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64)
+    for a in range(3):
+        dims[a] = int((hi[a] - lo[a]) / cell) + 1
+    allkeys = np.empty(n, np.int64)
+    flat = np.empty(n, np.int64)
+    m = 0
+    for r in range(R):
+        for c in range(C):
+            if valid[r, c]:
+                ix = min(int((grid[r, c, 0] - lo[0]) / cell), dims[0] - 1)
+                iy = min(int((grid[r, c, 1] - lo[1]) / cell), dims[1] - 1)
+                iz = min(int((grid[r, c, 2] - lo[2]) / cell), dims[2] - 1)
+                allkeys[m] = (iz * dims[1] + iy) * dims[0] + ix
+                flat[m] = r * C + c
+                m += 1
+    srt = np.argsort(allkeys, kind="mergesort")
+    order = flat[srt]
+    sk = allkeys[srt]
+    nu = 1
+    for i in range(1, n):
+        if sk[i] != sk[i - 1]:
+            nu += 1
+    keys = np.empty(nu, np.int64)
+    starts = np.empty(nu + 1, np.int64)
+    keys[0] = sk[0]
+    starts[0] = 0
+    j = 0
+    for i in range(1, n):
+        if sk[i] != sk[i - 1]:
+            j += 1
+            keys[j] = sk[i]
+            starts[j] = i
+    starts[nu] = n
+    return lo, dims, keys, starts, order
+
+
+@nb.njit(cache=True, nogil=True)
+def count_within(queries, grid, valid, lo, dims, cell, keys, starts, order, max_edge, tol, min_hits):
+    """How many queries (N×3) lie within ``tol`` voxels of the surface (its triangles, and valid
+    vertices of incomplete quads as points), stopping once ``min_hits`` are found.
+
+    Exact: a triangle within ``tol`` of q has every vertex within ``tol + max_edge`` of q, so all
+    quads touching a hashed vertex in that reach are tested."""
+    R, C = valid.shape
+    if keys.shape[0] == 0:
+        return 0
+    reach = tol + max_edge
+    reach2 = reach * reach
+    tol2 = tol * tol
+    hits = 0
+    for i in range(queries.shape[0]):
+        px, py, pz = queries[i, 0], queries[i, 1], queries[i, 2]
+        ix0 = int(math.floor((px - reach - lo[0]) / cell))
+        ix1 = int(math.floor((px + reach - lo[0]) / cell))
+        iy0 = int(math.floor((py - reach - lo[1]) / cell))
+        iy1 = int(math.floor((py + reach - lo[1]) / cell))
+        iz0 = int(math.floor((pz - reach - lo[2]) / cell))
+        iz1 = int(math.floor((pz + reach - lo[2]) / cell))
+        if ix1 < 0 or iy1 < 0 or iz1 < 0 or ix0 >= dims[0] or iy0 >= dims[1] or iz0 >= dims[2]:
+            continue
+        ix0, iy0, iz0 = max(ix0, 0), max(iy0, 0), max(iz0, 0)
+        ix1, iy1, iz1 = min(ix1, dims[0] - 1), min(iy1, dims[1] - 1), min(iz1, dims[2] - 1)
+        found = False
+        for iz in range(iz0, iz1 + 1):
+            for iy in range(iy0, iy1 + 1):
+                for ix in range(ix0, ix1 + 1):
+                    key = (iz * dims[1] + iy) * dims[0] + ix
+                    j = np.searchsorted(keys, key)
+                    if j >= keys.shape[0] or keys[j] != key:
+                        continue
+                    for m in range(starts[j], starts[j + 1]):
+                        v = order[m]
+                        r, c = v // C, v % C
+                        d = (grid[r, c, 0] - px) ** 2 + (grid[r, c, 1] - py) ** 2 + (grid[r, c, 2] - pz) ** 2
+                        if d > reach2:
+                            continue
+                        if d <= tol2:
+                            found = True
+                            break
+                        for dr in range(-1, 1):
+                            for dc in range(-1, 1):
+                                r0, c0 = r + dr, c + dc
+                                if r0 < 0 or c0 < 0 or r0 + 1 >= R or c0 + 1 >= C:
+                                    continue
+                                if not (valid[r0, c0] and valid[r0 + 1, c0] and valid[r0, c0 + 1]
+                                        and valid[r0 + 1, c0 + 1]):
+                                    continue
+                                if point_triangle_dist2(px, py, pz, grid[r0, c0], grid[r0, c0 + 1],
+                                                        grid[r0 + 1, c0]) <= tol2 or \
+                                        point_triangle_dist2(px, py, pz, grid[r0 + 1, c0 + 1], grid[r0 + 1, c0],
+                                                             grid[r0, c0 + 1]) <= tol2:
+                                    found = True
+                                    break
+                            if found:
+                                break
+                        if found:
+                            break
+                    if found:
+                        break
+                if found:
+                    break
+            if found:
+                break
+        if found:
+            hits += 1
+            if hits >= min_hits:
+                return hits
+    return hits
