@@ -242,3 +242,36 @@ def test_reads_and_our_own_writes_do_not_wake_the_watcher(daemon_factory):
     d.wait_for(lambda: q.fingerprint(names[1])["tags"] == ["approved"], 10, "tag edit seen")
     assert events() > before
     assert d.stop() == 0
+
+
+def test_preview_refreshes_are_coalesced_in_one_thread(scroll_copy):
+    """A burst of traces (or retraces) asks for many preview refreshes: they run one at a time in a
+    single thread and the burst collapses into at most one more refresh (a thread per trace used to
+    pile up and grow the daemon's memory)."""
+    import threading
+
+    from vcd.daemon.logs import get_logger
+    from vcd.daemon.watcher import PreviewRefresher
+    r = PreviewRefresher(scroll_copy, get_logger())
+    before = threading.active_count()
+    for _ in range(20):
+        r.request()
+    t0 = time.time()
+    while not r.idle() and time.time() - t0 < 120:
+        time.sleep(0.05)
+    assert 1 <= r.runs <= 2, r.runs
+    assert [t.name for t in threading.enumerate()].count("vcd-previews") == 1
+    assert threading.active_count() <= before + 1
+    assert (scroll_copy / ".vcd" / "previews" / "index.json").exists()
+    r.stop()
+
+
+def test_tracemalloc_diagnostics_are_logged(daemon_factory, monkeypatch):
+    """VCD_TRACEMALLOC=<seconds> makes the daemon log its RSS, traced heap and top allocation growth."""
+    monkeypatch.setenv("VCD_TRACEMALLOC", "0.5")
+    d = daemon_factory()
+    d.start()
+    d.wait_for(lambda: d.log.read_text().count('"memdiag"') >= 2, 30, "memdiag lines")
+    line = json.loads([ln for ln in d.log.read_text().splitlines() if '"memdiag"' in ln][-1])
+    assert line["rss_mib"] > 0 and line["traced_mib"] > 0 and isinstance(line["top_growth"], list)
+    assert d.stop() == 0

@@ -96,11 +96,7 @@ class Scheduler:
         self.log.info("reconciled", surfaces=n)
 
     def refresh_previews(self) -> None:
-        try:
-            from ..post.preview import refresh_previews
-        except ImportError:
-            return
-        refresh_previews(self.volpkg)
+        self.watcher.previews.request()  # the same single, coalescing preview thread as after traces
 
     def start(self) -> None:
         s = self.cfg["schedule"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..formats.volpkg import open_volpkg
-from . import logs
+from . import logs, memdiag
 from .metrics import Metrics
 from .pool import LocalPool
 from .queue import JobQueue
@@ -55,6 +55,7 @@ def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event
     queue_path = state_dir / "vcd.sqlite"
     q = JobQueue(queue_path)
     stop_event = stop_event or threading.Event()
+    memdiag.start_from_env(log, stop_event)  # VCD_TRACEMALLOC=<seconds>: periodic allocation diffs in the log
 
     def on_signal(signum, frame):
         log.info("signal", signum=signum)
