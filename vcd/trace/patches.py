@@ -18,6 +18,7 @@ from ..formats.overlaps import read_overlaps
 from ..formats.tifxyz import read_surface
 from ..formats.volpkg import list_patches
 from ..grow.linking import SurfaceSearch
+from ..kernels.multisurface import PackedSurfaces
 
 
 def mask_fingerprint(surface_dir: Path, valid: np.ndarray) -> str | None:
@@ -36,6 +37,7 @@ class PatchSet:
     info: dict = field(default_factory=dict)      #: name -> {"mask_sha1", "tags"}
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 3)))
     skipped: list = field(default_factory=list)
+    _packed: PackedSurfaces | None = None
 
     @classmethod
     def load(cls, src_dir: str | Path, warn=print, extra: list[Path] = ()) -> "PatchSet":
@@ -76,6 +78,13 @@ class PatchSet:
                     ps.links[j].add(i)
         ps.boxes = np.array([[s.grid[s.valid].min(0), s.grid[s.valid].max(0)] for s in ps.search]).reshape(-1, 2, 3)
         return ps
+
+    @property
+    def packed(self) -> PackedSurfaces:
+        """All patches packed for batched point queries (built on first use)."""
+        if self._packed is None:
+            self._packed = PackedSurfaces([s.grid for s in self.search], [s.valid for s in self.search])
+        return self._packed
 
     def index(self, name: str) -> int | None:
         try:

@@ -81,6 +81,18 @@ def _guess(st: TraceState, r: int, c: int):
     return acc / n if n else None
 
 
+def _fringe_cells(valid: np.ndarray, cmin: int) -> list[tuple[int, int]]:
+    """Empty cells with a valid 4-neighbour in columns ≥ ``cmin``, in row-major order."""
+    nb = np.zeros_like(valid)
+    nb[1:] |= valid[:-1]
+    nb[:-1] |= valid[1:]
+    nb[:, 1:] |= valid[:, :-1]
+    nb[:, :-1] |= valid[:, 1:]
+    nb &= ~valid
+    nb[:, :cmin] = False
+    return [(int(r), int(c)) for r, c in np.argwhere(nb)]
+
+
 class Tracer:
     """State and loop of one trace (see the module docstring)."""
 
@@ -176,37 +188,47 @@ class Tracer:
         if not cand:
             return None
         th = self.p.same_surface_th
-        cand = [t for t in sorted(cand)
-                if np.all(self.ps.boxes[t, 0] - 0.6 * self.S <= guess) and np.all(self.ps.boxes[t, 1] + 0.6 * self.S >= guess)]
-        best = None
-        proposals = []
-        closest = {}
-        for t in cand:
-            d, q = self.ps.search[t].closest(guess[None])
-            if d[0] <= 0.8 * self.S:
-                closest[t] = q[0]
+        cand = np.array(sorted(cand))
+        lo, hi = self.ps.boxes[cand, 0] - 0.6 * self.S, self.ps.boxes[cand, 1] + 0.6 * self.S
+        cand = cand[((lo <= guess) & (hi >= guess)).all(1)]
+        # each candidate's closest point to the guess = its proposal (one batched query)
+        d, q = self.ps.packed.closest(guess[None], cand, 0.8 * self.S)
+        keep = d[0] <= 0.8 * self.S
+        ids = [int(t) for t in cand[keep]]
+        if not ids:
+            return None
+        P = q[0, keep]
+        # agree[i, j]: patch j agrees with proposal i — its own proposal is within th, or its surface
+        # passes within th of proposal i (one batched query for all pairs)
+        gap = np.sqrt(((P[:, None, :] - P[None, :, :]) ** 2).sum(-1))
+        near = gap <= th
+        agree = near | (self.ps.packed.closest(P, ids, th, enough=th)[0] <= th)
+        weight = np.array([1.0 + local.get(t, 0) for t in ids])
+        scores = agree.astype(np.float64) @ weight
         near_seed = max(abs(r - self.r0), abs(c - self.c0)) <= 1
-        for ref, q in closest.items():
+        best, proposals = None, []
+        for i in np.argsort(-scores, kind="stable"):
+            ref, q = ids[i], P[i]
             if self.p.z_range and not (self.p.z_range[0] <= q[2] <= self.p.z_range[1]):
+                continue
+            if ref in self.ps.approved and local.get(ref, 0) >= 2 and self._geometry_ok(st, r, c, q):
+                return (1000.0, q, (ref,), True, 0.0, 0.0)
+            proposals.append((float(scores[i]), q))
+            if best is not None:
+                continue
+            members = np.nonzero(agree[i])[0]
+            if len(members) < self.p.min_supporters and not (near_seed and ref == self.seed):
                 continue
             if not self._geometry_ok(st, r, c, q):
                 continue
-            if ref in self.ps.approved and local.get(ref, 0) >= 2:
-                return (1000.0, q, (ref,), True, 0.0, 0.0)
-            agree, pts, score = [], [], 0.0
-            for t, qt in closest.items():
-                if np.linalg.norm(qt - q) <= th or (t != ref and self.ps.search[t].distance(q[None])[0] <= th):
-                    agree.append(t)
-                    pts.append(qt if np.linalg.norm(qt - q) <= th else q)
-                    score += 1 + local.get(t, 0)
-            proposals.append((score, q))
-            if len(agree) < self.p.min_supporters and not (near_seed and ref == self.seed):
-                continue
-            if best is None or score > best[0]:
-                proposers = [t for t in local if t in closest]
-                went_elsewhere = sum(1 for t in proposers if t not in agree)
-                best = (score, np.mean(pts, axis=0), tuple(sorted(agree)), False,
-                        went_elsewhere / max(1, len(proposers)), 0.0)
+            pts = np.where(near[i, members][:, None], P[members], q)
+            agreeing = {ids[j] for j in members}
+            proposers = [t for t in local if t in set(ids)]
+            went_elsewhere = sum(1 for t in proposers if t not in agreeing)
+            best = (float(scores[i]), pts.mean(0), tuple(sorted(agreeing)), False,
+                    went_elsewhere / max(1, len(proposers)), 0.0)
+            if not self.ps.approved:
+                break
         if best is None:
             return None
         best = (*best[:5], self._rival(proposals, best))
@@ -262,15 +284,11 @@ class Tracer:
             cmin_active = max(0, cols[-1] - self.window)
             H, W = st.valid.shape
             fringe = []
-            for r in range(H):
-                for c in range(cmin_active, W):
-                    if st.valid[r, c]:
-                        continue
-                    if any(0 <= r + dr < H and 0 <= c + dc < W and st.valid[r + dr, c + dc] for dr, dc in NBR4):
-                        # retry a failed cell when the threshold dropped or it gained neighbours
-                        prev = tried.get((r, c))
-                        if prev is None or T < prev[0] or self._n_valid(st, r, c) > prev[1]:
-                            fringe.append((r, c))
+            for r, c in _fringe_cells(st.valid, cmin_active):
+                # retry a failed cell when the threshold dropped or it gained neighbours
+                prev = tried.get((r, c))
+                if prev is None or T < prev[0] or self._n_valid(st, r, c) > prev[1]:
+                    fringe.append((r, c))
             accepted, best_seen = 0, -1.0
             for r, c in fringe:
                 res = self._try_corner(st, r, c, T)
