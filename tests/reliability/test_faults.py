@@ -259,27 +259,59 @@ def _count(q, sql, *args):
     return q.conn.execute(sql, args).fetchone()[0]
 
 
+STORM_PATCH_VX = 20  # a storm patch: 20 x 20 voxels of sheet (a 6 x 6 grid, 4 voxels apart)
+
+
+def storm_side(n: int) -> int:
+    """Side (x = y, z = side / 2) of a synthetic scroll whose sheet holds ``n`` storm patches at a
+    realistic density: 20-30 links per patch (the sheet area grows as side^3; 320 for 10,000)."""
+    return max(96, 16 * round(20 * (n / 10000) ** (1 / 3)))
+
+
+def storm_patch_boxes(t, n: int, rng, size: float = STORM_PATCH_VX):
+    """``n`` (theta0, theta1, z0, z1) boxes spread uniformly per unit of sheet area (the radius grows
+    linearly with theta, so area up to radius r grows as r^2), each ``size`` voxels of arc by ``size`` in z."""
+    a = t.pitch / (2 * math.pi)
+    r1 = t.r0 + a * (t.theta1 - t.theta0)
+    r = np.sqrt(t.r0 ** 2 + rng.random(n) * (r1 ** 2 - t.r0 ** 2))
+    dth = size / r
+    th = np.minimum(t.theta0 + (r - t.r0) / a, t.theta1 - dth)
+    z0 = rng.uniform(2, t.shape[0] - 3 - size, n)
+    return [(float(a_), float(a_ + d_), float(z_), float(z_ + size)) for a_, d_, z_ in zip(th, dth, z0)]
+
+
 @pytest.mark.heavy
 @pytest.mark.parametrize("n", [int(os.environ.get("VCD_STORM_PATCHES", "10000"))])
-def test_event_storm_bounded_memory_all_linked(daemon_factory, n):
+def test_event_storm_bounded_memory_all_linked(tmp_path, n):
     """n patch dirs appear within a minute: memory stays bounded (peak RSS reported) and all are linked.
 
-    The patches (small grids sampled from the true sheet) are written beforehand outside paths/ and
-    renamed in as fast as possible, as a big copy or many growers finishing at once would."""
-    d = daemon_factory(QUIET)
-    vp = d.volpkg
+    The collection is realistic: the patches (20 x 20 voxel grids sampled from the true sheet) are
+    spread over a scroll big enough that each overlaps ~20-30 others (VC3D's expansion aims at
+    ``tgt_overlap_count`` links; real collections have tens per patch), not hundreds. They are written
+    beforehand outside paths/ and renamed in as fast as possible, as a big copy or many growers
+    finishing at once would."""
+    from vcd.synth import make_scroll
+    side = storm_side(n)
+    t_gen = time.time()
+    vp = make_scroll(tmp_path / "storm.volpkg", shape=(side // 2, side, side), preset="medium", seed=3, ct=False)
     t = load_truth(vp)
+    d = Daemon(vp, QUIET)
     rng = np.random.default_rng(0)
     src = vp / "storm_src"
     src.mkdir()
     names = [f"auto_grown_{i:017d}" for i in range(n)]
-    t_gen = time.time()
-    for name in names:
-        th = rng.uniform(t.theta0 + 1, t.theta1 - 1)
-        z0 = rng.uniform(5, t.shape[0] - 30)
-        write_surface(src / name, t.sample_grid(th, th + 0.3, z0, z0 + 20, 5),
-                      {"scale": [0.2, 0.2], "source": "vcd_grow"})
+    for name, (th0, th1, z0, z1) in zip(names, storm_patch_boxes(t, n, rng)):
+        write_surface(src / name, t.sample_grid(th0, th1, z0, z1, 4), {"scale": [0.25, 0.25], "source": "vcd_grow"})
     t_gen = time.time() - t_gen
+    try:
+        _storm(d, vp, src, names, n, t_gen)
+    finally:
+        if d.proc and d.proc.poll() is None:
+            os.killpg(d.proc.pid, signal.SIGKILL)
+            d.proc.wait()
+
+
+def _storm(d, vp, src, names, n, t_gen):
     d.start()
     q = d.queue()
     with RssSampler(d.proc.pid) as rss:
@@ -303,15 +335,21 @@ def test_event_storm_bounded_memory_all_linked(daemon_factory, n):
     jobs = {json.loads(r[0])["segment"] for r in q.conn.execute(
         "SELECT params FROM jobs WHERE kind='overlap' AND state='done'")}
     assert jobs == set(names)  # one overlap job per patch, each done
+    durs = [r[0] for r in q.conn.execute("SELECT finished - started FROM jobs WHERE kind='overlap' AND state='done'")]
     links = [len(read_overlaps(vp / "paths" / name)) for name in names]
     _symmetric_valid_links(vp / "paths")
     assert q.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     mib = MIB
-    print(f"\nstorm: {n} patches generated in {t_gen:.0f} s, renamed into paths/ in {t_appear:.1f} s; all linked "
+    side = storm_side(n)
+    print(f"\nstorm: {n} patches on a {side // 2}x{side}x{side} scroll, generated in {t_gen:.0f} s, renamed into "
+          f"paths/ in {t_appear:.1f} s; all linked "
           f"{t_all:.0f} s after the first appeared ({n / t_all:.1f} patches/s); links per patch: mean "
-          f"{np.mean(links):.1f}, min {min(links)}, max {max(links)}; peak RSS: daemon {rss.peak_daemon / mib:.0f} MiB, "
+          f"{np.mean(links):.1f}, min {min(links)}, max {max(links)}; overlap job run time median "
+          f"{np.median(durs) * 1000:.0f} ms, p95 {np.percentile(durs, 95) * 1000:.0f} ms; peak RSS: daemon "
+          f"{rss.peak_daemon / mib:.0f} MiB, "
           f"largest worker {rss.peak_worker / mib:.0f} MiB, daemon + workers {rss.peak_total / mib:.0f} MiB")
     assert min(links) >= 1  # every patch lies on the sheet next to others: each has links
+    assert 10 <= np.mean(links) <= 40, np.mean(links)  # a realistic collection, not a pile-up
     assert rss.peak_daemon < 512 * mib, rss.peak_daemon / mib
     assert rss.peak_worker < 1024 * mib, rss.peak_worker / mib
     assert d.stop() == 0
