@@ -116,7 +116,9 @@ def _read_float_tif(path: Path) -> np.ndarray:
     if not path.exists():
         raise FormatError(path, "coordinate tif is missing", "a tifxyz surface needs x.tif, y.tif and z.tif")
     try:
-        arr = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            pages = tif.pages
+            arr = pages.first.asarray() if len(pages) == 1 else tif.asarray()
     except Exception as exc:
         raise FormatError(path, f"tif cannot be read ({type(exc).__name__}: {exc})",
                           "the file is truncated or corrupt: restore it or delete the surface") from None

@@ -422,12 +422,11 @@ def upsample(st: TraceState, ps: PatchSet, factor: int, snap_th: float) -> np.nd
             sup = set()
             for key in ((r, c), (r, c + 1), (r + 1, c), (r + 1, c + 1)):
                 sup |= set(st.supporters.get(key, ()))
-            best_d = np.full(len(flat), np.inf)
-            best_p = flat.copy()
-            for s in sup:
-                dd, qq = ps.search[s].closest(flat)
-                better = dd < best_d
-                best_d[better], best_p[better] = dd[better], qq[better]
+            best_d, best_p = np.full(len(flat), np.inf), flat
+            if sup:
+                dd, qq = ps.packed.closest(flat, sorted(sup), snap_th)
+                k = dd.argmin(1)
+                best_d, best_p = dd[np.arange(len(flat)), k], qq[np.arange(len(flat)), k]
             snapped = np.where((best_d <= snap_th)[:, None], best_p, flat).reshape(pts.shape)
             rr, cc = (r - r0) * factor, (c - c0) * factor
             out[rr:rr + factor + 1, cc:cc + factor + 1] = snapped
