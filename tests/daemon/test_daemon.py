@@ -225,3 +225,17 @@ def test_bad_config_is_one_clear_line(scroll_copy):
     (scroll_copy / "vcd.toml").write_text("[daemon]\nworkers = 'many'\n")
     r = subprocess.run([sys.executable, "-m", "vcd", "daemon", str(scroll_copy)], capture_output=True, text=True)
     assert r.returncode == 1 and "workers" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_short_jobs_follow_each_other_without_idle_time(daemon_factory):
+    """A worker takes the next job as soon as one ends (its heartbeat thread wakes on the job's end;
+    it used to poll every 0.1 s, which made 10,000 30-ms overlap jobs take 2.7x longer)."""
+    d = daemon_factory(workers=1)
+    q = d.queue()
+    ids = [q.submit("sleep", {"seconds": 0}) for _ in range(40)]
+    d.start()
+    d.wait_for(lambda: all(q.get(i)["state"] == "done" for i in ids), 60, "40 short jobs")
+    rows = sorted((q.get(i)["started"], q.get(i)["finished"]) for i in ids)
+    gaps = [s2 - f1 for (_, f1), (s2, _) in zip(rows, rows[1:])]
+    assert np.median(gaps) < 0.03, gaps
+    assert d.stop() == 0
