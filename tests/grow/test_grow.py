@@ -44,7 +44,8 @@ def test_explicit_seeds_medium_are_accurate_and_jump_free(scroll_copy):
         assert (p >= 0).all() and (p[:, 0] <= x - 1).all() and (p[:, 1] <= y - 1).all() and (p[:, 2] <= z - 1).all()
 
 
-def _random_patches(volpkg, n, seed):
+def _random_patches(volpkg, n, seed, max_tries=None):
+    """Grow from random seeds until ``n`` patches exist (or ``max_tries`` seeds were drawn; default n)."""
     t = load_truth(volpkg)
     vol = open_volume(volpkg / "volumes" / "synth_pred.zarr")
     field = DistanceField(vol.levels[0])
@@ -52,7 +53,9 @@ def _random_patches(volpkg, n, seed):
     rng = np.random.default_rng(seed)
     pred = vol.sampler()
     scores = []
-    for _ in range(n):
+    for _ in range(max_tries or n):
+        if len(scores) == n:
+            break
         p = random_seed_point(pred, rng)
         r = grow_patch(field, p, 5.0, 25, rng=rng)
         if r.n_corners:
@@ -72,8 +75,11 @@ def test_hard_random_seed_patches_stay_on_one_wrap(tmp_path):
 @pytest.mark.heavy
 def test_hard_20_random_patches_95pct_jump_free(tmp_path):
     vp = make_scroll(tmp_path / "hard.volpkg", shape=(128, 160, 160), preset="hard", seed=2, ct=False)
-    scores = _random_patches(vp, 20, seed=0)
+    scores = _random_patches(vp, 20, seed=0, max_tries=40)
+    assert len(scores) == 20
     free = sum(s["jumps"] == 0 for s in scores)
+    print(f"hard preset: {free} of {len(scores)} random-seed patches jump-free; mean distance "
+          f"{np.mean([s['mean_dist'] for s in scores]):.2f} vx")
     assert free / len(scores) >= 0.95, [s["jumps"] for s in scores]
 
 

@@ -70,6 +70,33 @@ def test_medium_trace_covers_3_wraps_on_one_sheet(collection_copy):
     assert name in {p.name for p, _ in list_patches(vp / "paths")}
 
 
+def _corner_regularity(points, step, S):
+    """(std of 4-neighbour corner spacing / S, mean per-row std of z in voxels) of a trace's corners."""
+    c = points[::step, ::step].astype(float)
+    v = c[..., 0] != -1
+    gaps = []
+    for a, b in ((c[:, 1:], c[:, :-1]), (c[1:], c[:-1])):
+        m = (a[..., 0] != -1) & (b[..., 0] != -1)
+        gaps.append(np.linalg.norm(a[m] - b[m], axis=1) / S)
+    z = np.where(v, c[..., 2], np.nan)
+    rows = v.sum(1) >= 2
+    return float(np.concatenate(gaps).std()), float(np.nanstd(z[rows], axis=1).mean())
+
+
+def test_windowed_optimisation_regularises_the_grid_and_stays_on_the_sheet(collection_copy):
+    vp = collection_copy
+    t = load_truth(vp)
+    seed = seed_near(vp, 2.5)
+    plain = read_surface(vp / "traces" / trace(vp, seed, snapshot_every=0)["written"]).points
+    opt = read_surface(vp / "traces" / trace(vp, seed, snapshot_every=0, global_steps_per_window=1)["written"]).points
+    s0, s1 = score_surface(plain, t), score_surface(opt, t)
+    assert s1["jumps"] == 0 and s1["mean_dist"] <= 1.0 and s1["p95_dist"] <= 2.0, s1
+    assert s1["n_valid"] >= 0.9 * s0["n_valid"], (s0, s1)
+    step, S = TRACE_PARAMS["step"], TRACE_PARAMS["step"] * TRACE_PARAMS["src_step"]
+    (sp0, z0), (sp1, z1) = _corner_regularity(plain, step, S), _corner_regularity(opt, step, S)
+    assert sp1 < 0.8 * sp0 and z1 <= z0, ((sp0, z0), (sp1, z1))
+
+
 def jump_patch(t, th_start, th_bridge, z0, z1, length=25.0):
     """A wrong patch: on wrap w up to th_bridge, then ramps to wrap w+1 over ``length`` voxels."""
     g = t.sample_grid(th_start, th_bridge + 1.2, z0, z1, STEP)

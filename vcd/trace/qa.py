@@ -32,37 +32,44 @@ def suspicion_map(pos, valid, support, disagree, rival, s0: float) -> np.ndarray
     return q
 
 
-def _tangent(pos, valid, r, c, dr, dc):
-    """Central (or one-sided) difference along (dr, dc) at corner (r, c); None where undefined."""
-    H, W = valid.shape
-    fwd = 0 <= r + dr < H and 0 <= c + dc < W and valid[r + dr, c + dc]
-    bwd = 0 <= r - dr < H and 0 <= c - dc < W and valid[r - dr, c - dc]
-    if fwd and bwd:
-        return pos[r + dr, c + dc] - pos[r - dr, c - dc]
-    if fwd:
-        return pos[r + dr, c + dc] - pos[r, c]
-    if bwd:
-        return pos[r, c] - pos[r - dr, c - dc]
-    return None
+def _tangents(pos, valid, axis):
+    """Central (or one-sided) differences of ``pos`` along ``axis`` (0 = rows, 1 = columns), and
+    where they are defined."""
+    fwd = np.zeros(valid.shape, bool)
+    bwd = np.zeros(valid.shape, bool)
+    t_f = np.zeros(pos.shape)
+    t_b = np.zeros(pos.shape)
+    if axis == 0:
+        fwd[:-1], t_f[:-1] = valid[1:] & valid[:-1], pos[1:] - pos[:-1]
+        bwd[1:], t_b[1:] = valid[:-1] & valid[1:], pos[1:] - pos[:-1]
+    else:
+        fwd[:, :-1], t_f[:, :-1] = valid[:, 1:] & valid[:, :-1], pos[:, 1:] - pos[:, :-1]
+        bwd[:, 1:], t_b[:, 1:] = valid[:, :-1] & valid[:, 1:], pos[:, 1:] - pos[:, :-1]
+    t = np.where(fwd[..., None], t_f, 0.0) + np.where(bwd[..., None], t_b, 0.0)
+    return t, valid & (fwd | bwd)
+
+
+def corner_normals(pos, valid) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals [H, W, 3] of the corners from central differences along rows and columns, and
+    where they are defined (bool [H, W])."""
+    tr, okr = _tangents(pos, valid, 0)
+    tc, okc = _tangents(pos, valid, 1)
+    n = np.cross(tr, tc)
+    L = np.linalg.norm(n, axis=-1)
+    ok = okr & okc & (L > 0)
+    n[ok] /= L[ok][:, None]
+    n[~ok] = 0.0
+    return n, ok
 
 
 def normal_flip(pos, valid) -> np.ndarray:
     """Angle (/90°, clipped to 1) between each corner's normal and the mean normal of its 4-neighbours.
 
-    Normals come from central differences along rows and columns, so an unevenly spaced grid does
+    Normals come from central differences (:func:`corner_normals`), so an unevenly spaced grid does
     not read as a fold; a smooth scroll turns by ``S / radius`` per cell (≈ 0.3 at S = 10 vx,
     r = 20 vx), a fold or a jump to the next wrap by far more."""
     H, W = valid.shape
-    n = np.zeros(pos.shape)
-    ok = np.zeros(valid.shape, bool)
-    for r, c in np.argwhere(valid):
-        tr, tc = _tangent(pos, valid, r, c, 1, 0), _tangent(pos, valid, r, c, 0, 1)
-        if tr is None or tc is None:
-            continue
-        v = np.cross(tr, tc)
-        L = np.linalg.norm(v)
-        if L > 0:
-            n[r, c], ok[r, c] = v / L, True
+    n, ok = corner_normals(pos, valid)
     flip = np.zeros(valid.shape, np.float32)
     for r, c in np.argwhere(ok):
         m = sum((n[r + dr, c + dc] for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1))

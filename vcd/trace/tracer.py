@@ -22,8 +22,10 @@ window, not to the trace):
 **Threshold schedule** (VC3D): *T* starts at ``inlier_base_threshold``; a generation that accepts
 nothing lowers it towards ``consensus_default_th`` and then ``consensus_limit_th`` (only when the
 trace would otherwise end); any progress resets it. **Windowed optimisation**: with
-``global_steps_per_window`` > 0, corners of the active window are relaxed towards their
-neighbours' mean and re-projected onto their supporting patches. **Output**: corners upsampled
+``global_steps_per_window`` > 0, whenever the trace grew by 10 % and once when growth stalls (before
+the threshold drops), the corners of the last 12 columns are regularised by least squares (8-neighbour spacing, straightness, z prior, point-to-plane tie to the
+sheet; :mod:`vcd.kernels.gridopt`, weights ``dist_loss_3d_w``, ``straight_weight_3D``,
+``z_loc_loss_w``) and put back onto their supporting patches, that many times. **Output**: corners upsampled
 ``step`` times and snapped onto the supporting patches, i.e. the patches' own grid resolution.
 """
 
@@ -35,6 +37,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..kernels.gridopt import regularise_window
+from . import qa
 from .params import TraceParams
 from .patches import PatchSet
 
@@ -278,6 +282,7 @@ class Tracer:
         max_cols = max(8, int(p.max_width / p.step))
         gen = 0
         t0 = time.monotonic()
+        opt_at, stall_opt = 0, False  # corners at the last windowed optimisation; optimised at this stall?
         while gen < p.max_generations:
             gen += 1
             cols = np.nonzero(st.valid.any(0))[0]
@@ -309,6 +314,11 @@ class Tracer:
                     tried[(r, c)] = (T, self._n_valid(st, r, c))
                     best_seen = max(best_seen, score)
             st.generations = gen
+            if accepted == 0 and p.global_steps_per_window > 0 and not stall_opt:
+                stall_opt = True  # growth stalled: optimise the window once, then retry at this threshold
+                if self._optimize_front(st, cols[-1]):
+                    tried.clear()
+                    continue
             if accepted == 0:
                 lb = p.consensus_default_th if T > p.consensus_default_th else p.consensus_limit_th
                 if T > lb:
@@ -318,9 +328,11 @@ class Tracer:
                 st.stop_reason = f"no corner reaches consensus (threshold {T:g}) at the front"
                 break
             T = float(p.inlier_base_threshold)
-            if p.global_steps_per_window > 0:
-                for _ in range(p.global_steps_per_window):
-                    self._relax(st, cmin_active)
+            stall_opt = False
+            n_valid = int(st.valid.sum())
+            if p.global_steps_per_window > 0 and n_valid > opt_at:
+                opt_at = n_valid
+                self._optimize_front(st, cols[-1])
             cols = np.nonzero(st.valid.any(0))[0]
             if cols[-1] >= st.valid.shape[1] - 3:
                 if st.valid.shape[1] >= max_cols:
@@ -380,25 +392,45 @@ class Tracer:
         H, W = st.valid.shape
         return int(st.valid[max(0, r - 1):min(H, r + 2), max(0, c - 1):min(W, c + 2)].sum())
 
-    def _relax(self, st: TraceState, cmin: int) -> None:
-        """Move window corners halfway to their 4-neighbours' mean, then back onto their patches."""
+    def _optimize_front(self, st: TraceState, front_col: int, depth: int = 12) -> int:
+        """``global_steps_per_window`` rounds of :meth:`_optimize_window` over the ``depth`` columns
+        behind the front (older corners stay as they are). Returns corners moved."""
+        cmin = max(0, front_col - depth)
+        return sum(self._optimize_window(st, cmin) for _ in range(self.p.global_steps_per_window))
+
+    def _optimize_window(self, st: TraceState, cmin: int, sweeps: int = 4) -> int:
+        """Windowed global optimisation: regularise the active window's corners by least squares
+        (:func:`vcd.kernels.gridopt.regularise_window` — spacing, straightness, z prior, tied to the
+        sheet), then put each back onto its supporting patches. A corner none of its supporters is
+        within ``2·same_surface_th`` of afterwards keeps its old place. Returns corners moved."""
         H, W = st.valid.shape
-        for r in range(H):
-            for c in range(cmin, W):
-                if not st.valid[r, c] or max(abs(r - self.r0), abs(c - self.c0)) <= 1:
-                    continue
-                nb = [st.pos[r + dr, c + dc] for dr, dc in NBR4
-                      if 0 <= r + dr < H and 0 <= c + dc < W and st.valid[r + dr, c + dc]]
-                if len(nb) < 3:
-                    continue
-                target = 0.5 * st.pos[r, c] + 0.5 * np.mean(nb, axis=0)
-                proj = []
-                for t in st.supporters.get((r, c), ()):
-                    d, q = self.ps.search[t].closest(target[None])
-                    if d[0] <= self.p.same_surface_th * 2:
-                        proj.append(q[0])
-                if proj:
-                    st.pos[r, c] = np.mean(proj, axis=0)
+        free = st.valid.copy()
+        free[:, :cmin] = False
+        free[max(0, self.r0 - 1):self.r0 + 2, max(0, self.c0 - 1):self.c0 + 2] = False  # the seed block is static
+        if not free.any():
+            return 0
+        normal, ok = qa.corner_normals(st.pos, st.valid)
+        free &= ok
+        zt = np.array([self.z_of_row(r) for r in range(H)])
+        p = self.p
+        new = regularise_window(st.pos, free, st.valid, zt, st.pos, normal, float(self.S), p.dist_loss_3d_w,
+                                p.straight_weight_3D, p.z_loc_loss_w, 10.0, sweeps, 1e-3)
+        cells = [tuple(rc) for rc in np.argwhere(free)]
+        surfaces = sorted({t for rc in cells for t in st.supporters.get(rc, ())})
+        if not surfaces:
+            return 0
+        col = {t: k for k, t in enumerate(surfaces)}
+        far = 2 * p.same_surface_th
+        d, q = self.ps.packed.closest(np.array([new[rc] for rc in cells]), surfaces, far)
+        moved = 0
+        for i, rc in enumerate(cells):
+            sup = [t for t in st.supporters.get(rc, ()) if d[i, col[t]] <= far]
+            if not sup:
+                continue
+            st.pos[rc] = np.mean([q[i, col[t]] for t in sup], axis=0)
+            st.supporters[rc] = tuple(sup)
+            moved += 1
+        return moved
 
 
 def upsample(st: TraceState, ps: PatchSet, factor: int, snap_th: float) -> np.ndarray:
