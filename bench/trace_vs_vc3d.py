@@ -13,7 +13,8 @@ sliding-window extension beyond an initial 4500 vx wide window), so the three tr
 the collection instead: the patches that end at most W = 3 and 6 radians past the seed's angle
 (copied to a separate src dir; the seed sits 2 radians from the inner end), and the whole collection. Both tracers run to completion on each, from the same
 seed patch, with the same params (step 2, src_step 5 → 10 vx cells, consensus 6/2, inlier base 12,
-VC3D's defaults otherwise, VC3D's snapshot cadence of 50 generations), each as one child process of
+``global_steps_per_window`` 0 (``--global-steps``; VC3D segfaults with 1 or the tutorial's 3 here), VC3D's
+defaults otherwise, VC3D's snapshot cadence of 50 generations), each as one child process of
 its CLI (so loading the 900 patches counts for both; ours after a warm-up run that fills numba's
 cache), with ``OMP_NUM_THREADS=1``. CPU time is ``RUSAGE_CHILDREN`` user + sys of the child.
 
@@ -115,6 +116,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vc3d-bin", default=os.environ.get("VC3D_BIN", DEFAULT_BIN))
     ap.add_argument("--workdir", help="keep the collection and outputs here (default: a temporary directory)")
+    ap.add_argument("--global-steps", type=int, default=0,
+                    help="global_steps_per_window for both tracers (default 0: VC3D's default; with 1 or the "
+                         "tutorial's 3 this VC3D build segfaults in its first global optimisation on this collection)")
     args = ap.parse_args(argv)
     vbin = Path(args.vc3d_bin)
     if not (vbin.is_file() and os.access(vbin, os.X_OK)):
@@ -153,7 +157,8 @@ def main(argv=None) -> int:
         print(f"collection: {len(th_range)} patches in {time.perf_counter() - t0:.0f} s; seed {seed.name} at "
               f"theta {seed_th:.2f} (collection {truth.theta0:.2f}..{truth.theta1:.2f}); VC3D: {vbin}")
         pfile = work / "params.json"
-        pfile.write_text(json.dumps(PARAMS))
+        pfile.write_text(json.dumps({**PARAMS, "global_steps_per_window": args.global_steps}))
+        print(f"params (both tracers): {pfile.read_text()}")
         env1 = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_DYNAMIC": "false", "NUMBA_NUM_THREADS": "1"}
         ours_cmd = [sys.executable, "-m", "vcd.cli.main", "trace"]
 
