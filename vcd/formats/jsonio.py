@@ -52,6 +52,14 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
                           "fix the syntax or restore the file") from None
 
 
+def umask_mode(base: int = 0o666) -> int:
+    """``base`` with the process umask applied — the mode ``open()``/``mkdir()`` would give a new file
+    (``mkstemp``/``mkdtemp`` use 0600/0700 instead, which would hide annotators' files from their group)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to a unique temp file in the same directory, fsync, then ``os.replace``.
 
@@ -60,6 +68,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.vcd-", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

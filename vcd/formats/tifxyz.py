@@ -24,7 +24,7 @@ import numpy as np
 import tifffile
 
 from ..errors import FormatError
-from .jsonio import atomic_write_bytes, atomic_write_json, read_json, vc_dumps
+from .jsonio import atomic_write_bytes, atomic_write_json, read_json, umask_mode, vc_dumps
 from .locks import dir_lock
 
 INVALID = -1.0
@@ -300,7 +300,7 @@ def write_surface(path: str | os.PathLike, points: np.ndarray, meta: dict | None
             (stage / name).parent.mkdir(parents=True, exist_ok=True)
             (stage / name).write_bytes(data)
         atomic_write_bytes(stage / "meta.json", vc_dumps(meta).encode("utf-8"))
-        os.chmod(stage, 0o755)
+        os.chmod(stage, umask_mode(0o777))
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f"{path.name[:100]}.old.", dir=staging_root(path)))
             os.rename(path, old / "d")
@@ -330,6 +330,7 @@ def write_mask(surface_dir: str | os.PathLike, mask: np.ndarray, image: np.ndarr
     surface_dir = Path(surface_dir)
     with dir_lock(surface_dir):
         fd, tmp = tempfile.mkstemp(prefix=".mask.tif.vcd-", dir=surface_dir)
+        os.fchmod(fd, umask_mode())
         os.close(fd)
         try:
             _write_mask_file(Path(tmp), mask, image)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..formats.jsonio import umask_mode
 from ..formats.zarr_v2 import ZarrArray
 
 CHUNK = 64
@@ -107,6 +108,7 @@ class DistanceField:
         self.computed += 1
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=self.cache_dir)
         try:
+            os.fchmod(fd, umask_mode())
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data.tobytes())
             os.replace(tmp, path)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import InputError
+
 #: kind -> module. A kind is listed here when its algorithm has landed.
 KIND_MODULES: dict[str, str] = {
     "seed": "vcd.jobs.seed",
@@ -89,6 +91,54 @@ def get_job(kind: str) -> Callable[[dict, JobContext], dict]:
     return module.run
 
 
+#: job params that name files or directories (a daemon job may only touch its own volpkg)
+PATH_KEYS = frozenset({"volume", "paths", "src_dir", "tgt_dir", "seed", "segment", "trace", "out", "out_dir",
+                       "marker", "cache_root", "volpkg", "inputs"})
+
+
+def _path_values(params: dict):
+    for key in PATH_KEYS & set(params):
+        stack = [params[key]]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, (list, tuple)):
+                stack.extend(v)
+            elif isinstance(v, str) and not _is_number(v):
+                yield key, v
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def confine_params(params: dict, volpkg: str | os.PathLike) -> None:
+    """Reject a daemon job whose params point outside ``volpkg``: ``..`` components, absolute paths
+    elsewhere, or symlinks that resolve elsewhere (relative paths are taken from the volpkg). Volumes
+    under ``volumes/`` may be symlinks to another disk, as VC3D users keep them. Raises InputError."""
+    root = Path(volpkg).resolve()
+    for key, value in _path_values(params):
+        path = Path(value)
+        fix = "daemon jobs may only name files inside the volpkg; run the CLI for anything else"
+        if ".." in path.parts:
+            raise InputError(value, f"job param {key!r} contains '..'", fix)
+        full = path if path.is_absolute() else root / path
+        lexical = Path(os.path.normpath(full))
+        if not lexical.is_relative_to(root):
+            raise InputError(value, f"job param {key!r} points outside the volpkg {root}", fix)
+        if key == "volume" and lexical.is_relative_to(root / "volumes"):
+            continue
+        if not full.resolve().is_relative_to(root):
+            raise InputError(value, f"job param {key!r} resolves (through a symlink) outside the volpkg {root}", fix)
+
+
 def run_job(kind: str, params: dict, ctx: JobContext | None = None) -> dict:
-    """Run one job in this process and return its result dict."""
-    return get_job(kind)(dict(params), ctx or JobContext())
+    """Run one job in this process and return its result dict. With ``ctx.volpkg`` set (daemon and
+    Dask workers) the params must stay inside that volpkg (:func:`confine_params`)."""
+    ctx = ctx or JobContext()
+    if ctx.volpkg is not None:
+        confine_params(params, ctx.volpkg)
+    return get_job(kind)(dict(params), ctx)
