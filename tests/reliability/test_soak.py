@@ -105,7 +105,7 @@ def _latest_trace(vp):
 
 @pytest.mark.parametrize("cycles,new,retrace_every,slope_mib,growth", [
     (12, 2, 4, 1.5, 0.20),
-    pytest.param(96, 4, 1, 0.25, 0.10, marks=pytest.mark.heavy),
+    pytest.param(int(os.environ.get("VCD_SOAK_CYCLES", "96")), 4, 1, 0.25, 0.10, marks=pytest.mark.heavy),
 ])
 def test_soak_daily_event_mix_keeps_memory_flat(daemon_factory, cycles, new, retrace_every, slope_mib, growth):
     d = daemon_factory(SOAK_CONFIG)
@@ -153,8 +153,9 @@ def test_soak_daily_event_mix_keeps_memory_flat(daemon_factory, cycles, new, ret
                 churn.remove(n)
                 counts["deleted"] += 1
             pool = [n for n in pool if n not in victims] or [n for n in core + churn if n != seed]
-            if c % retrace_every == retrace_every - 1:  # an edit the current trace depends on
-                target = rnd.choice(sorted(used - {seed}))
+            alive = sorted(n for n in used - {seed} if (vp / "paths" / n).is_dir())  # not deleted meanwhile
+            if c % retrace_every == retrace_every - 1 and alive:  # an edit the current trace depends on
+                target = rnd.choice(alive)
                 if rnd.random() < 0.5:
                     _gimp_mask(vp / "paths" / target, c)
                     counts["mask"] += 1

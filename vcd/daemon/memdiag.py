@@ -6,6 +6,10 @@ sees (current and peak), the thread count, the object types whose count grew mos
 report, and the allocation sites (file:line, innermost frames) that grew most since the first report.
 Growth of RSS without growth of the traced heap points at native memory (C libraries, allocator
 fragmentation); growth of the traced heap names the Python line that keeps the memory.
+
+A diagnostic, not a production setting: tracing slows every allocation, and the first snapshot is
+kept for the comparisons, so RSS itself is inflated (in the accelerated soak, 130 → 290 MiB at the
+first report) — judge by ``traced_mib`` and ``top_growth`` there, by RSS without it.
 """
 
 from __future__ import annotations
