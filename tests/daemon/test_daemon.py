@@ -113,7 +113,7 @@ def _marker_intervals(path):
 def test_kill9_worker_and_daemon_lose_nothing(daemon_factory, tmp_path):
     d = daemon_factory().start()
     q = d.queue()
-    marker = tmp_path / "marker.jsonl"
+    marker = d.volpkg / ".vcd" / "marker.jsonl"  # daemon jobs may only write inside their volpkg
     ids = [q.submit("sleep", {"seconds": 1.5, "marker": str(marker)}) for _ in range(6)]
     d.wait_for(lambda: len(q.list(state="running")) >= 1, 10, "a running job")
     # kill -9 one worker mid-job

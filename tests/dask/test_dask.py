@@ -66,7 +66,7 @@ expansion = false
 """)
     d.start()
     q = d.queue()
-    marker = tmp_path / "m.jsonl"
+    marker = d.volpkg / ".vcd" / "m.jsonl"  # daemon jobs may only write inside their volpkg
     ids = [q.submit("sleep", {"seconds": 2.0, "marker": str(marker)}) for _ in range(4)]
     d.wait_for(lambda: len(q.list(state="running")) >= 1, 30, "running on dask")
     time.sleep(0.7)

@@ -59,14 +59,18 @@ def seed_near(vp: Path, theta_rel: float) -> str:
     return name
 
 
-@pytest.fixture(scope="session")
-def traced_collection(tmp_path_factory) -> Path:
-    """A medium scroll (~4 wraps) with 320 linked truth patches, made once (read-only)."""
-    vp = make_scroll(tmp_path_factory.mktemp("trace") / "t.volpkg", shape=(80, 160, 160), preset="medium",
-                     seed=4, ct=False)
+def linked_truth_collection(root: Path, preset: str) -> Path:
+    """An 80×160×160 scroll of ``preset`` with 320 linked 40-voxel truth patches."""
+    vp = make_scroll(root / f"{preset}.volpkg", shape=(80, 160, 160), preset=preset, seed=4, ct=False)
     truth_patches(vp, 320, seed=1)
     link_all(vp)
     return vp
+
+
+@pytest.fixture(scope="session")
+def traced_collection(tmp_path_factory) -> Path:
+    """A medium scroll (~4 wraps) with 320 linked truth patches, made once (read-only)."""
+    return linked_truth_collection(tmp_path_factory.mktemp("trace"), "medium")
 
 
 @pytest.fixture
@@ -79,8 +83,4 @@ def collection_copy(traced_collection, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def hard_collection(tmp_path_factory) -> Path:
     """A *hard* scroll (11-voxel pitch, touching wraps, false bridges) with 320 linked truth patches."""
-    vp = make_scroll(tmp_path_factory.mktemp("hard") / "h.volpkg", shape=(80, 160, 160), preset="hard",
-                     seed=4, ct=False)
-    truth_patches(vp, 320, seed=1)
-    link_all(vp)
-    return vp
+    return linked_truth_collection(tmp_path_factory.mktemp("hard"), "hard")
