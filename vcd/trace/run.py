@@ -22,7 +22,7 @@ import numpy as np
 import tifffile
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import FormatError, InputError
 from ..formats.tifxyz import area_cm2, surface_area_vx2, write_surface
 from ..formats.volume import open_volume
 from ..grow.run import unique_name
@@ -126,8 +126,15 @@ def run_trace(volume: str | os.PathLike, src_dir: str | os.PathLike, tgt_dir: st
                         retrace_of, {"vcd_incomplete": st.stop_reason})
             warn(f"trace interrupted; partial result kept in {tgt_dir / name}")
         raise
-    out = write_trace(tgt_dir / name, st, ps, p, params_raw, voxelsize, str(volume), src_dir, seed.name,
-                      retrace_of, {})
+    for attempt in range(5):  # named when written: two traces started in the same ms must not collide
+        name = unique_name(tgt_dir, "auto_trace_")
+        try:
+            out = write_trace(tgt_dir / name, st, ps, p, params_raw, voxelsize, str(volume), src_dir, seed.name,
+                              retrace_of, {})
+            break
+        except FormatError:
+            if attempt == 4 or not (tgt_dir / name).exists():
+                raise
     meta = json.loads((out / "meta.json").read_text())
     return {"written": name, "area_cm2": meta["area_cm2"], "generations": st.generations,
             "corners": int(st.valid.sum()), "stop_reason": st.stop_reason, "patches_used": meta["vcd_patches_used"],
