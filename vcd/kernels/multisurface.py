@@ -20,7 +20,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .pointsearch import _closest_on_triangle
+from .pointsearch import _closest_on_triangle, hash_cells_within
 
 
 @nb.njit(cache=True)
@@ -46,12 +46,7 @@ def closest_per_surface(flat, fvalid, off, shape, gsurf, lo, dims, cell, keys, s
     enough2 = enough * enough
     for i in range(nq):
         px, py, pz = queries[i, 0], queries[i, 1], queries[i, 2]
-        ix0 = max(int(math.floor((px - reach - lo[0]) / cell)), 0)
-        ix1 = min(int(math.floor((px + reach - lo[0]) / cell)), dims[0] - 1)
-        iy0 = max(int(math.floor((py - reach - lo[1]) / cell)), 0)
-        iy1 = min(int(math.floor((py + reach - lo[1]) / cell)), dims[1] - 1)
-        iz0 = max(int(math.floor((pz - reach - lo[2]) / cell)), 0)
-        iz1 = min(int(math.floor((pz + reach - lo[2]) / cell)), dims[2] - 1)
+        ix0, ix1, iy0, iy1, iz0, iz1 = hash_cells_within(px, py, pz, reach, lo, dims, cell)
         for iz in range(iz0, iz1 + 1):
             for iy in range(iy0, iy1 + 1):
                 for ix in range(ix0, ix1 + 1):

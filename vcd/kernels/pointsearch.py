@@ -273,6 +273,19 @@ def build_vertex_hash(grid, valid, cell):
 
 
 @nb.njit(cache=True, nogil=True)
+def hash_cells_within(px, py, pz, reach, lo, dims, cell):
+    """Cell index ranges ``(ix0, ix1, iy0, iy1, iz0, iz1)`` (inclusive, clamped to the hash; empty
+    when the point is farther than ``reach`` voxels from it) of the hash cells near point p."""
+    ix0 = max(int(math.floor((px - reach - lo[0]) / cell)), 0)
+    ix1 = min(int(math.floor((px + reach - lo[0]) / cell)), dims[0] - 1)
+    iy0 = max(int(math.floor((py - reach - lo[1]) / cell)), 0)
+    iy1 = min(int(math.floor((py + reach - lo[1]) / cell)), dims[1] - 1)
+    iz0 = max(int(math.floor((pz - reach - lo[2]) / cell)), 0)
+    iz1 = min(int(math.floor((pz + reach - lo[2]) / cell)), dims[2] - 1)
+    return ix0, ix1, iy0, iy1, iz0, iz1
+
+
+@nb.njit(cache=True, nogil=True)
 def count_within(queries, grid, valid, lo, dims, cell, keys, starts, order, max_edge, tol, min_hits):
     """How many queries (N×3) lie within ``tol`` voxels of the surface (its triangles, and valid
     vertices of incomplete quads as points), stopping once ``min_hits`` are found.
@@ -288,16 +301,7 @@ def count_within(queries, grid, valid, lo, dims, cell, keys, starts, order, max_
     hits = 0
     for i in range(queries.shape[0]):
         px, py, pz = queries[i, 0], queries[i, 1], queries[i, 2]
-        ix0 = int(math.floor((px - reach - lo[0]) / cell))
-        ix1 = int(math.floor((px + reach - lo[0]) / cell))
-        iy0 = int(math.floor((py - reach - lo[1]) / cell))
-        iy1 = int(math.floor((py + reach - lo[1]) / cell))
-        iz0 = int(math.floor((pz - reach - lo[2]) / cell))
-        iz1 = int(math.floor((pz + reach - lo[2]) / cell))
-        if ix1 < 0 or iy1 < 0 or iz1 < 0 or ix0 >= dims[0] or iy0 >= dims[1] or iz0 >= dims[2]:
-            continue
-        ix0, iy0, iz0 = max(ix0, 0), max(iy0, 0), max(iz0, 0)
-        ix1, iy1, iz1 = min(ix1, dims[0] - 1), min(iy1, dims[1] - 1), min(iz1, dims[2] - 1)
+        ix0, ix1, iy0, iy1, iz0, iz1 = hash_cells_within(px, py, pz, reach, lo, dims, cell)
         found = False
         for iz in range(iz0, iz1 + 1):
             for iy in range(iy0, iy1 + 1):
