@@ -15,6 +15,7 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from ..errors import VcdError
 from ..formats.overlaps import read_overlaps
 from ..formats.volpkg import list_patches
 from .config import job_params
@@ -32,11 +33,15 @@ def collection_stats(volpkg: Path, tgt_overlap_count: int) -> dict:
 
 
 class Scheduler:
-    def __init__(self, volpkg: Path, queue_path: Path, cfg: dict, volume: Path, watcher, log, pool=None):
+    def __init__(self, volpkg: Path, queue_path: Path, cfg: dict, find_volume, watcher, log, pool=None):
+        """``find_volume()`` returns the prediction volume's path or raises VcdError (checked on each
+        expansion tick, so a volume fixed or converted while the daemon runs is picked up)."""
         self.volpkg = volpkg
         self.queue = JobQueue(queue_path)
         self.cfg = cfg
-        self.volume = volume
+        self._find_volume = find_volume
+        self._volume: Path | None = None
+        self._volume_error = ""
         self.watcher = watcher
         self.log = log
         self.pool = pool
@@ -44,9 +49,25 @@ class Scheduler:
         self._backing_off = False
         self.sched = BackgroundScheduler(daemon=True)
 
+    def volume(self) -> Path | None:
+        """The prediction volume, or None while it is unusable (logged once per distinct problem;
+        linking, retraces and everything else go on — only growth waits for a usable volume)."""
+        if self._volume is None:
+            try:
+                self._volume = self._find_volume()
+                if self._volume_error:
+                    self.log.info("volume_usable", volume=str(self._volume))
+                self._volume_error = ""
+            except VcdError as exc:
+                if exc.message != self._volume_error:
+                    self.log.error("volume_unusable", error=exc.message, hint="seeding and expansion wait for a "
+                                   "usable volume; linking and retraces go on")
+                self._volume_error = exc.message
+        return self._volume
+
     def grow_params(self, kind: str) -> dict:
         p = job_params(self.cfg, self.volpkg, kind)
-        p.update(volume=str(self.volume), paths=str(self.volpkg / "paths"))
+        p.update(volume=str(self.volume()), paths=str(self.volpkg / "paths"))
         return p
 
     def ensure_expansion(self) -> None:
@@ -66,6 +87,8 @@ class Scheduler:
                 self._backing_off = True
                 return
             self._backing_off = False
+            if self.volume() is None:
+                return
             counts = q.counts()
 
             def active(kind):

@@ -47,7 +47,7 @@ def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event
     volpkg = Path(volpkg).resolve()
     logs.configure(cfg["daemon"]["log_format"])
     log = logs.get_logger(volpkg=volpkg.name)
-    volume = prediction_volume(volpkg, cfg)
+    open_volpkg(volpkg)  # a volpkg the daemon cannot use at all stops it with one line
     state_dir = volpkg / ".vcd"
     state_dir.mkdir(exist_ok=True)
     (volpkg / "traces").mkdir(exist_ok=True)  # watched from the start (VC3D scans it too)
@@ -102,11 +102,11 @@ def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event
             import shutil
             shutil.rmtree(stale, ignore_errors=True)
     n = watcher.scan()
-    log.info("daemon_started", volume=str(volume), surfaces=n, metrics=addr, workers=cfg["daemon"]["workers"],
+    sched = Scheduler(volpkg, queue_path, cfg, lambda: prediction_volume(volpkg, cfg), watcher, log, pool)
+    log.info("daemon_started", volume=str(sched.volume()), surfaces=n, metrics=addr, workers=cfg["daemon"]["workers"],
              executor=cfg["daemon"]["executor"], pid=os.getpid())
     watcher.start()
     pool.start()
-    sched = Scheduler(volpkg, queue_path, cfg, volume, watcher, log, pool)
     tgt = int(sched.grow_params("expand").get("tgt_overlap_count", 20))
     sched.start()
     sched.ensure_expansion()

@@ -54,9 +54,10 @@ class VolPkg:
         names = self.volume_names()
         if not names:
             raise FormatError(self.volumes_dir, "volpkg has no volumes", "put an OME-Zarr volume in volumes/")
-        if name is None:
-            preds = [n for n in names if "pred" in n or "surface" in n]
-            name = (preds or names)[0]
+        if name is None:  # stray folders (no zarr metadata) are never chosen by default
+            zarrs = [n for n in names if any((self.volumes_dir / n / f).exists() for f in (".zattrs", ".zgroup", "0"))]
+            preds = [n for n in zarrs if "pred" in n or "surface" in n]
+            name = (preds or zarrs or names)[0]
         if name not in names:
             raise FormatError(self.volumes_dir / name, "no such volume", f"choose one of {names}")
         return open_volume(self.volumes_dir / name)
