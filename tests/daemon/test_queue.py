@@ -27,3 +27,14 @@ def test_job_returning_to_queue_is_superseded_by_an_identical_queued_job(tmp_pat
     # without a twin, a failed job goes back to the queue as before
     job = q.claim("w1")
     assert q.fail(job["id"], "boom", retry=True) == "queued"
+
+
+def test_fingerprints_of_deleted_surfaces_are_forgotten(tmp_path):
+    q = JobQueue(tmp_path / "q.sqlite")
+    for name in ("auto_grown_1", "auto_grown_2", "auto_trace_1"):
+        q.set_fingerprint(name, [], None)
+    q.record_trace("auto_trace_1", ["auto_grown_1", "auto_grown_2"])
+    assert q.forget_missing({"auto_grown_1", "auto_trace_1"}) == 1
+    assert q.fingerprint("auto_grown_2") is None and q.fingerprint("auto_grown_1") is not None
+    assert q.traces_using("auto_grown_1") == ["auto_trace_1"]
+    assert q.forget_missing({"auto_grown_1"}) == 1 and q.traces_using("auto_grown_1") == []

@@ -306,6 +306,13 @@ class JobQueue:
                           "DO UPDATE SET tags=excluded.tags, mask=excluded.mask, seen=excluded.seen",
                           (surface, json.dumps(sorted(tags)), mask, time.time()))
 
+    def forget_missing(self, present: set[str]) -> int:
+        """Drop fingerprints (and trace uses) of surfaces no longer on disk; returns how many."""
+        gone = [r[0] for r in self.conn.execute("SELECT surface FROM fingerprints") if r[0] not in present]
+        self.conn.executemany("DELETE FROM fingerprints WHERE surface=?", [(g,) for g in gone])
+        self.conn.executemany("DELETE FROM trace_uses WHERE trace=?", [(g,) for g in gone])
+        return len(gone)
+
     def record_trace(self, trace: str, patches: list[str]) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
         try:

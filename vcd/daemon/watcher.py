@@ -207,18 +207,23 @@ class Watcher:
 
     # ------------------------------------------------------------------ classification
     def scan(self) -> int:
-        """Reconcile: process every surface directory (finds changes made while we were down)."""
+        """Reconcile: process every surface directory (finds changes made while we were down) and forget
+        the fingerprints of surfaces deleted since (the table stays the size of the collection)."""
         n = 0
+        present: set[str] = set()
         for root in self.roots:
             if not root.is_dir():
                 continue
             for d in sorted(root.iterdir()):
+                present.add(d.name)
                 if d.is_dir() and not d.name.startswith(".") and not d.name.startswith("z_dbg_gen_"):
                     try:
                         self.process(d)
                     except Exception as exc:
                         self.log.warning("scan_error", surface=d.name, error=f"{type(exc).__name__}: {exc}")
                     n += 1
+        if all(root.is_dir() for root in self.roots):
+            self.queue.forget_missing(present)
         return n
 
     def process(self, d: Path) -> bool:
