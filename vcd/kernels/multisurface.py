@@ -20,7 +20,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .pointsearch import _closest_on_triangle, hash_cells_within
+from .pointsearch import _closest_on_triangle, hash_bucket, hash_cells_within
 
 
 @nb.njit(cache=True)
@@ -50,11 +50,8 @@ def closest_per_surface(flat, fvalid, off, shape, gsurf, lo, dims, cell, keys, s
         for iz in range(iz0, iz1 + 1):
             for iy in range(iy0, iy1 + 1):
                 for ix in range(ix0, ix1 + 1):
-                    key = (iz * dims[1] + iy) * dims[0] + ix
-                    k = np.searchsorted(keys, key)
-                    if k >= keys.shape[0] or keys[k] != key:
-                        continue
-                    for m in range(starts[k], starts[k + 1]):
+                    b0, b1 = hash_bucket(keys, starts, dims, ix, iy, iz)
+                    for m in range(b0, b1):
                         g = order[m]
                         s = gsurf[g]
                         j = colmap[s]

@@ -286,6 +286,16 @@ def hash_cells_within(px, py, pz, reach, lo, dims, cell):
 
 
 @nb.njit(cache=True, nogil=True)
+def hash_bucket(keys, starts, dims, ix, iy, iz):
+    """``(start, stop)`` into ``order`` of the vertices hashed in cell (ix, iy, iz); (0, 0) if empty."""
+    key = (iz * dims[1] + iy) * dims[0] + ix
+    j = np.searchsorted(keys, key)
+    if j >= keys.shape[0] or keys[j] != key:
+        return 0, 0
+    return starts[j], starts[j + 1]
+
+
+@nb.njit(cache=True, nogil=True)
 def count_within(queries, grid, valid, lo, dims, cell, keys, starts, order, max_edge, tol, min_hits):
     """How many queries (N×3) lie within ``tol`` voxels of the surface (its triangles, and valid
     vertices of incomplete quads as points), stopping once ``min_hits`` are found.
@@ -306,11 +316,8 @@ def count_within(queries, grid, valid, lo, dims, cell, keys, starts, order, max_
         for iz in range(iz0, iz1 + 1):
             for iy in range(iy0, iy1 + 1):
                 for ix in range(ix0, ix1 + 1):
-                    key = (iz * dims[1] + iy) * dims[0] + ix
-                    j = np.searchsorted(keys, key)
-                    if j >= keys.shape[0] or keys[j] != key:
-                        continue
-                    for m in range(starts[j], starts[j + 1]):
+                    b0, b1 = hash_bucket(keys, starts, dims, ix, iy, iz)
+                    for m in range(b0, b1):
                         v = order[m]
                         r, c = v // C, v % C
                         d = (grid[r, c, 0] - px) ** 2 + (grid[r, c, 1] - py) ** 2 + (grid[r, c, 2] - pz) ** 2
