@@ -15,7 +15,7 @@ from pathlib import Path
 
 DEMO_GROW = {"generations": 15, "step_size": 5, "min_area_cm": 0.0005, "tgt_overlap_count": 12, "seed": None}
 DEMO_TRACE = {"step": 2, "src_step": 5, "consensus_default_th": 4, "inlier_base_threshold": 8,
-              "snapshot_every": 0}
+              "global_steps_per_window": 1, "snapshot_every": 0}
 
 
 def _free_port(preferred: int = 9464) -> int:
@@ -123,6 +123,8 @@ def _demo(args) -> int:
         jid = q.submit("trace", {**DEMO_TRACE, "volume": str(vol), "src_dir": str(out / "paths"),
                                  "tgt_dir": str(out / "traces"), "seed": str(seed)}, priority=9)
         _wait(lambda: q.get(jid)["state"] in ("done", "failed"), args.trace_seconds, "trace", proc)
+        if q.get(jid)["state"] == "done":  # the watcher queues the pipeline once it has seen the trace
+            _wait(lambda: all(q.list(kind=k, limit=1) for k in after), 60, "pipeline jobs queued", proc)
         _wait(lambda: all(j["state"] in ("done", "failed", "cancelled") for j in q.list(limit=1000)), 120,
               "pipeline jobs", proc)
         job = q.get(jid)
