@@ -395,10 +395,25 @@ after_trace = ["winding", "render"]
     assert q.list(kind="winding", state="done") and q.list(kind="render", state="done"), (
         [(j["kind"], j["state"], j["error"]) for j in q.list(limit=500) if j["kind"] != "overlap"],
         d.log.read_text()[-3000:])
-    for p in (vp / "traces").iterdir():  # every visible trace or snapshot is complete
+    # second round: fusion and retraces of those traces, killed again at random points
+    traces = [vp / "traces" / json.loads(q.get(i)["result"])["written"] for i in ids if q.get(i)["state"] == "done"]
+    assert traces
+    more = [q.submit("fuse", {"inputs": [[str(tr), str(tr / "winding.tif"), 1.0]]}) for tr in traces]
+    more += [q.submit("retrace", {"trace": str(tr)}) for tr in traces]
+    for _ in range(2):
+        time.sleep(rnd.uniform(0.3, 1.5))
+        os.killpg(d.proc.pid, signal.SIGKILL)
+        d.proc.wait()
+        d.start()
+    d.wait_for(lambda: all(q.get(i)["state"] in ("done", "failed") for i in more) and
+               not q.list(state="queued") and not q.list(state="running"), 240, "fuse and retrace jobs final")
+    assert all(q.get(i)["state"] == "done" for i in more), [(q.get(i)["kind"], q.get(i)["error"]) for i in more]
+    assert list((vp / "traces").glob("fuse_fill_*"))
+    for p in (vp / "traces").iterdir():  # every visible trace, fusion or snapshot is complete
         if p.is_dir():
             assert not p.name.startswith("."), p
             read_surface(p)
-            assert (p / "vcd_provenance.json").exists()
+            assert p.name.startswith(("fuse_fill_", "z_dbg_gen_")) or (p / "vcd_provenance.json").exists(), p
+    assert all(j["state"] in ("done", "failed", "cancelled") for j in q.list(limit=1000))
     assert q.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     d.stop()
