@@ -18,6 +18,21 @@ DEMO_TRACE = {"step": 2, "src_step": 5, "consensus_default_th": 4, "inlier_base_
               "global_steps_per_window": 1, "snapshot_every": 0}
 
 
+def _pick_seed(patches, cell: float) -> Path:
+    """The best-linked patch (then the largest) among those lying at least 3 trace cells from the scroll's
+    axis, estimated as the xy centroid of all patch points: near the core the sheet turns faster than a
+    trace cell can follow (the tutorial's advice: seed where the patches are good). Falls back to all."""
+    import numpy as np
+    from ..formats.overlaps import read_overlaps
+    from ..formats.tifxyz import read_surface
+    pts = {p: read_surface(p).points for p, _ in patches}
+    valid = {p: g[(g[..., 0] != -1) & (g[..., 2] > 0)] for p, g in pts.items()}
+    axis = np.concatenate(list(valid.values()))[:, :2].mean(0)
+    far = [(p, m) for p, m in patches
+           if len(valid[p]) and np.median(np.linalg.norm(valid[p][:, :2] - axis, axis=1)) >= 3 * cell]
+    return max(far or patches, key=lambda pm: (len(read_overlaps(pm[0])), float(pm[1].get("area_cm2", 0))))[0]
+
+
 def _free_port(preferred: int = 9464) -> int:
     for port in (preferred, 0):
         with socket.socket() as s:
@@ -116,7 +131,7 @@ def _demo(args) -> int:
         if not patches:
             print("error: no patches were grown (see the daemon log)", file=sys.stderr)
             return 1
-        seed = max(patches, key=lambda pm: (len(read_overlaps(pm[0])), float(pm[1].get("area_cm2", 0))))[0]
+        seed = _pick_seed(patches, cell=DEMO_TRACE["step"] * DEMO_TRACE["src_step"])
         print(f"[4/5] tracing from {seed.name} ({len(read_overlaps(seed))} overlaps) ...", flush=True)
         (out / "traces").mkdir(exist_ok=True)
         vol = out / "volumes" / "synth_pred.zarr"
