@@ -355,6 +355,15 @@ def _storm(d, vp, src, names, n, t_gen):
     assert d.stop() == 0
 
 
+def _kill9_and_restart(d, rnd, lo, hi, times=2):
+    """``times`` × (wait a random lo..hi s, kill -9 the daemon's process group, start it again)."""
+    for _ in range(times):
+        time.sleep(rnd.uniform(lo, hi))
+        os.killpg(d.proc.pid, signal.SIGKILL)
+        d.proc.wait()
+        d.start()
+
+
 def test_kill9_during_trace_winding_render_jobs(daemon_factory):
     """kill -9 of the daemon and its workers while trace, winding and render jobs run."""
     from vcd.grow.linking import link_new_patch
@@ -383,11 +392,7 @@ after_trace = ["winding", "render"]
               "tgt_dir": str(vp / "traces"), "seed": str(vp / "paths" / names[0])}
     ids = [q.submit("trace", params) for _ in range(2)]
     rnd = random.Random(99)
-    for _ in range(2):
-        time.sleep(rnd.uniform(0.5, 2.5))
-        os.killpg(d.proc.pid, signal.SIGKILL)
-        d.proc.wait()
-        d.start()
+    _kill9_and_restart(d, rnd, 0.5, 2.5)
     d.wait_for(lambda: all(q.get(i)["state"] in ("done", "failed") for i in ids) and
                len(q.list(kind="render", state="done")) >= 2 and
                not q.list(state="queued") and not q.list(state="running"), 240, "all jobs final")
@@ -400,11 +405,7 @@ after_trace = ["winding", "render"]
     assert traces
     more = [q.submit("fuse", {"inputs": [[str(tr), str(tr / "winding.tif"), 1.0]]}) for tr in traces]
     more += [q.submit("retrace", {"trace": str(tr)}) for tr in traces]
-    for _ in range(2):
-        time.sleep(rnd.uniform(0.3, 1.5))
-        os.killpg(d.proc.pid, signal.SIGKILL)
-        d.proc.wait()
-        d.start()
+    _kill9_and_restart(d, rnd, 0.3, 1.5)
     d.wait_for(lambda: all(q.get(i)["state"] in ("done", "failed") for i in more) and
                not q.list(state="queued") and not q.list(state="running"), 240, "fuse and retrace jobs final")
     assert all(q.get(i)["state"] == "done" for i in more), [(q.get(i)["kind"], q.get(i)["error"]) for i in more]
