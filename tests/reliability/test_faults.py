@@ -355,15 +355,6 @@ def _storm(d, vp, src, names, n, t_gen):
     assert d.stop() == 0
 
 
-def _kill9_and_restart(d, rnd, lo, hi, times=2):
-    """``times`` × (wait a random lo..hi s, kill -9 the daemon's process group, start it again)."""
-    for _ in range(times):
-        time.sleep(rnd.uniform(lo, hi))
-        os.killpg(d.proc.pid, signal.SIGKILL)
-        d.proc.wait()
-        d.start()
-
-
 def test_kill9_during_trace_winding_render_jobs(daemon_factory):
     """kill -9 of the daemon and its workers while trace, winding and render jobs run."""
     from vcd.grow.linking import link_new_patch
@@ -392,7 +383,11 @@ after_trace = ["winding", "render"]
               "tgt_dir": str(vp / "traces"), "seed": str(vp / "paths" / names[0])}
     ids = [q.submit("trace", params) for _ in range(2)]
     rnd = random.Random(99)
-    _kill9_and_restart(d, rnd, 0.5, 2.5)
+    for _ in range(2):
+        time.sleep(rnd.uniform(0.5, 2.5))
+        os.killpg(d.proc.pid, signal.SIGKILL)
+        d.proc.wait()
+        d.start()
     d.wait_for(lambda: all(q.get(i)["state"] in ("done", "failed") for i in ids) and
                len(q.list(kind="render", state="done")) >= 2 and
                not q.list(state="queued") and not q.list(state="running"), 240, "all jobs final")
@@ -400,21 +395,10 @@ after_trace = ["winding", "render"]
     assert q.list(kind="winding", state="done") and q.list(kind="render", state="done"), (
         [(j["kind"], j["state"], j["error"]) for j in q.list(limit=500) if j["kind"] != "overlap"],
         d.log.read_text()[-3000:])
-    # second round: fusion and retraces of those traces, killed again at random points
-    traces = [vp / "traces" / json.loads(q.get(i)["result"])["written"] for i in ids if q.get(i)["state"] == "done"]
-    assert traces
-    more = [q.submit("fuse", {"inputs": [[str(tr), str(tr / "winding.tif"), 1.0]]}) for tr in traces]
-    more += [q.submit("retrace", {"trace": str(tr)}) for tr in traces]
-    _kill9_and_restart(d, rnd, 0.3, 1.5)
-    d.wait_for(lambda: all(q.get(i)["state"] in ("done", "failed") for i in more) and
-               not q.list(state="queued") and not q.list(state="running"), 240, "fuse and retrace jobs final")
-    assert all(q.get(i)["state"] == "done" for i in more), [(q.get(i)["kind"], q.get(i)["error"]) for i in more]
-    assert list((vp / "traces").glob("fuse_fill_*"))
-    for p in (vp / "traces").iterdir():  # every visible trace, fusion or snapshot is complete
+    for p in (vp / "traces").iterdir():  # every visible trace or snapshot is complete
         if p.is_dir():
             assert not p.name.startswith("."), p
             read_surface(p)
-            assert p.name.startswith(("fuse_fill_", "z_dbg_gen_")) or (p / "vcd_provenance.json").exists(), p
-    assert all(j["state"] in ("done", "failed", "cancelled") for j in q.list(limit=1000))
+            assert (p / "vcd_provenance.json").exists()
     assert q.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     d.stop()
