@@ -296,61 +296,53 @@ def hash_bucket(keys, starts, dims, ix, iy, iz):
 
 
 @nb.njit(cache=True, nogil=True)
+def _within(px, py, pz, grid, valid, lo, dims, cell, keys, starts, order, reach, tol):
+    """True if point p lies within ``tol`` voxels of the surface (see :func:`count_within`)."""
+    R, C = valid.shape
+    reach2 = reach * reach
+    tol2 = tol * tol
+    ix0, ix1, iy0, iy1, iz0, iz1 = hash_cells_within(px, py, pz, reach, lo, dims, cell)
+    for iz in range(iz0, iz1 + 1):
+        for iy in range(iy0, iy1 + 1):
+            for ix in range(ix0, ix1 + 1):
+                b0, b1 = hash_bucket(keys, starts, dims, ix, iy, iz)
+                for m in range(b0, b1):
+                    v = order[m]
+                    r, c = v // C, v % C
+                    d = (grid[r, c, 0] - px) ** 2 + (grid[r, c, 1] - py) ** 2 + (grid[r, c, 2] - pz) ** 2
+                    if d > reach2:
+                        continue
+                    if d <= tol2:
+                        return True
+                    for dr in range(-1, 1):
+                        for dc in range(-1, 1):
+                            r0, c0 = r + dr, c + dc
+                            if r0 < 0 or c0 < 0 or r0 + 1 >= R or c0 + 1 >= C:
+                                continue
+                            if not (valid[r0, c0] and valid[r0 + 1, c0] and valid[r0, c0 + 1]
+                                    and valid[r0 + 1, c0 + 1]):
+                                continue
+                            if point_triangle_dist2(px, py, pz, grid[r0, c0], grid[r0, c0 + 1],
+                                                    grid[r0 + 1, c0]) <= tol2 or \
+                                    point_triangle_dist2(px, py, pz, grid[r0 + 1, c0 + 1], grid[r0 + 1, c0],
+                                                         grid[r0, c0 + 1]) <= tol2:
+                                return True
+    return False
+
+
+@nb.njit(cache=True, nogil=True)
 def count_within(queries, grid, valid, lo, dims, cell, keys, starts, order, max_edge, tol, min_hits):
     """How many queries (N×3) lie within ``tol`` voxels of the surface (its triangles, and valid
     vertices of incomplete quads as points), stopping once ``min_hits`` are found.
 
     Exact: a triangle within ``tol`` of q has every vertex within ``tol + max_edge`` of q, so all
     quads touching a hashed vertex in that reach are tested."""
-    R, C = valid.shape
     if keys.shape[0] == 0:
         return 0
-    reach = tol + max_edge
-    reach2 = reach * reach
-    tol2 = tol * tol
     hits = 0
     for i in range(queries.shape[0]):
-        px, py, pz = queries[i, 0], queries[i, 1], queries[i, 2]
-        ix0, ix1, iy0, iy1, iz0, iz1 = hash_cells_within(px, py, pz, reach, lo, dims, cell)
-        found = False
-        for iz in range(iz0, iz1 + 1):
-            for iy in range(iy0, iy1 + 1):
-                for ix in range(ix0, ix1 + 1):
-                    b0, b1 = hash_bucket(keys, starts, dims, ix, iy, iz)
-                    for m in range(b0, b1):
-                        v = order[m]
-                        r, c = v // C, v % C
-                        d = (grid[r, c, 0] - px) ** 2 + (grid[r, c, 1] - py) ** 2 + (grid[r, c, 2] - pz) ** 2
-                        if d > reach2:
-                            continue
-                        if d <= tol2:
-                            found = True
-                            break
-                        for dr in range(-1, 1):
-                            for dc in range(-1, 1):
-                                r0, c0 = r + dr, c + dc
-                                if r0 < 0 or c0 < 0 or r0 + 1 >= R or c0 + 1 >= C:
-                                    continue
-                                if not (valid[r0, c0] and valid[r0 + 1, c0] and valid[r0, c0 + 1]
-                                        and valid[r0 + 1, c0 + 1]):
-                                    continue
-                                if point_triangle_dist2(px, py, pz, grid[r0, c0], grid[r0, c0 + 1],
-                                                        grid[r0 + 1, c0]) <= tol2 or \
-                                        point_triangle_dist2(px, py, pz, grid[r0 + 1, c0 + 1], grid[r0 + 1, c0],
-                                                             grid[r0, c0 + 1]) <= tol2:
-                                    found = True
-                                    break
-                            if found:
-                                break
-                        if found:
-                            break
-                    if found:
-                        break
-                if found:
-                    break
-            if found:
-                break
-        if found:
+        if _within(queries[i, 0], queries[i, 1], queries[i, 2], grid, valid, lo, dims, cell, keys, starts, order,
+                   tol + max_edge, tol):
             hits += 1
             if hits >= min_hits:
                 return hits

@@ -22,9 +22,9 @@ window, not to the trace):
 **Threshold schedule** (VC3D): *T* starts at ``inlier_base_threshold``; a generation that accepts
 nothing lowers it towards ``consensus_default_th`` and then ``consensus_limit_th`` (only when the
 trace would otherwise end); any progress resets it. **Windowed optimisation**: with
-``global_steps_per_window`` > 0, whenever the trace grew by 10 % and once when growth stalls (before
-the threshold drops), the corners of the last 12 columns are regularised by least squares (8-neighbour spacing, straightness, z prior, point-to-plane tie to the
-sheet; :mod:`vcd.kernels.gridopt`, weights ``dist_loss_3d_w``, ``straight_weight_3D``,
+``global_steps_per_window`` > 0, after every generation that added corners and once when growth
+stalls (before the threshold drops), the corners of the last 12 columns are regularised by least
+squares (8-neighbour spacing, straightness, z prior, point-to-plane tie to the sheet; :mod:`vcd.kernels.gridopt`, weights ``dist_loss_3d_w``, ``straight_weight_3D``,
 ``z_loc_loss_w``) and put back onto their supporting patches, that many times. **Output**: corners upsampled
 ``step`` times and snapped onto the supporting patches, i.e. the patches' own grid resolution.
 """
@@ -207,6 +207,7 @@ class Tracer:
         gap = np.sqrt(((P[:, None, :] - P[None, :, :]) ** 2).sum(-1))
         near = gap <= th
         agree = near | (self.ps.packed.closest(P, ids, th, enough=th)[0] <= th)
+        proposed = set(ids)
         weight = np.array([1.0 + local.get(t, 0) for t in ids])
         scores = agree.astype(np.float64) @ weight
         near_seed = max(abs(r - self.r0), abs(c - self.c0)) <= 1
@@ -227,7 +228,7 @@ class Tracer:
                 continue
             pts = np.where(near[i, members][:, None], P[members], q)
             agreeing = {ids[j] for j in members}
-            proposers = [t for t in local if t in set(ids)]
+            proposers = [t for t in local if t in proposed]
             went_elsewhere = sum(1 for t in proposers if t not in agreeing)
             best = (float(scores[i]), pts.mean(0), tuple(sorted(agreeing)), False,
                     went_elsewhere / max(1, len(proposers)), 0.0)
