@@ -3,8 +3,10 @@
 Generation ``g`` tries every *fringe* cell (empty, with an on-surface 4-neighbour): the corner is
 initialised by extrapolating its neighbours, refined by a small LM problem
 (:mod:`vcd.kernels.grow`), and kept only if it and its edges stay within ``accept_dist`` voxels of
-the prediction, it stays inside the volume, it does not fold onto the patch, and no other sheet
-lies within ``sheet_gap`` voxels along its normal (where wraps touch, a patch grows around). After each
+the prediction, it stays inside the volume, it does not fold onto the patch, and its band of
+prediction is clear of other sheets by ``sheet_gap`` voxels and no thicker than the locally measured
+band (a fused zone) — :mod:`vcd.kernels.sheetband`; the corner is then centred in its band. Every
+refused attempt is counted by reason (``GrowResult.refusals``). After each
 generation the corners of the last few generations are re-solved (a windowed re-optimisation whose
 cost is proportional to the fringe). Growth ends after ``generations`` or when the fringe is empty.
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels import grow as K
+from ..kernels import sheetband as SB
 from .distance import DistanceField
 
 #: residual weights (spacing, straightness, surface, edge-surface)
@@ -33,6 +36,17 @@ class GrowResult:
     max_gen: int
     area_vx2: float          #: on-surface quads × step² (VC3D's definition)
     reason: str              #: why growth stopped
+    refusals: dict = None    #: fringe attempts refused, by reason (off_surface, near_sheet, ...)
+    attempts: int = 0        #: fringe corner attempts in all
+
+
+#: names of the kernel's refusal codes, in code order (``K.OK`` first)
+REASONS = ("accepted", "off_surface", "near_sheet", "fused_band", "fold", "bounds", "not_converged")
+
+
+def _empty(reason: str) -> GrowResult:
+    """A result with no corners and the reason."""
+    return GrowResult(np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.uint16), 0, 0, 0.0, reason, {}, 0)
 
 
 def project_to_surface(field: DistanceField, p: np.ndarray, iters: int = 40) -> np.ndarray:
@@ -68,20 +82,19 @@ def local_frame(field: DistanceField, p: np.ndarray, radius: float) -> tuple[np.
 
 def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, accept: float = 1.5,
                rng: np.random.Generator | None = None, progress=None, iters: int = 12,
-               sheet_gap: float = 5.5) -> GrowResult:
+               sheet_gap: float = 4.0) -> GrowResult:
     """Grow a patch from ``seed_xyz`` (x, y, z voxels); see the module docstring."""
     rng = rng or np.random.default_rng(0)
     shape = field.shape
     p0 = project_to_surface(field, seed_xyz)
     d0 = K.dist_only(field.pool, field.slots, shape, *p0)
     if d0 > accept:
-        return GrowResult(np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.uint16), 0, 0, 0.0,
-                          f"no predicted surface within reach of the seed {list(np.round(seed_xyz, 1))}")
+        return _empty(f"no predicted surface within reach of the seed {list(np.round(seed_xyz, 1))}")
     field.ensure_around(p0[None], 3 * step + 4)
     try:
         t1, t2, _n = local_frame(field, p0, max(3.0, min(step, 8.0)))
     except ValueError as exc:
-        return GrowResult(np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.uint16), 0, 0, 0.0, str(exc))
+        return _empty(str(exc))
     # a random rotation of the in-plane frame makes random seeds independent of axis alignment
     a = rng.uniform(0, 2 * math.pi)
     u = math.cos(a) * t1 + math.sin(a) * t2
@@ -91,6 +104,8 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     state = np.zeros((size, size), np.int8)
     gen = np.zeros((size, size), np.uint16)
     tried = np.full((size, size), -1, np.int64)
+    tref = np.zeros((size, size))
+    stats = np.zeros(K.N_REASONS, np.int64)
     max_corners = size * size
     hbits = max(10, int(math.ceil(math.log2(max_corners * 2))))
     heads = np.full(1 << hbits, -1, np.int64)
@@ -101,17 +116,21 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     J, res = np.empty((64, 3)), np.empty(64)
     # the seed quad: four corners around p0, each solved onto the surface
     quad = [(c0, c0, -0.5, -0.5), (c0, c0 + 1, -0.5, 0.5), (c0 + 1, c0, 0.5, -0.5), (c0 + 1, c0 + 1, 0.5, 0.5)]
+    band = np.empty(4)
     for r, c, a_r, a_c in quad:
         guess = p0 + a_r * step * v + a_c * step * u
         p, _ = K.solve_corner(pos, state, r, c, guess, step, WEIGHTS, field.pool, field.slots, shape, J, res, 20)
+        if SB.band_test(field.pool, field.slots, shape, p, _n, 0.0, 0.0, accept, band) == SB.BAND_OK:
+            p = p + band[0] * _n   # to the centre of its band
+            tref[r, c] = band[1]
         if not (K.inside(p, shape, 0.5) and K.on_surface(pos, state, r, c, p, accept, field.pool, field.slots, shape)):
-            return GrowResult(np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.uint16), 0, 0, 0.0,
-                              "the seed quad does not fit on the predicted surface (too curved or too small "
-                              "for step_size)")
+            return _empty("the seed quad does not fit on the predicted surface (too curved or too small "
+                          "for step_size)")
         pos[r, c] = p
         state[r, c] = K.ON_SURFACE
         K.hash_insert(heads, nxt, cell_rc, count, p[0], p[1], p[2], step, r, c)
         count += 1
+    tref[state == K.ON_SURFACE] = np.median(tref[state == K.ON_SURFACE])
     reason = f"reached generations={generations}"
     g = 0
     for g in range(1, generations + 1):
@@ -128,10 +147,10 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
             anchor.append(pos[rr[ok], cc[ok]])
         anchor = np.concatenate(anchor)
         field.ensure_around(anchor, 2 * step + 2)
-        count = K.grow_generation(pos, state, gen, tried, cells, g, step, WEIGHTS, accept, sheet_gap, field.pool,
-                                  field.slots, shape, heads, nxt, cell_rc, count, iters)
-        K.refine_recent(pos, state, gen, max(1, g - 2), step, WEIGHTS, accept, sheet_gap, field.pool, field.slots,
-                        shape, 6)
+        count = K.grow_generation(pos, state, gen, tried, tref, cells, g, step, WEIGHTS, accept, sheet_gap,
+                                  field.pool, field.slots, shape, heads, nxt, cell_rc, count, iters, stats)
+        K.refine_recent(pos, state, gen, tref, max(1, g - 2), step, WEIGHTS, accept, sheet_gap, field.pool,
+                        field.slots, shape, 6)
         if progress is not None:
             progress(g / max(generations, 1), f"generation {g}: {int((state == K.ON_SURFACE).sum())} corners")
         # grid nearly full: stop before hitting the array border
@@ -149,4 +168,6 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     gens = np.where(on, gen, 0)[r0:r1, c0_:c1].astype(np.uint16)
     onc = on[r0:r1, c0_:c1]
     quads = onc[:-1, :-1] & onc[1:, :-1] & onc[:-1, 1:] & onc[1:, 1:]
-    return GrowResult(pts, gens, int(onc.sum()), int(g), float(quads.sum() * step * step), reason)
+    refusals = {REASONS[k]: int(stats[k]) for k in range(1, K.N_REASONS)}
+    return GrowResult(pts, gens, int(onc.sum()), int(g), float(quads.sum() * step * step), reason, refusals,
+                      int(stats.sum()))

@@ -3,8 +3,10 @@
 Extra vcd keys (ignored by VC3D, harmless in its JSON): ``seed`` (RNG seed for reproducible random
 seeding/expansion; None = from the clock), ``accept_dist`` (voxels a corner and its edges may be
 from the predicted surface), ``threshold`` (prediction value counted as surface, 170 as VC3D),
-``max_tries`` (random seed attempts), ``sheet_gap`` (voxels: refuse corners where another sheet is
-this close along the normal — where wraps touch; 0 disables).
+``max_tries`` (random seed attempts), ``sheet_gap`` (voxels of background between a corner's own
+band of prediction and the next band along its normal, below which the corner is refused — where wraps
+touch an edge could cross; measured from the band's edge, so it holds for any sheet thickness; 0
+disables; see :mod:`vcd.kernels.sheetband`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class GrowParams:
     accept_dist: float = 1.5           #: vcd: max distance (voxels) of a corner/edge to the prediction
     threshold: int = 170               #: vcd: prediction value counted as surface
     max_tries: int = 1000              #: vcd: random seed attempts
-    sheet_gap: float = 5.5             #: vcd: refuse corners with another sheet this close along the normal (voxels)
+    sheet_gap: float = 4.0             #: vcd: min background (voxels) between the own band and another sheet
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "params") -> "GrowParams":

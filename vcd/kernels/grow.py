@@ -31,55 +31,12 @@ import math
 import numba as nb
 import numpy as np
 
-UNITS = 8.0
-FAR = 255.0
+from . import sheetband as SB
+from .field import FAR, UNITS, dist_grad, dist_only  # noqa: F401  (re-exported for callers)
+
 
 # state of a grid cell
 EMPTY, ON_SURFACE, FAILED = 0, 1, 2
-
-
-@nb.njit(cache=True, inline="always")
-def _vox(pool, slots, shape, iz, iy, ix):
-    if iz < 0 or iy < 0 or ix < 0 or iz >= shape[0] or iy >= shape[1] or ix >= shape[2]:
-        return FAR
-    s = slots[iz >> 6, iy >> 6, ix >> 6]
-    if s < 0:
-        return FAR
-    return float(pool[s, iz & 63, iy & 63, ix & 63])
-
-
-@nb.njit(cache=True)
-def dist_grad(pool, slots, shape, x, y, z):
-    """Distance to the surface (voxels) at ``(x, y, z)`` and its gradient (d/dx, d/dy, d/dz)."""
-    fx, fy, fz = math.floor(x), math.floor(y), math.floor(z)
-    ix, iy, iz = int(fx), int(fy), int(fz)
-    dx, dy, dz = x - fx, y - fy, z - fz
-    c000 = _vox(pool, slots, shape, iz, iy, ix)
-    c001 = _vox(pool, slots, shape, iz, iy, ix + 1)
-    c010 = _vox(pool, slots, shape, iz, iy + 1, ix)
-    c011 = _vox(pool, slots, shape, iz, iy + 1, ix + 1)
-    c100 = _vox(pool, slots, shape, iz + 1, iy, ix)
-    c101 = _vox(pool, slots, shape, iz + 1, iy, ix + 1)
-    c110 = _vox(pool, slots, shape, iz + 1, iy + 1, ix)
-    c111 = _vox(pool, slots, shape, iz + 1, iy + 1, ix + 1)
-    c00 = c000 + (c001 - c000) * dx
-    c01 = c010 + (c011 - c010) * dx
-    c10 = c100 + (c101 - c100) * dx
-    c11 = c110 + (c111 - c110) * dx
-    c0 = c00 + (c01 - c00) * dy
-    c1 = c10 + (c11 - c10) * dy
-    v = c0 + (c1 - c0) * dz
-    gz = c1 - c0
-    gy = (c01 - c00) * (1 - dz) + (c11 - c10) * dz
-    gx = ((c001 - c000) * (1 - dy) + (c011 - c010) * dy) * (1 - dz) + \
-         ((c101 - c100) * (1 - dy) + (c111 - c110) * dy) * dz
-    return v / UNITS, gx / UNITS, gy / UNITS, gz / UNITS
-
-
-@nb.njit(cache=True)
-def dist_only(pool, slots, shape, x, y, z):
-    v, _, _, _ = dist_grad(pool, slots, shape, x, y, z)
-    return v
 
 
 # ---------------------------------------------------------------------------------- residuals
@@ -346,52 +303,61 @@ def corner_normal(pos, state, r, c, p, out):
     return True
 
 
-@nb.njit(cache=True)
-def near_other_sheet(pos, state, r, c, p, gap, pool, slots, shape):
-    """True if another predicted sheet lies within ``gap`` voxels of the corner, off its tangent
-    plane (a place where two wraps touch, or where a false bridge leaves the sheet): growing there
-    risks a sheet jump, so such corners are refused and the patch grows around them.
+# refusal reasons of a fringe corner (index into the grower's statistics)
+OK, OFF_SURFACE, NEAR_SHEET, FUSED_BAND, FOLD, BOUNDS, NOT_CONVERGED = 0, 1, 2, 3, 4, 5, 6
+N_REASONS = 7
 
-    Probes the 26 grid directions and ±normal at 2..gap voxels; a probe on a surface (D < 0.35)
-    counts only if it is clear of the own sheet's band and curvature (height above the tangent
-    plane ≥ 2 + 0.05 s² voxels). Sheets closer than the band thickness merge into one thick band,
-    so a band thicker than ``0.6 gap`` along the normal also counts."""
-    if gap <= 0:
-        return False
+
+@nb.njit(cache=True)
+def neighbour_t_ref(state, tref, r, c):
+    """Mean reference band thickness (voxels) of the valid 8-neighbours; 0 if none is known."""
+    R, C = state.shape
+    s = 0.0
+    k = 0
+    for dr in range(-1, 2):
+        for dc in range(-1, 2):
+            rr, cc = r + dr, c + dc
+            if (dr or dc) and 0 <= rr < R and 0 <= cc < C and state[rr, cc] == ON_SURFACE and tref[rr, cc] > 0:
+                s += tref[rr, cc]
+                k += 1
+    return s / k if k else 0.0
+
+
+@nb.njit(cache=True)
+def judge_corner(pos, state, tref, r, c, p, step, accept, gap, pool, slots, shape, band):
+    """Acceptance of a solved corner ``p`` at (r, c), moving it to its band's centre. Returns a
+    refusal code (``OK`` = accept); ``band`` receives the band test's (shift, thickness, g+, g-)."""
+    if not inside(p, shape, 0.5):
+        return BOUNDS
+    if not on_surface(pos, state, r, c, p, accept, pool, slots, shape):
+        return OFF_SURFACE
     n = np.empty(3)
     if not corner_normal(pos, state, r, c, p, n):
-        return True  # orientation unknown (a lone spike): not safe yet, retry with more neighbours
-    # merged bands: two sheets closer than the band thickness look like one thick band
-    thick = 0.0
-    for sg in (-1.0, 1.0):
-        h = 0.0
-        while h < gap:
-            if dist_only(pool, slots, shape, p[0] + sg * h * n[0], p[1] + sg * h * n[1], p[2] + sg * h * n[2]) > 0.5:
-                break
-            h += 0.25
-        thick += h
-    if thick > 0.6 * gap:
-        return True
-    for k in range(28):
-        if k < 26:
-            kk = k if k < 13 else k + 1
-            dx, dy, dz = kk % 3 - 1.0, (kk // 3) % 3 - 1.0, kk // 9 - 1.0
-            L = math.sqrt(dx * dx + dy * dy + dz * dz)
-            dx, dy, dz = dx / L, dy / L, dz / L
-        else:
-            sg = 1.0 if k == 26 else -1.0
-            dx, dy, dz = sg * n[0], sg * n[1], sg * n[2]
-        off = abs(dx * n[0] + dy * n[1] + dz * n[2])
-        if off < 0.5:
-            continue
-        s = 2.0
-        while s <= gap + 1e-9:
-            # only probes clear of the own band (±1 voxel) and of its curvature (s²/2R, R ≥ 10 voxels)
-            if s * off >= 2.0 + 0.05 * s * s and \
-                    dist_only(pool, slots, shape, p[0] + s * dx, p[1] + s * dy, p[2] + s * dz) < 0.35:
-                return True
-            s += 0.5
-    return False
+        return NOT_CONVERGED  # orientation unknown (a lone spike): retried with more neighbours
+    t_ref = neighbour_t_ref(state, tref, r, c)
+    code = SB.band_test(pool, slots, shape, p, n, t_ref, gap, accept, band)
+    if code == SB.BAND_NONE:
+        return OFF_SURFACE
+    if code == SB.BAND_NEAR_SHEET:
+        return NEAR_SHEET
+    if code == SB.BAND_FUSED:
+        return FUSED_BAND
+    for a in range(3):
+        p[a] += band[0] * n[a]
+    if not inside(p, shape, 0.5) or not on_surface(pos, state, r, c, p, accept, pool, slots, shape):
+        return OFF_SURFACE
+    if gap > 0 and SB.oblique_sheet(pool, slots, shape, p, n, 0.5 * band[1], gap):
+        return NEAR_SHEET
+    R, C = state.shape
+    for k in range(4):  # spacing sanity: no edge stretched/compressed by more than 50 %
+        rr = r + (1, -1, 0, 0)[k]
+        cc = c + (0, 0, 1, -1)[k]
+        if 0 <= rr < R and 0 <= cc < C and state[rr, cc] == ON_SURFACE:
+            L = math.sqrt((p[0] - pos[rr, cc, 0]) ** 2 + (p[1] - pos[rr, cc, 1]) ** 2 + (p[2] - pos[rr, cc, 2]) ** 2)
+            if L < 0.5 * step or L > 1.5 * step:
+                return NOT_CONVERGED
+    band[1] = SB.next_t_ref(t_ref, band[1])
+    return OK
 
 
 @nb.njit(cache=True)
@@ -474,12 +440,14 @@ def fringe(state, tried_nbrs):
 
 
 @nb.njit(cache=True)
-def grow_generation(pos, state, gen, tried_nbrs, cells, g, step, w, accept, gap, pool, slots, shape,
-                    heads, nxt, cell_rc, count, iters):
-    """Try every fringe cell once; returns the new corner count (index into the hash arrays)."""
+def grow_generation(pos, state, gen, tried_nbrs, tref, cells, g, step, w, accept, gap, pool, slots, shape,
+                    heads, nxt, cell_rc, count, iters, stats):
+    """Try every fringe cell once; returns the new corner count (index into the hash arrays).
+    ``stats[code]`` counts the attempts by outcome (``OK`` or a refusal reason)."""
     J = np.empty((64, 3))
     res = np.empty(64)
     guess = np.empty(3)
+    band = np.empty(4)
     for i in range(cells.shape[0]):
         r, c = cells[i, 0], cells[i, 1]
         if state[r, c] == ON_SURFACE:
@@ -488,25 +456,15 @@ def grow_generation(pos, state, gen, tried_nbrs, cells, g, step, w, accept, gap,
         if not _initial_guess(pos, state, r, c, guess):
             continue
         p, cost = solve_corner(pos, state, r, c, guess, step, w, pool, slots, shape, J, res, iters)
-        ok = inside(p, shape, 0.5) and on_surface(pos, state, r, c, p, accept, pool, slots, shape)
-        if ok and folds(pos, state, heads, nxt, cell_rc, r, c, p, step, 0.5 * step, 3):
-            ok = False
-        if ok and near_other_sheet(pos, state, r, c, p, gap, pool, slots, shape):
-            ok = False
-        if ok:
-            # spacing sanity: no edge stretched/compressed by more than 50 %
-            for k in range(4):
-                rr = r + (1, -1, 0, 0)[k]
-                cc = c + (0, 0, 1, -1)[k]
-                if 0 <= rr < state.shape[0] and 0 <= cc < state.shape[1] and state[rr, cc] == ON_SURFACE:
-                    L = math.sqrt((p[0] - pos[rr, cc, 0]) ** 2 + (p[1] - pos[rr, cc, 1]) ** 2 +
-                                  (p[2] - pos[rr, cc, 2]) ** 2)
-                    if L < 0.5 * step or L > 1.5 * step:
-                        ok = False
-        if ok:
+        code = judge_corner(pos, state, tref, r, c, p, step, accept, gap, pool, slots, shape, band)
+        if code == OK and folds(pos, state, heads, nxt, cell_rc, r, c, p, step, 0.5 * step, 3):
+            code = FOLD
+        stats[code] += 1
+        if code == OK:
             pos[r, c, 0], pos[r, c, 1], pos[r, c, 2] = p[0], p[1], p[2]
             state[r, c] = ON_SURFACE
             gen[r, c] = g
+            tref[r, c] = band[1]
             if count < nxt.shape[0]:
                 hash_insert(heads, nxt, cell_rc, count, p[0], p[1], p[2], step, r, c)
                 count += 1
@@ -517,11 +475,12 @@ def grow_generation(pos, state, gen, tried_nbrs, cells, g, step, w, accept, gap,
 
 
 @nb.njit(cache=True)
-def refine_recent(pos, state, gen, g_min, step, w, accept, gap, pool, slots, shape, iters):
+def refine_recent(pos, state, gen, tref, g_min, step, w, accept, gap, pool, slots, shape, iters):
     """One Gauss–Seidel sweep re-solving corners added since generation ``g_min`` (neighbours
-    fixed); a new position is kept only if it still passes the surface test."""
+    fixed); a new position is kept only if it still passes :func:`judge_corner`."""
     J = np.empty((64, 3))
     res = np.empty(64)
+    band = np.empty(4)
     R, C = state.shape
     moved = 0
     for r in range(R):
@@ -532,9 +491,10 @@ def refine_recent(pos, state, gen, g_min, step, w, accept, gap, pool, slots, sha
             state[r, c] = EMPTY  # exclude itself from its own residuals
             p, cost = solve_corner(pos, state, r, c, p0, step, w, pool, slots, shape, J, res, iters)
             mv = math.sqrt((p[0] - p0[0]) ** 2 + (p[1] - p0[1]) ** 2 + (p[2] - p0[2]) ** 2)
-            if mv > 1e-6 and inside(p, shape, 0.5) and on_surface(pos, state, r, c, p, accept, pool, slots, shape) \
-                    and (mv < 0.5 or not near_other_sheet(pos, state, r, c, p, gap, pool, slots, shape)):
+            if mv > 1e-6 and judge_corner(pos, state, tref, r, c, p, step, accept, gap, pool, slots, shape,
+                                          band) == OK:
                 pos[r, c, 0], pos[r, c, 1], pos[r, c, 2] = p[0], p[1], p[2]
+                tref[r, c] = band[1]
                 moved += 1
             state[r, c] = ON_SURFACE
     return moved

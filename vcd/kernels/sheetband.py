@@ -1,0 +1,151 @@
+r"""The sheet-separation test of the patch grower: the prediction's band profile along a normal.
+
+A corner ``p`` (x, y, z voxels) with unit normal ``n`` is judged from the distance field ``D``
+(voxels to the nearest predicted-surface voxel) sampled on the line :math:`p + h\,n`,
+:math:`h \in [-\text{reach}, \text{reach}]`, every ``H = 0.25`` voxel. A sample is *inside* a band
+when :math:`D \le 1/2` (within half a voxel of a surface voxel, so a band ``k`` voxels thick reads
+as ``k`` voxels long along its normal). The profile gives
+
+- the **own band** :math:`[h_-, h_+]`: the run of inside samples nearest to ``h = 0`` (the corner
+  may sit up to ``accept`` voxels outside its band); its thickness :math:`t = h_+ - h_-`;
+- on each side, the **clearance** :math:`g_\pm`: voxels of background between the own band and the
+  next band along the line (:math:`\infty` if none within reach).
+
+Nothing here assumes a thickness. A run of background that splits what is one band (a dropout
+blob inside a thick sheet) is recognised by the *locally measured* reference thickness
+:math:`t_{ref}` (carried from corner to corner during growth): two runs whose total extent is at
+most :math:`1.25\,t_{ref} + 1` voxels are one band. Then, with ``gap`` the param ``sheet_gap``:
+
+- **near another sheet** if :math:`\min(g_+, g_-) < \text{gap}` — a wrap so close that an edge
+  (tested at ``accept`` voxels) could cross to it;
+- **fused band** if :math:`t > 1.6\,t_{ref} + 1.5` — two wraps merged into one thick band (a
+  sheet that thickens smoothly is followed, because :math:`t_{ref}` adapts as an exponential
+  average along the growth front: :math:`t_{ref}' = 0.75\,t_{ref} + 0.25\,t`).
+
+An accepted corner is moved to the centre of its band, :math:`p \leftarrow p + \tfrac12(h_- + h_+)\,n`,
+so thick or soft bands give corners on the sheet's mid-surface rather than anywhere inside it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from .field import dist_only
+
+H = 0.25          #: profile sample spacing (voxels)
+INSIDE = 0.5      #: D at or below this (voxels) is inside a band
+MERGE_SLACK = 1.0  #: voxels of extent allowed beyond 1.25 t_ref when merging split runs
+FUSE_RATIO, FUSE_SLACK = 1.6, 1.5
+TREF_KEEP = 0.75  #: weight of the neighbours' reference thickness in the new corner's
+
+# outcome codes (shared with the grower's refusal statistics)
+BAND_OK, BAND_NEAR_SHEET, BAND_FUSED, BAND_NONE = 0, 1, 2, 3
+
+
+@nb.njit(cache=True)
+def _inside(pool, slots, shape, p, n, h):
+    return dist_only(pool, slots, shape, p[0] + h * n[0], p[1] + h * n[1], p[2] + h * n[2]) <= INSIDE
+
+
+@nb.njit(cache=True)
+def _run_end(pool, slots, shape, p, n, h, sg, want_inside, limit):
+    """Walk from ``h`` in direction ``sg`` while the inside-state equals ``want_inside``; return the
+    last ``h`` with that state (or ``limit`` reached: returns ±limit)."""
+    while abs(h + sg * H) <= limit:
+        if _inside(pool, slots, shape, p, n, h + sg * H) != want_inside:
+            return h
+        h += sg * H
+    return sg * limit
+
+
+@nb.njit(cache=True)
+def own_band(pool, slots, shape, p, n, search):
+    """Inside run nearest to ``h = 0`` within ``±search`` voxels → (found, h_lo, h_hi)."""
+    h = 0.0
+    while h <= search + 1e-9:
+        for sg in (1.0, -1.0):
+            if _inside(pool, slots, shape, p, n, sg * h):
+                lo = _run_end(pool, slots, shape, p, n, sg * h, -1.0, True, 64.0)
+                hi = _run_end(pool, slots, shape, p, n, sg * h, 1.0, True, 64.0)
+                return True, lo, hi
+        h += H
+    return False, 0.0, 0.0
+
+
+@nb.njit(cache=True)
+def side_clearance(pool, slots, shape, p, n, edge, sg, lo, hi, t_ref, reach):
+    """Background voxels from the own band's edge (``edge`` = h_hi or h_lo, going ``sg``) to the next
+    band, merging runs that fit in one band of thickness ``t_ref``. Returns (clearance, lo, hi) with
+    the own band possibly extended by merged runs; clearance = inf if no band within ``reach``."""
+    while True:
+        gap_end = _run_end(pool, slots, shape, p, n, edge + sg * H, sg, False, reach)
+        if abs(gap_end) >= reach - 1e-9:
+            return math.inf, lo, hi
+        start = gap_end + sg * H  # first inside sample of the next run
+        stop = _run_end(pool, slots, shape, p, n, start, sg, True, reach)
+        new_lo, new_hi = min(lo, start, stop), max(hi, start, stop)
+        if new_hi - new_lo <= 1.25 * t_ref + MERGE_SLACK:
+            lo, hi, edge = new_lo, new_hi, stop   # a hole inside the own band: one band
+            continue
+        return abs(start - edge) - H, lo, hi
+
+
+@nb.njit(cache=True)
+def band_test(pool, slots, shape, p, n, t_ref, gap, accept, out):
+    """Sheet-separation test of corner ``p`` with normal ``n`` (see module docstring).
+
+    ``t_ref``: reference band thickness (voxels) from the neighbouring corners, or ≤ 0 if unknown (the
+    seed). Writes ``out = (shift along n to the band centre, own thickness, clearance +, clearance -)``
+    and returns a ``BAND_*`` code. ``gap <= 0`` disables the separation tests (centring still runs)."""
+    found, lo, hi = own_band(pool, slots, shape, p, n, accept + 0.5)
+    if not found:
+        return BAND_NONE
+    tr = t_ref if t_ref > 0 else hi - lo
+    reach = max(gap, 0.0) + 1.25 * tr + MERGE_SLACK + 2.0
+    cp, lo, hi = side_clearance(pool, slots, shape, p, n, hi, 1.0, lo, hi, tr, reach)
+    cm, lo, hi = side_clearance(pool, slots, shape, p, n, lo, -1.0, lo, hi, tr, reach)
+    out[0] = 0.5 * (lo + hi)
+    out[1] = hi - lo
+    out[2] = cp
+    out[3] = cm
+    if gap <= 0:
+        return BAND_OK
+    if min(cp, cm) < gap:
+        return BAND_NEAR_SHEET
+    if t_ref > 0 and hi - lo > FUSE_RATIO * t_ref + FUSE_SLACK:
+        return BAND_FUSED
+    return BAND_OK
+
+
+@nb.njit(cache=True)
+def oblique_sheet(pool, slots, shape, p, n, half_band, gap):
+    """Another sheet off the normal: probes along the 26 grid directions at 2..(half_band + gap)
+    voxels; a probe inside a band (D < 0.35) counts only if its height above the tangent plane clears
+    the own band (``half_band + 1``) and its curvature (s²/2R with R ≥ 10 voxels)."""
+    reach = half_band + gap
+    for k in range(26):
+        kk = k if k < 13 else k + 1
+        dx, dy, dz = kk % 3 - 1.0, (kk // 3) % 3 - 1.0, kk // 9 - 1.0
+        L = math.sqrt(dx * dx + dy * dy + dz * dz)
+        dx, dy, dz = dx / L, dy / L, dz / L
+        off = abs(dx * n[0] + dy * n[1] + dz * n[2])
+        if off < 0.5:
+            continue
+        s = 2.0
+        while s <= reach / off + 1e-9:
+            if s * off >= half_band + 1.0 + 0.05 * s * s and \
+                    dist_only(pool, slots, shape, p[0] + s * dx, p[1] + s * dy, p[2] + s * dz) < 0.35:
+                return True
+            s += 0.5
+    return False
+
+
+@nb.njit(cache=True)
+def next_t_ref(t_ref, t):
+    """Reference thickness carried to a new corner (exponential average along the growth front)."""
+    if t_ref <= 0:
+        return t
+    return TREF_KEEP * t_ref + (1.0 - TREF_KEEP) * t
