@@ -131,6 +131,10 @@ def status_text(args) -> str:
     counts = q.counts()
     kinds = sorted({k for k, _ in counts})
     lines = [f"volpkg: {vp}   scheduler: {'paused' if q.get_kv('paused', False) else 'running'}"]
+    from ..daemon.backoff import KV_STATE, status_line
+    growth = status_line(q.get_kv(KV_STATE), time.time())
+    if growth:
+        lines.append(growth)
     lines.append(f"{'KIND':10}" + "".join(f"{s:>10}" for s in ("queued", "running", "done", "failed", "cancelled")))
     for k in kinds:
         lines.append(f"{k:10}" + "".join(f"{counts.get((k, s), 0):>10}" for s in

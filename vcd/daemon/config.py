@@ -44,6 +44,9 @@ DEFAULTS: dict = {
         "housekeeping_seconds": 2.0,  # expired-lease requeue period
         "auto_retrace": True,         # retrace traces whose patches' masks/tags change
         "preview_seconds": 0.0,       # refresh previews this often (0 = only after traces)
+        "backoff_after": 20,          # seed/expand jobs in a row that wrote nothing before seeding backs off (0 = never)
+        "backoff_base_seconds": 30.0,  # first back-off wait after the last growth job; doubles per empty job
+        "backoff_max_seconds": 1800.0,  # longest back-off wait
     },
     "pipeline": {"after_trace": []},  # job kinds queued for each finished trace, e.g. ["winding", "render"]
 }
@@ -51,7 +54,8 @@ DEFAULTS: dict = {
 _TYPES = {"workers": int, "lease_seconds": float, "shutdown_timeout": float, "debounce_seconds": float,
           "thread_limit": int, "max_attempts": int, "seed_count": int, "expand_queue": int,
           "target_density": float, "max_patches": int, "interval_seconds": float, "reconcile_seconds": float,
-          "housekeeping_seconds": float, "preview_seconds": float}
+          "housekeeping_seconds": float, "preview_seconds": float,
+          "backoff_after": int, "backoff_base_seconds": float, "backoff_max_seconds": float}
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -96,6 +100,10 @@ def load_config(volpkg: str | os.PathLike, path: str | os.PathLike | None = None
         raise InputError(path, "[daemon] executor = \"dask\" needs dask_scheduler", "set dask_scheduler = \"tcp://host:8786\"")
     if cfg["daemon"]["workers"] < 1:
         raise InputError(path, "[daemon] workers must be >= 1", "set workers = 2")
+    sch = cfg["schedule"]
+    if sch["backoff_after"] < 0 or sch["backoff_base_seconds"] <= 0 or sch["backoff_max_seconds"] < sch["backoff_base_seconds"]:
+        raise InputError(path, "[schedule] needs backoff_after >= 0, backoff_base_seconds > 0 and "
+                         "backoff_max_seconds >= backoff_base_seconds", "defaults: 20, 30.0, 1800.0")
     addr = cfg["daemon"]["metrics_addr"]
     if addr and (":" not in addr or not addr.rsplit(":", 1)[1].isdigit()):
         raise InputError(path, f"[daemon] metrics_addr {addr!r} is not HOST:PORT", "e.g. \"127.0.0.1:9464\"")

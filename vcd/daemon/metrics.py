@@ -5,8 +5,12 @@ the job): ``vcd_jobs{kind,state}``, ``vcd_jobs_completed_total{kind,state}``,
 ``vcd_job_duration_seconds{kind}`` (histogram over finished jobs), ``vcd_queue_depth``,
 ``vcd_oldest_queued_age_seconds``, ``vcd_workers_busy``, ``vcd_job_failures_total{reason}``.
 Collection metrics: ``vcd_patches``, ``vcd_traces``, ``vcd_patch_area_cm2``,
-``vcd_overlap_deficit`` (patches with fewer than ``tgt_overlap_count`` links). Process counters:
-``vcd_watcher_events_total``.
+``vcd_overlap_deficit`` (patches with fewer than ``tgt_overlap_count`` links). Growth back-off
+(:mod:`vcd.daemon.backoff`): ``vcd_seed_failures_total{kind}`` (seed/expand jobs that wrote nothing:
+done without a patch, except "collection saturated", or failed), ``vcd_seed_backoff`` (1 while
+backed off), ``vcd_seed_backoff_interval_seconds``, ``vcd_seed_empty_streak`` (jobs in a row that
+wrote nothing), ``vcd_seed_last_failure_info{reason,top}`` (reason classes from a fixed vocabulary).
+Process counters: ``vcd_watcher_events_total``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
+
+from .backoff import KV_STATE
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -57,11 +63,38 @@ class QueueCollector:
             reason = (err.split(":")[0] if err else "unknown")[:60]
             f.add_metric([reason], n)
         yield f
+        yield from growth_metrics(q)
         stats = self.collection_stats()
         for key, help_ in (("patches", "Patches in paths/"), ("traces", "Traces"),
                            ("patch_area_cm2", "Total patch area (cm²)"),
                            ("overlap_deficit", "Patches with fewer than tgt_overlap_count links")):
             yield GaugeMetricFamily(f"vcd_{key}", help_, value=stats.get(key, 0))
+
+
+_EMPTY_GROWTH_SQL = (
+    "SELECT kind, COUNT(*) FROM jobs WHERE kind IN ('seed','expand') AND (state='failed' OR (state='done' AND "
+    "(NOT json_valid(result) OR (json_extract(result, '$.written') IS NULL AND "
+    "COALESCE(json_extract(result, '$.reason'), '') NOT LIKE 'collection saturated%')))) GROUP BY kind")
+
+
+def growth_metrics(q):
+    """Seed/expand jobs that wrote nothing (from the jobs table) and the scheduler's back-off state
+    (from the kv table) — right whichever process ran the jobs."""
+    f = CounterMetricFamily("vcd_seed_failures", "Seed/expand jobs that wrote nothing (failed, or done without "
+                            "a patch other than 'collection saturated')", labels=["kind"])
+    n = dict(q.conn.execute(_EMPTY_GROWTH_SQL).fetchall())
+    for kind in ("seed", "expand"):
+        f.add_metric([kind], n.get(kind, 0))
+    yield f
+    st = q.get_kv(KV_STATE) or {}
+    yield GaugeMetricFamily("vcd_seed_backoff", "1 while seeding/expansion is backed off", value=int(bool(st.get("active"))))
+    yield GaugeMetricFamily("vcd_seed_backoff_interval_seconds", "Current back-off wait between growth jobs",
+                            value=float(st.get("interval_s") or 0.0))
+    yield GaugeMetricFamily("vcd_seed_empty_streak", "Seed/expand jobs in a row that wrote nothing",
+                            value=int(st.get("streak") or 0))
+    if st.get("last"):
+        yield InfoMetricFamily("vcd_seed_last_failure", "Reason class of the newest and the most frequent empty "
+                               "growth job of the current streak", value={"reason": st["last"], "top": st.get("top") or ""})
 
 
 class Metrics:

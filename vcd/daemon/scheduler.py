@@ -9,6 +9,7 @@ collection saturated returns without writing, and the next check sees the densit
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ..errors import VcdError
 from ..formats.overlaps import read_overlaps
 from ..formats.volpkg import list_patches
+from . import backoff as bo
 from .config import job_params
 from .queue import JobQueue
 
@@ -30,6 +32,23 @@ def collection_stats(volpkg: Path, tgt_overlap_count: int) -> dict:
     return {"patches": len(patches), "traces": len(traces), "overlap_deficit": deficit,
             "patch_area_cm2": sum(float(m.get("area_cm2") or 0) for _, m in patches),
             "density": 1.0 - deficit / len(patches) if patches else 0.0}
+
+
+def growth_results(q: JobQueue, since_id: int = 0, limit: int = 400) -> list[dict]:
+    """The newest finished seed/expand jobs with ``id > since_id``, newest first, results parsed
+    (the input of :func:`vcd.daemon.backoff.backoff_summary`)."""
+    rows = q.conn.execute("SELECT id, state, result, error, finished FROM jobs WHERE kind IN ('seed','expand') "
+                          "AND state IN ('done','failed') AND id > ? ORDER BY id DESC LIMIT ?",
+                          (int(since_id), int(limit))).fetchall()
+    out = []
+    for jid, state, result, error, finished in rows:
+        try:
+            res = json.loads(result) if result else None
+        except ValueError:
+            res = None
+        out.append({"id": jid, "state": state, "result": res if isinstance(res, dict) else None, "error": error,
+                    "finished": finished})
+    return out
 
 
 class Scheduler:
@@ -47,6 +66,7 @@ class Scheduler:
         self.pool = pool
         self._lock = threading.Lock()
         self._backing_off = False
+        self._warned_backoff = False
         self.sched = BackgroundScheduler(daemon=True)
 
     def volume(self) -> Path | None:
@@ -75,6 +95,9 @@ class Scheduler:
             q, s = self.queue, self.cfg["schedule"]
             if not s["expansion"] or q.get_kv("paused", False):
                 return
+            if self.volume() is None:
+                return
+            state, now = self.growth_backoff(), time.time()
             # a failure storm (e.g. bad params) must not flood the queue: back off while recent
             # growth jobs only fail
             since = time.time() - 60
@@ -87,16 +110,17 @@ class Scheduler:
                 self._backing_off = True
                 return
             self._backing_off = False
-            if self.volume() is None:
-                return
             counts = q.counts()
 
             def active(kind):
                 return counts.get((kind, "queued"), 0) + counts.get((kind, "running"), 0)
+
+            def allowed(wanted):
+                return bo.allowed_new_jobs(state, wanted, active("seed") + active("expand"), now)
             tgt = int(self.grow_params("expand").get("tgt_overlap_count", 20))
             stats = collection_stats(self.volpkg, tgt)
             if stats["patches"] == 0:
-                for _ in range(max(0, s["seed_count"] - active("seed"))):
+                for _ in range(allowed(s["seed_count"] - active("seed"))):
                     q.submit("seed", self.grow_params("seed"), priority=2, max_attempts=self.cfg["daemon"]["max_attempts"])
                 return
             if stats["density"] >= s["target_density"] or stats["patches"] >= s["max_patches"]:
@@ -106,8 +130,32 @@ class Scheduler:
             if len(recent_expand) == 4 and all('"written": null' in (r[0] or "") for r in recent_expand) \
                     and not counts.get(("expand", "running"), 0):
                 return  # saturated: the last expansions found no under-covered place
-            for _ in range(max(0, s["expand_queue"] - counts.get(("expand", "queued"), 0))):
+            for _ in range(allowed(s["expand_queue"] - counts.get(("expand", "queued"), 0))):
                 q.submit("expand", self.grow_params("expand"), priority=1, max_attempts=self.cfg["daemon"]["max_attempts"])
+
+    def growth_backoff(self) -> dict:
+        """Recompute the back-off state from the queue, store it (kv ``growth_backoff``) when it
+        changed, log the warning once per episode (and when it ends); returns the state."""
+        q, s = self.queue, self.cfg["schedule"]
+        fp = bo.fingerprint(self.grow_params("seed"), self.grow_params("expand"), bo.volume_signature(self._volume))
+        prev_epoch = q.get_kv(bo.KV_EPOCH)
+        epoch = bo.epoch_since(prev_epoch, fp, q.conn.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0])
+        if epoch != prev_epoch:
+            q.set_kv(bo.KV_EPOCH, epoch)
+        summary = bo.backoff_summary(growth_results(q, epoch["since"]))
+        state = bo.backoff_state(summary, s["backoff_after"], s["backoff_base_seconds"], s["backoff_max_seconds"])
+        if state["active"] and not self._warned_backoff:
+            self._warned_backoff = True
+            self.log.warning("seeding_backoff", message=bo.status_line(state), jobs_in_a_row=state["streak"],
+                             reason=state["top_text"], reason_class=state["top"], fix=state["fix"],
+                             interval_s=state["interval_s"], max_interval_s=s["backoff_max_seconds"])
+        elif self._warned_backoff and not state["active"]:
+            self._warned_backoff = False
+            self.log.info("seeding_backoff_ended", why="params or volume changed" if epoch != prev_epoch
+                          else "a growth job wrote a patch")
+        if state != q.get_kv(bo.KV_STATE):
+            q.set_kv(bo.KV_STATE, state)
+        return state
 
     def housekeeping(self) -> None:
         with self._lock:
