@@ -33,7 +33,7 @@ SATURATED = "saturated"
 #: reason text → class and the fix a user can apply (used when a result carries no "fix" of its own)
 _CLASSES = (
     (re.compile(r"^collection saturated"), SATURATED, ""),
-    (re.compile(r"under min_area_cm"), "under_min_area",
+    (re.compile(r"min_area_cm"), "under_min_area",
      "lower min_area_cm in the volpkg's seed.json / expand.json (or [params.seed] / [params.expand] "
      "min_area_cm in vcd.toml){largest}"),
     (re.compile(r"no uncovered predicted surface"), "no_surface_found",
@@ -167,8 +167,8 @@ def status_line(state: dict | None, now: float | None = None) -> str | None:
         if now is not None and state.get("next_at"):
             wait = f" — next try in {_fmt_s(max(0.0, state['next_at'] - now))} (interval {_fmt_s(state['interval_s'])})"
     else:
-        head = (f"growth: {state['streak']} jobs in a row wrote nothing (seeding backs off after "
-                f"{state['threshold']})")
+        n = state["streak"]
+        head = f"growth: {n} job{'s' if n != 1 else ''} in a row wrote nothing (seeding backs off after {state['threshold']})"
         wait = ""
     return f"{head} — top reason: {reason} — fix: {state.get('fix') or _FALLBACK_FIX}{wait}"
 
