@@ -11,6 +11,7 @@ from ..formats.jsonio import read_json
 
 def _grow(args) -> int:
     from ..jobs import JobContext
+    from ..grow.grower import format_stats
     from ..jobs._grow_common import run_grow_job
     params = read_json(args.params, "params JSON")
     if not isinstance(params, dict):
@@ -25,17 +26,22 @@ def _grow(args) -> int:
     if seed is not None:
         job["seed_point"] = seed
     res = run_grow_job(job, JobContext(), mode)
+    if res.get("stats"):
+        print(format_stats(res["stats"]), file=sys.stderr)
+    if res.get("no_surface"):
+        raise InputError(args.volume, res["reason"], res["fix"])
     if res.get("written"):
         print(f"wrote {Path(args.paths) / res['written']} ({res['area_cm2']:.4f} cm², {res['corners']} corners)")
         return 0
-    print(f"nothing written: {res['reason']}", file=sys.stderr)
+    print(f"nothing written: {res['reason']}" + (f" — fix: {res['fix']}" if res.get("fix") else ""),
+          file=sys.stderr)
     return 0
 
 
 def _add_overlap(args) -> int:
     from ..grow.linking import link_new_patch
     seg = Path(args.segment)
-    linked = link_new_patch(args.tgt_dir, seg.name)
+    linked = link_new_patch(args.tgt_dir, seg.name, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     print(f"{seg.name}: {len(linked)} overlaps" + (f" ({', '.join(linked)})" if linked else ""))
     return 0
 

@@ -41,6 +41,8 @@ def describe_surface(path: Path, voxelsize: float | None = None) -> dict:
            "scale": list(s.scale), "valid_points": int(s.valid.sum()), "area_vx2": round(area, 1),
            "bbox": s.bbox(), "source": s.meta.get("source"), "tags": sorted(s.tags),
            "overlaps": len(read_overlaps(path, strict=True)), "mask": (path / "mask.tif").exists()}
+    if "vcd_grow_stats" in s.meta:
+        out["grow_stats"] = s.meta["vcd_grow_stats"]
     if voxelsize is not None:
         out["area_cm2"] = round(area_cm2(area, voxelsize), 4)
     elif "area_cm2" in s.meta:

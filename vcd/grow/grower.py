@@ -22,6 +22,7 @@ import numpy as np
 
 from ..kernels import grow as K
 from ..kernels import sheetband as SB
+from ..kernels.field import dist_many
 from .distance import DistanceField
 
 #: residual weights (spacing, straightness, surface, edge-surface)
@@ -38,10 +39,42 @@ class GrowResult:
     reason: str              #: why growth stopped
     refusals: dict = None    #: fringe attempts refused, by reason (off_surface, near_sheet, ...)
     attempts: int = 0        #: fringe corner attempts in all
+    seed: np.ndarray = None  #: the seed after snapping onto the predicted surface, (x, y, z) voxels
 
 
 #: names of the kernel's refusal codes, in code order (``K.OK`` first)
 REASONS = ("accepted", "off_surface", "near_sheet", "fused_band", "fold", "bounds", "not_converged")
+
+
+#: what a user can do when most refusals have one reason
+FIXES = {
+    "off_surface": "the prediction ends or has holes here: for soft predictions lower `threshold`, or raise "
+                   "`accept_dist`",
+    "near_sheet": "wraps touch here: the patch grows around; lower `sheet_gap` only if jumps are acceptable",
+    "fused_band": "two wraps fuse into one band here: the patch grows around; seed on the other side",
+    "fold": "the grid folds onto itself: lower `step_size`",
+    "bounds": "the patch reached the volume's edge",
+    "not_converged": "the sheet turns faster than the grid can follow: lower `step_size`",
+}
+
+
+def grow_stats(result: "GrowResult") -> dict:
+    """``vcd_grow_stats`` of a run: stop reason, attempts, refusals by reason (counts and shares,
+    largest first), the top reason and its fix."""
+    refused = {k: v for k, v in sorted((result.refusals or {}).items(), key=lambda kv: -kv[1]) if v}
+    n = max(sum(refused.values()), 1)
+    top = next(iter(refused), None)
+    return {"stop_reason": result.reason, "generations": result.max_gen, "corners": result.n_corners,
+            "attempts": result.attempts, "refused": refused,
+            "refused_share": {k: round(v / n, 3) for k, v in refused.items()},
+            "top_refusal": top, "fix": FIXES.get(top, "")}
+
+
+def format_stats(stats: dict) -> str:
+    """One line for stderr: why growth stopped and the share of refused fringe corners by reason."""
+    shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in stats["refused_share"].items()) or "none"
+    return (f"stopped: {stats['stop_reason']} after {stats['generations']} generations, {stats['corners']} "
+            f"corners; refused fringe corners: {shares}")
 
 
 def _empty(reason: str) -> GrowResult:
@@ -71,13 +104,46 @@ def local_frame(field: DistanceField, p: np.ndarray, radius: float) -> tuple[np.
     offs = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(np.float64)
     offs = offs[np.linalg.norm(offs, axis=1) <= radius]
     pts = np.round(p) + offs
-    d = np.array([K.dist_only(field.pool, field.slots, field.shape, *q) for q in pts])
+    d = dist_many(field.pool, field.slots, field.shape, pts)
     on = pts[d <= 0.5]
     if len(on) < 6:
         raise ValueError("too few surface voxels around the seed")
     cov = np.cov((on - on.mean(0)).T)
     w, v = np.linalg.eigh(cov)
     return v[:, 2], v[:, 1], v[:, 0]
+
+
+def _seed_quad(field: DistanceField, p0: np.ndarray, frame, a0: float, step: float, accept: float):
+    """Four corners of a ``step``-voxel square around ``p0`` on the surface, each centred in its band:
+    ``[(point, band thickness), ...]`` in (row, col) order (0,0), (0,1), (1,0), (1,1), or None.
+
+    The square's in-plane rotation starts at ``a0`` (radians; random seeds are then independent of
+    axis alignment) and turns by 45° until all four corners and their edges fit (dropout holes)."""
+    t1, t2, n = frame
+    shape = field.shape
+    J, res, band = np.empty((64, 3)), np.empty(64), np.empty(4)
+    for k in range(8):
+        a = a0 + k * math.pi / 4
+        u = math.cos(a) * t1 + math.sin(a) * t2
+        v = np.cross(n, u)
+        pos = np.full((2, 2, 3), -1.0)
+        state = np.zeros((2, 2), np.int8)
+        out = []
+        for (r, c), (a_r, a_c) in zip(((0, 0), (0, 1), (1, 0), (1, 1)), ((-.5, -.5), (-.5, .5), (.5, -.5), (.5, .5))):
+            guess = p0 + a_r * step * v + a_c * step * u
+            p, _ = K.solve_corner(pos, state, r, c, guess, step, WEIGHTS, field.pool, field.slots, shape, J, res, 20)
+            t = 0.0
+            if SB.band_test(field.pool, field.slots, shape, p, n, 0.0, 0.0, accept, band) == SB.BAND_OK:
+                p, t = p + band[0] * n, band[1]
+            if not (K.inside(p, shape, 0.5) and K.on_surface(pos, state, r, c, p, accept, field.pool, field.slots,
+                                                             shape)):
+                break
+            pos[r, c], state[r, c] = p, K.ON_SURFACE
+            out.append((p, t))
+        if len(out) == 4:
+            med = float(np.median([t for _, t in out]))
+            return [(p, med) for p, _ in out]
+    return None
 
 
 def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, accept: float = 1.5,
@@ -88,17 +154,16 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     shape = field.shape
     p0 = project_to_surface(field, seed_xyz)
     d0 = K.dist_only(field.pool, field.slots, shape, *p0)
-    if d0 > accept:
-        return _empty(f"no predicted surface within reach of the seed {list(np.round(seed_xyz, 1))}")
+    snap = max(4.0, 0.5 * step)
+    if d0 > accept or np.linalg.norm(p0 - np.asarray(seed_xyz, float)) > snap:
+        return _empty(f"no predicted surface within {snap:g} voxels of the seed "
+                      f"{[round(float(v), 1) for v in seed_xyz]}")
     field.ensure_around(p0[None], 3 * step + 4)
     try:
         t1, t2, _n = local_frame(field, p0, max(3.0, min(step, 8.0)))
     except ValueError as exc:
         return _empty(str(exc))
-    # a random rotation of the in-plane frame makes random seeds independent of axis alignment
-    a = rng.uniform(0, 2 * math.pi)
-    u = math.cos(a) * t1 + math.sin(a) * t2
-    v = np.cross(_n, u)
+    a0 = rng.uniform(0, 2 * math.pi)
     size = 2 * generations + 12
     pos = np.full((size, size, 3), -1.0)
     state = np.zeros((size, size), np.int8)
@@ -113,21 +178,14 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     cell_rc = np.zeros((max_corners, 2), np.int64)
     count = 0
     c0 = size // 2
-    J, res = np.empty((64, 3)), np.empty(64)
-    # the seed quad: four corners around p0, each solved onto the surface
-    quad = [(c0, c0, -0.5, -0.5), (c0, c0 + 1, -0.5, 0.5), (c0 + 1, c0, 0.5, -0.5), (c0 + 1, c0 + 1, 0.5, 0.5)]
-    band = np.empty(4)
-    for r, c, a_r, a_c in quad:
-        guess = p0 + a_r * step * v + a_c * step * u
-        p, _ = K.solve_corner(pos, state, r, c, guess, step, WEIGHTS, field.pool, field.slots, shape, J, res, 20)
-        if SB.band_test(field.pool, field.slots, shape, p, _n, 0.0, 0.0, accept, band) == SB.BAND_OK:
-            p = p + band[0] * _n   # to the centre of its band
-            tref[r, c] = band[1]
-        if not (K.inside(p, shape, 0.5) and K.on_surface(pos, state, r, c, p, accept, field.pool, field.slots, shape)):
-            return _empty("the seed quad does not fit on the predicted surface (too curved or too small "
-                          "for step_size)")
+    quad = _seed_quad(field, p0, (t1, t2, _n), a0, step, accept)
+    if quad is None:
+        return _empty("the seed quad does not fit on the predicted surface in any of 8 orientations (too "
+                      "curved, holed or small for step_size)")
+    for (r, c), (p, t) in zip(((c0, c0), (c0, c0 + 1), (c0 + 1, c0), (c0 + 1, c0 + 1)), quad):
         pos[r, c] = p
         state[r, c] = K.ON_SURFACE
+        tref[r, c] = t
         K.hash_insert(heads, nxt, cell_rc, count, p[0], p[1], p[2], step, r, c)
         count += 1
     tref[state == K.ON_SURFACE] = np.median(tref[state == K.ON_SURFACE])
@@ -170,4 +228,4 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     quads = onc[:-1, :-1] & onc[1:, :-1] & onc[:-1, 1:] & onc[1:, 1:]
     refusals = {REASONS[k]: int(stats[k]) for k in range(1, K.N_REASONS)}
     return GrowResult(pts, gens, int(onc.sum()), int(g), float(quads.sum() * step * step), reason, refusals,
-                      int(stats.sum()))
+                      int(stats.sum()), p0)

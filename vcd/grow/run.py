@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..formats.tifxyz import area_cm2, timestamp_name, write_surface
 from ..formats.volume import open_volume
 from .distance import DistanceField
-from .grower import grow_patch
+from .grower import grow_patch, grow_stats
 from .params import GrowParams
 from .seeding import expansion_start, random_seed_point
 
@@ -70,7 +70,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
         p = np.asarray(seed_point, dtype=np.float64)
         z, y, x = vol.shape
         if not (0 <= p[0] < x and 0 <= p[1] < y and 0 <= p[2] < z):
-            raise InputError(None, f"seed {list(p)} is outside the volume (x < {x}, y < {y}, z < {z})",
+            raise InputError(None, f"seed {[round(float(v), 1) for v in p]} is outside the volume (x < {x}, y < {y}, z < {z})",
                              "give X Y Z in level-0 voxels inside the volume")
         vc_mode = "explicit_seed"
     elif mode == "expansion":
@@ -81,10 +81,12 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
         p, source_patch, seed_overlap = start
         vc_mode = "expansion"
     else:
-        p = random_seed_point(pred, rng, paths, params.max_tries)
+        p = random_seed_point(pred, rng, paths, params.max_tries, params.threshold)
         if p is None:
-            return {"written": None, "reason": f"no uncovered predicted surface found in {params.max_tries} "
-                    "random probes"}
+            return {"written": None, "no_surface": True, "top_refusal": "no_surface",
+                    "reason": f"no uncovered predicted surface (value >= threshold {params.threshold}) found in "
+                              f"{params.max_tries} random probes",
+                    "fix": "check that the volume is a surface prediction; for soft predictions lower `threshold`"}
         vc_mode = "random_seed"
     result = grow_patch(field, p, float(params.step_size), int(params.generations), params.accept_dist, rng,
                         progress, sheet_gap=params.sheet_gap)
@@ -93,7 +95,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
         # a start where the seed quad does not fit (a hole, a tight curve): try another one, as VC3D does
         attempts += 1
         start = (expansion_start(paths, pred, rng, params.tgt_overlap_count) if vc_mode == "expansion"
-                 else (random_seed_point(pred, rng, paths, params.max_tries), None, None))
+                 else (random_seed_point(pred, rng, paths, params.max_tries, params.threshold), None, None))
         if start is None or start[0] is None:
             break
         p, sp, so = start
@@ -101,17 +103,25 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
             source_patch, seed_overlap = sp, so
         result = grow_patch(field, p, float(params.step_size), int(params.generations), params.accept_dist, rng,
                             progress, sheet_gap=params.sheet_gap)
+    stats = grow_stats(result)
     if result.n_corners == 0:
         if vc_mode == "explicit_seed":
             raise InputError(None, f"nothing grown: {result.reason}",
-                             "seed on a predicted surface voxel (value >= 170)")
-        return {"written": None, "reason": result.reason}
+                             f"seed on or within a few voxels of a predicted surface voxel (value >= "
+                             f"threshold {params.threshold})")
+        return {"written": None, "reason": result.reason, "top_refusal": "seed_quad", "stats": stats,
+                "fix": "seeds land where the surface is too curved or holed for step_size: lower `step_size`"}
+    if vc_mode == "explicit_seed" and np.linalg.norm(result.seed - p) > 0.5:
+        warn(f"seed {[round(float(v), 1) for v in p]} is off the predicted surface: moved "
+             f"{np.linalg.norm(result.seed - p):.1f} voxels to {[round(float(v), 1) for v in result.seed]}")
     voxelsize = vol.voxelsize
     cm2 = area_cm2(result.area_vx2, voxelsize)
     if cm2 < params.min_area_cm:
-        return {"written": None, "area_cm2": cm2,
+        return {"written": None, "area_cm2": cm2, "stats": stats, "refusals": stats["refused"],
+                "top_refusal": stats["top_refusal"] or "min_area",
                 "reason": f"patch of {cm2:.4f} cm² is under min_area_cm={params.min_area_cm} ({result.reason}); "
-                          "nothing written — lower min_area_cm to keep small patches"}
+                          "nothing written — lower min_area_cm to keep small patches",
+                "fix": f"lower `min_area_cm` (below {cm2:.4f}) or {stats['fix'] or 'seed elsewhere'}"}
     name = unique_name(paths, "auto_grown_")
     elapsed = time.perf_counter() - t0
     meta = {
@@ -119,14 +129,15 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
         "seed": [float(v) for v in p], "elapsed_time_s": elapsed, "source": "vcd_grow",
         "vc_gsfs_params": params_raw if params_raw is not None else params.to_dict(),
         "vc_gsfs_mode": vc_mode, "vc_gsfs_version": f"vcd-{__version__}", "scale": [1.0 / params.step_size] * 2,
-        "vcd_stop_reason": result.reason,
+        "vcd_stop_reason": result.reason, "vcd_grow_stats": stats,
     }
     if seed_overlap is not None:
         meta["seed_overlap"] = int(seed_overlap)
     write_surface(paths / name, result.points, meta, channels={"generations": result.generations})
     out = {"written": name, "area_cm2": cm2, "area_vx2": result.area_vx2, "corners": result.n_corners,
            "mode": vc_mode, "reason": result.reason, "elapsed_s": elapsed,
-           "distance_chunks_computed": field.computed}
+           "distance_chunks_computed": field.computed, "stats": stats, "refusals": stats["refused"],
+           "top_refusal": stats["top_refusal"], "fix": stats["fix"]}
     if vc_mode == "expansion":
         from .linking import link_new_patch
         out["linked"] = link_new_patch(paths, name, params.search_effort, also=[source_patch], warn=warn)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numba as nb
+import numpy as np
 
 UNITS = 8.0
 FAR = 255.0
@@ -59,3 +60,12 @@ def dist_grad(pool, slots, shape, x, y, z):
 def dist_only(pool, slots, shape, x, y, z):
     v, _, _, _ = dist_grad(pool, slots, shape, x, y, z)
     return v
+
+
+@nb.njit(cache=True)
+def dist_many(pool, slots, shape, pts):
+    """:func:`dist_only` at every row of ``pts`` (N×3, (x, y, z) voxels) → float64[N] voxels."""
+    out = np.empty(pts.shape[0])
+    for i in range(pts.shape[0]):
+        out[i] = dist_only(pool, slots, shape, pts[i, 0], pts[i, 1], pts[i, 2])
+    return out
