@@ -195,6 +195,7 @@ def test_daemon_backs_off_on_a_volpkg_where_nothing_can_grow(daemon_factory):
         waits.append(p["created"] - max(j["finished"] for j in earlier))
         assert waits[-1] >= bo.next_seed_interval(empty_before, 4, 1.0, 8.0) - 1e-3, (waits, empty_before)
     assert waits[1] >= 2.0 - 1e-3  # doubled
+    print(f"onset after {onset} seed jobs; probe waits {[round(w, 2) for w in waits]} s")
     # before the back-off, seed_count = 2 jobs were kept queued side by side
     first = [j for j in seeds if j["id"] <= onset]
     assert any(b["created"] < a["finished"] for a, b in zip(first, first[1:]))
@@ -207,6 +208,7 @@ def test_daemon_backs_off_on_a_volpkg_where_nothing_can_grow(daemon_factory):
     r = subprocess.run([sys.executable, "-m", "vcd.cli.ctl", "--volpkg", str(vp), "status"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    print(r.stdout)
     head = r.stdout.splitlines()[1]
     assert head.startswith("seeding backed off: ") and "jobs in a row wrote nothing" in head, r.stdout
     assert "min_area_cm=1000" in head and "fix: " in head, head  # the grower's reason, its fix or ours
