@@ -24,6 +24,23 @@ from .pointsearch import _closest_on_triangle, hash_bucket, hash_cells_within
 
 
 @nb.njit(cache=True)
+def _tri_params(a, b, c, p):
+    """``(s, t)`` with ``p = a + s (b - a) + t (c - a)`` (p on the triangle's plane)."""
+    e0x, e0y, e0z = b[0] - a[0], b[1] - a[1], b[2] - a[2]
+    e1x, e1y, e1z = c[0] - a[0], c[1] - a[1], c[2] - a[2]
+    vx, vy, vz = p[0] - a[0], p[1] - a[1], p[2] - a[2]
+    A = e0x * e0x + e0y * e0y + e0z * e0z
+    B = e0x * e1x + e0y * e1y + e0z * e1z
+    C = e1x * e1x + e1y * e1y + e1z * e1z
+    D = e0x * vx + e0y * vy + e0z * vz
+    E = e1x * vx + e1y * vy + e1z * vz
+    det = A * C - B * B
+    if det <= 1e-12:
+        return 0.0, 0.0
+    return (C * D - B * E) / det, (A * E - B * D) / det
+
+
+@nb.njit(cache=True)
 def closest_per_surface(flat, fvalid, off, shape, gsurf, lo, dims, cell, keys, starts, order, queries, colmap,
                         ncol, reach, max_edge, enough):
     """Closest point of each wanted surface to each query.
@@ -34,10 +51,12 @@ def closest_per_surface(flat, fvalid, off, shape, gsurf, lo, dims, cell, keys, s
     ``reach`` voxels are not examined; nor are the quads of a vertex farther than the best distance so
     far + ``max_edge`` (they cannot be closer), nor anything more for a pair already within ``enough``
     voxels (0: exact closest points). Returns ``dist`` float64 [Q, ncol] (inf where nothing was in
-    reach) and ``pts`` float64 [Q, ncol, 3] (voxels)."""
+    reach), ``pts`` float64 [Q, ncol, 3] (voxels) and ``locs`` float64 [Q, ncol, 2]: the closest
+    point's fractional (row, col) in its surface's grid (-1 where nothing was in reach)."""
     nq = queries.shape[0]
     dist2 = np.full((nq, ncol), np.inf)
     pts = np.full((nq, ncol, 3), -1.0)
+    locs = np.full((nq, ncol, 2), -1.0)
     tmp = np.empty(3)
     a = np.empty(3)
     b = np.empty(3)
@@ -63,13 +82,14 @@ def closest_per_surface(flat, fvalid, off, shape, gsurf, lo, dims, cell, keys, s
                         best = dist2[i, j]
                         if best <= enough2:
                             continue
+                        H, W = shape[s, 0], shape[s, 1]
+                        r, cc = (g - off[s]) // W, (g - off[s]) % W
                         if d < best:
                             dist2[i, j] = d
                             pts[i, j, 0], pts[i, j, 1], pts[i, j, 2] = flat[g, 0], flat[g, 1], flat[g, 2]
+                            locs[i, j, 0], locs[i, j, 1] = r, cc
                         elif d > (math.sqrt(best) + max_edge) ** 2:
                             continue
-                        H, W = shape[s, 0], shape[s, 1]
-                        r, cc = (g - off[s]) // W, (g - off[s]) % W
                         for dr in range(-1, 1):
                             for dc in range(-1, 1):
                                 r0, c0 = r + dr, cc + dc
@@ -90,7 +110,12 @@ def closest_per_surface(flat, fvalid, off, shape, gsurf, lo, dims, cell, keys, s
                                     if d < dist2[i, j]:
                                         dist2[i, j] = d
                                         pts[i, j, 0], pts[i, j, 1], pts[i, j, 2] = tmp[0], tmp[1], tmp[2]
-    return np.sqrt(dist2), pts
+                                        su, sv = _tri_params(a, b, c, tmp)
+                                        if t == 0:
+                                            locs[i, j, 0], locs[i, j, 1] = r0 + sv, c0 + su
+                                        else:
+                                            locs[i, j, 0], locs[i, j, 1] = r0 + 1 - sv, c0 + 1 - su
+    return np.sqrt(dist2), pts, locs
 
 
 class PackedSurfaces:
@@ -117,6 +142,12 @@ class PackedSurfaces:
         """``(dist [Q, S], pts [Q, S, 3])`` from each (x, y, z) query (Q×3) to each of ``surfaces``
         (S indices); exact for distances ≤ ``d_max`` voxels (a larger value or inf beyond). With
         ``enough`` > 0 a pair stops at the first point within ``enough`` (for "within?" tests)."""
+        d, pts, _ = self.closest_locs(queries, surfaces, d_max, enough)
+        return d, pts
+
+    def closest_locs(self, queries: np.ndarray, surfaces, d_max: float, enough: float = 0.0):
+        """:meth:`closest` plus ``locs [Q, S, 2]``: each closest point's fractional (row, col) in its
+        surface's grid (-1 where nothing is within reach)."""
         queries = np.ascontiguousarray(np.asarray(queries, dtype=np.float64).reshape(-1, 3))
         surfaces = np.asarray(surfaces, np.int64)
         lo, dims, keys, starts, order = self.hash
@@ -127,3 +158,117 @@ class PackedSurfaces:
                                        d_max + self.max_edge, self.max_edge, enough)
         finally:
             self._colmap[surfaces] = -1
+
+    def walk(self, surfaces, locs, targets, max_disp, iters: int = 12):
+        """Walk each surface's own grid from ``locs`` (N×2 fractional (row, col)) towards the (x, y, z)
+        ``targets`` (N×3, voxels), at most ``max_disp`` (scalar or N) grid units: see :func:`walk_many`.
+        Returns ``(locs, pts, ok, tangential)``."""
+        surfaces = np.asarray(surfaces, np.int64).reshape(-1)
+        md = np.ascontiguousarray(np.broadcast_to(np.asarray(max_disp, np.float64), surfaces.shape))
+        return walk_many(self.flat, self.fvalid, self.off, self.shape, surfaces,
+                         np.ascontiguousarray(locs, dtype=np.float64).reshape(-1, 2),
+                         np.ascontiguousarray(targets, dtype=np.float64).reshape(-1, 3), md, int(iters))
+
+    def at(self, surfaces, locs):
+        """Bilinear (x, y, z) of each surface at its fractional (row, col) ``locs`` (N×2) and whether
+        the loc is valid (inside the grid, its quad's 4 vertices valid)."""
+        return sample_many(self.flat, self.fvalid, self.off, self.shape, np.asarray(surfaces, np.int64),
+                           np.ascontiguousarray(locs, dtype=np.float64).reshape(-1, 2))
+
+
+@nb.njit(cache=True)
+def _eval(flat, fvalid, o, H, W, r, c, out):
+    """Bilinear point and its (row, col) derivatives at fractional ``(r, c)`` of the surface at packed
+    offset ``o`` (``H × W``); ``out`` [3, 3] = (P, dP/drow, dP/dcol). False if the loc is invalid:
+    outside the grid or a vertex of its quad invalid."""
+    if not (r >= 0.0 and c >= 0.0 and r <= H - 1 and c <= W - 1) or H < 2 or W < 2:
+        return False
+    r0 = min(int(math.floor(r)), H - 2)
+    c0 = min(int(math.floor(c)), W - 2)
+    fr, fc = r - r0, c - c0
+    g00 = o + r0 * W + c0
+    g01, g10, g11 = g00 + 1, g00 + W, g00 + W + 1
+    if not (fvalid[g00] and fvalid[g01] and fvalid[g10] and fvalid[g11]):
+        return False
+    for k in range(3):
+        a, b, d, e = flat[g00, k], flat[g01, k], flat[g10, k], flat[g11, k]
+        out[0, k] = (1 - fr) * ((1 - fc) * a + fc * b) + fr * ((1 - fc) * d + fc * e)
+        out[1, k] = (1 - fc) * (d - a) + fc * (e - b)
+        out[2, k] = (1 - fr) * (b - a) + fr * (e - d)
+    return True
+
+
+@nb.njit(cache=True)
+def sample_many(flat, fvalid, off, shape, surf, locs):
+    """Bilinear points (N×3) at ``locs`` (N×2 fractional (row, col)) of surfaces ``surf`` (N) and validity."""
+    n = surf.shape[0]
+    pts = np.full((n, 3), -1.0)
+    ok = np.zeros(n, np.bool_)
+    e = np.empty((3, 3))
+    for i in range(n):
+        s = surf[i]
+        if _eval(flat, fvalid, off[s], shape[s, 0], shape[s, 1], locs[i, 0], locs[i, 1], e):
+            ok[i] = True
+            pts[i, 0], pts[i, 1], pts[i, 2] = e[0, 0], e[0, 1], e[0, 2]
+    return pts, ok
+
+
+@nb.njit(cache=True)
+def walk_many(flat, fvalid, off, shape, surf, locs, targets, max_disp, iters):
+    """Patch-following proposals: from ``locs[i]`` (fractional (row, col) of surface ``surf[i]``) take
+    Gauss–Newton steps in that surface's own grid towards ``targets[i]`` ((x, y, z) voxels), each step
+    at most 1 grid unit, so the walk stays on the surface's own sheet (it never jumps to another part
+    of it that merely passes nearby). It fails (``ok`` False) if it enters an invalid quad (hole, mask,
+    edge) or moves more than ``max_disp`` grid units from its start. Returns ``(locs [N, 2], pts [N, 3],
+    ok [N], tangential [N])`` — ``tangential``: the part of ``target − point`` along the surface
+    (voxels; large when the walk stopped short of the target, e.g. at the patch's edge)."""
+    n = surf.shape[0]
+    out_l = np.full((n, 2), -1.0)
+    pts = np.full((n, 3), -1.0)
+    ok = np.zeros(n, np.bool_)
+    tang = np.full(n, np.inf)
+    e = np.empty((3, 3))
+    for i in range(n):
+        s = surf[i]
+        o, H, W = off[s], shape[s, 0], shape[s, 1]
+        r, c = locs[i, 0], locs[i, 1]
+        good = _eval(flat, fvalid, o, H, W, r, c, e)
+        for _ in range(iters):
+            if not good:
+                break
+            rx, ry, rz = targets[i, 0] - e[0, 0], targets[i, 1] - e[0, 1], targets[i, 2] - e[0, 2]
+            a11 = e[1, 0] * e[1, 0] + e[1, 1] * e[1, 1] + e[1, 2] * e[1, 2]
+            a12 = e[1, 0] * e[2, 0] + e[1, 1] * e[2, 1] + e[1, 2] * e[2, 2]
+            a22 = e[2, 0] * e[2, 0] + e[2, 1] * e[2, 1] + e[2, 2] * e[2, 2]
+            g1 = e[1, 0] * rx + e[1, 1] * ry + e[1, 2] * rz
+            g2 = e[2, 0] * rx + e[2, 1] * ry + e[2, 2] * rz
+            det = a11 * a22 - a12 * a12
+            if det <= 1e-12:
+                good = False
+                break
+            dr, dc = (a22 * g1 - a12 * g2) / det, (a11 * g2 - a12 * g1) / det
+            L = math.sqrt(dr * dr + dc * dc)
+            if L > 1.0:
+                dr, dc = dr / L, dc / L
+            r, c = r + dr, c + dc
+            if (r - locs[i, 0]) ** 2 + (c - locs[i, 1]) ** 2 > max_disp[i] * max_disp[i]:
+                good = False
+                break
+            good = _eval(flat, fvalid, o, H, W, r, c, e)
+            if L < 1e-4:
+                break
+        if not good:
+            continue
+        nx = e[1, 1] * e[2, 2] - e[1, 2] * e[2, 1]
+        ny = e[1, 2] * e[2, 0] - e[1, 0] * e[2, 2]
+        nz = e[1, 0] * e[2, 1] - e[1, 1] * e[2, 0]
+        nL = math.sqrt(nx * nx + ny * ny + nz * nz)
+        rx, ry, rz = targets[i, 0] - e[0, 0], targets[i, 1] - e[0, 1], targets[i, 2] - e[0, 2]
+        if nL > 0:
+            dn = (rx * nx + ry * ny + rz * nz) / nL
+            rx, ry, rz = rx - dn * nx / nL, ry - dn * ny / nL, rz - dn * nz / nL
+        ok[i] = True
+        tang[i] = math.sqrt(rx * rx + ry * ry + rz * rz)
+        out_l[i, 0], out_l[i, 1] = r, c
+        pts[i, 0], pts[i, 1], pts[i, 2] = e[0, 0], e[0, 1], e[0, 2]
+    return out_l, pts, ok, tang

@@ -2,13 +2,16 @@
 
 For every trace corner (trace-cell resolution, row/col as the trace's corner grid):
 
-.. math:: q = \\max\\Big(d,\\; \\rho,\\; f,\\; 0.45\\,\\big(1 - \\min(1, \\tfrac{s}{s_0})\\big)\\Big)
+.. math:: q = \\max\\Big(d,\\; \\rho,\\; f,\\; o,\\; 0.45\\,\\big(1 - \\min(1, \\tfrac{s}{s_0})\\big)\\Big)
 
 - ``d``: share of the patches that carried the neighbouring corners and proposed a point here but
   did *not* agree with the accepted one (they went elsewhere — typical where a patch jumps to the
   next wrap);
 - ``ρ``: support of the best competing proposal (more than ``2·same_surface_th`` voxels away) over
   the winner's support — two patch groups disagree about where the sheet is;
+- ``o``: off the supporting patches' consensus surface — the median distance of the corner to its
+  supporters' surfaces (at their own (row, col) there) over ``2·same_surface_th``; 1 = the corner
+  left the sheet its patches describe (e.g. pulled off by the windowed optimisation near the core);
 - ``f``: a normal flip — the angle between this corner's quad normal and its neighbours', /90°;
 - ``s/s0``: consensus support relative to ``inlier_base_threshold``. Low support alone is weak
   evidence (patch edges, holes), so it is scaled to stay below the 0.5 "suspicious" line.
@@ -23,12 +26,13 @@ import numpy as np
 from PIL import Image
 
 
-def suspicion_map(pos, valid, support, disagree, rival, s0: float) -> np.ndarray:
+def suspicion_map(pos, valid, support, disagree, rival, s0: float, offsurf=None) -> np.ndarray:
     """Per-corner suspicion in [0, 1] (-1 = no corner), arrays [rows, cols] of the trace's corner grid."""
     q = np.full(valid.shape, -1.0, np.float32)
     low = 0.45 * (1.0 - np.minimum(1.0, support / max(s0, 1e-6)))
     flip = normal_flip(pos, valid)
-    q[valid] = np.maximum.reduce([disagree, rival, low, flip])[valid]
+    off = np.zeros(valid.shape, np.float32) if offsurf is None else offsurf
+    q[valid] = np.maximum.reduce([disagree, rival, low, flip, off])[valid]
     return q
 
 

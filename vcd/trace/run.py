@@ -8,7 +8,7 @@ Provenance (a file VC3D ignores) answers "which traces used patch P?":
 "patches": {name: {"mask_sha1": sha1 | null, "tags": [...], "corners": n}}, "supporters":
 "vcd_supporters.npz", "retrace_of": name | null}``. The npz holds ``names`` and ``ids`` (int32
 [rows, cols, K] indices into ``names`` per trace corner, -1 = none) and the QA components per corner
-(``support``, ``disagree``, ``rival``; see :mod:`vcd.trace.qa`).
+(``support``, ``disagree``, ``rival``, ``offsurf``; see :mod:`vcd.trace.qa`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _outputs(st: TraceState, ps: PatchSet, p: TraceParams):
             for s in sup:
                 counts[s] = counts.get(s, 0) + 1
     qmap = qa.suspicion_map(st.pos[sl], v[sl], st.support[sl], st.disagree[sl], st.rival[sl],
-                                p.inlier_base_threshold)
+                            p.inlier_base_threshold, st.offsurf[sl])
     return pts, ids, counts, qmap, sl
 
 
@@ -65,7 +65,7 @@ def write_trace(path: Path, st: TraceState, ps: PatchSet, p: TraceParams, params
     import io
     buf = io.BytesIO()
     np.savez_compressed(buf, names=np.array(ps.names), ids=ids, support=st.support[sl], disagree=st.disagree[sl],
-                        rival=st.rival[sl])
+                        rival=st.rival[sl], offsurf=st.offsurf[sl])
     qbuf = io.BytesIO()
     tifffile.imwrite(qbuf, qmap.astype(np.float32))
     meta = {"area_vx2": area, "area_cm2": area_cm2(area, voxelsize), "source": "vcd_trace",
@@ -91,7 +91,7 @@ def run_trace(volume: str | os.PathLike, src_dir: str | os.PathLike, tgt_dir: st
     if not (seed / "meta.json").exists():
         raise InputError(seed, "seed patch not found (no meta.json)", "pass a patch directory from PATHS")
     seed_in_src = (src_dir / seed.name).resolve() == seed.resolve()
-    ps = PatchSet.load(src_dir, warn=warn, extra=[] if seed_in_src else [seed])
+    ps = PatchSet.load(src_dir, warn=warn, extra=[] if seed_in_src else [seed], src_step=p.src_step, seed=seed.name)
     if not [n for n in ps.names if seed_in_src or n != seed.name]:
         raise InputError(src_dir, "no usable patches in the collection", "grow patches first (vcd grow / vcd daemon)")
     si = ps.index(seed.name)

@@ -37,12 +37,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
 from ..kernels.gridopt import regularise_window
 from . import qa
 from .params import TraceParams
 from .patches import PatchSet
 
 NBR4 = ((1, 0), (-1, 0), (0, 1), (0, -1))
+NBR8 = NBR4 + ((1, 1), (1, -1), (-1, 1), (-1, -1))
 
 
 @dataclass
@@ -53,17 +55,43 @@ class TraceState:
     disagree: np.ndarray            #: float32 [H, W] share of the neighbours' patches that proposed elsewhere
     rival: np.ndarray               #: float32 [H, W] support of the best competing proposal / the winner's
     gen: np.ndarray                 #: int32 [H, W] generation of acceptance
+    offsurf: np.ndarray = None      #: float32 [H, W] distance to the supporters' consensus surface / (2·th)
     supporters: dict = field(default_factory=dict)   #: (r, c) -> tuple of patch indices
+    locs: dict = field(default_factory=dict)         #: (r, c) -> {patch: float64 (row, col) in its grid}
     used_approved: set = field(default_factory=set)
     generations: int = 0
     stop_reason: str = ""
 
+    def __post_init__(self):
+        if self.offsurf is None:
+            self.offsurf = np.zeros(self.valid.shape, np.float32)
+
     def grow_cols(self, n: int) -> None:
         H = self.pos.shape[0]
         self.pos = np.concatenate([self.pos, np.full((H, n, 3), -1.0)], 1)
-        for name in ("valid", "support", "disagree", "rival", "gen"):
+        for name in ("valid", "support", "disagree", "rival", "gen", "offsurf"):
             a = getattr(self, name)
             setattr(self, name, np.concatenate([a, np.zeros((H, n), a.dtype)], 1))
+
+    def set_corner(self, r: int, c: int, q, locs: dict) -> None:
+        """Corner (r, c) at ``q`` (x, y, z), supported by the patches of ``locs`` {patch: (row, col)}."""
+        self.pos[r, c], self.valid[r, c] = q, True
+        self.locs[(r, c)] = locs
+        self.supporters[(r, c)] = tuple(sorted(int(t) for t in locs))
+
+
+@dataclass
+class Candidate:
+    """The consensus result for one cell: position, supporters' locs and the QA/trust evidence."""
+    score: float
+    q: np.ndarray
+    locs: dict
+    approved: bool = False
+    disagree: float = 0.0
+    rival: float = 0.0
+    proposers: np.ndarray = None    #: patch ids that proposed a point
+    proposal_locs: np.ndarray = None
+    members: frozenset = frozenset()
 
 
 def _guess(st: TraceState, r: int, c: int):
@@ -97,8 +125,24 @@ def _fringe_cells(valid: np.ndarray, cmin: int) -> list[tuple[int, int]]:
     return [(int(r), int(c)) for r, c in np.argwhere(nb)]
 
 
+def patch_steps(ps: PatchSet) -> np.ndarray:
+    """Median grid spacing (voxels) of every patch (its 4-neighbour edge lengths)."""
+    out = np.ones(len(ps.search))
+    for i, s in enumerate(ps.search):
+        g, v = s.grid, s.valid
+        e = np.concatenate([np.linalg.norm(g[:, 1:] - g[:, :-1], axis=-1)[v[:, 1:] & v[:, :-1]],
+                            np.linalg.norm(g[1:] - g[:-1], axis=-1)[v[1:] & v[:-1]]])
+        if len(e):
+            out[i] = max(float(np.median(e)), 1e-3)
+    return out
+
+
 class Tracer:
     """State and loop of one trace (see the module docstring)."""
+
+    TRUST_BLOCK = 2.0    #: trust regions: patch-grid blocks of this many trace cells
+    TRUST_LOSS = 0.5     #: factor on a patch's trust in a region each time it is out-voted there
+    TRUST_GAIN = 1.25    #: factor (up to 1) each time it agrees with the accepted corner there
 
     def __init__(self, patches: PatchSet, seed: int, params: TraceParams, progress=None, warn=print,
                  snapshot=None):
@@ -111,12 +155,16 @@ class Tracer:
         self.snapshot = snapshot
         self.state: TraceState | None = None
         self.window = params.window_cells or max(6, int(round(2 * 1000 / params.cell * params.sliding_w_scale)))
+        self.kcell = self.S / patch_steps(patches)   #: one trace cell in each patch's grid units
+        self.trust: dict[tuple[int, int, int], float] = {}
 
     # ------------------------------------------------------------------ set-up
     def _init_state(self) -> TraceState:
         s = self.ps.search[self.seed]
         g, v = s.grid, s.valid
-        rc = np.argwhere(v)
+        quad = np.zeros_like(v)
+        quad[:-1, :-1] = v[:-1, :-1] & v[1:, :-1] & v[:-1, 1:] & v[1:, 1:]
+        rc = np.argwhere(quad if quad.any() else v)
         centre = rc.mean(0)
         r0, c0 = rc[np.argmin(((rc - centre) ** 2).sum(1))]
         p0 = g[r0, c0]
@@ -130,8 +178,9 @@ class Tracer:
                         return t / np.linalg.norm(t)
             return None
         tr, tc = tangent(1, 0), tangent(0, 1)
+        name = self.ps.names[self.seed]
         if tr is None or tc is None:
-            raise ValueError("seed patch too small to orient the trace")
+            raise InputError(name, "seed patch too small to orient the trace", "choose a larger seed patch")
         # rows follow the patch direction closer to z
         if abs(tc[2]) > abs(tr[2]):
             tr, tc = tc, tr
@@ -145,115 +194,206 @@ class Tracer:
         zmin, zmax = self.ps.boxes[:, 0, 2].min(), self.ps.boxes[:, 1, 2].max()
         H = int(2 * math.ceil((zmax - zmin) / self.S) + 7)
         W = max(12, self.window + 6)
-        st = TraceState(np.full((H, W, 3), -1.0), np.zeros((H, W), bool), np.zeros((H, W), np.float32),
-                        np.zeros((H, W), np.float32), np.zeros((H, W), np.float32), np.zeros((H, W), np.int32))
+        z = lambda dt: np.zeros((H, W), dt)  # noqa: E731
+        st = TraceState(np.full((H, W, 3), -1.0), z(bool), z(np.float32), z(np.float32), z(np.float32), z(np.int32))
         self.r0, self.c0 = H // 2, 3
         self.z0 = float(p0[2])
         self.row_dz = self.S * float(tr[2])  # z step per row (rows follow the seed's most-z-like direction)
-        for dr in (-1, 0, 1):
-            for dc in (-1, 0, 1):
-                q = p0 + dr * self.S * tr + dc * self.S * tc
-                d, cp = s.closest(q[None])
-                if d[0] <= 0.5 * self.S:
-                    r, c = self.r0 + dr, self.c0 + dc
-                    st.pos[r, c], st.valid[r, c] = cp[0], True
-                    st.supporters[(r, c)] = (self.seed,)
-                    st.support[r, c] = self.p.inlier_base_threshold
-        if st.valid.sum() < 4:
-            raise ValueError("seed patch does not cover the initial 3×3 block (cell too large for the patch?)")
+        block = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
+        targets = np.array([p0 + dr * self.S * tr + dc * self.S * tc for dr, dc in block])
+        k = self.kcell[self.seed]
+        L, P, ok, tg = self.ps.packed.walk([self.seed] * 9, [(float(r0), float(c0))] * 9, targets, 2 * k + 1)
+        ok &= tg <= 0.35 * self.S
+        if ok.sum() < 4:
+            raise InputError(name, f"seed patch does not cover the initial 3×3 block of {self.S:g}-voxel cells",
+                             "use a larger seed patch or a smaller step (src_step must be the patches' step_size)")
+        for (dr, dc), good, q, loc in zip(block, ok, P, L):
+            if good:
+                r, c = self.r0 + dr, self.c0 + dc
+                st.set_corner(r, c, q, self._attach(q, {self.seed: loc}))
+                st.support[r, c] = self.p.inlier_base_threshold
         return st
 
-    # ------------------------------------------------------------------ one corner
-    def _candidates(self, st: TraceState, r: int, c: int) -> tuple[set, dict]:
-        H, W = st.valid.shape
-        local: dict[int, int] = {}
-        for dr in (-1, 0, 1):
-            for dc in (-1, 0, 1):
-                rr, cc = r + dr, c + dc
-                if 0 <= rr < H and 0 <= cc < W and st.valid[rr, cc]:
-                    for t in st.supporters.get((rr, cc), ()):
-                        local[t] = local.get(t, 0) + 1
-        cand = set(local)
-        for t in list(local):
-            cand |= self.ps.links[t]
-        return cand, local
+    # ------------------------------------------------------------------ patch-following primitives
+    def _attach(self, q: np.ndarray, locs: dict, exclude=()) -> dict:
+        """``locs`` plus the *second ring*: patches linked (overlap graph) to those of ``locs`` whose
+        surface passes within ``same_surface_th`` voxels of the accepted corner ``q``, with their
+        (row, col) there. ``exclude``: patches that proposed elsewhere (they do not attach here)."""
+        th = self.p.same_surface_th
+        ring = set()
+        for t in locs:
+            ring |= self.ps.links[t]
+        ring = np.array(sorted(ring - set(locs) - set(exclude)), np.int64)
+        if len(ring):
+            b = self.ps.boxes[ring]
+            ring = ring[((b[:, 0] - th <= q) & (b[:, 1] + th >= q)).all(1)]
+        out = dict(locs)
+        if len(ring):
+            d, _, L = self.ps.packed.closest_locs(q[None], ring, th)
+            for j, t in enumerate(ring):
+                if d[0, j] <= th:
+                    out[int(t)] = L[0, j].copy()
+        return out
 
-    def _try_corner(self, st: TraceState, r: int, c: int, T: float):
-        """Best (support, position, supporters, approved, disagree, rival) for cell (r, c), or None.
+    def _region(self, t: int, loc) -> tuple[int, int, int]:
+        B = max(1.0, self.TRUST_BLOCK * self.kcell[t])
+        return int(t), int(loc[0] // B), int(loc[1] // B)
 
-        ``disagree``: share of the neighbourhood's patches that proposed a point here but not the
-        winner's; ``rival``: support of the best proposal that does not agree with the winner, over the
-        winner's support (≈ 1 where two patch groups compete — a sheet jump in the making)."""
+    def _trust(self, t: int, loc) -> float:
+        return self.trust.get(self._region(t, loc), 1.0)
+
+    def _update_trust(self, cand: Candidate) -> None:
+        """Out-voted proposers lose trust in their patch region there; agreeing ones regain it."""
+        for t, loc in zip(cand.proposers, cand.proposal_locs):
+            key = self._region(int(t), loc)
+            w = self.trust.get(key, 1.0)
+            w = min(1.0, w * self.TRUST_GAIN) if int(t) in cand.members else w * self.TRUST_LOSS
+            if w >= 1.0:
+                self.trust.pop(key, None)
+            else:
+                self.trust[key] = w
+
+    def _propose(self, st: TraceState, r: int, c: int):
+        """Each patch supporting a neighbouring corner walks its own grid from its (row, col) there
+        towards the extrapolated position of (r, c). Returns ``(ids, points, locs, local)`` of the
+        walks that stayed on valid parts of their patch, or None. ``local[t]``: neighbours (3×3) that
+        patch ``t`` supports."""
         guess = _guess(st, r, c)
         if guess is None:
             return None
         guess[2] = self.z_of_row(r)  # rows are z levels (VC3D's z-location prior)
-        cand, local = self._candidates(st, r, c)
-        if not cand:
+        H, W = st.valid.shape
+        starts: dict[int, tuple] = {}
+        local: dict[int, int] = {}
+        for dr, dc in NBR8:
+            rr, cc = r + dr, c + dc
+            if 0 <= rr < H and 0 <= cc < W and st.valid[rr, cc]:
+                for t, loc in st.locs.get((rr, cc), {}).items():
+                    local[t] = local.get(t, 0) + 1
+                    starts.setdefault(t, (loc, math.hypot(dr, dc)))
+        if not starts:
             return None
+        ids = np.fromiter(starts, np.int64, len(starts))
+        L0 = np.array([starts[t][0] for t in ids])
+        span = np.array([starts[t][1] for t in ids]) * self.S
+        L, P, ok, tg = self.ps.packed.walk(ids, L0, np.tile(guess, (len(ids), 1)), 2 * self.kcell[ids] + 1)
+        ok &= tg <= 0.5 * self.S
+        L, P, ok = self._to_spacing(ids, L0, L, P, ok, span)
+        if self.p.z_range:
+            ok &= (P[:, 2] >= self.p.z_range[0]) & (P[:, 2] <= self.p.z_range[1])
+        if not ok.any():
+            return None
+        return ids[ok], P[ok], L[ok], local
+
+    def _to_spacing(self, ids, L0, L, P, ok, span, rounds: int = 3):
+        """Slide each proposal along its patch-grid ray from the start (row, col) ``L0`` so that it
+        lies ``span`` voxels (one cell) from the patch's own point there: the projection of a linear
+        extrapolation falls short on a curved sheet. A ray leaving the valid patch fails."""
+        P0, ok0 = self.ps.packed.at(ids, L0)
+        ok = ok & ok0
+        d = L - L0
+        s = np.ones(len(ids))
+        for _ in range(rounds):
+            chord = np.linalg.norm(P - P0, axis=1)
+            s = np.where(ok & (chord > 1e-6), np.clip(s * span / np.maximum(chord, 1e-6), 0.5, 2.0), s)
+            L = L0 + s[:, None] * d
+            P, ok2 = self.ps.packed.at(ids, L)
+            ok &= ok2
+        return L, P, ok
+
+    def _agreement(self, ids, P, L):
+        """``agree[i, j]``: patch ``j`` agrees with proposal ``i`` — its own proposal is within
+        ``same_surface_th``, or its grid, walked from its own proposal, reaches within that of ``i``
+        (so only the same part of the same sheet counts, never another wrap passing nearby)."""
         th = self.p.same_surface_th
-        cand = np.array(sorted(cand))
-        lo, hi = self.ps.boxes[cand, 0] - 0.6 * self.S, self.ps.boxes[cand, 1] + 0.6 * self.S
-        cand = cand[((lo <= guess) & (hi >= guess)).all(1)]
-        # each candidate's closest point to the guess = its proposal (one batched query)
-        d, q = self.ps.packed.closest(guess[None], cand, 0.8 * self.S)
-        keep = d[0] <= 0.8 * self.S
-        ids = [int(t) for t in cand[keep]]
-        if not ids:
-            return None
-        P = q[0, keep]
-        # agree[i, j]: patch j agrees with proposal i — its own proposal is within th, or its surface
-        # passes within th of proposal i (one batched query for all pairs)
         gap = np.sqrt(((P[:, None, :] - P[None, :, :]) ** 2).sum(-1))
-        near = gap <= th
-        agree = near | (self.ps.packed.closest(P, ids, th, enough=th)[0] <= th)
-        proposed = set(ids)
-        weight = np.array([1.0 + local.get(t, 0) for t in ids])
-        scores = agree.astype(np.float64) @ weight
+        agree = gap <= th
+        i, j = np.nonzero((~agree) & (gap <= 0.5 * self.S))
+        if len(i):
+            _, Q, ok, _ = self.ps.packed.walk(ids[j], L[j], P[i], 0.75 * self.kcell[ids[j]] + 1)
+            hit = ok & (np.linalg.norm(Q - P[i], axis=1) <= th)
+            agree[i[hit], j[hit]] = True
+        return agree, gap
+
+    def _ring(self, ids, P, local):
+        """Patches linked (overlap graph) to the proposers that are not proposers themselves: they may
+        *vote* for a proposal their surface passes within ``same_surface_th`` of, never propose.
+        Returns ``(ring ids [m], agree [n, m], locs [n, m, 2])``."""
+        th = self.p.same_surface_th
+        ring = set()
+        for t in ids:
+            ring |= self.ps.links[int(t)]
+        ring = np.array(sorted(ring - set(int(t) for t in ids)), np.int64)
+        if len(ring):
+            lo, hi = P.min(0) - th, P.max(0) + th
+            b = self.ps.boxes[ring]
+            ring = ring[((b[:, 0] <= hi) & (b[:, 1] >= lo)).all(1)]
+        if not len(ring):
+            return ring, np.zeros((len(ids), 0), bool), np.zeros((len(ids), 0, 2))
+        d, _, L = self.ps.packed.closest_locs(P, ring, th, enough=0.5 * th)
+        return ring, d <= th, L
+
+    def _settle(self, q: np.ndarray, members) -> dict:
+        """(row, col) of each member patch at the corner ``q``: its grid walked from its start
+        (row, col) (``members``: list of (patch, loc)); those that cannot reach ``q`` drop out."""
+        m = np.array([t for t, _ in members], np.int64)
+        L0 = np.array([l for _, l in members])
+        L2, Q, ok, _ = self.ps.packed.walk(m, L0, np.tile(q, (len(m), 1)), 0.75 * self.kcell[m] + 1)
+        ok &= np.linalg.norm(Q - q, axis=1) <= self.p.same_surface_th
+        return {int(t): L2[n].copy() for n, t in enumerate(m) if ok[n]}
+
+    # ------------------------------------------------------------------ one corner
+    def _try_corner(self, st: TraceState, r: int, c: int, T: float, fill: bool = False) -> Candidate | None:
+        """Consensus for cell (r, c) (see the module docstring), or None. ``fill``: hole filling —
+        one supporter is enough but every proposer must agree."""
+        prop = self._propose(st, r, c)
+        if prop is None:
+            return None
+        ids, P, L, local = prop
+        agree, gap = self._agreement(ids, P, L)
+        rids, ragree, rlocs = self._ring(ids, P, local)
+        w = np.array([self._trust(int(t), l) * (1.0 + local.get(int(t), 0)) for t, l in zip(ids, L)])
+        scores = agree.astype(np.float64) @ w + ragree.sum(1)
         near_seed = max(abs(r - self.r0), abs(c - self.c0)) <= 1
-        best, proposals = None, []
+        best = None
         for i in np.argsort(-scores, kind="stable"):
-            ref, q = ids[i], P[i]
-            if self.p.z_range and not (self.p.z_range[0] <= q[2] <= self.p.z_range[1]):
-                continue
-            if ref in self.ps.approved and local.get(ref, 0) >= 2 and self._geometry_ok(st, r, c, q):
-                return (1000.0, q, (ref,), True, 0.0, 0.0)
-            proposals.append((float(scores[i]), q))
+            ref = int(ids[i])
+            if ref in self.ps.approved and local.get(ref, 0) >= 2 and self._geometry_ok(st, r, c, P[i]):
+                locs = self._attach(P[i], {ref: L[i].copy()})
+                return Candidate(1000.0, P[i], locs, True, proposers=ids, proposal_locs=L, members=frozenset([ref]))
             if best is not None:
                 continue
             members = np.nonzero(agree[i])[0]
-            if len(members) < self.p.min_supporters and not (near_seed and ref == self.seed):
+            if fill and len(members) < len(ids):
                 continue
+            n_sup = len(members) + int(ragree[i].sum())
+            if n_sup < (1 if fill else self.p.min_supporters) and not (near_seed and ref == self.seed):
+                continue
+            near = members[gap[i, members] <= self.p.same_surface_th]
+            q = P[near].mean(0)
             if not self._geometry_ok(st, r, c, q):
                 continue
-            pts = np.where(near[i, members][:, None], P[members], q)
-            agreeing = {ids[j] for j in members}
-            proposers = [t for t in local if t in proposed]
-            went_elsewhere = sum(1 for t in proposers if t not in agreeing)
-            best = (float(scores[i]), pts.mean(0), tuple(sorted(agreeing)), False,
-                    went_elsewhere / max(1, len(proposers)), 0.0)
-            if not self.ps.approved:
+            voters = [(int(ids[j]), L[j]) for j in members] + \
+                     [(int(rids[j]), rlocs[i, j]) for j in np.nonzero(ragree[i])[0]]
+            best = self._candidate(q, i, members, voters, ids, L, agree, gap, scores)
+            if best is None or not self.ps.approved:
                 break
-        if best is None:
-            return None
-        best = (*best[:5], self._rival(proposals, best))
-        if near_seed and self.seed in best[2]:
-            best = (max(best[0], T), *best[1:])
+        if best is not None and near_seed and self.seed in best.locs:
+            best.score = max(best.score, T)
         return best
 
-    def _rival(self, proposals, best) -> float:
-        """Support of the strongest proposal lying off the winner's surface (farther than
-        ``2·same_surface_th`` voxels from every winning patch: another sheet, not just a point further
-        along the same one), over the winner's support; 0 if there is none."""
-        far = 2 * self.p.same_surface_th
-        for score, q in sorted(proposals, key=lambda x: -x[0]):
-            if score < 0.2 * best[0]:
-                break
-            if np.linalg.norm(q - best[1]) <= far:
-                continue
-            if all(self.ps.search[t].distance(q[None])[0] > far for t in best[2][:4]):
-                return min(1.0, score / max(best[0], 1e-6))
-        return 0.0
+    def _candidate(self, q, i, members, voters, ids, L, agree, gap, scores) -> Candidate | None:
+        locs = self._settle(q, voters)
+        if not locs:
+            return None
+        member_ids = frozenset(int(ids[m]) for m in members)
+        others = [int(t) for t in ids if int(t) not in member_ids]
+        locs = self._attach(q, locs, exclude=others)
+        # rival: the strongest proposal none of the winners agrees with, off the winner's surface
+        off = ~agree[:, members].any(1) & ~agree[members, :].any(0) & (gap[i] > 2 * self.p.same_surface_th)
+        rival = float(scores[off].max() / max(scores[i], 1e-6)) if off.any() else 0.0
+        return Candidate(float(scores[i]), q, locs, False, len(others) / len(ids), min(1.0, rival), ids, L,
+                         member_ids)
 
     def _geometry_ok(self, st: TraceState, r: int, c: int, q: np.ndarray) -> bool:
         H, W = st.valid.shape
@@ -297,23 +437,17 @@ class Tracer:
                     fringe.append((r, c))
             accepted, best_seen = 0, -1.0
             for r, c in fringe:
-                res = self._try_corner(st, r, c, T)
-                if res is None:
+                cand = self._try_corner(st, r, c, T)
+                if cand is None:
                     tried[(r, c)] = (T, self._n_valid(st, r, c))
                     continue
-                score, q, agree, approved, dis, rival = res
-                if approved or score >= T:
-                    st.pos[r, c], st.valid[r, c] = q, True
-                    st.support[r, c], st.disagree[r, c], st.gen[r, c] = score, dis, gen
-                    st.rival[r, c] = rival
-                    st.supporters[(r, c)] = agree
-                    if approved:
-                        st.used_approved.add(agree[0])
+                if cand.approved or cand.score >= T:
+                    self._accept(st, r, c, cand, gen)
                     tried.pop((r, c), None)
                     accepted += 1
                 else:
                     tried[(r, c)] = (T, self._n_valid(st, r, c))
-                    best_seen = max(best_seen, score)
+                    best_seen = max(best_seen, cand.score)
             st.generations = gen
             if accepted == 0 and p.global_steps_per_window > 0 and not stall_opt:
                 stall_opt = True  # growth stalled: optimise the window once, then retry at this threshold
@@ -350,39 +484,51 @@ class Tracer:
         else:
             st.stop_reason = f"reached max_generations={p.max_generations}"
         self.fill_holes(st)
+        self.finish(st)
         return st
 
+    def _accept(self, st: TraceState, r: int, c: int, cand: Candidate, gen: int) -> None:
+        st.set_corner(r, c, cand.q, cand.locs)
+        st.support[r, c], st.disagree[r, c], st.gen[r, c] = cand.score, cand.disagree, gen
+        st.rival[r, c] = cand.rival
+        if cand.approved:
+            st.used_approved.add(next(iter(cand.members)))
+        self._update_trust(cand)
+
     def fill_holes(self, st: TraceState, rounds: int = 3) -> int:
-        """Fill interior holes (≥ 3 valid 4-neighbours): the neighbours' extrapolation snapped onto the
-        patches that support them, if ≥ 1 passes within ``same_surface_th`` (low support: QA shows it)."""
+        """Fill interior holes (≥ 3 valid 4-neighbours) from the patches supporting their neighbours,
+        walked along their own grids; every proposer must agree (low support: QA shows it)."""
         H, W = st.valid.shape
         filled = 0
         for _ in range(rounds):
-            todo = [(r, c) for r in range(H) for c in range(W) if not st.valid[r, c] and
+            todo = [(r, c) for r, c in _fringe_cells(st.valid, 0) if
                     sum(0 <= r + dr < H and 0 <= c + dc < W and st.valid[r + dr, c + dc] for dr, dc in NBR4) >= 3]
-            if not todo:
-                break
+            n0 = filled
             for r, c in todo:
-                g = _guess(st, r, c)
-                if g is None:
-                    continue
-                _, local = self._candidates(st, r, c)
-                pts, agree = [], []
-                for t in sorted(local):
-                    d, q = self.ps.search[t].closest(g[None])
-                    if d[0] <= 0.5 * self.S:
-                        pts.append(q[0])
-                        agree.append(t)
-                if not pts:
-                    continue
-                q = np.mean(pts, axis=0)
-                if all(self.ps.search[t].distance(q[None])[0] <= self.p.same_surface_th for t in agree) and \
-                        self._geometry_ok(st, r, c, q):
-                    st.pos[r, c], st.valid[r, c] = q, True
-                    st.support[r, c], st.gen[r, c] = len(agree), st.generations
-                    st.supporters[(r, c)] = tuple(agree)
+                cand = self._try_corner(st, r, c, 0.0, fill=True)
+                if cand is not None:
+                    self._accept(st, r, c, cand, st.generations)
+                    st.support[r, c] = len(cand.members)
                     filled += 1
+            if filled == n0:
+                break
         return filled
+
+    def finish(self, st: TraceState) -> None:
+        """The QA term "off the supporting patches' consensus surface": for every corner, the median
+        distance (voxels) to its supporters' surfaces at their (row, col), over ``2·same_surface_th``."""
+        keys = [k for k in st.locs if st.valid[k]]
+        ids = [t for k in keys for t in st.locs[k]]
+        if not ids:
+            return
+        locs = np.array([st.locs[k][t] for k in keys for t in st.locs[k]])
+        P, ok = self.ps.packed.at(ids, locs)
+        n = np.array([len(st.locs[k]) for k in keys])
+        owner = np.repeat(np.arange(len(keys)), n)
+        d = np.where(ok, np.linalg.norm(P - np.array([st.pos[k] for k in keys])[owner], axis=1), np.inf)
+        for j, k in enumerate(keys):
+            dk = d[owner == j]
+            st.offsurf[k] = min(1.0, float(np.median(dk)) / (2 * self.p.same_surface_th)) if len(dk) else 1.0
 
     def z_of_row(self, r: int) -> float:
         """Target z (voxels) of trace row ``r``: the seed's z plus one row step per row."""
@@ -411,58 +557,57 @@ class Tracer:
         if not free.any():
             return 0
         normal, ok = qa.corner_normals(st.pos, st.valid)
-        free &= ok
+        v = st.valid
+        inner = np.zeros_like(v)  # only corners with all 4 neighbours move: a one-sided front corner
+        inner[1:-1, 1:-1] = v[:-2, 1:-1] & v[2:, 1:-1] & v[1:-1, :-2] & v[1:-1, 2:]  # would be dragged
+        free &= ok & inner
         zt = np.array([self.z_of_row(r) for r in range(H)])
         p = self.p
         new = regularise_window(st.pos, free, st.valid, zt, st.pos, normal, float(self.S), p.dist_loss_3d_w,
                                 p.straight_weight_3D, p.z_loc_loss_w, 10.0, sweeps, 1e-3)
-        cells = [tuple(rc) for rc in np.argwhere(free)]
-        surfaces = sorted({t for rc in cells for t in st.supporters.get(rc, ())})
-        if not surfaces:
-            return 0
-        col = {t: k for k, t in enumerate(surfaces)}
-        far = 2 * p.same_surface_th
-        d, q = self.ps.packed.closest(np.array([new[rc] for rc in cells]), surfaces, far)
         moved = 0
-        for i, rc in enumerate(cells):
-            sup = [t for t in st.supporters.get(rc, ()) if d[i, col[t]] <= far]
-            if not sup:
+        far = 2 * p.same_surface_th
+        for rc in (tuple(x) for x in np.argwhere(free)):
+            locs = st.locs.get(rc, {})
+            if not locs:
                 continue
-            st.pos[rc] = np.mean([q[i, col[t]] for t in sup], axis=0)
-            st.supporters[rc] = tuple(sup)
+            ids = np.fromiter(locs, np.int64, len(locs))
+            L, Q, ok, _ = self.ps.packed.walk(ids, np.array([locs[t] for t in ids]), np.tile(new[rc], (len(ids), 1)),
+                                              0.75 * self.kcell[ids] + 1)
+            ok &= np.linalg.norm(Q - new[rc], axis=1) <= far
+            if not ok.any():
+                continue
+            st.set_corner(*rc, Q[ok].mean(0), {int(t): L[k].copy() for k, t in enumerate(ids) if ok[k]})
             moved += 1
         return moved
 
 
 def upsample(st: TraceState, ps: PatchSet, factor: int, snap_th: float) -> np.ndarray:
-    """Corners → patch-resolution grid: each valid quad is bilinearly subdivided ``factor`` times and
-    every point snapped onto the closest of the quad's supporting patches (if within ``snap_th``)."""
+    """Corners → patch-resolution grid: each valid quad is subdivided ``factor`` times. A point is
+    read from the patches that support all four corners, at the bilinear blend of their four
+    (row, col) there (mean over up to 4 such patches) — so it lies on those patches' sheet; where no
+    patch supports the whole quad, the bilinear point is snapped onto the closest of the quad's
+    supporters (if within ``snap_th`` voxels)."""
     v = st.valid
     rows, cols = np.nonzero(v.any(1))[0], np.nonzero(v.any(0))[0]
     r0, r1, c0, c1 = rows[0], rows[-1], cols[0], cols[-1]
     H, W = (r1 - r0) * factor + 1, (c1 - c0) * factor + 1
     out = np.full((H, W, 3), -1.0)
     t = np.arange(factor + 1) / factor
+    uu, ww = np.meshgrid(t, t, indexing="ij")  # ww along columns, uu along rows
+    wts = np.stack([((1 - uu) * (1 - ww)).ravel(), ((1 - uu) * ww).ravel(), (uu * (1 - ww)).ravel(),
+                    (uu * ww).ravel()], 1)  # [(factor+1)², 4]: weights of corners (r,c), (r,c+1), (r+1,c), (r+1,c+1)
     for r in range(r0, r1):
         for c in range(c0, c1):
             if not (v[r, c] and v[r + 1, c] and v[r, c + 1] and v[r + 1, c + 1]):
                 continue
-            a, b, d, e = st.pos[r, c], st.pos[r, c + 1], st.pos[r + 1, c], st.pos[r + 1, c + 1]
-            uu, ww = np.meshgrid(t, t, indexing="ij")  # ww along columns, uu along rows
-            pts = ((1 - uu) * (1 - ww))[..., None] * a + ((1 - uu) * ww)[..., None] * b + \
-                  (uu * (1 - ww))[..., None] * d + (uu * ww)[..., None] * e
-            flat = pts.reshape(-1, 3)
-            sup = set()
-            for key in ((r, c), (r, c + 1), (r + 1, c), (r + 1, c + 1)):
-                sup |= set(st.supporters.get(key, ()))
-            best_d, best_p = np.full(len(flat), np.inf), flat
-            if sup:
-                dd, qq = ps.packed.closest(flat, sorted(sup), snap_th)
-                k = dd.argmin(1)
-                best_d, best_p = dd[np.arange(len(flat)), k], qq[np.arange(len(flat)), k]
-            snapped = np.where((best_d <= snap_th)[:, None], best_p, flat).reshape(pts.shape)
+            keys = ((r, c), (r, c + 1), (r + 1, c), (r + 1, c + 1))
+            flat = wts @ np.array([st.pos[k] for k in keys])
+            snapped = _from_common_patches(st, ps, keys, wts)
+            if snapped is None:
+                snapped = _snap(st, ps, keys, flat, snap_th)
             rr, cc = (r - r0) * factor, (c - c0) * factor
-            out[rr:rr + factor + 1, cc:cc + factor + 1] = snapped
+            out[rr:rr + factor + 1, cc:cc + factor + 1] = snapped.reshape(factor + 1, factor + 1, 3)
     for r in range(r0, r1 + 1):  # isolated valid corners (no full quad) keep their position
         for c in range(c0, c1 + 1):
             if v[r, c]:
@@ -470,3 +615,33 @@ def upsample(st: TraceState, ps: PatchSet, factor: int, snap_th: float) -> np.nd
                 if out[rr, cc, 0] == -1:
                     out[rr, cc] = st.pos[r, c]
     return out.astype(np.float32)
+
+
+def _from_common_patches(st: TraceState, ps: PatchSet, keys, wts, k_max: int = 4):
+    """Points (N×3) of a quad read from up to ``k_max`` patches supporting all its corners, or None."""
+    common = set(st.locs.get(keys[0], {}))
+    for k in keys[1:]:
+        common &= set(st.locs.get(k, {}))
+    if not common:
+        return None
+    acc, n = np.zeros((len(wts), 3)), np.zeros(len(wts))
+    for t in sorted(common)[:k_max]:
+        L = wts @ np.array([st.locs[k][t] for k in keys])
+        P, ok = ps.packed.at(np.full(len(L), t), L)
+        acc[ok] += P[ok]
+        n += ok
+    if not n.all():
+        return None
+    return acc / n[:, None]
+
+
+def _snap(st: TraceState, ps: PatchSet, keys, flat, snap_th: float):
+    sup = set()
+    for key in keys:
+        sup |= set(st.supporters.get(key, ()))
+    if not sup:
+        return flat
+    dd, qq = ps.packed.closest(flat, sorted(sup), snap_th)
+    k = dd.argmin(1)
+    best_d, best_p = dd[np.arange(len(flat)), k], qq[np.arange(len(flat)), k]
+    return np.where((best_d <= snap_th)[:, None], best_p, flat)
