@@ -41,6 +41,7 @@ class SheetTruth:
     preset: str = "custom"
     seed: int = 0
     voxelsize: float = 7.91
+    overrides: dict = field(default_factory=dict)  #: make_scroll keyword overrides of the preset
 
     # --------------------------------------------------------------------------- numba views
     @property
@@ -129,6 +130,8 @@ class SheetTruth:
     # --------------------------------------------------------------------------- persistence
     def to_json(self) -> dict:
         d = asdict(self)
+        if not d.get("overrides"):
+            d.pop("overrides", None)
         d["format"] = "vcd_synth_truth"
         d["version"] = 1
         return d
@@ -149,4 +152,7 @@ def load_truth(volpkg: str | os.PathLike) -> SheetTruth:
     d.pop("version", None)
     for k in ("shape", "center", "drift"):
         d[k] = tuple(d[k])
+    if d.get("model") == "realistic":
+        from .realistic import RealisticTruth
+        return RealisticTruth(**d)
     return SheetTruth(**d)
