@@ -165,10 +165,12 @@ def status_line(state: dict | None, now: float | None = None) -> str | None:
         head = f"seeding backed off: {state['streak']} jobs in a row wrote nothing"
         wait = f" — next try every {_fmt_s(state['interval_s'])}"
         if now is not None and state.get("next_at"):
-            wait = f" — next try in {_fmt_s(max(0.0, state['next_at'] - now))} (interval {_fmt_s(state['interval_s'])})"
+            left = max(0.0, state["next_at"] - now)
+            wait = f" — next try in {_fmt_s(left)} (interval {_fmt_s(state['interval_s'])})"
     else:
         n = state["streak"]
-        head = f"growth: {n} job{'s' if n != 1 else ''} in a row wrote nothing (seeding backs off after {state['threshold']})"
+        head = (f"growth: {n} job{'s' if n != 1 else ''} in a row wrote nothing (seeding backs off after "
+                f"{state['threshold']})")
         wait = ""
     return f"{head} — top reason: {reason} — fix: {state.get('fix') or _FALLBACK_FIX}{wait}"
 

@@ -44,7 +44,7 @@ DEFAULTS: dict = {
         "housekeeping_seconds": 2.0,  # expired-lease requeue period
         "auto_retrace": True,         # retrace traces whose patches' masks/tags change
         "preview_seconds": 0.0,       # refresh previews this often (0 = only after traces)
-        "backoff_after": 20,          # seed/expand jobs in a row that wrote nothing before seeding backs off (0 = never)
+        "backoff_after": 20,          # growth jobs in a row that wrote nothing before seeding backs off (0 = never)
         "backoff_base_seconds": 30.0,  # first back-off wait after the last growth job; doubles per empty job
         "backoff_max_seconds": 1800.0,  # longest back-off wait
     },

@@ -87,14 +87,16 @@ def growth_metrics(q):
         f.add_metric([kind], n.get(kind, 0))
     yield f
     st = q.get_kv(KV_STATE) or {}
-    yield GaugeMetricFamily("vcd_seed_backoff", "1 while seeding/expansion is backed off", value=int(bool(st.get("active"))))
+    yield GaugeMetricFamily("vcd_seed_backoff", "1 while seeding/expansion is backed off",
+                            value=int(bool(st.get("active"))))
     yield GaugeMetricFamily("vcd_seed_backoff_interval_seconds", "Current back-off wait between growth jobs",
                             value=float(st.get("interval_s") or 0.0))
     yield GaugeMetricFamily("vcd_seed_empty_streak", "Seed/expand jobs in a row that wrote nothing",
                             value=int(st.get("streak") or 0))
     if st.get("last"):
         yield InfoMetricFamily("vcd_seed_last_failure", "Reason class of the newest and the most frequent empty "
-                               "growth job of the current streak", value={"reason": st["last"], "top": st.get("top") or ""})
+                               "growth job of the current streak",
+                               value={"reason": st["last"], "top": st.get("top") or ""})
 
 
 class Metrics:
