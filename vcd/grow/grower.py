@@ -113,12 +113,13 @@ def local_frame(field: DistanceField, p: np.ndarray, radius: float) -> tuple[np.
     return v[:, 2], v[:, 1], v[:, 0]
 
 
-def _seed_quad(field: DistanceField, p0: np.ndarray, frame, a0: float, step: float, accept: float):
+def _seed_quad(field: DistanceField, p0: np.ndarray, frame, a0: float, step: float, accept: float, gap: float):
     """Four corners of a ``step``-voxel square around ``p0`` on the surface, each centred in its band:
     ``[(point, band thickness), ...]`` in (row, col) order (0,0), (0,1), (1,0), (1,1), or None.
 
     The square's in-plane rotation starts at ``a0`` (radians; random seeds are then independent of
-    axis alignment) and turns by 45° until all four corners and their edges fit (dropout holes)."""
+    axis alignment) and turns by 45° until all four corners and their edges fit (dropout holes) and
+    each corner's band is clear of other sheets by ``gap`` voxels (:func:`band_test`)."""
     t1, t2, n = frame
     shape = field.shape
     J, res, band = np.empty((64, 3)), np.empty(64), np.empty(4)
@@ -132,9 +133,9 @@ def _seed_quad(field: DistanceField, p0: np.ndarray, frame, a0: float, step: flo
         for (r, c), (a_r, a_c) in zip(((0, 0), (0, 1), (1, 0), (1, 1)), ((-.5, -.5), (-.5, .5), (.5, -.5), (.5, .5))):
             guess = p0 + a_r * step * v + a_c * step * u
             p, _ = K.solve_corner(pos, state, r, c, guess, step, WEIGHTS, field.pool, field.slots, shape, J, res, 20)
-            t = 0.0
-            if SB.band_test(field.pool, field.slots, shape, p, n, 0.0, 0.0, accept, band) == SB.BAND_OK:
-                p, t = p + band[0] * n, band[1]
+            if SB.band_test(field.pool, field.slots, shape, p, n, 0.0, gap, accept, band) != SB.BAND_OK:
+                break
+            p, t = p + band[0] * n, band[1]
             if not (K.inside(p, shape, 0.5) and K.on_surface(pos, state, r, c, p, accept, field.pool, field.slots,
                                                              shape)):
                 break
@@ -178,10 +179,10 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     cell_rc = np.zeros((max_corners, 2), np.int64)
     count = 0
     c0 = size // 2
-    quad = _seed_quad(field, p0, (t1, t2, _n), a0, step, accept)
+    quad = _seed_quad(field, p0, (t1, t2, _n), a0, step, accept, sheet_gap)
     if quad is None:
         return _empty("the seed quad does not fit on the predicted surface in any of 8 orientations (too "
-                      "curved, holed or small for step_size)")
+                      "curved, holed or close to another wrap for step_size)")
     for (r, c), (p, t) in zip(((c0, c0), (c0, c0 + 1), (c0 + 1, c0), (c0 + 1, c0 + 1)), quad):
         pos[r, c] = p
         state[r, c] = K.ON_SURFACE
