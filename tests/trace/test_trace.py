@@ -235,11 +235,18 @@ def test_hard_bridge_jump_found_via_qa_map_and_fixed_by_masking(hard_collection,
     sc = score_surface(s.points, t)
     reach = _band_reach(s.points, t, zc, hh)
     jumped, stopped = sc["jumps"] > 0, reach < thb - t.theta0 + 1.0
-    assert jumped or stopped, (sc, reach)
-    # the QA map points at the spot: a hot corner next to every jump
+    left = sc["max_dist"] > 2.0  # (patch-following, issue 14) partly up the bridge with the majority, no jump
+    assert jumped or stopped or left, (sc, reach)
+    # the QA map points at the spot: a hot corner next to every jump (and every point off the sheet)
     q = tifffile.imread(out / "qa.tif")
     hot = np.argwhere(q >= 0.5)
     step = TRACE_PARAMS["step"]
+    if left:
+        v = s.points[..., 0] != -1
+        d = np.zeros(v.shape)
+        d[v] = t.nearest(s.points[v])[0]
+        off_cells = {(r // step, c // step) for r, c in np.argwhere(d > 2.0)}
+        assert all(np.abs(hot - np.array(oc)).max(1).min() <= 2 for oc in off_cells), (off_cells, hot)
     if jumped:
         v = s.points[..., 0] != -1
         _, th = t.nearest(s.points[v])

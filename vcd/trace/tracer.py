@@ -375,23 +375,31 @@ class Tracer:
                 continue
             voters = [(int(ids[j]), L[j]) for j in members] + \
                      [(int(rids[j]), rlocs[i, j]) for j in np.nonzero(ragree[i])[0]]
-            best = self._candidate(q, i, members, voters, ids, L, agree, gap, scores)
+            best = self._candidate(q, i, members, voters, ids, L, agree, gap, scores, agree.sum(1) + ragree.sum(1))
             if best is None or not self.ps.approved:
                 break
         if best is not None and near_seed and self.seed in best.locs:
             best.score = max(best.score, T)
         return best
 
-    def _candidate(self, q, i, members, voters, ids, L, agree, gap, scores) -> Candidate | None:
+    def _candidate(self, q, i, members, voters, ids, L, agree, gap, scores, votes) -> Candidate | None:
+        """The accepted corner's record. ``rival``: the strongest proposal none of the winners agrees
+        with, off the winner's surface — its support over the winner's, and at least 0.5 when
+        ``min_supporters`` patches back it (two patch groups each describe a different sheet here;
+        patch-following proposals never disagree like that on correct patches)."""
         locs = self._settle(q, voters)
         if not locs:
             return None
         member_ids = frozenset(int(ids[m]) for m in members)
         others = [int(t) for t in ids if int(t) not in member_ids]
         locs = self._attach(q, locs, exclude=others)
-        # rival: the strongest proposal none of the winners agrees with, off the winner's surface
         off = ~agree[:, members].any(1) & ~agree[members, :].any(0) & (gap[i] > 2 * self.p.same_surface_th)
-        rival = float(scores[off].max() / max(scores[i], 1e-6)) if off.any() else 0.0
+        rival = 0.0
+        if off.any():
+            k = np.nonzero(off)[0][np.argmax(scores[off])]
+            rival = float(scores[k] / max(scores[i], 1e-6))
+            if votes[k] >= self.p.min_supporters:
+                rival = max(rival, 0.5)
         return Candidate(float(scores[i]), q, locs, False, len(others) / len(ids), min(1.0, rival), ids, L,
                          member_ids)
 
