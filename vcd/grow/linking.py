@@ -32,7 +32,8 @@ from ..formats.jsonio import read_json
 from ..formats.overlaps import Linker
 from ..formats.tifxyz import read_surface
 from ..formats.volpkg import is_patch, name_is_utf8
-from ..kernels.pointsearch import build_vertex_hash, closest_on_grid, count_within, dist_to_grid, max_quad_edge
+from ..kernels.pointsearch import (build_vertex_hash, closest_on_grid, count_within, dist_to_grid, hash_cell,
+                                   quad_edges, vertex_reach)
 
 OVERLAP_TOL = 2.0
 
@@ -55,7 +56,7 @@ class SurfaceSearch:
     @classmethod
     def from_points(cls, pts: np.ndarray) -> "SurfaceSearch":
         pts = np.ascontiguousarray(pts, dtype=np.float64)
-        valid = (pts[..., 0] != -1) & (pts[..., 2] > 0)
+        valid = (pts[..., 0] != -1) & (pts[..., 2] > 0) & np.isfinite(pts).all(axis=-1)  # inf is nowhere
         return cls(pts, valid)
 
     @property
@@ -100,18 +101,33 @@ class SurfaceSearch:
         """Build the sample points and the vertex hash now (they are otherwise built on first use)."""
         self.sample_points()
         if self._hash is None:
-            max_edge = float(max_quad_edge(self.grid, self.valid))
-            cell = max(max_edge + OVERLAP_TOL, 1.0)
-            self._hash = (*build_vertex_hash(self.grid, self.valid, cell), cell, max_edge)
+            edges = quad_edges(self.grid, self.valid)
+            long_quads, max_edge = _long_quads(edges)
+            cell = float(hash_cell(self.grid, self.valid, max(max_edge + OVERLAP_TOL, 1.0)))
+            vreach = vertex_reach(edges, *self.valid.shape)
+            self._hash = (vreach, long_quads, *build_vertex_hash(self.grid, self.valid, cell), cell, max_edge)
         return self
 
     def count_within(self, queries: np.ndarray, tol: float = OVERLAP_TOL, min_hits: int = 1 << 62) -> int:
         """How many (x, y, z) queries (N×3) lie within ``tol`` voxels of this surface, counting up
         to ``min_hits`` (exact, no candidate limit: every quad within reach is tested)."""
-        lo, dims, keys, starts, order, cell, max_edge = self._hash or self.prepare()._hash
+        vreach, long_quads, lo, dims, keys, starts, order, cell, max_edge = self._hash or self.prepare()._hash
         q = np.ascontiguousarray(queries, dtype=np.float64).reshape(-1, 3)
-        return int(count_within(q, self.grid, self.valid, lo, dims, cell, keys, starts, order,
+        return int(count_within(q, self.grid, self.valid, vreach, long_quads, lo, dims, cell, keys, starts, order,
                                 max_edge, float(tol), int(min_hits)))
+
+
+def _long_quads(edges: np.ndarray, factor: float = 8.0) -> tuple[np.ndarray, float]:
+    """Split off the few quads whose longest edge (voxels) exceeds ``factor`` × the median — an
+    outlier point's quads — so that they do not widen every hash search: returns their first
+    corners (K×2 int64) and the longest edge of the others. Not split when they are many."""
+    e = edges[edges > 0]
+    if len(e) == 0:
+        return np.zeros((0, 2), np.int64), 0.0
+    long = edges > factor * float(np.median(e))
+    if not long.any() or long.sum() > max(16, len(e) // 16):
+        return np.zeros((0, 2), np.int64), float(e.max())
+    return np.argwhere(long).astype(np.int64), float(edges[~long].max())
 
 
 def surfaces_overlap(a: SurfaceSearch, b: SurfaceSearch, tol: float = OVERLAP_TOL, min_hits: int = 3) -> bool:
@@ -166,7 +182,11 @@ class PatchIndex:
             if warn:
                 warn(f"skipping {name}: {exc.message}")
             return None
-        nbytes = 3 * s.grid.nbytes + 1024  # grid, samples and vertex hash
+        except (OSError, ValueError, MemoryError) as exc:  # unreadable for another reason: still one line
+            if warn:
+                warn(f"skipping {name}: cannot be read ({type(exc).__name__}: {exc})")
+            return None
+        nbytes = 4 * s.grid.nbytes + 1024  # grid, samples, vertex hash and reach
         old = self._search.pop(name, None)
         self._search_bytes += nbytes - (old[2] if old else 0)
         self._search[name] = (key, s, nbytes)
@@ -287,8 +307,19 @@ def _iter_overlaps(mine: SurfaceSearch, patch_name: str, index: PatchIndex, warn
         if other == patch_name:
             continue
         s = index.search(other, warn)
-        if s is not None and surfaces_overlap(mine, s):
+        if s is not None and _overlap_or_warn(mine, s, other, warn):
             yield other
+
+
+def _overlap_or_warn(mine: SurfaceSearch, other: SurfaceSearch, name: str, warn) -> bool:
+    """:func:`surfaces_overlap`, but a failure of the test skips this one pair with a warning line
+    (the kernels handle degenerate grids; this keeps a future bug from failing every overlap job)."""
+    try:
+        return surfaces_overlap(mine, other)
+    except (ArithmeticError, ValueError, IndexError) as exc:
+        if warn:
+            warn(f"skipping {name}: overlap test failed ({type(exc).__name__}: {exc})")
+        return False
 
 
 def find_overlaps(paths_dir: str | os.PathLike, patch_name: str, index: PatchIndex | None = None,

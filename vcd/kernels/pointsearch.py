@@ -16,11 +16,46 @@ import numba as nb
 import numpy as np
 
 
+DEGENERATE = 1e-10  #: a triangle with sin² of its angle at corner a below this is treated as its edges
+
+
+@nb.njit(cache=True, nogil=True)
+def _segment_dist2(px, py, pz, a, b):
+    """Squared distance from point p to segment (a, b); a zero-length segment is the point a."""
+    dx, dy, dz = b[0] - a[0], b[1] - a[1], b[2] - a[2]
+    L = dx * dx + dy * dy + dz * dz
+    u = 0.0
+    if L > 0.0:
+        u = ((px - a[0]) * dx + (py - a[1]) * dy + (pz - a[2]) * dz) / L
+        if not u > 0.0:  # also a NaN ratio
+            u = 0.0
+        elif u > 1.0:
+            u = 1.0
+    qx, qy, qz = a[0] + u * dx - px, a[1] + u * dy - py, a[2] + u * dz - pz
+    return qx * qx + qy * qy + qz * qz
+
+
+@nb.njit(cache=True, nogil=True)
+def _edges_dist2(px, py, pz, a, b, c):
+    """Squared distance from p to the three edges of (a, b, c): the exact answer for a degenerate
+    (zero-area: repeated or collinear corners) triangle, which is the union of its edges."""
+    return min(_segment_dist2(px, py, pz, a, b), _segment_dist2(px, py, pz, a, c),
+               _segment_dist2(px, py, pz, b, c))
+
+
 @nb.njit(cache=True, nogil=True)
 def point_triangle_dist2(px, py, pz, a, b, c):
-    """Squared distance from point p to triangle (a, b, c) (Ericson, Real-Time Collision Detection §5.1.5)."""
+    """Squared distance from point p to triangle (a, b, c) (Ericson, Real-Time Collision Detection §5.1.5).
+
+    Degenerate triangles (repeated corners, collinear corners — e.g. a crushed patch whose grid
+    points coincide — or slivers with sin(angle)² below ``DEGENERATE``) are measured as their three
+    edges; every division is also guarded, so no input divides by zero."""
     abx, aby, abz = b[0] - a[0], b[1] - a[1], b[2] - a[2]
     acx, acy, acz = c[0] - a[0], c[1] - a[1], c[2] - a[2]
+    nx, ny, nz = aby * acz - abz * acy, abz * acx - abx * acz, abx * acy - aby * acx
+    if not nx * nx + ny * ny + nz * nz > DEGENERATE * (abx * abx + aby * aby + abz * abz) * \
+            (acx * acx + acy * acy + acz * acz):
+        return _edges_dist2(px, py, pz, a, b, c)  # zero area to rounding: the region tests are unreliable
     apx, apy, apz = px - a[0], py - a[1], pz - a[2]
     d1 = abx * apx + aby * apy + abz * apz
     d2 = acx * apx + acy * apy + acz * apz
@@ -33,6 +68,8 @@ def point_triangle_dist2(px, py, pz, a, b, c):
         return bpx * bpx + bpy * bpy + bpz * bpz
     vc = d1 * d4 - d3 * d2
     if vc <= 0 and d1 >= 0 and d3 <= 0:
+        if d1 - d3 <= 0:
+            return _edges_dist2(px, py, pz, a, b, c)
         v = d1 / (d1 - d3)
         qx, qy, qz = a[0] + v * abx - px, a[1] + v * aby - py, a[2] + v * abz - pz
         return qx * qx + qy * qy + qz * qz
@@ -43,16 +80,22 @@ def point_triangle_dist2(px, py, pz, a, b, c):
         return cpx * cpx + cpy * cpy + cpz * cpz
     vb = d5 * d2 - d1 * d6
     if vb <= 0 and d2 >= 0 and d6 <= 0:
+        if d2 - d6 <= 0:
+            return _edges_dist2(px, py, pz, a, b, c)
         w = d2 / (d2 - d6)
         qx, qy, qz = a[0] + w * acx - px, a[1] + w * acy - py, a[2] + w * acz - pz
         return qx * qx + qy * qy + qz * qz
     va = d3 * d6 - d5 * d4
     if va <= 0 and (d4 - d3) >= 0 and (d5 - d6) >= 0:
+        if (d4 - d3) + (d5 - d6) <= 0:
+            return _edges_dist2(px, py, pz, a, b, c)
         w = (d4 - d3) / ((d4 - d3) + (d5 - d6))
         qx = b[0] + w * (c[0] - b[0]) - px
         qy = b[1] + w * (c[1] - b[1]) - py
         qz = b[2] + w * (c[2] - b[2]) - pz
         return qx * qx + qy * qy + qz * qz
+    if not va + vb + vc > 0:  # zero-area (or NaN) triangle
+        return _edges_dist2(px, py, pz, a, b, c)
     denom = 1.0 / (va + vb + vc)
     v = vb * denom
     w = vc * denom
@@ -109,14 +152,15 @@ def _closest_on_triangle(px, py, pz, a, b, c, out):
     D = e0x * vx + e0y * vy + e0z * vz
     E = e1x * vx + e1y * vy + e1z * vz
     det = A * C - B * B
-    if det <= 1e-12:
-        out[0], out[1], out[2] = a[0], a[1], a[2]
-        return vx * vx + vy * vy + vz * vz
-    s = (B * E - C * D) / det
-    t = (B * D - A * E) / det
-    if s < 0 or t < 0 or s + t > 1:
+    degenerate = not det > DEGENERATE * A * C  # zero-area triangle (repeated or collinear corners): its edges
+    s = t = 0.0
+    if not degenerate:
+        s = (B * E - C * D) / det
+        t = (B * D - A * E) / det
+    if degenerate or s < 0 or t < 0 or s + t > 1:
         # clamp to the best of the three edges
-        best = 1e30
+        best = np.inf
+        out[0], out[1], out[2] = a[0], a[1], a[2]
         for k in range(3):
             if k == 0:
                 ox, oy, oz, dx, dy, dz = a[0], a[1], a[2], e0x, e0y, e0z
@@ -125,8 +169,11 @@ def _closest_on_triangle(px, py, pz, a, b, c, out):
             else:
                 ox, oy, oz, dx, dy, dz = b[0], b[1], b[2], c[0] - b[0], c[1] - b[1], c[2] - b[2]
             L = dx * dx + dy * dy + dz * dz
-            u = 0.0 if L <= 1e-12 else ((px - ox) * dx + (py - oy) * dy + (pz - oz) * dz) / L
-            u = min(1.0, max(0.0, u))
+            u = 0.0 if not L > 0.0 else ((px - ox) * dx + (py - oy) * dy + (pz - oz) * dz) / L
+            if not u > 0.0:
+                u = 0.0
+            elif u > 1.0:
+                u = 1.0
             qx, qy, qz = ox + u * dx, oy + u * dy, oz + u * dz
             d = (qx - px) ** 2 + (qy - py) ** 2 + (qz - pz) ** 2
             if d < best:
@@ -214,6 +261,34 @@ def max_quad_edge(grid, valid):
 
 
 @nb.njit(cache=True)
+def quad_edges(grid, valid):
+    """float64 ``[rows - 1, cols - 1]``: the longest triangle edge (incl. the P01–P10 diagonal) of
+    each valid quad, 0 where a corner is invalid."""
+    R, C = valid.shape
+    out = np.zeros((max(R - 1, 0), max(C - 1, 0)))
+    for r in range(R - 1):
+        for c in range(C - 1):
+            out[r, c] = max_quad_edge(grid[r:r + 2, c:c + 2], valid[r:r + 2, c:c + 2])
+    return out
+
+
+@nb.njit(cache=True)
+def vertex_reach(edges, R, C):
+    """float64 ``[R, C]``: the longest edge of the valid quads touching each vertex (0 where none),
+    from :func:`quad_edges`. A triangle within ``tol`` of q has every vertex v within ``tol +
+    vertex_reach[v]`` of q — so a long edge (an outlier point) slows only its own quads."""
+    out = np.zeros((R, C))
+    for r in range(edges.shape[0]):
+        for c in range(edges.shape[1]):
+            e = edges[r, c]
+            for dr in range(2):
+                for dc in range(2):
+                    if e > out[r + dr, c + dc]:
+                        out[r + dr, c + dc] = e
+    return out
+
+
+@nb.njit(cache=True)
 def build_vertex_hash(grid, valid, cell):
     """Bucket the valid vertices into cubic cells of side ``cell``.
 
@@ -272,16 +347,47 @@ def build_vertex_hash(grid, valid, cell):
     return lo, dims, keys, starts, order
 
 
+@nb.njit(cache=True)
+def hash_cell(grid, valid, min_cell):
+    """Cell side (voxels) for :func:`build_vertex_hash`: ``min_cell``, enlarged so that no axis of
+    the valid vertices' bbox spans more than 2**20 cells (the int64 cell ids cannot overflow, however
+    far apart the points are). Larger cells keep a hash search exact (only slower)."""
+    R, C = valid.shape
+    span = 0.0
+    for a in range(3):
+        lo, hi = np.inf, -np.inf
+        for r in range(R):
+            for c in range(C):
+                if valid[r, c]:
+                    lo = min(lo, grid[r, c, a])
+                    hi = max(hi, grid[r, c, a])
+        if hi - lo > span:
+            span = hi - lo
+    return max(min_cell, span / float(1 << 20))
+
+
+@nb.njit(cache=True, nogil=True)
+def _cell_index(v, lo, cell, n):
+    """Index of the hash cell holding coordinate ``v`` along an axis of ``n`` cells, clamped to
+    [-1, n] in floating point first (so a far or non-finite value never overflows the int)."""
+    f = math.floor((v - lo) / cell)
+    if not f > -1.0:
+        return -1
+    if f > n:
+        return n
+    return int(f)
+
+
 @nb.njit(cache=True, nogil=True)
 def hash_cells_within(px, py, pz, reach, lo, dims, cell):
     """Cell index ranges ``(ix0, ix1, iy0, iy1, iz0, iz1)`` (inclusive, clamped to the hash; empty
     when the point is farther than ``reach`` voxels from it) of the hash cells near point p."""
-    ix0 = max(int(math.floor((px - reach - lo[0]) / cell)), 0)
-    ix1 = min(int(math.floor((px + reach - lo[0]) / cell)), dims[0] - 1)
-    iy0 = max(int(math.floor((py - reach - lo[1]) / cell)), 0)
-    iy1 = min(int(math.floor((py + reach - lo[1]) / cell)), dims[1] - 1)
-    iz0 = max(int(math.floor((pz - reach - lo[2]) / cell)), 0)
-    iz1 = min(int(math.floor((pz + reach - lo[2]) / cell)), dims[2] - 1)
+    ix0 = max(_cell_index(px - reach, lo[0], cell, dims[0]), 0)
+    ix1 = min(_cell_index(px + reach, lo[0], cell, dims[0]), dims[0] - 1)
+    iy0 = max(_cell_index(py - reach, lo[1], cell, dims[1]), 0)
+    iy1 = min(_cell_index(py + reach, lo[1], cell, dims[1]), dims[1] - 1)
+    iz0 = max(_cell_index(pz - reach, lo[2], cell, dims[2]), 0)
+    iz1 = min(_cell_index(pz + reach, lo[2], cell, dims[2]), dims[2] - 1)
     return ix0, ix1, iy0, iy1, iz0, iz1
 
 
@@ -296,53 +402,89 @@ def hash_bucket(keys, starts, dims, ix, iy, iz):
 
 
 @nb.njit(cache=True, nogil=True)
-def _within(px, py, pz, grid, valid, lo, dims, cell, keys, starts, order, reach, tol):
-    """True if point p lies within ``tol`` voxels of the surface (see :func:`count_within`)."""
+def _bucket_within(px, py, pz, grid, valid, vreach, order, b0, b1, tol):
+    """True if p is within ``tol`` of a quad touching one of the vertices ``order[b0:b1]`` (or of
+    such a vertex itself); a vertex farther than ``tol + vreach[vertex]`` is skipped."""
     R, C = valid.shape
-    reach2 = reach * reach
     tol2 = tol * tol
-    ix0, ix1, iy0, iy1, iz0, iz1 = hash_cells_within(px, py, pz, reach, lo, dims, cell)
-    for iz in range(iz0, iz1 + 1):
-        for iy in range(iy0, iy1 + 1):
-            for ix in range(ix0, ix1 + 1):
-                b0, b1 = hash_bucket(keys, starts, dims, ix, iy, iz)
-                for m in range(b0, b1):
-                    v = order[m]
-                    r, c = v // C, v % C
-                    d = (grid[r, c, 0] - px) ** 2 + (grid[r, c, 1] - py) ** 2 + (grid[r, c, 2] - pz) ** 2
-                    if d > reach2:
-                        continue
-                    if d <= tol2:
-                        return True
-                    for dr in range(-1, 1):
-                        for dc in range(-1, 1):
-                            r0, c0 = r + dr, c + dc
-                            if r0 < 0 or c0 < 0 or r0 + 1 >= R or c0 + 1 >= C:
-                                continue
-                            if not (valid[r0, c0] and valid[r0 + 1, c0] and valid[r0, c0 + 1]
-                                    and valid[r0 + 1, c0 + 1]):
-                                continue
-                            if point_triangle_dist2(px, py, pz, grid[r0, c0], grid[r0, c0 + 1],
-                                                    grid[r0 + 1, c0]) <= tol2 or \
-                                    point_triangle_dist2(px, py, pz, grid[r0 + 1, c0 + 1], grid[r0 + 1, c0],
-                                                         grid[r0, c0 + 1]) <= tol2:
-                                return True
+    for m in range(b0, b1):
+        v = order[m]
+        r, c = v // C, v % C
+        d = (grid[r, c, 0] - px) ** 2 + (grid[r, c, 1] - py) ** 2 + (grid[r, c, 2] - pz) ** 2
+        if d <= tol2:
+            return True
+        if d > (tol + vreach[r, c]) ** 2:
+            continue
+        for dr in range(-1, 1):
+            for dc in range(-1, 1):
+                r0, c0 = r + dr, c + dc
+                if r0 < 0 or c0 < 0 or r0 + 1 >= R or c0 + 1 >= C:
+                    continue
+                if not (valid[r0, c0] and valid[r0 + 1, c0] and valid[r0, c0 + 1] and valid[r0 + 1, c0 + 1]):
+                    continue
+                if point_triangle_dist2(px, py, pz, grid[r0, c0], grid[r0, c0 + 1], grid[r0 + 1, c0]) <= tol2 or \
+                        point_triangle_dist2(px, py, pz, grid[r0 + 1, c0 + 1], grid[r0 + 1, c0],
+                                             grid[r0, c0 + 1]) <= tol2:
+                    return True
     return False
 
 
 @nb.njit(cache=True, nogil=True)
-def count_within(queries, grid, valid, lo, dims, cell, keys, starts, order, max_edge, tol, min_hits):
+def _within(px, py, pz, grid, valid, vreach, lo, dims, cell, keys, starts, order, reach, tol):
+    """True if point p lies within ``tol`` voxels of the surface (see :func:`count_within`).
+
+    Visits the hash cells within ``reach`` of p — or, when that box holds more cells than the hash
+    has occupied ones (a huge reach: one very long quad edge), the occupied cells inside the box."""
+    ix0, ix1, iy0, iy1, iz0, iz1 = hash_cells_within(px, py, pz, reach, lo, dims, cell)
+    if ix1 < ix0 or iy1 < iy0 or iz1 < iz0:
+        return False
+    nbox = float(ix1 - ix0 + 1) * float(iy1 - iy0 + 1) * float(iz1 - iz0 + 1)
+    if nbox > keys.shape[0]:
+        for j in range(keys.shape[0]):
+            k = keys[j]
+            ix, iy, iz = k % dims[0], (k // dims[0]) % dims[1], k // (dims[0] * dims[1])
+            if ix0 <= ix <= ix1 and iy0 <= iy <= iy1 and iz0 <= iz <= iz1:
+                if _bucket_within(px, py, pz, grid, valid, vreach, order, starts[j], starts[j + 1], tol):
+                    return True
+        return False
+    for iz in range(iz0, iz1 + 1):
+        for iy in range(iy0, iy1 + 1):
+            for ix in range(ix0, ix1 + 1):
+                b0, b1 = hash_bucket(keys, starts, dims, ix, iy, iz)
+                if _bucket_within(px, py, pz, grid, valid, vreach, order, b0, b1, tol):
+                    return True
+    return False
+
+
+@nb.njit(cache=True, nogil=True)
+def _near_quads(px, py, pz, grid, quads, tol):
+    """True if p is within ``tol`` of one of the (valid) quads whose first corners are ``quads`` (K×2)."""
+    tol2 = tol * tol
+    for k in range(quads.shape[0]):
+        r0, c0 = quads[k, 0], quads[k, 1]
+        if point_triangle_dist2(px, py, pz, grid[r0, c0], grid[r0, c0 + 1], grid[r0 + 1, c0]) <= tol2 or \
+                point_triangle_dist2(px, py, pz, grid[r0 + 1, c0 + 1], grid[r0 + 1, c0], grid[r0, c0 + 1]) <= tol2:
+            return True
+    return False
+
+
+@nb.njit(cache=True, nogil=True)
+def count_within(queries, grid, valid, vreach, long_quads, lo, dims, cell, keys, starts, order, max_edge, tol,
+                 min_hits):
     """How many queries (N×3) lie within ``tol`` voxels of the surface (its triangles, and valid
     vertices of incomplete quads as points), stopping once ``min_hits`` are found.
 
-    Exact: a triangle within ``tol`` of q has every vertex within ``tol + max_edge`` of q, so all
-    quads touching a hashed vertex in that reach are tested."""
+    Exact: a triangle within ``tol`` of q has every vertex v within ``tol + vreach[v]`` of q, so the
+    quads of every hashed vertex within that reach are tested (``vreach``: :func:`vertex_reach`),
+    searching the hash cells within ``tol + max_edge`` — ``max_edge`` bounds the edges of every quad
+    except ``long_quads`` (K×2 ``(row, col)`` of their first corner), which are tested one by one."""
     if keys.shape[0] == 0:
         return 0
     hits = 0
     for i in range(queries.shape[0]):
-        if _within(queries[i, 0], queries[i, 1], queries[i, 2], grid, valid, lo, dims, cell, keys, starts, order,
-                   tol + max_edge, tol):
+        px, py, pz = queries[i, 0], queries[i, 1], queries[i, 2]
+        if _within(px, py, pz, grid, valid, vreach, lo, dims, cell, keys, starts, order, tol + max_edge, tol) or \
+                _near_quads(px, py, pz, grid, long_quads, tol):
             hits += 1
             if hits >= min_hits:
                 return hits
