@@ -63,7 +63,7 @@ def _classic_cfg(preset: str, overrides: dict) -> tuple[dict, float]:
     if bad:
         raise ValueError(f"unknown override(s) {bad} for preset {preset!r}; use half_thickness, clean or "
                          f"{sorted(PRESETS[preset])}")
-    cfg = {**PRESETS[preset], **over, **(_CLEAN if clean else {})}
+    cfg = {**PRESETS[preset], **(_CLEAN if clean else {}), **over}
     return cfg, ht
 
 
@@ -172,12 +172,13 @@ def make_scroll(out: str | os.PathLike, shape=(384, 384, 384), preset: str = "me
 def grow_params_for(truth: SheetTruth) -> dict:
     """``seed.json`` values (VC3D keys) that suit ``truth``'s scroll: ``step_size`` about half the
     typical wrap spacing, ``generations`` so a patch can reach across the volume, and
-    ``min_area_cm`` the area of a patch ~4 steps across (the 0.3 cm² default is a patch ~690 voxels
+    ``min_area_cm`` the area of a patch ~4 steps across, at most 5% of the largest face of the volume (the 0.3 cm² default is a patch ~690 voxels
     square at 7.91 µm: more sheet than a 160³ scroll holds)."""
     step = int(min(20, max(4, round(0.5 * truth.pitch))))
     gens = int(min(200, max(10, math.ceil(max(truth.shape) / step))))
     vx_cm = truth.voxelsize * 1e-4
-    area = float(f"{(4 * step) ** 2 * vx_cm ** 2:.2g}")
+    Z, Y, X = truth.shape
+    area = float(f"{min((4 * step) ** 2, 0.05 * max(Z * Y, Y * X, Z * X)) * vx_cm ** 2:.2g}")
     return {"mode": "seed", "generations": gens, "step_size": step, "min_area_cm": area}
 
 

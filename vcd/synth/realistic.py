@@ -10,14 +10,18 @@ preset="realistic", seed=N, **overrides)`` replaces single knobs. Knobs (voxels 
 - ``dropout``: share (0-0.4) of the volume removed in blobs (smoothed noise, ``blob_sigma``), plus
   ``n_holes`` large elliptical holes in the sheet;
 - ``pitch``, ``ellipticity``, ``displacement``, ``phi_e``, ``phi_d``: radial wrap spacing
-  ``pitch * (1 + e cos 2(phi - phi_e) + d cos(phi - phi_d))`` (drawn to span ~4-25 voxels around the
-  scroll; the pitch is raised if the thinnest spacing would leave < 2 voxels between bands);
+  ``pitch * (1 + e cos 2(phi - phi_e) + d cos(phi - phi_d))`` (drawn so the spacing spans 4-8 .. 14-25
+  voxels around the scroll, the minimum measured along the normal; the crush is reduced, keeping the
+  widest spacing, where the thinnest would leave < ~2 voxels between bands of the thickest sheet);
 - ``tilt_deg`` (5-15) and ``tilt_azimuth``: axis tilt away from +z; ``twist_deg``: rotation of the
   spiral over the volume's z extent; ``waves``: (amplitude, k per radian, cycles over z, phase);
 - ``n_fused``: zones where a wrap is pulled onto its outer neighbour until their gap along the normal is
-  ``fused_gap`` × the local thickness (< 1: one band) over tens of voxels;
+  about ``fused_gap`` × the local thickness, always < 0.9 × it (one band), over a core of
+  ``± extent_arc`` (10-15) voxels along the sheet and ``± extent_s`` (7-11) along the axis, easing back
+  over as much again;
 - ``n_fragments``: short false bands between wraps; ``speckle``: share of voxels switched on at random;
-- ``clean``: True drops every defect (dropout, holes, fused zones, fragments, speckle), keeps the shape.
+- ``clean``: True drops every defect (dropout, holes, fused zones, fragments, speckle) not given
+  explicitly, keeps the shape (``clean=True, n_fused=2``: only fused zones).
 
 Geometry and features never depend on the defect knobs' random draws (separate RNG streams), so
 ``dropout=0`` renders the same sheet as the drawn dropout. The truth (:class:`RealisticTruth`) answers
@@ -47,15 +51,12 @@ def realistic_family(seed: int) -> dict:
     tmax = float(rng.uniform(tmin, min(6.0, tmin + 2.5)))
     smin, smax, f_e = float(rng.uniform(4.0, 8.0)), float(rng.uniform(14.0, 25.0)), float(rng.uniform(0.3, 0.7))
     phi_e, phi_d = (float(v) for v in rng.uniform(0, 2 * math.pi, 2))
-    f = _shape_profile(f_e, phi_e, phi_d)
-    ratio = smax / smin
-    amp = float((ratio - 1.0) / (f.max() - ratio * f.min()))
-    fmin = float(f.min())
+    pitch, ell, disp = solve_shape(smin, smax, f_e, phi_e, phi_d)
     return dict(
         thickness_range=(tmin, tmax), half_thickness=None, soft=bool(rng.random() < 0.5),
         soft_width=float(rng.uniform(1.0, 2.5)), dropout=float(rng.uniform(0.0, 0.4)),
         blob_sigma=float(rng.uniform(0.8, 1.5)), n_holes=int(rng.integers(1, 5)),
-        pitch=smin / (1.0 + amp * fmin), ellipticity=amp * f_e, displacement=amp * (1.0 - f_e),
+        pitch=pitch, ellipticity=ell, displacement=disp,
         phi_e=phi_e, phi_d=phi_d, r0=float(rng.uniform(6.0, 10.0)), theta0=float(rng.uniform(0, 2 * math.pi)),
         center_offset=tuple(float(v) for v in rng.uniform(-4, 4, 2)), tilt_deg=float(rng.uniform(5.0, 15.0)),
         tilt_azimuth=float(rng.uniform(0, 2 * math.pi)), twist_deg=float(rng.uniform(-30.0, 30.0)),
@@ -65,11 +66,30 @@ def realistic_family(seed: int) -> dict:
         n_fragments=int(rng.integers(2, 7)), speckle=float(rng.uniform(0.0, 3e-4)), clean=False)
 
 
-def _shape_profile(f_e, phi_e, phi_d, e=None, d=None):
+def _spacing_profile(e, d, phi_e, phi_d):
+    """(radial spacing factor g, normal spacing factor) around the scroll for shape amplitudes ``e``, ``d``."""
     phi = np.linspace(0, 2 * math.pi, 721)
-    e = f_e if e is None else e
-    d = (1.0 - f_e) if d is None else d
-    return e * np.cos(2 * (phi - phi_e)) + d * np.cos(phi - phi_d)
+    g = 1.0 + e * np.cos(2 * (phi - phi_e)) + d * np.cos(phi - phi_d)
+    dg = -2 * e * np.sin(2 * (phi - phi_e)) - d * np.sin(phi - phi_d)
+    return g, g / np.sqrt(1.0 + (dg / np.maximum(g, 1e-6)) ** 2)
+
+
+def solve_shape(smin: float, smax: float, f_e: float, phi_e: float, phi_d: float):
+    """``(pitch, ellipticity, displacement)`` whose radial wrap spacing peaks at ``smax`` voxels and whose
+    spacing along the normal bottoms out at ``smin``; ``f_e`` is the elliptical share of the crush."""
+    def spacing_min(a):
+        g, n = _spacing_profile(a * f_e, a * (1 - f_e), phi_e, phi_d)
+        return smax / g.max() * n.min(), g.min()
+    lo, hi = 0.0, 1.0
+    while hi > 1e-3 and spacing_min(hi)[1] < 0.15:
+        hi *= 0.9
+    if spacing_min(hi)[0] >= smin:
+        lo = hi
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if spacing_min(mid)[0] >= smin else (lo, mid)
+    g, _ = _spacing_profile(lo * f_e, lo * (1 - f_e), phi_e, phi_d)
+    return float(smax / g.max()), float(lo * f_e), float(lo * (1 - f_e))
 
 
 def resolve_knobs(seed: int, overrides: dict) -> dict:
@@ -78,15 +98,19 @@ def resolve_knobs(seed: int, overrides: dict) -> dict:
     if bad:
         raise ValueError(f"unknown realistic knob(s) {bad}; use some of {list(KNOBS)}")
     k = {**realistic_family(seed), **overrides}
-    if k["clean"]:
-        k.update(dropout=0.0, n_holes=0, n_fused=0, n_fragments=0, speckle=0.0)
+    if k["clean"]:  # no defects, except those asked for explicitly
+        k.update({**dict(dropout=0.0, n_holes=0, n_fused=0, n_fragments=0, speckle=0.0), **overrides})
     if k["half_thickness"] is not None:
         k["thickness_range"] = (2.0 * k["half_thickness"],) * 2
     tmax = float(k["thickness_range"][1])
-    g_min = 1.0 + _shape_profile(0, k["phi_e"], k["phi_d"], k["ellipticity"], k["displacement"]).min()
-    if g_min <= 0.05:
+    e, d = float(k["ellipticity"]), float(k["displacement"])
+    g, n = _spacing_profile(e, d, k["phi_e"], k["phi_d"])
+    if g.min() <= 0.05:
         raise ValueError("ellipticity + displacement too large: the spiral would cross itself")
-    k["pitch"] = max(float(k["pitch"]), (tmax + 2.0) / g_min)  # bands stay >= 2 voxels apart
+    need = tmax + 2.5  # bands stay >= ~2 voxels apart along the normal outside fused zones
+    if k["pitch"] * n.min() < need:
+        k["pitch"], k["ellipticity"], k["displacement"] = solve_shape(
+            need, max(need, k["pitch"] * g.max()), e / (e + d) if e + d > 0 else 0.5, k["phi_e"], k["phi_d"])
     return k
 
 
@@ -147,11 +171,35 @@ class RealisticTruth(SheetTruth):
         """Radius (voxels) from the axis of the sheet point at ``(theta, z)``."""
         return w.radius(self.P, self.bumps_arr, float(theta), self.s_of(theta, z))
 
+    def point_s(self, theta, s) -> np.ndarray:
+        """N×3 sheet points at angles ``theta`` and axis coordinates ``s`` (as in ``nearest_full``)."""
+        th, ss = np.broadcast_arrays(np.asarray(theta, float), np.asarray(s, float))
+        return np.array([w.world_point(self.P, self.bumps_arr, a, b) for a, b in zip(th.ravel(), ss.ravel())])
+
+    def half_thickness_s(self, theta, s) -> np.ndarray:
+        """Half thickness (voxels) of the rendered band at sheet coordinates ``(theta, s)``."""
+        th, ss = np.broadcast_arrays(np.asarray(theta, float), np.asarray(s, float))
+        return w.half_thick_many(self.P, np.ascontiguousarray(th.ravel()), np.ascontiguousarray(ss.ravel()))
+
     def half_thickness_at(self, theta, z) -> np.ndarray:
-        """Half thickness (voxels) of the rendered band at sheet points ``(theta, z)``."""
+        """Half thickness (voxels) of the rendered band at sheet points ``(theta, world z)``."""
         th, zz = np.broadcast_arrays(np.asarray(theta, float), np.asarray(z, float))
         P, B = self.P, self.bumps_arr
-        return np.array([w.half_thick(P, t, w.s_for_z(P, B, t, q)) for t, q in zip(th.ravel(), zz.ravel())])
+        return self.half_thickness_s(th, [w.s_for_z(P, B, a, b) for a, b in zip(th.ravel(), zz.ravel())])
+
+    def feature_points(self) -> dict:
+        """World (x, y, z) centres of the planted features: ``fused`` (on the inner wrap), ``holes`` (on the
+        sheet) and ``fragments`` (the false band, between two wraps)."""
+        P, B = self.P, self.bumps_arr
+        frag = []
+        for th, s, _a, _z, frac, _h in self.fragments:
+            r_in, r_out = w.radius(P, B, th, s), w.radius(P, B, th + 2 * math.pi, s)
+            a, b, _ = w.local_point(P, B, th, s)
+            f = (r_in + frac * (r_out - r_in)) / r_in
+            frag.append(w.to_world(P, a * f, b * f, s))
+        return {"fused": np.array([f["center"] for f in self.fused]).reshape(-1, 3),
+                "holes": self.point_s([h[0] for h in self.holes], [h[1] for h in self.holes]).reshape(-1, 3),
+                "fragments": np.array(frag).reshape(-1, 3)}
 
     def normals(self, theta, z, h: float = 1e-3) -> np.ndarray:
         """Unit normals (x, y, z) at sheet points ``(theta, z)``, pointing outward (away from the axis)."""
@@ -235,7 +283,7 @@ def _model_vector(k: dict, shape) -> np.ndarray:
     for i, wave in enumerate(list(k["waves"])[: w.N_WAVE]):
         P[w.WAVE0 + 4 * i: w.WAVE0 + 4 * i + 4] = wave
     # outermost wrap: beyond the volume's corners everywhere (tilt shifts the axis by Z/2 tan(tilt))
-    g_min = 1.0 + _shape_profile(0, k["phi_e"], k["phi_d"], k["ellipticity"], k["displacement"]).min()
+    g_min = _spacing_profile(k["ellipticity"], k["displacement"], k["phi_e"], k["phi_d"])[0].min()
     reach = 0.5 * math.hypot(X, Y) + 4.0 + 0.5 * Z * math.tan(math.radians(k["tilt_deg"])) + \
         abs(k["center_offset"][0]) + abs(k["center_offset"][1]) + sum(abs(v[0]) for v in k["waves"])
     P[w.TH1] = P[w.TH0] + 2 * math.pi * (max(reach / g_min - k["r0"], 0.0) / k["pitch"] + 1.0)
@@ -290,12 +338,23 @@ def _place_fused(t: RealisticTruth, rng, n: int, frac: float):
         g0, rg0, _ = _local_gap(t, th, s)
         if g0 > 16.0 or any(abs(b[1] - s) < 30 and abs(th - b[0]) * w.base_rho(P, th) < 60 for b in t.bumps):
             continue
-        ht_in, ht_out = w.half_thick(P, th, s), w.half_thick(P, th + 2 * math.pi, s)
-        target = frac * min(2 * ht_in, ht_in + ht_out)
-        t.bumps.append((th, s, target * rg0 / max(g0, 1e-6), float(rng.uniform(10, 18)), float(rng.uniform(8, 14))))
+        sa, ss = float(rng.uniform(20, 30)), float(rng.uniform(14, 22))
+        thick = _min_band(P, th, s, sa * w.FUSED_CORE / w.base_rho(P, th), ss * w.FUSED_CORE)
+        gap = min(frac * thick / max(g0 / rg0, 1e-6), 0.9 * thick)  # radial; the normal gap is <= it
+        t.bumps.append((th, s, gap, sa, ss))
         g, _, c = _local_gap(t, th, s)
-        t.fused.append(dict(theta=th, s=s, center=c.tolist(), wrap=int(t.wrap_of(th)), gap=g,
-                            thickness=2 * ht_in, extent_arc=t.bumps[-1][3], extent_s=t.bumps[-1][4]))
+        t.fused.append(dict(theta=th, s=s, center=c.tolist(), wrap=int(t.wrap_of(th)), gap=g, thickness=thick,
+                            extent_arc=sa * w.FUSED_CORE, extent_s=ss * w.FUSED_CORE))
+
+
+def _min_band(P, th, s, dth, ds) -> float:
+    """Smallest ``min(2 ht_in, ht_in + ht_out)`` over ``theta ± dth``, ``s ± ds`` (the fused core)."""
+    best = 1e9
+    for a in np.linspace(th - dth, th + dth, 7):
+        for b in np.linspace(s - ds, s + ds, 7):
+            h_in, h_out = w.half_thick(P, a, b), w.half_thick(P, a + 2 * math.pi, b)
+            best = min(best, 2 * h_in, h_in + h_out)
+    return float(best)
 
 
 def _place_fragments(t: RealisticTruth, rng, n: int):

@@ -108,3 +108,19 @@ def coverage(surfaces: list[np.ndarray], truth: SheetTruth, tol: float = 2.0, sp
     tree = cKDTree(np.concatenate(clouds))
     d, _ = tree.query(samples, distance_upper_bound=tol + 1e-6)
     return float(np.mean(d <= tol))
+
+
+def band_thickness(pred: np.ndarray, points: np.ndarray, normals: np.ndarray, reach: float,
+                   threshold: int = 170, step: float = 0.05) -> np.ndarray:
+    """Thickness (voxels) of the predicted band across each sheet point: the length of the segment
+    ``point + t * normal``, ``|t| <= reach``, whose nearest voxel of ``pred`` ([z, y, x]) is ``>= threshold``.
+
+    ``points``/``normals`` are N×3 (x, y, z); keep ``reach`` below the distance to the next band. Averaged
+    over many points this is unbiased for a digital band (nearest-voxel rounding has zero mean)."""
+    t = np.arange(-reach, reach + 1e-9, step)
+    q = np.rint(points[:, None, :] + t[None, :, None] * normals[:, None, :]).astype(np.int64)
+    Z, Y, X = pred.shape
+    ok = (q[..., 0] >= 0) & (q[..., 0] < X) & (q[..., 1] >= 0) & (q[..., 1] < Y) & (q[..., 2] >= 0) & (q[..., 2] < Z)
+    q = np.where(ok[..., None], q, 0)
+    on = ok & (pred[q[..., 2], q[..., 1], q[..., 0]] >= threshold)
+    return on.sum(1) * step

@@ -92,6 +92,18 @@ class SheetTruth:
         """(x, y, z) of the sheet at ``(theta, z)``."""
         return np.array(m.sheet_point(self.P, self.bumps_arr, float(theta), float(z)))
 
+    def normals(self, theta, z, h: float = 1e-3) -> np.ndarray:
+        """Unit normals (x, y, z) at sheet points ``(theta, z)`` (arrays), pointing away from the axis."""
+        th, zz = np.broadcast_arrays(np.asarray(theta, float), np.asarray(z, float))
+        out = []
+        for t, q in zip(th.ravel(), zz.ravel()):
+            p = self.point(t, q)
+            du = self.point(t + h / max(self.radius(t, q), 1.0), q) - p
+            n = np.cross(du, self.point(t, q + h) - p)
+            n /= np.linalg.norm(n)
+            out.append(n if n @ (p - self.point(t - 2 * math.pi, q)) > 0 else -n)
+        return np.array(out).reshape(-1, 3)
+
     def sample_grid(self, theta0: float, theta1: float, z0: float, z1: float, step: float) -> np.ndarray:
         """float32 ``[rows, cols, 3]`` grid of sheet points: rows along z (``step`` apart), columns
         along the sheet with increasing theta, ≈ ``step`` voxels of arc apart (measured at the middle

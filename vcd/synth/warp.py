@@ -14,9 +14,9 @@ local frame, for unwrapped angle ``theta`` (radians) and axis coordinate ``s`` (
    g(\varphi) = 1 + e\cos 2(\varphi - \varphi_e) + \delta\cos(\varphi - \varphi_d)
 
 so the radial wrap spacing is ``p * g(phi)`` (crush ``e``, one-sided displacement ``delta``), ``tau`` is
-the twist (radians per voxel of axis) and the flat-topped weights ``w_b = exp(-q_b^4)`` pull a wrap
-towards its outer neighbour until their radial gap ``Delta r`` is ``G_b`` (fused zones;
-``q_b^2 = (arc/sigma_a)^2 + (ds/sigma_s)^2``). The half thickness of the
+the twist (radians per voxel of axis) and the weights ``w_b`` (1 for ``q_b <= 0.5``, smoothstep to 0 at
+``q_b = 1``, ``q_b^2 = (arc/sigma_a)^2 + (ds/sigma_s)^2``) pull a wrap towards its outer neighbour until
+their radial gap ``Delta r`` is ``G_b`` (fused zones). The half thickness of the
 predicted band varies smoothly along the sheet (:func:`half_thick`).
 
 Distances are exact: :func:`nearest_local` runs Gauss-Newton on ``(theta, s)`` from the radially
@@ -39,6 +39,7 @@ TWO_PI = 2.0 * math.pi
 WAVE0 = 32
 N_WAVE = 2
 N_PARAM = WAVE0 + 4 * N_WAVE
+FUSED_CORE = 0.5  #: fused zones hold their gap exactly out to half their extent
 
 
 @nb.njit(cache=True)
@@ -67,20 +68,21 @@ def radius(P, bumps, theta, s):
     """Local-frame radius (voxels) of the sheet at unwrapped angle ``theta`` and axis coordinate ``s``.
 
     ``bumps[b] = (theta_b, s_b, radial_gap, sigma_arc, sigma_s)``: a fused zone pulling the wrap of
-    ``theta_b`` towards its outer neighbour until their radial gap is ``radial_gap`` over a flat top
-    (weight ``exp(-q^4)``)."""
+    ``theta_b`` towards its outer neighbour until their radial gap is ``radial_gap`` — exactly within
+    ``q <= FUSED_CORE`` (``q^2 = (arc/sigma_arc)^2 + (ds/sigma_s)^2``), easing off to nothing at ``q = 1``."""
     r0 = radius_plain(P, theta, s)
     r = r0
     if bumps.shape[0] > 0:
         rho = base_rho(P, theta)
         for b in range(bumps.shape[0]):
             arc = (theta - bumps[b, 0]) * rho
-            if abs(arc) < 3.0 * bumps[b, 3]:
+            if abs(arc) < bumps[b, 3]:
                 ds = s - bumps[b, 1]
-                q2 = (arc / bumps[b, 3]) ** 2 + (ds / bumps[b, 4]) ** 2
-                if q2 < 9.0:
+                q = math.sqrt((arc / bumps[b, 3]) ** 2 + (ds / bumps[b, 4]) ** 2)
+                if q < 1.0:
+                    x = min(1.0, (1.0 - q) / (1.0 - FUSED_CORE))
                     gap = radius_plain(P, theta + TWO_PI, s) - r0
-                    r += math.exp(-q2 * q2) * max(0.0, gap - bumps[b, 2])
+                    r += x * x * (3.0 - 2.0 * x) * max(0.0, gap - bumps[b, 2])
     return r
 
 
@@ -133,6 +135,14 @@ def half_thick(P, theta, s):
     f = 0.5 * (math.sin(TWO_PI * ell / P[LAM1] + P[PH1]) * math.cos(TWO_PI * s / P[LAM2] + P[PH2])
                + math.sin(TWO_PI * ell / P[LAM3] + TWO_PI * s / P[LAM4] + P[PH3]))
     return P[HT_MEAN] + P[HT_AMP] * f
+
+
+@nb.njit(cache=True)
+def half_thick_many(P, theta, s):
+    out = np.empty(theta.shape[0])
+    for i in range(theta.shape[0]):
+        out[i] = half_thick(P, theta[i], s[i])
+    return out
 
 
 @nb.njit(cache=True)
@@ -284,7 +294,7 @@ def normal_gap(P, bumps, theta, s, rho, radial):
     """Radial gap → distance along the normal (first order, like the classic presets' renderer)."""
     h = 1e-3
     r1 = radius(P, bumps, theta, s)
-    drdphi = (radius(P, bumps, theta + h, s) - r1) / h / max(rho, 1.0)
+    drdphi = (radius(P, bumps, theta + h, s) - r1) / h / max(r1, 1.0)  # slope at the sheet, not at the voxel
     tau = P[TAU]
     drds = (radius(P, bumps, theta - tau * 0.5, s + 0.5) - radius(P, bumps, theta + tau * 0.5, s - 0.5))
     return radial / math.sqrt(1.0 + drdphi * drdphi + drds * drds)
