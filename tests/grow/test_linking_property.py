@@ -1,17 +1,22 @@
 """Issue 14 items 5–6: the overlap linker never crashes, and patches of different grid steps are handled.
 
 The linker is fed ≥ 1,000 seeded random patches — smooth sheets at every scale, degenerate grids
-(one point, one row, one column, repeated, collinear, flat in x/y/z, mostly invalid, z <= 0, ±inf)
-and crushed-spiral patches (20-voxel grids on an elliptical, displaced spiral, squashed until
-neighbouring grid points coincide in float32) — and every pair test must equal a brute-force
-reference (every triangle of every quad) and never raise. The CLI and the overlap job run on such
-surfaces written to disk. Units: voxels; grids are ``[row, col] = (x, y, z)``, invalid = -1.
+(one point, one row, one column, repeated, collinear, flat in x/y/z, mostly invalid, z <= 0, ±inf,
+an outlier point) and crushed-spiral patches (20-voxel grids on an elliptical, displaced spiral,
+squashed flat and pressed into a box so that neighbouring grid points coincide) — and every pair
+test must equal a brute-force reference (every triangle of every quad) and never raise; likewise
+20-voxel reference patches on the realistic family's crushed, tilted spiral. The CLI and the
+overlap job run on such surfaces written to disk. Grid steps (meta.json ``scale``): the linker links
+across steps; the tracer's loader refuses a seed whose step is not ``src_step`` with one line, and a
+trace over a collection of mixed steps stays on the sheet. Units: voxels; grids are
+``[row, col] = (x, y, z)``, invalid = -1.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numba as nb
 import numpy as np
@@ -26,7 +31,8 @@ from vcd.grow.linking import OVERLAP_TOL, SurfaceSearch, link_new_patch, surface
 from vcd.jobs import JobContext
 from vcd.jobs.overlap import run as overlap_job
 from vcd.kernels.pointsearch import _closest_on_triangle, point_triangle_dist2
-from vcd.trace.patches import PatchSet, resample_grid
+from vcd.trace.patches import PatchSet
+from vcd.trace.run import run_trace
 
 CENTRE = np.array([60.0, 60.0, 60.0])
 
@@ -50,9 +56,9 @@ def _brute_within(queries, grid, valid, tol, min_hits):
             for c in range(C - 1):
                 if hit or not (valid[r, c] and valid[r + 1, c] and valid[r, c + 1] and valid[r + 1, c + 1]):
                     continue
-                if point_triangle_dist2(px, py, pz, grid[r, c], grid[r, c + 1], grid[r + 1, c]) <= tol * tol or \
-                        point_triangle_dist2(px, py, pz, grid[r + 1, c + 1], grid[r + 1, c], grid[r, c + 1]) <= tol * tol:
-                    hit = True
+                d1 = point_triangle_dist2(px, py, pz, grid[r, c], grid[r, c + 1], grid[r + 1, c])
+                d2 = point_triangle_dist2(px, py, pz, grid[r + 1, c + 1], grid[r + 1, c], grid[r, c + 1])
+                hit = min(d1, d2) <= tol * tol
         if hit:
             hits += 1
             if hits >= min_hits:
@@ -267,6 +273,36 @@ def test_linker_property_random_degenerate_crushed():
     assert counts["linked"] >= 100 and counts["not"] >= 100 and counts["twins"] >= 400
 
 
+def test_realistic_crushed_spiral_reference_patches():
+    """Issue 14's case: 20-voxel, 24-column reference patches on the realistic family's crushed,
+    displaced, tilted spiral (seed 3: ellipticity 0.21, displacement 0.42, tilt 8°). Every pair
+    equals the brute-force reference; a patch and the same stretch of sheet 40 voxels higher link."""
+    from vcd.synth.realistic import build_realistic
+    t = build_realistic((100, 192, 192), seed=3)
+    rng = np.random.default_rng(1)
+    grids = []
+    while len(grids) < 48:
+        th = rng.uniform(t.theta0 + 2 * math.pi, t.theta0 + 8 * math.pi)
+        if not 20 <= t.radius(th, 50) <= 85:
+            continue
+        ths = [th]
+        for _ in range(23):
+            ths.append(ths[-1] + 20 / max(t.radius(ths[-1], 50), 1.0))
+        z0 = float(rng.uniform(2, 8))
+        for dz in (0.0, 40.0):  # the same stretch twice, 40 voxels apart in z: they share 40 voxels
+            grids.append(t.sample_grid(th, ths[-1] - 1e-9, z0 + dz, z0 + dz + 40 + 1e-9, 20.0)[:, :24])
+    S = [SurfaceSearch.from_points(g) for g in grids]
+    links = 0
+    for i in range(len(S)):
+        for j in range(i + 1, len(S)):
+            got = surfaces_overlap(S[i], S[j])
+            assert got == _reference_overlap(S[i], S[j]), (i, j)
+            links += got
+        if i % 2 == 0 and (grids[i][-1, :, 0] != -1).sum() >= 3:
+            assert surfaces_overlap(S[i], S[i + 1]), i  # shares its last row with its twin
+    assert links >= 24
+
+
 def test_plane_offsets_known_answers():
     """A flat sheet and a copy moved along its normal: linked up to ``OVERLAP_TOL`` voxels apart, not beyond;
     at a coarse (20-voxel) and a fine (1-voxel) grid against each other."""
@@ -395,24 +431,6 @@ def test_linker_links_patches_of_different_grid_steps(tmp_path):
     assert read_overlaps(paths / "auto_grown_00000000000000003") == set()
 
 
-def test_resample_grid_keeps_the_sheet():
-    """Resampling a 4-voxel cylinder grid to 2 and to 8 voxels: spacing as asked, points on the sheet
-    (chord error only), invalid points spread to exactly the new points they touch."""
-    g = _cylinder(4.0, 4.0)
-    g[5, 6] = -1
-    for to, holes in ((2.0, 9), (8.0, 0)):  # (5, 6) is a new point at step 2; at step 8 never touched
-        out = resample_grid(g, (4.0, 4.0), to)
-        v = out[..., 0] != -1
-        assert out.shape[:2] == (int(60 / to) + 1, int(60 / to) + 1)
-        rad = np.hypot(out[v][:, 0] - CENTRE[0], out[v][:, 1] - CENTRE[1])
-        assert np.abs(rad - 40).max() < 0.06  # 4-voxel chords on r = 40: sagitta 0.05
-        dz = np.diff(out[..., 2], axis=0)[v[1:] & v[:-1]]
-        np.testing.assert_allclose(dz, to, atol=1e-4)
-        assert v.sum() == v.size - holes and (to != 2.0 or not v[10, 12])
-    anis = resample_grid(_cylinder(10.0, 2.5), (10.0, 2.5), 5.0)  # different steps along columns and rows
-    assert anis.shape[:2] == (13, 13)
-
-
 def _collection(tmp_path, steps):
     paths = tmp_path / "paths"
     for i, (step, th0) in enumerate(steps):
@@ -421,22 +439,51 @@ def _collection(tmp_path, steps):
     return paths
 
 
-def test_tracer_loader_resamples_or_refuses(tmp_path):
-    """PatchSet.load with src_step 5: patches of step 10 / 2.5 are resampled (one warning line), the
-    seed's mismatch is refused with an InputError naming its meta.json and the fix."""
+def test_tracer_loader_refuses_a_seed_of_another_grid_step(tmp_path):
+    """PatchSet.load with src_step 5: patches of step 10 / 2.5 are kept as they are (one warning line);
+    a seed of another step is refused with an InputError naming its meta.json and the fix."""
     paths = _collection(tmp_path, [(5.0, 0.3), (10.0, 0.6), (2.5, 0.9)])
     warns = []
     ps = PatchSet.load(paths, warn=warns.append, src_step=5.0, seed="auto_grown_00000000000000000")
     assert len(warns) == 1 and "2 patch(es)" in warns[0] and "src_step 5" in warns[0]
-    for s in ps.search:
-        v = s.valid
-        dz = np.diff(s.grid[..., 2], axis=0)[v[1:] & v[:-1]]
-        np.testing.assert_allclose(dz, 5.0, atol=1e-4)
-    assert ps.info["auto_grown_00000000000000001"]["tags"] == []
+    for name, s in zip(ps.names, ps.search):
+        np.testing.assert_array_equal(s.grid, read_surface(paths / name).points)
     with pytest.raises(InputError) as exc:
         PatchSet.load(paths, warn=warns.append, src_step=5.0, seed="auto_grown_00000000000000001")
     msg = str(exc.value)
     assert "auto_grown_00000000000000001/meta.json" in msg and '"src_step": 10' in msg and "\n" not in msg
+
+
+def test_trace_follows_patches_of_mixed_grid_steps(tmp_path):
+    """Issue 14's tiling (60 perfect patches, wraps 16 voxels apart) with every third patch on a
+    10-voxel grid instead of 20 (meta.json scale 0.1): linked by the real linker and traced with
+    src_step 20 from a 20-voxel seed — one sheet, on it (≤ 2 voxels), ≥ 1.5 wraps."""
+    from tests.trace import tiling
+    from vcd.synth import load_truth
+    from vcd.synth.score import score_surface
+    vp = tiling.spiral_scroll(tmp_path / "m.volpkg")
+    t = load_truth(vp)
+    names = tiling.tile(vp, 60)
+    seed = tiling.middle_seed(vp, names)
+    for name in names[::3]:
+        if name == seed:
+            continue
+        g = read_surface(vp / "paths" / name).points
+        v = g[..., 0] != -1
+        _, ths = t.nearest(g[v])
+        fine = tiling._patch(t, float(ths.min()), float(g[..., 2][v].min()), cols=2 * tiling.COLS - 1,
+                             rows=2 * tiling.ROWS - 1, step=10.0)
+        shutil.rmtree(vp / "paths" / name)
+        tiling.add(vp, name, fine, step=10.0)
+    tiling.link(vp)
+    warns = []
+    res = run_trace(vp / "volumes" / "synth_pred.zarr", vp / "paths", vp / "traces",
+                    {"step": 1, "src_step": 20, "flip_x": False, "global_steps_per_window": 0,
+                     "consensus_default_th": 6, "consensus_limit_th": 2, "snapshot_every": 0},
+                    vp / "paths" / seed, warn=warns.append)
+    sc = score_surface(read_surface(vp / "traces" / res["written"]).points, t)
+    assert sc["jumps"] == 0 and sc["max_dist"] <= 2.0 and sc["wraps_covered"] >= 1.5, sc
+    assert sum("grid step other than src_step" in w for w in warns) == 1
 
 
 def test_trace_cli_grid_mismatch_is_one_line(tmp_path, capsys):

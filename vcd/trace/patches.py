@@ -4,10 +4,11 @@
 ``mask.tif``); ``approved`` patches are remembered; a patch that cannot be read is skipped with a
 warning naming it. Debug snapshots and other non-patches never enter (``list_patches``).
 
-Grid steps: with ``src_step`` given, every patch grid is made ``src_step`` voxels per pixel (the
-tracer's unit): a patch whose ``meta.json`` ``scale`` says otherwise is resampled (bilinear; one
-warning line for all of them), except the seed, whose mismatch means the params do not fit the
-collection — that is refused with an :class:`InputError` naming the seed's meta.json and the fix.
+Grid steps (``meta.json`` ``scale`` = patch pixels per voxel): with ``src_step`` given, a seed whose
+step is not ``src_step`` means the params do not fit the collection — refused with an
+:class:`InputError` naming the seed's meta.json and the fix. Other patches of another step are kept
+as they are (the tracer walks each patch in its own grid units, measured from its spacing), with
+one warning line for all of them.
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ class PatchSet:
     @classmethod
     def load(cls, src_dir: str | Path, warn=print, extra: list[Path] = (), src_step: float | None = None,
              seed: str | None = None) -> "PatchSet":
-        """Read the collection. ``src_step`` (voxels per patch pixel): resample patches of another
-        grid step to it; the patch named ``seed`` must already have it (else :class:`InputError`)."""
+        """Read the collection. ``src_step`` (voxels per patch pixel, the trace params'): the patch
+        named ``seed`` must have that grid step (else :class:`InputError`); others are only counted."""
         src_dir = Path(src_dir)
-        resampled = []
+        other_step = []
         if not src_dir.is_dir():
             raise InputError(src_dir, "patch directory does not exist", "pass the volpkg's paths/ directory")
         ps = cls()
@@ -72,25 +73,18 @@ class PatchSet:
                 continue
             if not s.valid.any():
                 continue
-            fingerprint = mask_fingerprint(d, s.valid)
             if src_step is not None and not _step_matches(s, src_step):
                 if d.name == seed:
                     raise _seed_step_error(d, s, src_step)
-                if not _resample_to(s, d, float(src_step), warn):
-                    ps.skipped.append(d.name)
-                    continue
-                resampled.append(f"{d.name}: meta.json scale {list(s.scale)}")
-                if not s.valid.any():
-                    continue
+                other_step.append(f"{d.name}: meta.json scale {list(s.scale)}")
             ps.names.append(d.name)
             ps.search.append(SurfaceSearch.from_points(s.points))
-            ps.info[d.name] = {"mask_sha1": fingerprint, "tags": tags}
+            ps.info[d.name] = {"mask_sha1": mask_fingerprint(d, s.valid), "tags": tags}
             if "approved" in tags:
                 ps.approved.add(len(ps.names) - 1)
-        if resampled:
-            warn(f"{len(resampled)} patch(es) have a grid step other than src_step {float(src_step):g} voxels "
-                 f"(e.g. {resampled[0]}); "
-                 f"resampled to {float(src_step):g}-voxel grids")
+        if other_step:
+            warn(f"{len(other_step)} patch(es) have a grid step other than src_step {float(src_step):g} voxels "
+                 f"(e.g. {other_step[0]}); each is followed in its own grid units")
         index = {n: i for i, n in enumerate(ps.names)}
         ps.links = [set() for _ in ps.names]
         for i, n in enumerate(ps.names):
@@ -132,22 +126,6 @@ def _step_matches(s, src_step: float, rtol: float = 1e-3) -> bool:
     return all(abs(g - float(src_step)) <= rtol * float(src_step) for g in _grid_step(s))
 
 
-MAX_RESAMPLED_POINTS = 1 << 24  #: a resampled patch grid larger than this (points) is skipped
-
-
-def _resample_to(s, d: Path, src_step: float, warn) -> bool:
-    """Resample surface ``s`` (patch dir ``d``) in place to ``src_step``-voxel pixels; False (after
-    one warning line) when the result would be unreasonably large."""
-    col, row = _grid_step(s)
-    n = ((s.shape[0] - 1) * row / src_step + 1) * ((s.shape[1] - 1) * col / src_step + 1)
-    if n > MAX_RESAMPLED_POINTS:
-        warn(f"skipping patch {d.name}: its grid step ({col:g} voxels, meta.json scale {list(s.scale)}) "
-             f"resampled to src_step {src_step:g} would need {n:.3g} points; check its scale or src_step")
-        return False
-    s.points = resample_grid(s.points, (col, row), src_step)
-    return True
-
-
 def _seed_step_error(d: Path, s, src_step: float) -> InputError:
     col, row = _grid_step(s)
     step = f"{col:g}" if abs(col - row) <= 1e-3 * col else f"{col:g} × {row:g}"
@@ -156,31 +134,3 @@ def _seed_step_error(d: Path, s, src_step: float) -> InputError:
                       f"params say src_step {float(src_step):g}",
                       f"set \"src_step\": {col:g} in the params JSON (src_step must be the patches' step_size), "
                       f"or choose a seed grown at step {float(src_step):g}")
-
-
-def resample_grid(points: np.ndarray, from_step: tuple[float, float], to_step: float) -> np.ndarray:
-    """Bilinear resampling of a surface grid to ``to_step`` voxels per pixel.
-
-    ``points``: float32 ``[rows, cols, 3]`` of ``(x, y, z)`` voxels, ``-1`` invalid; ``from_step``:
-    its ``(column, row)`` step in voxels. A new point is valid iff every source corner with a
-    non-zero weight is valid. Returns float32 ``[rows', cols', 3]`` spanning the same extent."""
-    P = points.astype(np.float64)
-    valid = (P[..., 0] != -1) & (P[..., 2] > 0)
-    P[~valid] = 0.0
-    (r0, r1, fr), (c0, c1, fc) = (_axis_weights(points.shape[ax], from_step[1 - ax], to_step) for ax in (0, 1))
-    out = np.zeros((len(r0), len(c0), 3))
-    ok = np.ones((len(r0), len(c0)), bool)
-    for rr, wr in ((r0, 1 - fr), (r1, fr)):
-        for cc, wc in ((c0, 1 - fc), (c1, fc)):
-            w = wr[:, None] * wc[None, :]
-            out += w[..., None] * P[np.ix_(rr, cc)]
-            ok &= (w <= 1e-9) | valid[np.ix_(rr, cc)]
-    out[~ok] = -1
-    return out.astype(np.float32)
-
-
-def _axis_weights(n: int, step: float, to_step: float):
-    """Source indices (i0, i1) and weights of i1 for the new samples along an axis of ``n`` points."""
-    pos = np.arange(0.0, (n - 1) * step / to_step + 1e-6) * (to_step / step)
-    i0 = np.clip(np.floor(pos).astype(np.int64), 0, max(n - 2, 0))
-    return i0, np.minimum(i0 + 1, n - 1), np.clip(pos - i0, 0.0, 1.0)
