@@ -3,8 +3,12 @@
 Two surfaces *overlap* when a point of one lies within ``tol`` (2.0) voxels of the other
 (VC3D's threshold). Unlike VC3D's 10 random samples, the test here is deterministic and
 symmetric: every valid vertex and quad centre of A is tested against B's triangles (exact
-point-to-triangle distance over every quad with a vertex within ``tol`` + longest edge, found in
-a sparse cell hash of B's vertices), then B against A, stopping at the first ``min_hits`` hits.
+point-to-triangle distance over every quad with a vertex within ``tol`` + that vertex's longest
+edge, found in a sparse cell hash of B's vertices; the few quads of an outlier point, with edges
+far longer than the rest, are tested one by one), then B against A, stopping at the first
+``min_hits`` hits. Any grid the formats layer accepts is handled: repeated or collinear points
+(degenerate triangles count as their edges), flat or huge bboxes, ``inf`` points (invalid here);
+a neighbour that cannot be read or tested is skipped with one warning line.
 
 Linking one patch against 10k patches stays well under 50 ms because a long-running process
 keeps one :class:`PatchIndex` per ``paths/`` (:func:`shared_index`): a bbox array refreshed with
