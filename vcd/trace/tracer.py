@@ -1,7 +1,9 @@
-r"""Grow one large trace by consensus of overlapping patches.
+r"""Grow one large trace by consensus of overlapping patches — following the patches, not proximity.
 
 The trace is a quad grid of *cells* ``S = step × src_step`` voxels apart; rows run along the
-seed patch's direction closest to z, columns grow towards +u (−u with ``flip_x``).
+seed patch's direction closest to z, columns grow towards +u (−u with ``flip_x``). Every accepted
+corner keeps, for each supporting patch, its fractional (row, col) *in that patch's own grid*
+(``TraceState.locs``): the identity of the patch and of the part of it that carries the corner.
 
 **One generation.** For every *fringe* cell (empty, next to a valid corner, inside the active
 window of the last ``window_cells`` columns — so the work per generation is proportional to the
@@ -9,24 +11,40 @@ window, not to the trace):
 
 1. *guess* its position by extrapolating valid neighbours (``2q1 − q2`` lines, parallelograms),
    with z set to the row's z level (rows are z levels: VC3D's z-location prior);
-2. *candidates*: the patches supporting the 3×3 neighbourhood plus their overlap-graph neighbours;
-3. *proposals*: each candidate's closest point to the guess (if within ``0.8 S``);
-4. *consensus*: a candidate *agrees* with a proposal if it passes within ``same_surface_th``
-   voxels; support :math:`= \sum_{t \in agree} (1 + n_t)` where :math:`n_t` counts the neighbouring
-   corners ``t`` already supports (a patch that carried the trace so far weighs more);
+2. *proposals*: every patch supporting a neighbouring corner (8-neighbourhood) walks its own grid
+   from its (row, col) there towards the guess (Gauss–Newton steps of ≤ 1 grid unit,
+   :func:`vcd.kernels.multisurface.walk_many`), then slides along that grid ray until the point is
+   one cell (``S`` voxels, ``√2 S`` from a diagonal neighbour) from its own point at the start.
+   A walk that enters a hole, a masked part or the patch's edge fails — so a cell wider than the
+   wrap spacing cannot land on another wrap, and where the patches stop the front stops;
+3. *agreement*: patch ``j`` agrees with proposal ``i`` if its proposal is within ``same_surface_th``
+   voxels or its grid, walked from its own proposal, reaches within that of ``i``. Patches linked
+   (overlap graph) to the proposers but not supporting a neighbour may *vote* for a proposal their
+   surface passes within ``same_surface_th`` of, never propose;
+4. *consensus*: support :math:`= \sum_{t \in agree} w_t (1 + n_t)` where :math:`n_t` counts the
+   neighbouring corners ``t`` supports and :math:`w_t` is ``t``'s trust in that part of its grid
+   (each time a patch is out-voted its trust in that patch-grid block of ``TRUST_BLOCK`` cells
+   halves; agreeing restores it — a patch wrong in one place still counts elsewhere);
 5. accept the best proposal if support ≥ the threshold *T*, at least ``min_supporters`` distinct
    patches agree, spacing to its 4-neighbours is within [0.6 S, 1.4 S] and it does not fold onto
-   the trace; the corner becomes the mean of the agreeing patches' closest points. An
-   ``approved`` proposer anchored on ≥ 2 neighbours is accepted without consensus.
+   the trace; the corner becomes the mean of the agreeing proposals, every agreeing patch's
+   (row, col) is walked onto it, and the *second ring* (patches linked to them whose surface passes
+   within ``same_surface_th`` of the corner) attaches. An ``approved`` proposer anchored on ≥ 2
+   neighbours is accepted without consensus. ``defective`` patches are never loaded; masked pixels
+   are holes.
 
 **Threshold schedule** (VC3D): *T* starts at ``inlier_base_threshold``; a generation that accepts
 nothing lowers it towards ``consensus_default_th`` and then ``consensus_limit_th`` (only when the
 trace would otherwise end); any progress resets it. **Windowed optimisation**: with
 ``global_steps_per_window`` > 0, after every generation that added corners and once when growth
-stalls (before the threshold drops), the corners of the last 12 columns are regularised by least
-squares (8-neighbour spacing, straightness, z prior, point-to-plane tie to the sheet; :mod:`vcd.kernels.gridopt`, weights ``dist_loss_3d_w``, ``straight_weight_3D``,
-``z_loc_loss_w``) and put back onto their supporting patches, that many times. **Output**: corners upsampled
-``step`` times and snapped onto the supporting patches, i.e. the patches' own grid resolution.
+stalls (before the threshold drops), the interior corners (4 valid neighbours) of the last 12
+columns are regularised by least squares (8-neighbour spacing, straightness, z prior, point-to-plane
+tie to the sheet; :mod:`vcd.kernels.gridopt`, weights ``dist_loss_3d_w``, ``straight_weight_3D``,
+``z_loc_loss_w``) and walked back onto their supporting patches, that many times. **QA** (see
+:mod:`vcd.trace.qa`): per corner the share of proposers out-voted, the rival group's support, and
+the distance to the supporters' consensus surface. **Output**: corners upsampled ``step`` times,
+each point read from the patches supporting its whole quad at the blend of their (row, col), i.e.
+on the patches' own sheet at their grid resolution.
 """
 
 from __future__ import annotations
@@ -330,8 +348,15 @@ class Tracer:
             ring = ring[((b[:, 0] <= hi) & (b[:, 1] >= lo)).all(1)]
         if not len(ring):
             return ring, np.zeros((len(ids), 0), bool), np.zeros((len(ids), 0, 2))
-        d, _, L = self.ps.packed.closest_locs(P, ring, th, enough=0.5 * th)
-        return ring, d <= th, L
+        # one query per cluster of proposals (within th/4 of its first member): they coincide on clean data
+        gap = np.sqrt(((P[:, None, :] - P[None, :, :]) ** 2).sum(-1))
+        rep = np.full(len(P), -1)
+        for i in range(len(P)):
+            if rep[i] < 0:
+                rep[(rep < 0) & (gap[i] <= 0.25 * th)] = i
+        heads, inv = np.unique(rep, return_inverse=True)
+        d, _, L = self.ps.packed.closest_locs(P[heads], ring, th, enough=0.5 * th)
+        return ring, (d <= th)[inv], L[inv]
 
     def _settle(self, q: np.ndarray, members) -> dict:
         """(row, col) of each member patch at the corner ``q``: its grid walked from its start
