@@ -23,6 +23,18 @@ preset="realistic", seed=N, **overrides)`` replaces single knobs. Knobs (voxels 
 - ``clean``: True drops every defect (dropout, holes, fused zones, fragments, speckle) not given
   explicitly, keeps the shape (``clean=True, n_fused=2``: only fused zones).
 
+Example — a ~80×128×128 realistic scroll, then the same draw with 3-voxel sheets and 30 % dropout::
+
+    from vcd.synth import make_scroll, load_truth, realistic_family
+    knobs = realistic_family(7)                    # what seed 7 draws (dict of the knobs above)
+    vp = make_scroll("r7.volpkg", (80, 128, 128), preset="realistic", seed=7)
+    vp2 = make_scroll("r7b.volpkg", (80, 128, 128), preset="realistic", seed=7, half_thickness=1.5, dropout=0.3)
+    truth = load_truth(vp)                         # RealisticTruth: nearest(pts) -> (distance, theta),
+    truth.features["fused"], truth.feature_points()  # wrap_of(theta), fused zones / holes / fragments
+
+CLI: ``vcd synth out.volpkg --shape 80 128 128 --preset realistic --seed 7 --half-thickness 1.5
+--param dropout=0.3``.
+
 Geometry and features never depend on the defect knobs' random draws (separate RNG streams), so
 ``dropout=0`` renders the same sheet as the drawn dropout. The truth (:class:`RealisticTruth`) answers
 exact distances (see :mod:`vcd.synth.warp`) and lists fused zones, holes and fragments in ``features``.

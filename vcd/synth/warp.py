@@ -146,10 +146,11 @@ def half_thick_many(P, theta, s):
 
 
 @nb.njit(cache=True)
-def project_local(P, bumps, a, b, s, th, ss):
+def project_local(P, bumps, a, b, s, th, ss, tol=1e-8):
     """Gauss-Newton from ``(th, ss)`` to the closest sheet point to local ``(a, b, s)`` on that wrap.
 
-    Returns ``(distance, theta, s_on_sheet)``; theta is clamped to ``[theta0, theta1]``."""
+    Returns ``(distance, theta, s_on_sheet)``; theta is clamped to ``[theta0, theta1]``; stops when a step
+    moves the point less than ``tol`` voxels."""
     for _ in range(30):
         px, py, pz = local_point(P, bumps, th, ss)
         rx, ry, rz = px - a, py - b, pz - s
@@ -180,7 +181,7 @@ def project_local(P, bumps, a, b, s, th, ss):
         th -= d0
         ss -= d1
         th = min(max(th, P[TH0]), P[TH1])
-        if abs(d0) < 1e-10 and abs(d1) < 1e-8:
+        if abs(d0) * max(base_rho(P, th), 1.0) < tol and abs(d1) < tol:
             break
     px, py, pz = local_point(P, bumps, th, ss)
     return math.sqrt((px - a) ** 2 + (py - b) ** 2 + (pz - s) ** 2), th, ss
@@ -327,11 +328,15 @@ def _fragments(P, bumps, frags, theta, s, rho, rr, soft):
 def render_block(P, bumps, holes, frags, z0, shape_zyx, soft, want_dist):
     """Voxelise world slices ``z0 .. z0+shape[0]`` → ``(pred uint8 [z, y, x], normal distance float32)``.
 
+    Voxels near the band get their exact distance (Gauss-Newton from the radially nearest wrap), so the
+    band is ``distance <= half_thick`` at the closest sheet point; farther voxels keep the first-order
+    normal distance (radial gap × cos of the sheet's slope).
     ``holes[i] = (theta, s, arc_radius, s_radius)`` remove the sheet; ``frags[i] = (theta, s, arc_radius,
     s_radius, frac, half_thickness)`` add a false band ``frac`` of the way to the next wrap outward."""
     nz, ny, nx = shape_zyx[0], shape_zyx[1], shape_zyx[2]
     pred = np.zeros((nz, ny, nx), dtype=np.uint8)
     dist = np.zeros((nz, ny, nx) if want_dist else (1, 1, 1), dtype=np.float32)
+    reach = 1.5 + (P[SOFT_W] if soft else 0.0)
     for iz in nb.prange(nz):
         for iy in range(ny):
             for ix in range(nx):
@@ -350,12 +355,17 @@ def render_block(P, bumps, holes, frags, z0, shape_zyx, soft, want_dist):
                         break
                     th += TWO_PI
                 nd = normal_gap(P, bumps, best_th, s, rho, best)
+                ht = half_thick(P, best_th, s)
+                hs = best_th
+                if nd <= ht + reach:  # near the band: the exact distance, so the band is exact
+                    nd, hs, s2 = project_local(P, bumps, a, b, s, best_th, s, 1e-4)
+                    ht = half_thick(P, hs, s2)
                 if want_dist:
                     dist[iz, iy, ix] = nd
-                v = band_value(nd, half_thick(P, best_th, s), soft, P[SOFT_W])
+                v = band_value(nd, ht, soft, P[SOFT_W])
                 if v > 0:
                     for h in range(holes.shape[0]):
-                        if _in_ellipse(holes, h, best_th, s, max(rho, 1.0)):
+                        if _in_ellipse(holes, h, hs, s, max(rho, 1.0)):
                             v = 0.0
                             break
                 v = max(v, frag)
