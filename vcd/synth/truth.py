@@ -85,6 +85,10 @@ class SheetTruth:
         pts = np.ascontiguousarray(np.asarray(pts, dtype=np.float64).reshape(-1, 3))
         return m.nearest_many(self.P, self.bumps_arr, pts)
 
+    def wrap_at(self, pts) -> np.ndarray:
+        """Wrap index of the sheet point nearest to each ``(x, y, z)`` point (N×3)."""
+        return self.wrap_of(self.nearest(pts)[1])
+
     def radius(self, theta: float, z: float) -> float:
         return m.radius(self.P, self.bumps_arr, float(theta), float(z))
 
