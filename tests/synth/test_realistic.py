@@ -67,6 +67,22 @@ def test_family_knobs_are_drawn_from_the_seed():
         assert 3.9 <= t.pitch * g.min() and t.pitch * g.max() <= 25.01 and g.max() / g.min() > 1.4
 
 
+@pytest.mark.parametrize("seed", [0, 7, 13, 19])
+def test_family_draws_show_in_the_prediction(seed):
+    """Each knob as drawn (not overridden): thickness, dropout share and fused zones are in the render."""
+    t, pred = _render(seed, n_fragments=0, speckle=0.0)
+    k = t.params
+    d, th, s = t.nearest_full(_voxels(pred, 4000, np.random.default_rng(seed)))
+    ht = t.half_thickness_s(th, s)
+    assert (d <= ht + 1.0).all()
+    assert 2 * ht.min() >= k["thickness_range"][0] - 1e-6 and 2 * ht.max() <= k["thickness_range"][1] + 1e-6
+    full = _render(seed, n_fragments=0, speckle=0.0, dropout=0.0, n_holes=0)[1] >= 170
+    no_holes = _render(seed, n_fragments=0, speckle=0.0, n_holes=0)[1] >= 170
+    assert abs((1 - no_holes[full].mean()) - k["dropout"]) < 0.03
+    assert len(t.fused) >= 1 and all(f["gap"] < f["thickness"] for f in t.fused)
+    assert len(t.holes) == k["n_holes"]
+
+
 @pytest.mark.parametrize("seed", [0, 4])
 def test_truth_is_exact_under_the_deformation(seed):
     t = build_truth(SHAPE, "realistic", seed=seed)
