@@ -134,3 +134,43 @@ def test_walk_stays_on_its_own_wrap():
     assert not ok[0] or abs(L[0, 1] - k) <= 3.0
     d, _, locs = ps.closest_locs(target[None], [0], 2.0)
     assert d[0, 0] < 1e-6 and abs(locs[0, 0, 1] - (k + 25)) < 1e-6  # proximity would have picked the next turn
+
+
+def _mask_band(vp, names, arc):
+    """Mask a band ``arc`` voxels wide in every patch, 3 rad past the middle seed, and relink: a seam
+    between two patch groups. Returns (band start angle, band width in rad)."""
+    from vcd.formats.tifxyz import write_mask
+    t = load_truth(vp)
+    s = read_surface(vp / "paths" / tiling.middle_seed(vp, names))
+    th_s = float(np.median(t.nearest(s.points[s.valid])[1])) + 3.0
+    width = arc / t.radius(th_s, t.shape[0] / 2)
+    for p in sorted((vp / "paths").glob("auto_grown_*")):
+        s = read_surface(p)
+        band = np.zeros(s.shape, bool)
+        band[s.valid] = (t.nearest(s.points[s.valid])[1] > th_s) & (t.nearest(s.points[s.valid])[1] < th_s + width)
+        if band.any():
+            write_mask(p, np.where(band, 0, 255).astype(np.uint8))
+        (p / "overlapping.json").unlink(missing_ok=True)
+    tiling.link(vp)
+    return th_s, width
+
+
+def test_front_bridges_a_seam_between_patch_groups(tiled, tmp_path):
+    """A 30-voxel seam (no patch, no link across): without bridging the trace stops before it; with
+    it the trace crosses on the far group's sheet, 0 jumps, with 20- and 10-voxel cells."""
+    vp, names, jumps = _copy(tiled, tmp_path)
+    t = load_truth(vp)
+    th_s, width = _mask_band(vp, names, 30.0)
+    seed = tiling.middle_seed(vp, names)
+
+    def reach(res):
+        s, sc, _ = _score(vp, res)
+        v = s.points[..., 0] != -1
+        return sc, float(t.nearest(s.points[v])[1].max())
+
+    sc, hi = reach(tiling.trace(vp, seed, bridge_cells=0))
+    assert hi < th_s and sc["jumps"] == 0, (sc, hi, th_s)
+    for step, cells in ((1.0, 3), (0.5, 8)):
+        sc, hi = reach(tiling.trace(vp, seed, step=step, bridge_cells=cells))
+        assert hi > th_s + width + 1.0, (step, sc, hi, th_s)
+        assert sc["jumps"] == 0 and sc["max_dist"] <= 2.0, (step, sc)

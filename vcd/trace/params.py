@@ -4,7 +4,8 @@ Units: a trace cell is ``step × src_step`` voxels (``step`` in patch pixels, ``
 patch pixel — it must equal the patches' ``step_size``). Extra vcd keys: ``max_generations``,
 ``snapshot_every`` (debug snapshots ``z_dbg_gen_<N>``; 0 = none), ``window_cells`` (active window
 width in cells; 0 = ``sliding_w`` as VC3D), ``min_supporters`` (distinct agreeing patches a corner
-needs, VC3D's hard-coded 2).
+needs, VC3D's hard-coded 2), ``bridge_cells`` (longest gap between patch groups, in cells, that the
+front may cross by the grid's own smoothness when patches on the far side agree; 0 = never).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class TraceParams:
     snapshot_every: int = 50
     window_cells: int = 0
     min_supporters: int = 2
+    bridge_cells: int = 3
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "params") -> "TraceParams":

@@ -131,6 +131,22 @@ def _guess(st: TraceState, r: int, c: int):
     return acc / n if n else None
 
 
+def _arc_extrapolate(p3, p2, p1, n: float) -> np.ndarray:
+    """Continue the circle through ``p3, p2, p1`` (equally spaced (x, y, z) points) ``n`` steps beyond
+    ``p1`` (a straight line if they are collinear)."""
+    u, w = p2 - p1, p3 - p1
+    nrm = np.cross(u, w)
+    nn = float(nrm @ nrm)
+    if nn < 1e-9 * max(float(u @ u) * float(w @ w), 1e-12):
+        return p1 + n * (p1 - p2)
+    c = p1 + np.cross(float(u @ u) * w - float(w @ w) * u, nrm) / (2 * nn)
+    a, b = p2 - c, p1 - c
+    k = np.cross(a, b)
+    k /= np.linalg.norm(k)
+    phi = n * math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))
+    return c + b * math.cos(phi) + np.cross(k, b) * math.sin(phi) + k * float(k @ b) * (1 - math.cos(phi))
+
+
 def _fringe_cells(valid: np.ndarray, cmin: int) -> list[tuple[int, int]]:
     """Empty cells with a valid 4-neighbour in columns ≥ ``cmin``, in row-major order."""
     nb = np.zeros_like(valid)
@@ -493,6 +509,10 @@ class Tracer:
                     T = T - (1 + T - lb) // 2
                     T = float(min(T, max(best_seen, lb)))
                     continue
+                if self._bridge(st, cmin_active):
+                    tried.clear()
+                    T = float(p.inlier_base_threshold)
+                    continue
                 st.stop_reason = f"no corner reaches consensus (threshold {T:g}) at the front"
                 break
             T = float(p.inlier_base_threshold)
@@ -527,6 +547,101 @@ class Tracer:
         if cand.approved:
             st.used_approved.add(next(iter(cand.members)))
         self._update_trust(cand)
+
+    def _bridge(self, st: TraceState, cmin: int) -> int:
+        """Cross short gaps between patch groups: from every fringe cell with 3 valid corners behind
+        it in a line, continue the grid along the circle through them up to ``bridge_cells`` cells;
+        the first distance ``n`` where ≥ ``min_supporters`` patches agree (their surfaces within
+        ``same_surface_th`` of one another, within ``same_surface_th + min(0.05·S·n, same_surface_th)``
+        voxels of the continuation,
+        no other sheet within that reach, the corner not folding onto the trace) is that cell's
+        bridge. Only the shortest bridges found are made — the far corner on the patches, the cells
+        between on the arc (unsupported: low support in QA) — and patch-following growth takes over
+        from there. Returns the corners added."""
+        n_max = int(self.p.bridge_cells)
+        if n_max <= 0:
+            return 0
+        H, W = st.valid.shape
+        plans = []
+        for r, c in _fringe_cells(st.valid, cmin):
+            for dr, dc in NBR4:
+                back = [(r - k * dr, c - k * dc) for k in (1, 2, 3)]
+                if all(0 <= a < H and 0 <= b < W and st.valid[a, b] for a, b in back):
+                    plan = self._plan_bridge(st, r, c, dr, dc, [st.pos[k] for k in back], n_max)
+                    if plan is not None:
+                        plans.append(plan)
+        if not plans:
+            return 0
+        n_min = min(pl[0] for pl in plans)
+        added = 0
+        for n, cells, qs, qf, locs in plans:
+            if n == n_min and not any(st.valid[rc] for rc in cells) and self._geometry_ok(st, *cells[-1], qf):
+                for rc, q in zip(cells[:-1], qs):
+                    st.set_corner(*rc, q, {})
+                    st.gen[rc] = st.generations
+                st.set_corner(*cells[-1], qf, locs)
+                st.support[cells[-1]], st.gen[cells[-1]] = len(locs), st.generations
+                added += n
+        return added
+
+    def _plan_bridge(self, st: TraceState, r: int, c: int, dr: int, dc: int, back, n_max: int):
+        """``(n, cells, points between, far point, far locs)`` of the shortest bridge from (r, c) in
+        direction (dr, dc), or None."""
+        p1, p2, p3 = back
+        H, W = st.valid.shape
+        for k in range(n_max):
+            rk, ck = r + k * dr, c + k * dc
+            if not (0 <= rk < H and 0 <= ck < W) or st.valid[rk, ck]:
+                return None
+            n = k + 1  # cells from p1
+            q = self._continue(p3, p2, p1, n, rk if dc else None)
+            slack = min(0.05 * self.S * n, self.p.same_surface_th)
+            far = self._far_group(q, slack, p1, n)
+            if far is None or not self._geometry_ok(st, rk, ck, far[0]):
+                continue
+            qf, locs = far
+            # the far patches must continue the arc one cell further too (same slope, not a crossing)
+            q_next = self._continue(p3, p2, p1, n + 1, rk if dc else None) + (qf - q)
+            ids = np.array(sorted(locs), np.int64)
+            if (self.ps.packed.closest(q_next[None], ids, 2 * slack + self.p.same_surface_th)[0][0]
+                    > 2 * slack + self.p.same_surface_th).sum() * 2 > len(ids):
+                continue
+            cells = tuple([(r + j * dr, c + j * dc) for j in range(n)])
+            between = [self._continue(p3, p2, p1, j + 1, cells[j][0] if dc else None) + (j + 1) / n * (qf - q)
+                       for j in range(n - 1)]
+            return n, cells, between, qf, locs
+        return None
+
+    def _continue(self, p3, p2, p1, n: int, row: int | None) -> np.ndarray:
+        q = _arc_extrapolate(p3, p2, p1, n)
+        if row is not None:  # along a row: z is the row's level
+            q[2] = self.z_of_row(row)
+        return q
+
+    def _far_group(self, q: np.ndarray, slack: float, p1: np.ndarray, n: int):
+        """The largest group of ≥ ``min_supporters`` patches whose surfaces pass within
+        ``same_surface_th + slack`` voxels of ``q`` and within ``same_surface_th`` of one another,
+        ``n`` cells (±40 %) from ``p1``: ``(their mean point, {patch: (row, col)})`` or None."""
+        th = self.p.same_surface_th
+        near = self.ps.near(q, th + slack)
+        if len(near) < self.p.min_supporters:
+            return None
+        d, P, L = self.ps.packed.closest_locs(q[None], near, th + slack)
+        hit = np.nonzero(d[0] <= th + slack)[0]
+        if len(hit) < self.p.min_supporters:
+            return None
+        P, L, ids = P[0, hit], L[0, hit], near[hit]
+        gap = np.linalg.norm(P[:, None] - P[None], axis=-1)
+        i = int(np.argmax((gap <= th).sum(1)))
+        grp = np.nonzero(gap[i] <= th)[0]
+        if len(grp) < self.p.min_supporters:
+            return None
+        qf = P[grp].mean(0)
+        if (np.linalg.norm(P - qf, axis=1) > 2 * th).any():
+            return None  # another sheet within reach too: ambiguous, do not bridge
+        if not 0.6 * n * self.S <= np.linalg.norm(qf - p1) <= 1.4 * n * self.S:
+            return None
+        return qf, self._attach(qf, {int(ids[g]): L[g].copy() for g in grp})
 
     def fill_holes(self, st: TraceState, rounds: int = 3) -> int:
         """Fill interior holes (≥ 3 valid 4-neighbours) from the patches supporting their neighbours,
