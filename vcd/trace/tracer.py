@@ -577,12 +577,26 @@ class Tracer:
         for n, cells, qs, qf, locs in plans:
             if n == n_min and not any(st.valid[rc] for rc in cells) and self._geometry_ok(st, *cells[-1], qf):
                 for rc, q in zip(cells[:-1], qs):
-                    st.set_corner(*rc, q, {})
+                    st.set_corner(*rc, *self._onto_nearby(q))
                     st.gen[rc] = st.generations
                 st.set_corner(*cells[-1], qf, locs)
                 st.support[cells[-1]], st.gen[cells[-1]] = len(locs), st.generations
                 added += n
         return added
+
+    def _onto_nearby(self, q: np.ndarray):
+        """A bridged corner between the two sides: onto the patches (if any) whose surfaces pass within
+        ``2·same_surface_th`` of the arc point and within ``same_surface_th`` of the closest of them;
+        else left on the arc, unsupported. Returns ``(point, {patch: (row, col)})``."""
+        th = self.p.same_surface_th
+        near = self.ps.near(q, 2 * th)
+        if len(near):
+            d, P, L = self.ps.packed.closest_locs(q[None], near, 2 * th)
+            d, P, L = d[0], P[0], L[0]
+            if d.min() <= 2 * th:
+                k = np.nonzero((d <= 2 * th) & (np.linalg.norm(P - P[d.argmin()], axis=1) <= th))[0]
+                return P[k].mean(0), {int(near[j]): L[j].copy() for j in k}
+        return q, {}
 
     def _plan_bridge(self, st: TraceState, r: int, c: int, dr: int, dc: int, back, n_max: int):
         """``(n, cells, points between, far point, far locs)`` of the shortest bridge from (r, c) in
