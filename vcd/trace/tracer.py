@@ -177,6 +177,8 @@ class Tracer:
     TRUST_BLOCK = 2.0    #: trust regions: patch-grid blocks of this many trace cells
     TRUST_LOSS = 0.5     #: factor on a patch's trust in a region each time it is out-voted there
     TRUST_GAIN = 1.25    #: factor (up to 1) each time it agrees with the accepted corner there
+    BRIDGE_MAX_TURN = 1.0  #: a bridge may turn at most this (radians) along its circle: past that the
+    #: circle is no guide (near the core a 3-cell continuation can swing onto the next wrap)
 
     def __init__(self, patches: PatchSet, seed: int, params: TraceParams, progress=None, warn=print,
                  snapshot=None):
@@ -550,7 +552,8 @@ class Tracer:
 
     def _bridge(self, st: TraceState, cmin: int) -> int:
         """Cross short gaps between patch groups: from every fringe cell with 3 valid corners behind
-        it in a line, continue the grid along the circle through them up to ``bridge_cells`` cells;
+        it in a line, continue the grid along the circle through them up to ``bridge_cells`` cells
+        (and at most ``BRIDGE_MAX_TURN`` radians of turn);
         the first distance ``n`` where ≥ ``min_supporters`` patches agree (their surfaces within
         ``same_surface_th`` of one another, within ``same_surface_th + min(0.05·S·n, same_surface_th)``
         voxels of the continuation,
@@ -572,17 +575,31 @@ class Tracer:
                         plans.append(plan)
         if not plans:
             return 0
-        n_min = min(pl[0] for pl in plans)
         added = 0
-        for n, cells, qs, qf, locs in plans:
-            if n == n_min and not any(st.valid[rc] for rc in cells) and self._geometry_ok(st, *cells[-1], qf):
-                for rc, q in zip(cells[:-1], qs):
-                    st.set_corner(*rc, *self._onto_nearby(q))
-                    st.gen[rc] = st.generations
-                st.set_corner(*cells[-1], qf, locs)
-                st.support[cells[-1]], st.gen[cells[-1]] = len(locs), st.generations
-                added += n
+        for n_min in sorted({pl[0] for pl in plans}):  # the shortest bridges that pass the checks
+            for n, cells, qs, qf, locs in plans:
+                if n == n_min and not any(st.valid[rc] for rc in cells):
+                    added += self._commit_bridge(st, cells, qs, qf, locs)
+            if added:
+                break
         return added
+
+    def _commit_bridge(self, st: TraceState, cells, qs, qf, locs) -> int:
+        """Put a planned bridge into the trace, every corner checked like a grown one (spacing to its
+        4-neighbours, no fold-over); all or nothing. Returns the corners added."""
+        done = []
+        for rc, q in list(zip(cells[:-1], qs)) + [(cells[-1], None)]:
+            q, lc = self._onto_nearby(q) if q is not None else (qf, locs)
+            if not self._geometry_ok(st, *rc, q):
+                for d in done:
+                    st.valid[d] = False
+                    st.locs.pop(d, None)
+                    st.supporters.pop(d, None)
+                return 0
+            st.set_corner(*rc, q, lc)
+            st.support[rc], st.gen[rc] = len(lc), st.generations
+            done.append(rc)
+        return len(done)
 
     def _onto_nearby(self, q: np.ndarray):
         """A bridged corner between the two sides: onto the patches (if any) whose surfaces pass within
@@ -603,6 +620,9 @@ class Tracer:
         direction (dr, dc), or None."""
         p1, p2, p3 = back
         H, W = st.valid.shape
+        a, b = p2 - p3, p1 - p2
+        turn = math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))  # per cell, radians
+        n_max = min(n_max, int(self.BRIDGE_MAX_TURN / max(turn, 1e-6)))
         for k in range(n_max):
             rk, ck = r + k * dr, c + k * dc
             if not (0 <= rk < H and 0 <= ck < W) or st.valid[rk, ck]:
