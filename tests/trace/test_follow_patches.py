@@ -174,3 +174,17 @@ def test_front_bridges_a_seam_between_patch_groups(tiled, tmp_path):
         sc, hi = reach(tiling.trace(vp, seed, step=step, bridge_cells=cells))
         assert hi > th_s + width + 1.0, (step, sc, hi, th_s)
         assert sc["jumps"] == 0 and sc["max_dist"] <= 2.0, (step, sc)
+
+
+def test_no_jump_near_the_core(collection_copy):
+    """Seeded on the innermost patches of the medium scroll (radius ≈ 11 voxels, 10-voxel cells: the
+    sheet turns ~1 rad per cell), with and without the windowed optimisation: one sheet, on it."""
+    from .conftest import seed_near
+    from .test_trace import trace as trace_medium
+    vp = collection_copy
+    t = load_truth(vp)
+    seed = seed_near(vp, 0.5)
+    for g in (0, 1):
+        res = trace_medium(vp, seed, snapshot_every=0, global_steps_per_window=g)
+        sc = score_surface(read_surface(vp / "traces" / res["written"]).points, t)
+        assert sc["jumps"] == 0 and sc["max_dist"] <= 2.0 and sc["wraps_covered"] >= 3.0, (g, sc)
