@@ -57,6 +57,19 @@ def _start_before(t, th_end: float, zm: float, cols: int = COLS) -> float:
     return th
 
 
+def _end_inside(t, margin: float = 6.0) -> float:
+    """The last angle before the sheet's mid slice first leaves the volume (``margin`` voxels), or
+    ``theta1`` (the realistic spiral runs on past the volume's sides)."""
+    Z, Y, X = t.shape
+    th = t.theta0
+    while th < t.theta1:
+        p = t.point(th, Z / 2)
+        if not (margin <= p[0] <= X - 1 - margin and margin <= p[1] <= Y - 1 - margin):
+            return th - 0.05
+        th += 0.05
+    return t.theta1
+
+
 def _patch(t, th: float, z0: float, cols: int = COLS, rows: int = ROWS, step: float = GRID) -> np.ndarray:
     """A truth patch starting at angle ``th`` (radians) and slice ``z0``: ``rows`` × ``cols`` points
     ``step`` voxels apart (columns by arc length at the middle row)."""
@@ -79,7 +92,7 @@ def tile(vp: Path, n: int = 60, seed: int = 0, th_lo_wraps: float = 1.0) -> list
     rng = np.random.default_rng(seed)
     Z = t.shape[0]
     lo = t.theta0 + 2 * math.pi * th_lo_wraps
-    hi = _start_before(t, t.theta1 - 0.05, Z / 2)
+    hi = _start_before(t, _end_inside(t) - 0.05, Z / 2)
     names = []
     for i in range(n):
         th = lo + (hi - lo) * (i + rng.uniform(-0.3, 0.3)) / max(1, n - 1)
@@ -90,7 +103,8 @@ def tile(vp: Path, n: int = 60, seed: int = 0, th_lo_wraps: float = 1.0) -> list
 
 def jump_grid(t, grid: np.ndarray, th_bridge: float, length: float = 25.0) -> np.ndarray:
     """``grid`` (truth points) moved so that past ``th_bridge`` it ramps from its wrap to the next one
-    out over ``length`` voxels of arc — a patch with a one-wrap sheet jump."""
+    out over ``length`` voxels of arc (smoothstep between the two wraps' points at the same angle and
+    slice) — a patch with a one-wrap sheet jump."""
     out = grid.copy()
     v = out[..., 0] != -1
     _, ths = t.nearest(grid[v])
@@ -98,13 +112,17 @@ def jump_grid(t, grid: np.ndarray, th_bridge: float, length: float = 25.0) -> np
         if th <= th_bridge:
             continue
         z = float(grid[i, j, 2])
-        r_in, r_out = t.radius(th, z), t.radius(th + 2 * math.pi, z)
-        u = min(1.0, (th - th_bridge) * r_in / length)
-        r = r_in + (r_out - r_in) * (3 * u * u - 2 * u ** 3)
-        p = t.point(th, z)
-        c = p[:2] - r_in * np.array([math.cos(th), math.sin(th)])
-        out[i, j] = (c[0] + r * math.cos(th), c[1] + r * math.sin(th), z)
+        u = min(1.0, (th - th_bridge) * t.radius(th, z) / length)
+        w = 3 * u * u - 2 * u ** 3
+        out[i, j] = (1 - w) * t.point(th, z) + w * t.point(th + 2 * math.pi, z)
     return out
+
+
+def realistic_scroll(root: Path, seed: int = 3, shape=(100, 192, 192)) -> Path:
+    """A crushed, tilted, twisted spiral of the realistic family (``seed``), without prediction defects
+    (the patches are sampled from the truth anyway)."""
+    from vcd.synth import make_scroll
+    return make_scroll(root, shape, preset="realistic", seed=seed, ct=False, clean=True)
 
 
 def plant_jumps(vp: Path, k: int, seed: int = 1, prefix: str = "auto_grown_9") -> list[str]:
@@ -114,7 +132,7 @@ def plant_jumps(vp: Path, k: int, seed: int = 1, prefix: str = "auto_grown_9") -
     rng = np.random.default_rng(seed)
     Z = t.shape[0]
     lo = t.theta0 + 2 * math.pi * 1.0
-    hi = _start_before(t, t.theta1 - 2 * math.pi - 0.05, Z / 2)  # the next wrap must exist
+    hi = _start_before(t, _end_inside(t) - 2 * math.pi - 0.05, Z / 2)  # the next wrap must exist
     names = []
     for i in range(k):
         th = rng.uniform(lo, hi)
