@@ -46,7 +46,7 @@ def grow_patch(volume: str | os.PathLike | Volume, params, seed=None) -> Surface
             raise InputError(None, f"no predicted surface found in {p.max_tries} random probes",
                              "check the volume (values >= threshold mark the surface) or give a seed")
     r = _grow(field, np.asarray(seed, np.float64), float(p.step_size), int(p.generations), p.accept_dist, rng,
-              sheet_gap=p.sheet_gap)
+              sheet_gap=p.sheet_gap, bridge_cells=p.bridge_cells)
     if r.n_corners == 0:
         raise InputError(None, f"nothing grown: {r.reason}", "seed on a predicted surface voxel")
     meta = {"area_vx2": r.area_vx2, "area_cm2": area_cm2(r.area_vx2, vol.voxelsize), "scale": [1.0 / p.step_size] * 2,

@@ -19,6 +19,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from ..kernels import grow as K
 from ..kernels import sheetband as SB
@@ -40,10 +43,19 @@ class GrowResult:
     refusals: dict = None    #: fringe attempts refused, by reason (off_surface, near_sheet, ...)
     attempts: int = 0        #: fringe corner attempts in all
     seed: np.ndarray = None  #: the seed after snapping onto the predicted surface, (x, y, z) voxels
+    detail: dict = None      #: attempts by detailed outcome (accepted, edge_hole, bridge_too_long, ...)
+    outcome: np.ndarray = None  #: int8 [rows, cols] each cell's last outcome code (kernels.grow), cropped
+    bridged: np.ndarray = None  #: bool [rows, cols] corners placed across a hole of the prediction
+    thickness: np.ndarray = None  #: float32 [rows, cols] reference band thickness at each corner (voxels)
 
 
-#: names of the kernel's refusal codes, in code order (``K.OK`` first)
-REASONS = ("accepted", "off_surface", "near_sheet", "fused_band", "fold", "bounds", "not_converged")
+#: the kernel's outcome codes, in code order: (detail name, user-facing reason)
+OUTCOMES = (("accepted", "accepted"), ("off_surface", "off_surface"), ("near_sheet", "near_sheet"),
+            ("fused_band", "fused_band"), ("fold", "fold"), ("bounds", "bounds"), ("not_converged", "not_converged"),
+            ("bridge_too_long", "off_surface"), ("bridge_beside_sheet", "near_sheet"),
+            ("edge_switches_band", "near_sheet"), ("edge_hole", "off_surface"), ("oblique_sheet", "near_sheet"),
+            ("stretched", "not_converged"), ("no_normal", "not_converged"))
+REASONS = ("off_surface", "near_sheet", "fused_band", "fold", "bounds", "not_converged")
 
 
 #: what a user can do when most refusals have one reason
@@ -65,7 +77,7 @@ def grow_stats(result: "GrowResult") -> dict:
     n = max(sum(refused.values()), 1)
     top = next(iter(refused), None)
     return {"stop_reason": result.reason, "generations": result.max_gen, "corners": result.n_corners,
-            "attempts": result.attempts, "refused": refused,
+            "attempts": result.attempts, "refused": refused, "detail": result.detail or {},
             "refused_share": {k: round(v / n, 3) for k, v in refused.items()},
             "top_refusal": top, "fix": FIXES.get(top, "")}
 
@@ -75,6 +87,25 @@ def format_stats(stats: dict) -> str:
     shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in stats["refused_share"].items()) or "none"
     return (f"stopped: {stats['stop_reason']} after {stats['generations']} generations, {stats['corners']} "
             f"corners; refused fringe corners: {shares}")
+
+
+def _audited_component(pos, state, tref, bridge, field, seed_rc) -> np.ndarray:
+    """Corners joined to the seed corner by edges that stay on one band (:func:`K.audit_edges`),
+    [rows, cols] bool: a part reached only through band-changing edges is cut off."""
+    bad_r = np.zeros(state.shape, bool)
+    bad_c = np.zeros(state.shape, bool)
+    K.audit_edges(pos, state, tref, bridge, field.pool, field.slots, field.shape, bad_r, bad_c)
+    on = state == K.ON_SURFACE
+    R, C = on.shape
+    idx = np.arange(R * C).reshape(R, C)
+    ok_r = on[:-1] & on[1:] & ~bad_r[:-1]
+    ok_c = on[:, :-1] & on[:, 1:] & ~bad_c[:, :-1]
+    a = np.concatenate([idx[:-1][ok_r], idx[:, :-1][ok_c]])
+    b = np.concatenate([idx[1:][ok_r], idx[:, 1:][ok_c]])
+    g = coo_matrix((np.ones(len(a)), (a, b)), shape=(R * C, R * C))
+    _, labels = connected_components(g, directed=False)
+    labels = labels.reshape(R, C)
+    return on & (labels == labels[seed_rc])
 
 
 def _empty(reason: str) -> GrowResult:
@@ -99,17 +130,24 @@ def project_to_surface(field: DistanceField, p: np.ndarray, iters: int = 40) -> 
 
 
 def local_frame(field: DistanceField, p: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two tangents and the normal of the predicted surface near ``p`` (PCA of on-surface voxels)."""
+    """Two tangents and the normal of the predicted surface near ``p`` (x, y, z voxels): PCA of the
+    on-surface voxels within ``radius`` voxels that are connected to the one nearest ``p`` — so that
+    where wraps lie a few voxels apart the neighbouring wraps do not tilt the frame."""
     r = int(math.ceil(radius))
-    offs = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(np.float64)
-    offs = offs[np.linalg.norm(offs, axis=1) <= radius]
-    pts = np.round(p) + offs
-    d = dist_many(field.pool, field.slots, field.shape, pts)
-    on = pts[d <= 0.5]
-    if len(on) < 6:
+    ax = np.arange(-r, r + 1, dtype=np.float64)
+    offs = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), -1)  # offs[i, j, k] = (x, y, z) offset
+    pts = np.round(p) + offs.reshape(-1, 3)
+    d = dist_many(field.pool, field.slots, field.shape, pts).reshape(offs.shape[:3])
+    on = (d <= 0.5) & (np.linalg.norm(offs, axis=-1) <= radius)
+    labels, n = ndimage.label(on)
+    if n == 0:
         raise ValueError("too few surface voxels around the seed")
-    cov = np.cov((on - on.mean(0)).T)
-    w, v = np.linalg.eigh(cov)
+    on_idx = np.argwhere(on)
+    nearest = on_idx[np.argmin(np.linalg.norm(on_idx - r, axis=1))]
+    comp = pts.reshape(offs.shape)[labels == labels[tuple(nearest)]]
+    if len(comp) < 6:
+        raise ValueError("too few surface voxels around the seed")
+    w, v = np.linalg.eigh(np.cov((comp - comp.mean(0)).T))
     return v[:, 2], v[:, 1], v[:, 0]
 
 
@@ -149,7 +187,7 @@ def _seed_quad(field: DistanceField, p0: np.ndarray, frame, a0: float, step: flo
 
 def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, accept: float = 1.5,
                rng: np.random.Generator | None = None, progress=None, iters: int = 12,
-               sheet_gap: float = 4.0) -> GrowResult:
+               sheet_gap: float = 2.0, bridge_cells: int = 2) -> GrowResult:
     """Grow a patch from ``seed_xyz`` (x, y, z voxels); see the module docstring."""
     rng = rng or np.random.default_rng(0)
     shape = field.shape
@@ -171,6 +209,8 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     gen = np.zeros((size, size), np.uint16)
     tried = np.full((size, size), -1, np.int64)
     tref = np.zeros((size, size))
+    bridge = np.zeros((size, size), np.int32)
+    why = np.zeros((size, size), np.int8)
     stats = np.zeros(K.N_REASONS, np.int64)
     max_corners = size * size
     hbits = max(10, int(math.ceil(math.log2(max_corners * 2))))
@@ -206,10 +246,11 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
             anchor.append(pos[rr[ok], cc[ok]])
         anchor = np.concatenate(anchor)
         field.ensure_around(anchor, 2 * step + 2)
-        count = K.grow_generation(pos, state, gen, tried, tref, cells, g, step, WEIGHTS, accept, sheet_gap,
-                                  field.pool, field.slots, shape, heads, nxt, cell_rc, count, iters, stats)
-        K.refine_recent(pos, state, gen, tref, max(1, g - 2), step, WEIGHTS, accept, sheet_gap, field.pool,
-                        field.slots, shape, 6)
+        count = K.grow_generation(pos, state, gen, tried, tref, bridge, cells, g, step, WEIGHTS, accept, sheet_gap,
+                                  bridge_cells, field.pool, field.slots, shape, heads, nxt, cell_rc, count, iters,
+                                  stats, why)
+        K.refine_recent(pos, state, gen, tref, bridge, max(1, g - 2), step, WEIGHTS, accept, sheet_gap, bridge_cells,
+                        field.pool, field.slots, shape, 6)
         if progress is not None:
             progress(g / max(generations, 1), f"generation {g}: {int((state == K.ON_SURFACE).sum())} corners")
         # grid nearly full: stop before hitting the array border
@@ -219,6 +260,9 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
             reason = "grid full"
             break
     on = state == K.ON_SURFACE
+    on &= (bridge == 0) | K.spanning_bridges(on, bridge)  # bridges that hang off the rim go
+    if sheet_gap > 0:
+        on &= _audited_component(pos, state, tref, bridge, field, (c0, c0))
     rows = np.nonzero(on.any(1))[0]
     cols = np.nonzero(on.any(0))[0]
     r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, size)
@@ -227,6 +271,10 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     gens = np.where(on, gen, 0)[r0:r1, c0_:c1].astype(np.uint16)
     onc = on[r0:r1, c0_:c1]
     quads = onc[:-1, :-1] & onc[1:, :-1] & onc[:-1, 1:] & onc[1:, 1:]
-    refusals = {REASONS[k]: int(stats[k]) for k in range(1, K.N_REASONS)}
+    refusals = dict.fromkeys(REASONS, 0)
+    for k in range(1, K.N_REASONS):
+        refusals[OUTCOMES[k][1]] += int(stats[k])
+    detail = {OUTCOMES[k][0]: int(stats[k]) for k in range(K.N_REASONS) if stats[k]}
     return GrowResult(pts, gens, int(onc.sum()), int(g), float(quads.sum() * step * step), reason, refusals,
-                      int(stats.sum()), p0)
+                      int(stats.sum()), p0, detail, why[r0:r1, c0_:c1].copy(), (bridge > 0)[r0:r1, c0_:c1] & onc,
+                      np.where(on, tref, 0)[r0:r1, c0_:c1].astype(np.float32))

@@ -3,7 +3,8 @@
 Extra vcd keys (ignored by VC3D, harmless in its JSON): ``seed`` (RNG seed for reproducible random
 seeding/expansion; None = from the clock), ``accept_dist`` (voxels a corner and its edges may be
 from the predicted surface), ``threshold`` (prediction value counted as surface, 170 as VC3D),
-``max_tries`` (random seed attempts), ``sheet_gap`` (voxels of background between a corner's own
+``max_tries`` (random seed attempts), ``bridge_cells`` (grid cells the patch may continue across a
+hole of the prediction by its spacing/straightness alone; 0 disables), ``sheet_gap`` (voxels of background between a corner's own
 band of prediction and the next band along its normal, below which the corner is refused — where wraps
 touch an edge could cross; measured from the band's edge, so it holds for any sheet thickness; 0
 disables; see :mod:`vcd.kernels.sheetband`).
@@ -32,7 +33,8 @@ class GrowParams:
     accept_dist: float = 1.5           #: vcd: max distance (voxels) of a corner/edge to the prediction
     threshold: int = 170               #: vcd: prediction value counted as surface
     max_tries: int = 1000              #: vcd: random seed attempts
-    sheet_gap: float = 4.0             #: vcd: min background (voxels) between the own band and another sheet
+    sheet_gap: float = 2.0             #: vcd: min background (voxels) between the own band and another sheet
+    bridge_cells: int = 2              #: vcd: grid cells a patch may continue across a hole in the prediction
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "params") -> "GrowParams":

@@ -89,7 +89,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
                     "fix": "check that the volume is a surface prediction; for soft predictions lower `threshold`"}
         vc_mode = "random_seed"
     result = grow_patch(field, p, float(params.step_size), int(params.generations), params.accept_dist, rng,
-                        progress, sheet_gap=params.sheet_gap)
+                        progress, sheet_gap=params.sheet_gap, bridge_cells=params.bridge_cells)
     attempts = 1
     while result.n_corners == 0 and vc_mode != "explicit_seed" and attempts < 20:
         # a start where the seed quad does not fit (a hole, a tight curve): try another one, as VC3D does
@@ -102,7 +102,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
         if vc_mode == "expansion":
             source_patch, seed_overlap = sp, so
         result = grow_patch(field, p, float(params.step_size), int(params.generations), params.accept_dist, rng,
-                            progress, sheet_gap=params.sheet_gap)
+                            progress, sheet_gap=params.sheet_gap, bridge_cells=params.bridge_cells)
     stats = grow_stats(result)
     if result.n_corners == 0:
         if vc_mode == "explicit_seed":

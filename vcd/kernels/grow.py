@@ -303,9 +303,11 @@ def corner_normal(pos, state, r, c, p, out):
     return True
 
 
-# refusal reasons of a fringe corner (index into the grower's statistics)
-OK, OFF_SURFACE, NEAR_SHEET, FUSED_BAND, FOLD, BOUNDS, NOT_CONVERGED = 0, 1, 2, 3, 4, 5, 6
-N_REASONS = 7
+# outcome of a fringe corner attempt (index into the grower's statistics); the grower groups them
+# into the user-facing reasons (off_surface, near_sheet, fused_band, fold, bounds, not_converged)
+(OK, OFF_SURFACE, NEAR_SHEET, FUSED_BAND, FOLD, BOUNDS, NOT_CONVERGED, BRIDGE_TOO_LONG, BRIDGE_BESIDE_SHEET,
+ EDGE_SWITCH, EDGE_HOLE, OBLIQUE_SHEET, STRETCHED, NO_NORMAL) = range(14)
+N_REASONS = 14
 
 
 @nb.njit(cache=True)
@@ -324,38 +326,120 @@ def neighbour_t_ref(state, tref, r, c):
 
 
 @nb.njit(cache=True)
-def judge_corner(pos, state, tref, r, c, p, step, accept, gap, pool, slots, shape, band):
-    """Acceptance of a solved corner ``p`` at (r, c), moving it to its band's centre. Returns a
-    refusal code (``OK`` = accept); ``band`` receives the band test's (shift, thickness, g+, g-)."""
+def bridge_depth(state, bridge, r, c):
+    """1 + the smallest bridge depth among the valid 4-neighbours (0 = a corner on the prediction)."""
+    R, C = state.shape
+    d = 1 << 20
+    for k in range(4):
+        rr = r + (1, -1, 0, 0)[k]
+        cc = c + (0, 0, 1, -1)[k]
+        if 0 <= rr < R and 0 <= cc < C and state[rr, cc] == ON_SURFACE:
+            d = min(d, bridge[rr, cc])
+    return d + 1
+
+
+@nb.njit(cache=True)
+def judge_bridge(pos, state, tref, bridge, r, c, p, n, step, w, max_bridge, pool, slots, shape, band):
+    """A corner in a hole of the prediction, placed by the grid's spacing and straightness alone
+    (re-solved from its extrapolated guess with the surface terms of ``w`` off, so that it is not
+    pulled towards a sheet seen through the hole; ``p`` is overwritten):
+    accepted (``OK``, ``band[4]`` = its bridge depth) when it is at most ``max_bridge`` cells from a
+    corner on the prediction, has ≥ 3 valid neighbours, lies clear of every band along its normal
+    (a hole, not the space beside or between sheets) and every edge to it follows one band."""
+    depth = bridge_depth(state, bridge, r, c)
+    if depth > max_bridge or count_valid_nbrs(state, r, c) < 3:
+        return BRIDGE_TOO_LONG
+    guess = np.empty(3)
+    if not _initial_guess(pos, state, r, c, guess):
+        return BRIDGE_TOO_LONG
+    wg = w.copy()
+    wg[2] = 0.0
+    wg[3] = 0.0
+    J = np.empty((64, 3))
+    res = np.empty(64)
+    q, _ = solve_corner(pos, state, r, c, guess, step, wg, pool, slots, shape, J, res, 8)
+    p[0], p[1], p[2] = q[0], q[1], q[2]
     if not inside(p, shape, 0.5):
         return BOUNDS
-    if not on_surface(pos, state, r, c, p, accept, pool, slots, shape):
-        return OFF_SURFACE
+    t_ref = max(neighbour_t_ref(state, tref, r, c), 1.0)
+    if not SB.line_inside(p, n, 0.5 * t_ref + 1.0 + SB.in_plane_tolerance(t_ref, step), shape):
+        return BOUNDS
+    if not SB.clear_of_bands(pool, slots, shape, p, n, 0.5 * t_ref + 1.0 + SB.in_plane_tolerance(t_ref, step)):
+        return BRIDGE_BESIDE_SHEET
+    R, C = state.shape
+    for k in range(4):
+        rr = r + (1, -1, 0, 0)[k]
+        cc = c + (0, 0, 1, -1)[k]
+        if rr < 0 or cc < 0 or rr >= R or cc >= C or state[rr, cc] != ON_SURFACE:
+            continue
+        L = math.sqrt((p[0] - pos[rr, cc, 0]) ** 2 + (p[1] - pos[rr, cc, 1]) ** 2 + (p[2] - pos[rr, cc, 2]) ** 2)
+        if L < 0.5 * step or L > 1.5 * step:
+            return STRETCHED
+        if SB.edge_follows_band(pool, slots, shape, pos[rr, cc], p, n, t_ref, L, bridge[rr, cc] == 0, False) == \
+                SB.EDGE_SWITCH:
+            return EDGE_SWITCH
+    band[1] = t_ref
+    band[4] = depth
+    return OK
+
+
+@nb.njit(cache=True)
+def judge_corner(pos, state, tref, bridge, r, c, p, step, w, accept, gap, max_bridge, pool, slots, shape, band):
+    """Acceptance of a solved corner ``p`` at (r, c), moving it to its band's centre. Returns a
+    refusal code (``OK`` = accept); ``band`` receives (shift, thickness, g+, g-, bridge depth).
+
+    The corner must lie within ``accept`` voxels of the prediction, its band must be a single sheet
+    (:func:`~vcd.kernels.sheetband.band_test`), and every edge to a valid 4-neighbour must stay on
+    that band (:func:`~vcd.kernels.sheetband.edge_follows_band`; holes up to half an edge are
+    crossed). A corner in a larger hole may be bridged (:func:`judge_bridge`)."""
+    if not inside(p, shape, 0.5):
+        return BOUNDS
+    band[4] = 0.0
     n = np.empty(3)
     if not corner_normal(pos, state, r, c, p, n):
-        return NOT_CONVERGED  # orientation unknown (a lone spike): retried with more neighbours
+        return NO_NORMAL  # orientation unknown (a lone spike): retried with more neighbours
+    if dist_only(pool, slots, shape, p[0], p[1], p[2]) > accept:
+        if gap <= 0 or max_bridge <= 0:
+            return OFF_SURFACE
+        return judge_bridge(pos, state, tref, bridge, r, c, p, n, step, w, max_bridge, pool, slots, shape, band)
     t_ref = neighbour_t_ref(state, tref, r, c)
     code = SB.band_test(pool, slots, shape, p, n, t_ref, gap, accept, band)
-    if code == SB.BAND_NONE:
-        return OFF_SURFACE
+    if code == SB.BAND_NONE:  # near the prediction but not over it: the rim of a hole
+        if gap <= 0 or max_bridge <= 0:
+            return OFF_SURFACE
+        return judge_bridge(pos, state, tref, bridge, r, c, p, n, step, w, max_bridge, pool, slots, shape, band)
+    if code == SB.BAND_BLIND:
+        return BOUNDS
     if code == SB.BAND_NEAR_SHEET:
         return NEAR_SHEET
     if code == SB.BAND_FUSED:
         return FUSED_BAND
     for a in range(3):
         p[a] += band[0] * n[a]
-    if not inside(p, shape, 0.5) or not on_surface(pos, state, r, c, p, accept, pool, slots, shape):
-        return OFF_SURFACE
-    if gap > 0 and SB.oblique_sheet(pool, slots, shape, p, n, 0.5 * band[1], gap):
-        return NEAR_SHEET
+    if not inside(p, shape, 0.5):
+        return BOUNDS
+    tr = t_ref if t_ref > 0 else band[1]
+    if gap <= 0:  # sheet tests off (VC3D-like): the corner and its edges only need to be near a surface
+        if not on_surface(pos, state, r, c, p, accept, pool, slots, shape):
+            return OFF_SURFACE
+        band[1] = SB.next_t_ref(t_ref, band[1])
+        return OK
     R, C = state.shape
-    for k in range(4):  # spacing sanity: no edge stretched/compressed by more than 50 %
+    for k in range(4):
         rr = r + (1, -1, 0, 0)[k]
         cc = c + (0, 0, 1, -1)[k]
-        if 0 <= rr < R and 0 <= cc < C and state[rr, cc] == ON_SURFACE:
-            L = math.sqrt((p[0] - pos[rr, cc, 0]) ** 2 + (p[1] - pos[rr, cc, 1]) ** 2 + (p[2] - pos[rr, cc, 2]) ** 2)
-            if L < 0.5 * step or L > 1.5 * step:
-                return NOT_CONVERGED
+        if rr < 0 or cc < 0 or rr >= R or cc >= C or state[rr, cc] != ON_SURFACE:
+            continue
+        L = math.sqrt((p[0] - pos[rr, cc, 0]) ** 2 + (p[1] - pos[rr, cc, 1]) ** 2 + (p[2] - pos[rr, cc, 2]) ** 2)
+        if L < 0.5 * step or L > 1.5 * step:  # spacing sanity: no edge stretched/compressed by > 50 %
+            return STRETCHED
+        e = SB.edge_follows_band(pool, slots, shape, pos[rr, cc], p, n, tr, 0.5 * L, bridge[rr, cc] == 0)
+        if e == SB.EDGE_SWITCH:
+            return EDGE_SWITCH
+        if e == SB.EDGE_HOLE:
+            return EDGE_HOLE
+    if gap > 0 and SB.oblique_sheet(pool, slots, shape, p, n, 0.5 * band[1], gap):
+        return OBLIQUE_SHEET
     band[1] = SB.next_t_ref(t_ref, band[1])
     return OK
 
@@ -440,14 +524,15 @@ def fringe(state, tried_nbrs):
 
 
 @nb.njit(cache=True)
-def grow_generation(pos, state, gen, tried_nbrs, tref, cells, g, step, w, accept, gap, pool, slots, shape,
-                    heads, nxt, cell_rc, count, iters, stats):
+def grow_generation(pos, state, gen, tried_nbrs, tref, bridge, cells, g, step, w, accept, gap, max_bridge, pool,
+                    slots, shape, heads, nxt, cell_rc, count, iters, stats, why):
     """Try every fringe cell once; returns the new corner count (index into the hash arrays).
-    ``stats[code]`` counts the attempts by outcome (``OK`` or a refusal reason)."""
+    ``stats[code]`` counts the attempts by outcome (``OK`` or a refusal reason); ``why[r, c]`` keeps
+    each cell's last outcome."""
     J = np.empty((64, 3))
     res = np.empty(64)
     guess = np.empty(3)
-    band = np.empty(4)
+    band = np.empty(5)
     for i in range(cells.shape[0]):
         r, c = cells[i, 0], cells[i, 1]
         if state[r, c] == ON_SURFACE:
@@ -456,15 +541,18 @@ def grow_generation(pos, state, gen, tried_nbrs, tref, cells, g, step, w, accept
         if not _initial_guess(pos, state, r, c, guess):
             continue
         p, cost = solve_corner(pos, state, r, c, guess, step, w, pool, slots, shape, J, res, iters)
-        code = judge_corner(pos, state, tref, r, c, p, step, accept, gap, pool, slots, shape, band)
+        code = judge_corner(pos, state, tref, bridge, r, c, p, step, w, accept, gap, max_bridge, pool, slots, shape,
+                            band)
         if code == OK and folds(pos, state, heads, nxt, cell_rc, r, c, p, step, 0.5 * step, 3):
             code = FOLD
         stats[code] += 1
+        why[r, c] = code
         if code == OK:
             pos[r, c, 0], pos[r, c, 1], pos[r, c, 2] = p[0], p[1], p[2]
             state[r, c] = ON_SURFACE
             gen[r, c] = g
             tref[r, c] = band[1]
+            bridge[r, c] = int(band[4])
             if count < nxt.shape[0]:
                 hash_insert(heads, nxt, cell_rc, count, p[0], p[1], p[2], step, r, c)
                 count += 1
@@ -475,12 +563,12 @@ def grow_generation(pos, state, gen, tried_nbrs, tref, cells, g, step, w, accept
 
 
 @nb.njit(cache=True)
-def refine_recent(pos, state, gen, tref, g_min, step, w, accept, gap, pool, slots, shape, iters):
+def refine_recent(pos, state, gen, tref, bridge, g_min, step, w, accept, gap, max_bridge, pool, slots, shape, iters):
     """One Gauss–Seidel sweep re-solving corners added since generation ``g_min`` (neighbours
     fixed); a new position is kept only if it still passes :func:`judge_corner`."""
     J = np.empty((64, 3))
     res = np.empty(64)
-    band = np.empty(4)
+    band = np.empty(5)
     R, C = state.shape
     moved = 0
     for r in range(R):
@@ -491,10 +579,76 @@ def refine_recent(pos, state, gen, tref, g_min, step, w, accept, gap, pool, slot
             state[r, c] = EMPTY  # exclude itself from its own residuals
             p, cost = solve_corner(pos, state, r, c, p0, step, w, pool, slots, shape, J, res, iters)
             mv = math.sqrt((p[0] - p0[0]) ** 2 + (p[1] - p0[1]) ** 2 + (p[2] - p0[2]) ** 2)
-            if mv > 1e-6 and judge_corner(pos, state, tref, r, c, p, step, accept, gap, pool, slots, shape,
-                                          band) == OK:
+            if mv > 1e-6 and judge_corner(pos, state, tref, bridge, r, c, p, step, w, accept, gap, max_bridge, pool,
+                                          slots, shape, band) == OK:
                 pos[r, c, 0], pos[r, c, 1], pos[r, c, 2] = p[0], p[1], p[2]
                 tref[r, c] = band[1]
+                bridge[r, c] = int(band[4])
                 moved += 1
             state[r, c] = ON_SURFACE
     return moved
+
+
+@nb.njit(cache=True)
+def audit_edges(pos, state, tref, bridge, pool, slots, shape, bad_r, bad_c):
+    """Re-check every edge of the finished grid with :func:`~vcd.kernels.sheetband.edge_follows_band`,
+    using normals from the final grid (early corners were judged with few neighbours). Marks
+    ``bad_r[r, c]`` (edge (r, c)–(r+1, c)) and ``bad_c[r, c]`` (edge (r, c)–(r, c+1)) where an edge
+    changes band; returns the number of such edges."""
+    R, C = state.shape
+    n = np.empty(3)
+    bad = 0
+    for r in range(R):
+        for c in range(C):
+            if state[r, c] != ON_SURFACE or not corner_normal(pos, state, r, c, pos[r, c], n):
+                continue
+            t_ref = max(tref[r, c], 1.0)
+            for k in range(2):
+                rr, cc = r + (1 - k), c + k
+                if rr >= R or cc >= C or state[rr, cc] != ON_SURFACE:
+                    continue
+                e = SB.edge_follows_band(pool, slots, shape, pos[r, c], pos[rr, cc], n, t_ref, 1e9, bridge[r, c] == 0,
+                                         bridge[rr, cc] == 0)
+                if e == SB.EDGE_SWITCH:
+                    bad += 1
+                    if k == 0:
+                        bad_r[r, c] = True
+                    else:
+                        bad_c[r, c] = True
+    return bad
+
+
+@nb.njit(cache=True)
+def spanning_bridges(on, bridge):
+    """Bridged corners that lie in a run of bridged corners closed at both ends by corners on the
+    prediction, along their row or their column — the bridges that cross a hole rather than hang off
+    the patch's rim. ``on``: valid corners, ``bridge``: depth (0 = on the prediction); → bool grid."""
+    R, C = on.shape
+    keep = np.zeros((R, C), np.bool_)
+    for axis in range(2):
+        n_lines = R if axis == 0 else C
+        n_along = C if axis == 0 else R
+        for i in range(n_lines):
+            j = 0
+            while j < n_along:
+                r, c = (i, j) if axis == 0 else (j, i)
+                if not (on[r, c] and bridge[r, c] > 0):
+                    j += 1
+                    continue
+                k = j
+                while k < n_along:
+                    rr, cc = (i, k) if axis == 0 else (k, i)
+                    if not (on[rr, cc] and bridge[rr, cc] > 0):
+                        break
+                    k += 1
+                closed = j > 0 and k < n_along
+                if closed:
+                    ra, ca = (i, j - 1) if axis == 0 else (j - 1, i)
+                    rb, cb = (i, k) if axis == 0 else (k, i)
+                    closed = on[ra, ca] and bridge[ra, ca] == 0 and on[rb, cb] and bridge[rb, cb] == 0
+                if closed:
+                    for m in range(j, k):
+                        rr, cc = (i, m) if axis == 0 else (m, i)
+                        keep[rr, cc] = True
+                j = k
+    return keep

@@ -18,7 +18,7 @@ most :math:`1.25\,t_{ref} + 1` voxels are one band. Then, with ``gap`` the param
 
 - **near another sheet** if :math:`\min(g_+, g_-) < \text{gap}` — a wrap so close that an edge
   (tested at ``accept`` voxels) could cross to it;
-- **fused band** if :math:`t > 1.6\,t_{ref} + 1.5` — two wraps merged into one thick band (a
+- **fused band** if :math:`t > 1.4\,t_{ref} + 1` — two wraps merged into one thick band (a
   sheet that thickens smoothly is followed, because :math:`t_{ref}` adapts as an exponential
   average along the growth front: :math:`t_{ref}' = 0.75\,t_{ref} + 0.25\,t`).
 
@@ -38,11 +38,22 @@ from .field import dist_only
 H = 0.25          #: profile sample spacing (voxels)
 INSIDE = 0.5      #: D at or below this (voxels) is inside a band
 MERGE_SLACK = 1.0  #: voxels of extent allowed beyond 1.25 t_ref when merging split runs
-FUSE_RATIO, FUSE_SLACK = 1.6, 1.5
+FUSE_RATIO, FUSE_SLACK = 1.4, 1.0
 TREF_KEEP = 0.75  #: weight of the neighbours' reference thickness in the new corner's
 
 # outcome codes (shared with the grower's refusal statistics)
-BAND_OK, BAND_NEAR_SHEET, BAND_FUSED, BAND_NONE = 0, 1, 2, 3
+BAND_OK, BAND_NEAR_SHEET, BAND_FUSED, BAND_NONE, BAND_BLIND = 0, 1, 2, 3, 4
+
+
+@nb.njit(cache=True)
+def line_inside(p, n, reach, shape):
+    """True if both ends of the segment ``p ± reach·n`` lie inside the volume (``shape`` = (z, y, x)):
+    a profile that leaves the volume cannot see the next sheet on that side."""
+    for sg in (-1.0, 1.0):
+        x, y, z = p[0] + sg * reach * n[0], p[1] + sg * reach * n[1], p[2] + sg * reach * n[2]
+        if not (0.0 <= x <= shape[2] - 1 and 0.0 <= y <= shape[1] - 1 and 0.0 <= z <= shape[0] - 1):
+            return False
+    return True
 
 
 @nb.njit(cache=True)
@@ -99,12 +110,14 @@ def band_test(pool, slots, shape, p, n, t_ref, gap, accept, out):
 
     ``t_ref``: reference band thickness (voxels) from the neighbouring corners, or ≤ 0 if unknown (the
     seed). Writes ``out = (shift along n to the band centre, own thickness, clearance +, clearance -)``
-    and returns a ``BAND_*`` code. ``gap <= 0`` disables the separation tests (centring still runs)."""
+    and returns a ``BAND_*`` code (``BAND_BLIND``: the profile leaves the volume, nothing can be judged). ``gap <= 0`` disables the separation tests (centring still runs)."""
     found, lo, hi = own_band(pool, slots, shape, p, n, accept + 0.5)
     if not found:
         return BAND_NONE
     tr = t_ref if t_ref > 0 else hi - lo
     reach = max(gap, 0.0) + 1.25 * tr + MERGE_SLACK + 2.0
+    if gap > 0 and not line_inside(p, n, reach + 0.5 * (hi - lo), shape):
+        return BAND_BLIND
     cp, lo, hi = side_clearance(pool, slots, shape, p, n, hi, 1.0, lo, hi, tr, reach)
     cm, lo, hi = side_clearance(pool, slots, shape, p, n, lo, -1.0, lo, hi, tr, reach)
     out[0] = 0.5 * (lo + hi)
@@ -149,3 +162,82 @@ def next_t_ref(t_ref, t):
     if t_ref <= 0:
         return t
     return TREF_KEEP * t_ref + (1.0 - TREF_KEEP) * t
+
+
+@nb.njit(cache=True)
+def band_centre(pool, slots, shape, s, n, search, t_ref):
+    """(offset along ``n`` of the centre of the band nearest to point ``s`` within ``±search``, its
+    thickness), voxels, runs that fit in one band of thickness ``t_ref`` merged; (NaN, 0) if no band
+    is there (a hole)."""
+    found, lo, hi = own_band(pool, slots, shape, s, n, search)
+    if not found:
+        return math.nan, 0.0
+    reach = 1.25 * t_ref + MERGE_SLACK + 1.0
+    _, lo, hi = side_clearance(pool, slots, shape, s, n, hi, 1.0, lo, hi, t_ref, reach)
+    _, lo, hi = side_clearance(pool, slots, shape, s, n, lo, -1.0, lo, hi, t_ref, reach)
+    return 0.5 * (lo + hi), hi - lo
+
+
+EDGE_OK, EDGE_SWITCH, EDGE_HOLE = 0, 1, 2
+
+
+@nb.njit(cache=True)
+def in_plane_tolerance(t_ref, L):
+    """Voxels a corner may lie off the tangent plane of a bridged neighbour ``L`` voxels away (its band's
+    half thickness, 1 voxel, and the sagitta of a sheet curving with radius ≥ 2L)."""
+    return 0.5 * t_ref + 1.0 + 0.25 * L
+
+
+@nb.njit(cache=True)
+def edge_follows_band(pool, slots, shape, q, p, n, t_ref, max_hole, q_on_band, p_on_band=True):
+    r"""``EDGE_OK`` if the straight edge ``q → p`` (both centred in their bands) stays on one band,
+    ``EDGE_SWITCH`` if it changes band, ``EDGE_HOLE`` if it crosses too long a hole.
+
+    Every 0.5 voxel along the edge the band centre nearest the edge is found along ``n``; its offset
+    :math:`h_c` must change by less than :math:`\max(1, t_{ref}/2)` voxels between samples and stay
+    within :math:`t_{ref}/2 + 1.5` voxels of the edge, and the band may not thicken into a fused band
+    (:math:`t > 1.4\,t_{ref} + 1`, where two wraps merge and a walk could slide from one to the
+    other). Crossing to a neighbouring wrap makes
+    :math:`h_c` jump by the wrap spacing, whatever the gap between the bands; samples with no band
+    (dropout holes) are skipped, but at most ``max_hole`` voxels of the edge in a row. When ``q``
+    is a bridged corner (in a hole, ``q_on_band`` False) the walk starts from the first band met; when
+    either end is bridged, ``p`` must also lie within :func:`in_plane_tolerance` of ``q`` along ``n``
+    (a corner seen through a hole on the next wrap is not a continuation)."""
+    ex, ey, ez = p[0] - q[0], p[1] - q[1], p[2] - q[2]
+    L = math.sqrt(ex * ex + ey * ey + ez * ez)
+    if not (q_on_band and p_on_band) and abs(ex * n[0] + ey * n[1] + ez * n[2]) > in_plane_tolerance(t_ref, L):
+        return EDGE_SWITCH
+    ns = int(L) + 1
+    search = 0.5 * t_ref + 1.5
+    jump = max(1.0, 0.5 * t_ref)
+    prev = 0.0
+    started = q_on_band
+    hole = 0.0
+    s = np.empty(3)
+    for k in range(1, ns + 1):
+        t = k / ns
+        s[0], s[1], s[2] = q[0] + t * ex, q[1] + t * ey, q[2] + t * ez
+        hc, th = band_centre(pool, slots, shape, s, n, search, max(t_ref, 1.0))
+        if math.isnan(hc):
+            hole += L / ns
+            if hole > max_hole and (started or k == ns):
+                return EDGE_HOLE
+            continue
+        hole = 0.0
+        if (started and abs(hc - prev) > jump) or abs(hc) > search or th > FUSE_RATIO * t_ref + FUSE_SLACK:
+            return EDGE_SWITCH
+        prev = hc
+        started = True
+    return EDGE_OK
+
+
+@nb.njit(cache=True)
+def clear_of_bands(pool, slots, shape, p, n, reach):
+    """True if no band lies within ``±reach`` voxels of ``p`` along ``n`` (a point in a hole of its
+    sheet, not beside or between sheets)."""
+    h = 0.0
+    while h <= reach:
+        if _inside(pool, slots, shape, p, n, h) or _inside(pool, slots, shape, p, n, -h):
+            return False
+        h += H
+    return True
