@@ -6,7 +6,8 @@ Builds a clean spiral with wraps 16 voxels apart and 3-voxel sheets (100×192×1
 patches (24 columns, densely overlapping, linked with our linker) plus planted one-wrap jump patches
 making up 5 %, 10 % and 20 % of the collection (``tests/trace/tiling.py``), and traces from a middle
 patch with 20-, 10- and 30-voxel cells (``step`` 1, 0.5, 1.5 × ``src_step`` 20), and from the
-outermost patch. Prints per trace: jump edges, mean / p95 / max distance to the true sheet (voxels),
+outermost patch; then the same tiling on a crushed, tilted spiral of the realistic family (seed 3,
+wraps 7.5-20 voxels apart). Prints per trace: jump edges, mean / p95 / max distance to the true sheet (voxels),
 wraps covered, area (vx²), QA hot corners, seconds.
 """
 
@@ -61,6 +62,12 @@ def main():
                 link_overlaps(vp / "paths", n)
             wrong += more
             trace(f"{share:.0%} wrong ({len(wrong)}), 20-vx cells", vp, seed, step=1.0)
+        vp = tiling.realistic_scroll(Path(tmp) / "r.volpkg", seed=3)
+        names = tiling.tile(vp, 60)
+        tiling.plant_jumps(vp, 3)
+        tiling.link(vp)
+        for step in (1.0, 0.5):
+            trace(f"realistic #3, 60 + 3, {20 * step:.0f}-vx cells", vp, tiling.middle_seed(vp, names), step=step)
 
 
 if __name__ == "__main__":
