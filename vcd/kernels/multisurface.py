@@ -159,15 +159,17 @@ class PackedSurfaces:
         finally:
             self._colmap[surfaces] = -1
 
-    def walk(self, surfaces, locs, targets, max_disp, iters: int = 12):
+    def walk(self, surfaces, locs, targets, max_disp, iters: int = 12, span=0.0):
         """Walk each surface's own grid from ``locs`` (N×2 fractional (row, col)) towards the (x, y, z)
-        ``targets`` (N×3, voxels), at most ``max_disp`` (scalar or N) grid units: see :func:`walk_many`.
+        ``targets`` (N×3, voxels), at most ``max_disp`` (scalar or N) grid units, then (``span`` > 0,
+        scalar or N, voxels) slide to that distance from the start: see :func:`walk_many`.
         Returns ``(locs, pts, ok, tangential)``."""
         surfaces = np.asarray(surfaces, np.int64).reshape(-1)
         md = np.ascontiguousarray(np.broadcast_to(np.asarray(max_disp, np.float64), surfaces.shape))
+        sp = np.ascontiguousarray(np.broadcast_to(np.asarray(span, np.float64), surfaces.shape))
         return walk_many(self.flat, self.fvalid, self.off, self.shape, surfaces,
                          np.ascontiguousarray(locs, dtype=np.float64).reshape(-1, 2),
-                         np.ascontiguousarray(targets, dtype=np.float64).reshape(-1, 3), md, int(iters))
+                         np.ascontiguousarray(targets, dtype=np.float64).reshape(-1, 3), md, int(iters), sp)
 
     def at(self, surfaces, locs):
         """Bilinear (x, y, z) of each surface at its fractional (row, col) ``locs`` (N×2) and whether
@@ -214,14 +216,18 @@ def sample_many(flat, fvalid, off, shape, surf, locs):
 
 
 @nb.njit(cache=True)
-def walk_many(flat, fvalid, off, shape, surf, locs, targets, max_disp, iters):
+def walk_many(flat, fvalid, off, shape, surf, locs, targets, max_disp, iters, span):
     """Patch-following proposals: from ``locs[i]`` (fractional (row, col) of surface ``surf[i]``) take
     Gauss–Newton steps in that surface's own grid towards ``targets[i]`` ((x, y, z) voxels), each step
     at most 1 grid unit, so the walk stays on the surface's own sheet (it never jumps to another part
     of it that merely passes nearby). It fails (``ok`` False) if it enters an invalid quad (hole, mask,
     edge) or moves more than ``max_disp`` grid units from its start. Returns ``(locs [N, 2], pts [N, 3],
     ok [N], tangential [N])`` — ``tangential``: the part of ``target − point`` along the surface
-    (voxels; large when the walk stopped short of the target, e.g. at the patch's edge)."""
+    (voxels; large when the walk stopped short of the target, e.g. at the patch's edge).
+
+    With ``span[i]`` > 0 the result is then slid along the grid ray from ``locs[i]`` so that it lies
+    ``span[i]`` voxels from the surface's own point at ``locs[i]`` (3 rescaling rounds, each factor
+    clipped to [0.5, 2]; leaving the valid surface fails)."""
     n = surf.shape[0]
     out_l = np.full((n, 2), -1.0)
     pts = np.full((n, 3), -1.0)
@@ -267,8 +273,25 @@ def walk_many(flat, fvalid, off, shape, surf, locs, targets, max_disp, iters):
         if nL > 0:
             dn = (rx * nx + ry * ny + rz * nz) / nL
             rx, ry, rz = rx - dn * nx / nL, ry - dn * ny / nL, rz - dn * nz / nL
-        ok[i] = True
         tang[i] = math.sqrt(rx * rx + ry * ry + rz * rz)
+        if span[i] > 0:
+            e0 = np.empty((3, 3))
+            if not _eval(flat, fvalid, o, H, W, locs[i, 0], locs[i, 1], e0):
+                continue
+            dr, dc = r - locs[i, 0], c - locs[i, 1]
+            sc = 1.0
+            for _ in range(3):
+                ch = math.sqrt((e[0, 0] - e0[0, 0]) ** 2 + (e[0, 1] - e0[0, 1]) ** 2 + (e[0, 2] - e0[0, 2]) ** 2)
+                if ch <= 1e-6:
+                    break
+                sc = sc * min(2.0, max(0.5, span[i] / ch))
+                r, c = locs[i, 0] + sc * dr, locs[i, 1] + sc * dc
+                good = _eval(flat, fvalid, o, H, W, r, c, e)
+                if not good:
+                    break
+            if not good:
+                continue
+        ok[i] = True
         out_l[i, 0], out_l[i, 1] = r, c
         pts[i, 0], pts[i, 1], pts[i, 2] = e[0, 0], e[0, 1], e[0, 2]
     return out_l, pts, ok, tang

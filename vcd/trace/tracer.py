@@ -13,8 +13,8 @@ window, not to the trace):
    with z set to the row's z level (rows are z levels: VC3D's z-location prior);
 2. *proposals*: every patch supporting a neighbouring corner (8-neighbourhood) walks its own grid
    from its (row, col) there towards the guess (Gauss–Newton steps of ≤ 1 grid unit,
-   :func:`vcd.kernels.multisurface.walk_many`), then slides along that grid ray until the point is
-   one cell (``S`` voxels, ``√2 S`` from a diagonal neighbour) from its own point at the start.
+   :func:`vcd.kernels.multisurface.walk_many`), then slides along that grid ray (the projection of
+   a linear extrapolation falls short on a curved sheet) until the point is one cell (``S`` voxels, ``√2 S`` from a diagonal neighbour) from its own point at the start.
    A walk that enters a hole, a masked part or the patch's edge fails — so a cell wider than the
    wrap spacing cannot land on another wrap, and where the patches stop the front stops;
 3. *agreement*: patch ``j`` agrees with proposal ``i`` if its proposal is within ``same_surface_th``
@@ -193,6 +193,7 @@ class Tracer:
         self.window = params.window_cells or max(6, int(round(2 * 1000 / params.cell * params.sliding_w_scale)))
         self.kcell = self.S / patch_steps(patches)   #: one trace cell in each patch's grid units
         self.trust: dict[tuple[int, int, int], float] = {}
+        self._no_bridge: dict[tuple[int, int, int, int], int] = {}  #: failed bridge plans -> corners around then
 
     # ------------------------------------------------------------------ set-up
     def _init_state(self) -> TraceState:
@@ -312,30 +313,14 @@ class Tracer:
         ids = np.fromiter(starts, np.int64, len(starts))
         L0 = np.array([starts[t][0] for t in ids])
         span = np.array([starts[t][1] for t in ids]) * self.S
-        L, P, ok, tg = self.ps.packed.walk(ids, L0, np.tile(guess, (len(ids), 1)), 2 * self.kcell[ids] + 1)
+        L, P, ok, tg = self.ps.packed.walk(ids, L0, np.tile(guess, (len(ids), 1)), 2 * self.kcell[ids] + 1,
+                                           span=span)
         ok &= tg <= 0.5 * self.S
-        L, P, ok = self._to_spacing(ids, L0, L, P, ok, span)
         if self.p.z_range:
             ok &= (P[:, 2] >= self.p.z_range[0]) & (P[:, 2] <= self.p.z_range[1])
         if not ok.any():
             return None
         return ids[ok], P[ok], L[ok], local
-
-    def _to_spacing(self, ids, L0, L, P, ok, span, rounds: int = 3):
-        """Slide each proposal along its patch-grid ray from the start (row, col) ``L0`` so that it
-        lies ``span`` voxels (one cell) from the patch's own point there: the projection of a linear
-        extrapolation falls short on a curved sheet. A ray leaving the valid patch fails."""
-        P0, ok0 = self.ps.packed.at(ids, L0)
-        ok = ok & ok0
-        d = L - L0
-        s = np.ones(len(ids))
-        for _ in range(rounds):
-            chord = np.linalg.norm(P - P0, axis=1)
-            s = np.where(ok & (chord > 1e-6), np.clip(s * span / np.maximum(chord, 1e-6), 0.5, 2.0), s)
-            L = L0 + s[:, None] * d
-            P, ok2 = self.ps.packed.at(ids, L)
-            ok &= ok2
-        return L, P, ok
 
     def _agreement(self, ids, P, L):
         """``agree[i, j]``: patch ``j`` agrees with proposal ``i`` — its own proposal is within
@@ -570,9 +555,14 @@ class Tracer:
             for dr, dc in NBR4:
                 back = [(r - k * dr, c - k * dc) for k in (1, 2, 3)]
                 if all(0 <= a < H and 0 <= b < W and st.valid[a, b] for a, b in back):
+                    key, seen = (r, c, dr, dc), self._n_valid(st, r, c, 3)
+                    if self._no_bridge.get(key) == seen:
+                        continue  # failed before and nothing changed around it since
                     plan = self._plan_bridge(st, r, c, dr, dc, [st.pos[k] for k in back], n_max)
                     if plan is not None:
                         plans.append(plan)
+                    else:
+                        self._no_bridge[key] = seen
         if not plans:
             return 0
         added = 0
@@ -717,9 +707,10 @@ class Tracer:
         return self.z0 + (r - self.r0) * self.row_dz
 
     @staticmethod
-    def _n_valid(st: TraceState, r: int, c: int) -> int:
+    def _n_valid(st: TraceState, r: int, c: int, k: int = 1) -> int:
+        """Valid corners in the (2k+1)² block around (r, c)."""
         H, W = st.valid.shape
-        return int(st.valid[max(0, r - 1):min(H, r + 2), max(0, c - 1):min(W, c + 2)].sum())
+        return int(st.valid[max(0, r - k):min(H, r + k + 1), max(0, c - k):min(W, c + k + 1)].sum())
 
     def _optimize_front(self, st: TraceState, front_col: int, depth: int = 12) -> int:
         """``global_steps_per_window`` rounds of :meth:`_optimize_window` over the ``depth`` columns
