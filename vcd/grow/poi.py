@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import FormatError
 from ..formats.tifxyz import read_mask_grid, read_surface, write_mask
-from .linking import PatchIndex, SurfaceSearch
+from ..kernels.surfsearch import SurfaceSearch
+from .linking import PatchIndex
 
 
 def patches_at(paths_dir: str | os.PathLike, points, radius: float = 2.0) -> list[str]:

@@ -5,7 +5,6 @@ Library entry point shared by the ``vcd grow`` command and the ``seed`` / ``expa
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import sys
 import tempfile
@@ -16,7 +15,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from ..formats.tifxyz import area_cm2, timestamp_name, write_surface
+from ..formats.naming import unique_name  # noqa: F401 (re-exported: vcd.grow.run.unique_name)
+from ..formats.tifxyz import area_cm2, write_surface
 from ..formats.volume import open_volume
 from .distance import DistanceField
 from .grower import grow_patch, grow_stats
@@ -28,16 +28,6 @@ def default_cache_root(paths_dir: Path) -> Path:
     """``<volpkg>/.vcd/cache`` when ``paths_dir`` is in a volpkg, else ``<paths>/../.vcd-cache``."""
     vp = paths_dir.parent
     return vp / ".vcd" / "cache" if (vp / "config.json").exists() else vp / ".vcd-cache"
-
-
-def unique_name(paths_dir: Path, prefix: str) -> str:
-    """``<prefix><17-digit ts>``, bumped by 1 ms until unused (parallel writers never collide on rename)."""
-    when = _dt.datetime.now()
-    while True:
-        name = timestamp_name(prefix, when)
-        if not (paths_dir / name).exists():
-            return name
-        when += _dt.timedelta(milliseconds=1)
 
 
 def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowParams,

@@ -19,7 +19,8 @@ from ..errors import FormatError
 from ..formats.overlaps import read_overlaps
 from ..formats.tifxyz import read_surface
 from ..formats.volume import ChunkCache
-from .linking import OVERLAP_TOL, PatchIndex, SurfaceSearch
+from ..kernels.surfsearch import OVERLAP_TOL, SurfaceSearch
+from .linking import PatchIndex
 
 
 def covering_count(point, paths_dir: Path, index: PatchIndex, cache: dict, limit: int = 10**9) -> int:

@@ -31,7 +31,7 @@ from scipy.sparse.linalg import spsolve
 
 from ..errors import InputError
 from ..formats.tifxyz import read_surface, timestamp_name, write_surface
-from ..grow.linking import SurfaceSearch
+from ..kernels.surfsearch import SurfaceSearch
 from ..kernels.pointsearch import closest_on_grid
 
 

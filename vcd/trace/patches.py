@@ -23,7 +23,7 @@ from ..errors import FormatError, InputError
 from ..formats.overlaps import read_overlaps
 from ..formats.tifxyz import read_surface
 from ..formats.volpkg import list_patches
-from ..grow.linking import SurfaceSearch
+from ..kernels.surfsearch import SurfaceSearch
 from ..kernels.multisurface import PackedSurfaces
 
 

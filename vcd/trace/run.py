@@ -25,7 +25,7 @@ from .. import __version__
 from ..errors import FormatError, InputError
 from ..formats.tifxyz import area_cm2, surface_area_vx2, write_surface
 from ..formats.volume import open_volume
-from ..grow.run import unique_name
+from ..formats.naming import unique_name
 from . import qa
 from .params import TraceParams
 from .patches import PatchSet
@@ -158,7 +158,6 @@ def checkpoint(trace_dir: str | os.PathLike, paths: str | os.PathLike, mask: str
     (page 0, 0 = drop) applied on top of the trace's own ``mask.tif``."""
     from ..formats.tifxyz import read_mask_grid, read_surface, set_tag
     from ..grow.linking import link_new_patch
-    from ..grow.run import unique_name
     src = read_surface(trace_dir)
     pts = src.points.copy()
     if mask:
