@@ -24,7 +24,7 @@ def test_patches_at_finds_exactly_the_planted_patches_and_mask_around_retraces(s
     p = t.point(t.theta0 + 4.5, 45.0)
     d = Daemon(vp, QUIET).start()
     q = d.queue()
-    d.wait_for(lambda: q.traces_using(planted[0]) == ["auto_trace_20250101000000099"], 10, "provenance")
+    d.wait_for(lambda: q.traces_using(planted[0]) == ["auto_trace_20250101000000099"], "provenance")
     r = subprocess.run([sys.executable, "-m", "vcd", "patches-at", str(vp / "paths"), *map(str, p), "--radius", "2"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -34,7 +34,7 @@ def test_patches_at_finds_exactly_the_planted_patches_and_mask_around_retraces(s
     assert r.returncode == 0 and "masked" in r.stdout
     s = read_surface(vp / "paths" / planted[0])
     assert (s.points[~s.valid] != -2).all() and (~s.valid).sum() > 0
-    d.wait_for(lambda: len(q.list(kind="retrace")) == 1, 10, "retrace queued")
+    d.wait_for(lambda: len(q.list(kind="retrace")) == 1, "retrace queued")
     job = q.get(q.list(kind="retrace")[0]["id"])
     assert job["params"]["trace"].endswith("auto_trace_20250101000000099")
     d.stop()

@@ -25,7 +25,7 @@ def test_daemon_listens_on_loopback_only(daemon_factory, tmp_path, monkeypatch):
     monkeypatch.delenv("VCD_CONFIG", raising=False)
     assert load_config(tmp_path)["daemon"]["metrics_addr"].startswith("127.0.0.1:")  # the default
     d = daemon_factory().start()
-    d.wait_for(lambda: _listening(d.proc.pid), 30, "metrics listener")
+    d.wait_for(lambda: _listening(d.proc.pid), "metrics listener")
     addrs = _listening(d.proc.pid)
     assert addrs and all(ip in ("127.0.0.1", "::1") for ip, _ in addrs), addrs
 
@@ -57,7 +57,7 @@ def test_job_params_outside_the_volpkg_are_rejected(daemon_factory, tmp_path):
                                     "seed": str(vp / "paths" / "auto_grown_20250101000000001")}),
     }
     good = q.submit("sleep", {"seconds": 0.01, "marker": str(vp / ".vcd" / "inside")})
-    d.wait_for(lambda: all(q.get(j)["state"] in ("done", "failed") for j in [*bad.values(), good]), 30, "jobs final")
+    d.wait_for(lambda: all(q.get(j)["state"] in ("done", "failed") for j in [*bad.values(), good]), "jobs final")
     for what, j in bad.items():
         job = q.get(j)
         assert job["state"] == "failed" and "outside the volpkg" in job["error"] or "'..'" in job["error"], (what, job)

@@ -126,7 +126,7 @@ def test_soak_daily_event_mix_keeps_memory_flat(daemon_factory, cycles, new, ret
     tp = dict(TRACE_PARAMS, volume=str(vp / "volumes" / "synth_pred.zarr"), src_dir=str(vp / "paths"),
               tgt_dir=str(vp / "traces"), seed=str(vp / "paths" / seed))
     warm = [q.submit("trace", tp) for _ in range(2)]  # one per worker: both import and load the tracer
-    d.wait_for(lambda: all(q.get(i)["state"] in ("done", "failed") for i in warm), 240, "warm-up traces")
+    d.wait_for(lambda: all(q.get(i)["state"] in ("done", "failed") for i in warm), "warm-up traces")
     assert all(q.get(i)["state"] == "done" for i in warm), [q.get(i)["error"] for i in warm]
     _drained(d, q)
     keep = _latest_trace(vp)
@@ -140,7 +140,7 @@ def test_soak_daily_event_mix_keeps_memory_flat(daemon_factory, cycles, new, ret
         for c in range(cycles):
             tc = time.time()
             trace = _latest_trace(vp)
-            d.wait_for(lambda: q.fingerprint(trace.name) is not None, 30, "trace recorded")
+            d.wait_for(lambda: q.fingerprint(trace.name) is not None, "trace recorded")
             used = set(json.loads((trace / "vcd_provenance.json").read_text())["patches"])
             pool = [n for n in core + churn if n not in used and n != seed]
             for i in range(new):  # half near the trace (the next retrace may use them), half elsewhere
@@ -225,7 +225,7 @@ def test_reads_and_our_own_writes_do_not_wake_the_watcher(daemon_factory):
     d.start()
     names = [_patch(vp, t, rng, f"auto_grown_20250101000000{i:03d}").name for i in range(4)]
     q = d.queue()
-    d.wait_for(lambda: _count(q, "SELECT COUNT(*) FROM jobs WHERE kind='overlap' AND state='done'") == 4, 30, "linked")
+    d.wait_for(lambda: _count(q, "SELECT COUNT(*) FROM jobs WHERE kind='overlap' AND state='done'") == 4, "linked")
 
     def events():
         text = urllib.request.urlopen(f"http://127.0.0.1:{d.port}/metrics", timeout=5).read().decode()
@@ -240,7 +240,7 @@ def test_reads_and_our_own_writes_do_not_wake_the_watcher(daemon_factory):
     time.sleep(1.5)
     assert events() == before
     _vc3d_toggle_tag(vp / "paths" / names[1], "approved")  # a real edit still wakes it
-    d.wait_for(lambda: q.fingerprint(names[1])["tags"] == ["approved"], 10, "tag edit seen")
+    d.wait_for(lambda: q.fingerprint(names[1])["tags"] == ["approved"], "tag edit seen")
     assert events() > before
     assert d.stop() == 0
 
@@ -272,7 +272,7 @@ def test_tracemalloc_diagnostics_are_logged(daemon_factory, monkeypatch):
     monkeypatch.setenv("VCD_TRACEMALLOC", "0.5")
     d = daemon_factory()
     d.start()
-    d.wait_for(lambda: d.log.read_text().count('"memdiag"') >= 2, 30, "memdiag lines")
+    d.wait_for(lambda: d.log.read_text().count('"memdiag"') >= 2, "memdiag lines")
     line = json.loads([ln for ln in d.log.read_text().splitlines() if '"memdiag"' in ln][-1])
     assert line["rss_mib"] > 0 and line["traced_mib"] > 0 and isinstance(line["top_growth"], list)
     assert d.stop() == 0

@@ -46,6 +46,8 @@ def _parse_params(args) -> dict:
     if args.params:
         from ..formats.jsonio import read_json
         params.update(read_json(args.params, "params JSON"))
+        if not isinstance(params, dict):
+            raise InputError(args.params, "params JSON is not an object", 'write {"key": value, ...}')
     for kv in args.param or []:
         if "=" not in kv:
             raise InputError(None, f"--param {kv!r} is not key=value", "e.g. --param generations=50")
@@ -57,22 +59,70 @@ def _parse_params(args) -> dict:
     return params
 
 
+#: keys whose values are patch *names* in ``paths/``, never resolved as paths
+NAME_KEYS = frozenset({"segment"})
+
+
+def resolve_paths(params: dict, cwd: Path) -> dict:
+    """Params with every relative path (keys in ``vcd.jobs.PATH_KEYS``, also inside lists) made
+    absolute against ``cwd`` — the caller's working directory, not the daemon's. Numbers and
+    ``segment`` (a patch name) are left alone."""
+    from ..jobs import PATH_KEYS
+
+    def fix(v):
+        if isinstance(v, (list, tuple)):
+            return [fix(x) for x in v]
+        if isinstance(v, str) and v and not _is_number(v) and not os.path.isabs(v):
+            return os.path.normpath(os.path.join(cwd, os.path.expanduser(v)))
+        return v
+    return {k: fix(v) if k in PATH_KEYS and k not in NAME_KEYS else v for k, v in params.items()}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _defaults(kind: str, vp: Path) -> dict:
+    """What the volpkg supplies when the user does not: the prediction volume and directories
+    (seed, expand: also the volpkg's seed.json / expand.json and vcd.toml params)."""
+    from ..daemon.config import job_params, load_config
+    from ..daemon.service import prediction_volume
+    if kind in ("seed", "expand"):
+        cfg = load_config(vp)
+        base = job_params(cfg, vp, kind)
+        base.update(volume=str(prediction_volume(vp, cfg)), paths=str(vp / "paths"))
+        return base
+    if kind == "trace":
+        return {"volume": str(prediction_volume(vp, load_config(vp))), "src_dir": str(vp / "paths"),
+                "tgt_dir": str(vp / "traces")}
+    return {}
+
+
+def _warn_if_no_daemon(vp: Path) -> None:
+    from ..daemon.lock import running_daemon
+    if running_daemon(vp) is None:
+        print(f"warning: no vcd daemon runs on {vp}: the job waits in the queue until one starts "
+              f"(`vcd daemon {vp}`)", file=sys.stderr)
+
+
 def cmd_submit(args) -> int:
     from ..jobs import KIND_MODULES
     if args.kind not in KIND_MODULES:
         raise InputError(None, f"unknown job kind {args.kind!r}", f"use one of {sorted(KIND_MODULES)}")
     q = _queue(args)
-    params = _parse_params(args)
-    vp = _find_volpkg(args.volpkg)
-    if args.kind in ("seed", "expand"):
-        from ..daemon.config import job_params, load_config
-        from ..daemon.service import prediction_volume
-        cfg = load_config(vp)
-        base = job_params(cfg, vp, args.kind)
-        base.update(volume=str(prediction_volume(vp, cfg)), paths=str(vp / "paths"))
-        params = {**base, **params}
+    vp = _find_volpkg(args.volpkg).resolve()
+    params = resolve_paths(_parse_params(args), Path.cwd())
+    params = {**_defaults(args.kind, vp), **params}
+    if args.kind == "trace" and "seed" not in params:
+        raise InputError(None, "a trace job needs a seed patch",
+                         "add --param seed=paths/<patch> (relative paths are taken from the current directory)")
     jid = q.submit(args.kind, params, priority=args.priority)
     print(jid)
+    _warn_if_no_daemon(vp)
     return 0
 
 
@@ -124,13 +174,25 @@ def cmd_pause(args) -> int:
     return 0
 
 
+def daemon_line(vp: Path) -> str:
+    """``daemon: running (pid .., host .., since .., version .., metrics ..)`` or ``daemon: not running``,
+    from the volpkg's daemon lock (``vcd.daemon.lock``)."""
+    from ..daemon.lock import running_daemon, since_text
+    info = running_daemon(vp)
+    if info is None:
+        return f"daemon: not running (queued jobs wait; start it with `vcd daemon {vp}`)"
+    return (f"daemon: running (pid {info.get('pid', '?')}, host {info.get('host', '?')}, since "
+            f"{since_text(info.get('started'))}, version {info.get('version', '?')}, "
+            f"metrics {info.get('metrics_addr') or 'off'})")
+
+
 def status_text(args) -> str:
     from ..daemon.scheduler import collection_stats
     q = _queue(args)
     vp = _find_volpkg(args.volpkg)
     counts = q.counts()
     kinds = sorted({k for k, _ in counts})
-    lines = [f"volpkg: {vp}   scheduler: {'paused' if q.get_kv('paused', False) else 'running'}"]
+    lines = [daemon_line(vp), f"volpkg: {vp}   scheduler: {'paused' if q.get_kv('paused', False) else 'running'}"]
     from ..daemon.backoff import KV_STATE, status_line
     growth = status_line(q.get_kv(KV_STATE), time.time())
     if growth:
@@ -223,14 +285,65 @@ def cmd_seed(args) -> int:
     return 0 if pts or not bad else 1
 
 
+SUBMIT_EPILOG = """\
+required keys per kind (filled from the volpkg where shown; every other key has a default):
+  trace    seed (seed patch directory)      volume, src_dir (paths/), tgt_dir (traces/) from the volpkg;
+           plus any vc_grow_seg_from_segments key, e.g. src_step (must equal the patches' step_size)
+  seed     -                                volume, paths and seed.json / vcd.toml params from the volpkg;
+           optional seed_point [x, y, z] voxels
+  expand   -                                as seed (expand.json)
+  overlap  paths, segment (a patch name in paths/)
+  retrace  trace (trace directory)
+  winding  trace
+  render   trace (or segment); optional volume, out, scale, group, layers
+  fuse     params (FillParams keys), inputs [[trace, winding, weight], ...]; optional out_dir
+  sleep    -                                optional seconds, marker (diagnostics)
+example (trace.json holds {"seed": "paths/auto_grown_...", "src_step": 20, "step": 10}):
+  vcdctl submit trace --params trace.json
+"""
+
+
+def kind_help(kind: str) -> str:
+    """KIND's params: the job's own definition (``SPEC.describe()``) when it has one, else its docstring."""
+    import importlib
+    from ..jobs import KIND_MODULES
+    if kind not in KIND_MODULES:
+        raise InputError(None, f"unknown job kind {kind!r}", f"use one of {sorted(KIND_MODULES)}")
+    mod = KIND_MODULES[kind]
+    mod = importlib.import_module(mod) if isinstance(mod, str) else mod
+    spec = getattr(mod, "SPEC", None)
+    if spec is not None and hasattr(spec, "describe"):
+        return spec.describe()
+    return (mod.__doc__ or f"job kind {kind!r}").strip()
+
+
+class _SubmitHelp(argparse.Action):
+    """``-h`` after ``submit``: the general help, plus KIND's own params when KIND came first."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        kind = getattr(namespace, "kind", None)
+        if kind:
+            text = kind_help(kind)
+            print(f"usage: vcdctl submit {kind} [--params FILE] [--param KEY=VALUE ...] [--priority N]\n")
+            print(text)
+        else:
+            parser.print_help()
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vcdctl", description="queue and inspect vcd jobs")
     ap.add_argument("--volpkg", help="volpkg directory (default: $VCD_VOLPKG or the one containing cwd)")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
-    p = sub.add_parser("submit", help="queue a job")
-    p.add_argument("kind")
-    p.add_argument("--param", action="append", help="key=value (JSON values allowed)")
-    p.add_argument("--params", help="params JSON file")
+    p = sub.add_parser("submit", help="queue a job", add_help=False, epilog=SUBMIT_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Queue a job of KIND with its params (a JSON file and/or key=value pairs; "
+                                   "--param wins). Relative paths in params are taken from the current "
+                                   "directory, not the daemon's. `vcdctl submit KIND --help` lists KIND's params.")
+    p.add_argument("-h", "--help", action=_SubmitHelp, nargs=0, help="show this help (with KIND: its params)")
+    p.add_argument("kind", metavar="KIND")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="key=value (JSON values allowed)")
+    p.add_argument("--params", metavar="FILE", help="params JSON file (an object of key: value)")
     p.add_argument("--priority", type=int, default=0)
     p.set_defaults(func=cmd_submit)
     p = sub.add_parser("ls", help="list jobs")
@@ -263,16 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .main import guarded
+    return guarded(lambda: _main(argv))
+
+
+def _main(argv) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
         ap.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except VcdError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

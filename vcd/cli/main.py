@@ -2,7 +2,8 @@
 
 A ``cmd_*`` module defines ``register(subparsers)`` which adds parsers and sets
 ``func=callable(args) -> int``. Argument orders mirror the VC3D tools. A :class:`VcdError`
-becomes ``error: <message>`` on stderr and exit code 1 — never a traceback.
+becomes ``error: <message>`` on stderr and exit code 1, Ctrl-C exits 130 with one line and a closed
+pipe (``vcd ... | head``) is silent — never a traceback (:func:`guarded`, also used by ``vcdctl``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -26,25 +28,67 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return guarded(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return int(args.func(args) or 0)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """True when ``exc`` is, or was caused by, Ctrl-C (numba turns a KeyboardInterrupt raised inside
+    a kernel's callback into ``SystemError: ... returned a result with an exception set``)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe (``vcd ... | head``): point stdout at /dev/null so the interpreter's final
+    flush cannot print ``BrokenPipeError`` either."""
     try:
-        return int(args.func(args) or 0)
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
+def guarded(call) -> int:
+    """Run a CLI body; every ending is an exit code and at most one line on stderr, never a traceback:
+    a :class:`VcdError` or OS error -> ``error: ...``, 1; Ctrl-C -> ``interrupted``, 130; a closed
+    stdout pipe -> silent, 141 (as a shell reports SIGPIPE)."""
+    try:
+        return call()
     except VcdError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
     except OSError as exc:  # disk full, file too large, permissions: one line, nothing half-written
         where = exc.filename or "output"
         print(f"error: {where}: {exc.strerror or exc}. Fix: free disk space or check permissions and quotas; "
               "nothing partial was left in place", file=sys.stderr)
         return 1
+    except SystemError as exc:
+        if _interrupted(exc):
+            print("interrupted", file=sys.stderr)
+            return 130
+        raise
 
 
 if __name__ == "__main__":

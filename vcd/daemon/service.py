@@ -1,7 +1,9 @@
 """``run_daemon``: one long-running process per volpkg.
 
-Starts the queue (``<volpkg>/.vcd/vcd.sqlite``), the watcher (after a reconciliation scan), the
-worker pool, the scheduler and the metrics server; supervises workers every 0.5 s; on SIGTERM or
+Holds ``<volpkg>/.vcd/daemon.lock`` for its lifetime (``lock.py``: a second daemon on the same
+volpkg exits 1 with one line naming the first; a killed daemon's lock is free at once). Starts the
+queue (``<volpkg>/.vcd/vcd.sqlite``), the watcher (after a reconciliation scan), the worker pool,
+the scheduler and the metrics server; supervises workers every 0.5 s; on SIGTERM or
 SIGINT (or ``stop_event``) stops claiming, lets running jobs finish up to ``shutdown_timeout`` and
 requeues the rest. Sends ``READY=1`` to systemd when ``NOTIFY_SOCKET`` is set (``Type=notify``).
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..formats.volpkg import open_volpkg
 from . import logs, memdiag
+from .lock import DaemonLock
 from .metrics import Metrics
 from .pool import LocalPool
 from .queue import JobQueue
@@ -50,6 +53,16 @@ def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event
     open_volpkg(volpkg)  # a volpkg the daemon cannot use at all stops it with one line
     state_dir = volpkg / ".vcd"
     state_dir.mkdir(exist_ok=True)
+    lock = DaemonLock(state_dir)  # one daemon per volpkg; a second one stops here with one line
+    lock.acquire(cfg["daemon"]["metrics_addr"] or "")
+    try:
+        return _run_locked(volpkg, cfg, log, stop_event)
+    finally:
+        lock.release()
+
+
+def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None) -> int:
+    state_dir = volpkg / ".vcd"
     (volpkg / "traces").mkdir(exist_ok=True)  # watched from the start (VC3D scans it too)
     (state_dir / "tmp").mkdir(exist_ok=True)
     queue_path = state_dir / "vcd.sqlite"
@@ -57,8 +70,11 @@ def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event
     stop_event = stop_event or threading.Event()
     memdiag.start_from_env(log, stop_event)  # VCD_TRACEMALLOC=<seconds>: periodic allocation diffs in the log
 
+    got = {}
+
     def on_signal(signum, frame):
         log.info("signal", signum=signum)
+        got["signum"] = signum
         stop_event.set()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
@@ -124,4 +140,4 @@ def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event
         if server is not None:
             server.shutdown()
         log.info("daemon_stopped")
-    return 0
+    return 130 if got.get("signum") == signal.SIGINT else 0  # Ctrl-C: stopped cleanly, exit as interrupted
