@@ -56,8 +56,11 @@ def _wait(cond, timeout, what, proc):
 
 
 def _demo(args) -> int:
+    from .. import jobs
     from ..daemon.queue import JobQueue
-    from ..daemon.scheduler import collection_stats
+    from ..daemon.scheduler import collection_stats, saturated
+    from ..jobs import trace as trace_job
+    from ..trace.params import TraceParams
     from ..formats.overlaps import read_overlaps
     from ..formats.tifxyz import read_surface
     from ..formats.volpkg import list_patches
@@ -111,9 +114,7 @@ def _demo(args) -> int:
                 print(f"      density target reached: every patch has >= {DEMO_GROW['tgt_overlap_count']} links",
                       flush=True)
                 break
-            done = [j for j in q.list(kind="expand", state="done", limit=4)]
-            if len(done) == 4 and all(json.loads(q.get(j["id"])["result"] or "{}").get("written") is None
-                                      for j in done):
+            if saturated(q.recent_results("expand", 4), 0):
                 print("      expansion saturated (no under-covered place left)", flush=True)
                 break
             if proc.poll() is not None:
@@ -135,8 +136,9 @@ def _demo(args) -> int:
         print(f"[4/5] tracing from {seed.name} ({len(read_overlaps(seed))} overlaps) ...", flush=True)
         (out / "traces").mkdir(exist_ok=True)
         vol = out / "volumes" / "synth_pred.zarr"
-        jid = q.submit("trace", {**DEMO_TRACE, "volume": str(vol), "src_dir": str(out / "paths"),
-                                 "tgt_dir": str(out / "traces"), "seed": str(seed)}, priority=9)
+        jid = jobs.submit(q, "trace", trace_job.Params(volume=str(vol), src_dir=str(out / "paths"),
+                                                       tgt_dir=str(out / "traces"), seed=str(seed),
+                                                       trace=TraceParams.from_dict(DEMO_TRACE)), by_user=True)
         _wait(lambda: q.get(jid)["state"] in ("done", "failed"), args.trace_seconds, "trace", proc)
         if q.get(jid)["state"] == "done":  # the watcher queues the pipeline once it has seen the trace
             _wait(lambda: all(q.list(kind=k, limit=1) for k in after), 60, "pipeline jobs queued", proc)

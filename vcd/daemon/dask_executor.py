@@ -40,6 +40,7 @@ class DaskPool:
         self.address = cfg["daemon"]["dask_scheduler"]
         self.client = None
         self.futures: dict[int, object] = {}
+        self.kinds: dict[int, str] = {}  #: job id -> kind of the jobs submitted
         self.capacity = int(cfg["daemon"]["workers"])
         self.stopping = False
 
@@ -58,18 +59,19 @@ class DaskPool:
                 try:
                     out = fut.result()
                 except Exception as exc:  # KilledWorker after repeated deaths, or a crash
-                    st = q.fail(jid, f"{type(exc).__name__}: {exc}", retry=True)
+                    st = q.fail(jid, f"{type(exc).__name__}: {exc}", retry=True, backoff_s=self._backoff(jid))
                     self.log.error("job_failed", job_id=jid, error=str(exc), now=st)
                     continue
                 if out.get("ok"):
                     q.complete(jid, out["result"])
                     self.log.info("job_done", job_id=jid)
                 else:
-                    q.fail(jid, out["error"], retry=out.get("retry", True))
+                    q.fail(jid, out["error"], retry=out.get("retry", True), backoff_s=self._backoff(jid))
                     self.log.warning("job_failed", job_id=jid, error=out["error"])
             elif q.heartbeat(jid, lease):  # cancel requested
                 fut.cancel()
                 del self.futures[jid]
+                self.kinds.pop(jid, None)
                 q.cancelled(jid)
         if self.stopping:
             return
@@ -80,7 +82,13 @@ class DaskPool:
             fut = self.client.submit(run_job_remote, job["kind"], job["params"], self.volpkg, job["id"],
                                      key=f"vcd-job-{job['id']}-{job['attempts']}", pure=False)
             self.futures[job["id"]] = fut
+            self.kinds[job["id"]] = job["kind"]
             self.log.info("job_submitted", job_id=job["id"], kind=job["kind"])
+
+    def _backoff(self, jid: int) -> float:
+        """Retry back-off (s) of the job's kind (:func:`vcd.jobs.retry_policy`)."""
+        from ..jobs import retry_policy
+        return retry_policy(self.kinds.pop(jid, "")).backoff_s
 
     def busy(self, q: JobQueue) -> int:
         return len(self.futures)
@@ -95,5 +103,6 @@ class DaskPool:
             fut.cancel()
             q.requeue(jid, "requeued at daemon shutdown")
         self.futures.clear()
+        self.kinds.clear()
         if self.client is not None:
             self.client.close()

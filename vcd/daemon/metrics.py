@@ -44,22 +44,20 @@ class QueueCollector:
         yield c
         yield GaugeMetricFamily("vcd_queue_depth", "Queued jobs",
                                 value=sum(n for (k, s), n in counts.items() if s == "queued"))
-        row = q.conn.execute("SELECT MIN(created) FROM jobs WHERE state='queued'").fetchone()
+        oldest = q.oldest_queued_created()
         yield GaugeMetricFamily("vcd_oldest_queued_age_seconds", "Age of the oldest queued job",
-                                value=(time.time() - row[0]) if row and row[0] else 0.0)
+                                value=(time.time() - oldest) if oldest else 0.0)
         yield GaugeMetricFamily("vcd_workers_busy", "Workers running a job", value=self.busy())
         h = HistogramMetricFamily("vcd_job_duration_seconds", "Run time of finished jobs", labels=["kind"])
-        rows = q.conn.execute("SELECT kind, finished - started FROM jobs WHERE state='done' AND started IS NOT NULL "
-                              "ORDER BY id DESC LIMIT 20000").fetchall()
         by_kind: dict[str, list[float]] = {}
-        for kind, dur in rows:
-            by_kind.setdefault(kind, []).append(max(0.0, dur or 0.0))
+        for kind, dur in q.done_durations(20000):
+            by_kind.setdefault(kind, []).append(dur)
         for kind, durs in by_kind.items():
             buckets = [(str(b), sum(d <= b for d in durs)) for b in BUCKETS] + [("+Inf", len(durs))]
             h.add_metric([kind], buckets, sum(durs))
         yield h
         f = CounterMetricFamily("vcd_job_failures", "Failed jobs by reason", labels=["reason"])
-        for err, n in q.conn.execute("SELECT COALESCE(error,''), COUNT(*) FROM jobs WHERE state='failed' GROUP BY error"):
+        for err, n in q.failed_errors().items():
             reason = (err.split(":")[0] if err else "unknown")[:60]
             f.add_metric([reason], n)
         yield f
@@ -71,18 +69,12 @@ class QueueCollector:
             yield GaugeMetricFamily(f"vcd_{key}", help_, value=stats.get(key, 0))
 
 
-_EMPTY_GROWTH_SQL = (
-    "SELECT kind, COUNT(*) FROM jobs WHERE kind IN ('seed','expand') AND (state='failed' OR (state='done' AND "
-    "(NOT json_valid(result) OR (json_extract(result, '$.written') IS NULL AND "
-    "COALESCE(json_extract(result, '$.reason'), '') NOT LIKE 'collection saturated%')))) GROUP BY kind")
-
-
 def growth_metrics(q):
     """Seed/expand jobs that wrote nothing (from the jobs table) and the scheduler's back-off state
     (from the kv table) — right whichever process ran the jobs."""
     f = CounterMetricFamily("vcd_seed_failures", "Seed/expand jobs that wrote nothing (failed, or done without "
                             "a patch other than 'collection saturated')", labels=["kind"])
-    n = dict(q.conn.execute(_EMPTY_GROWTH_SQL).fetchall())
+    n = q.empty_growth_counts()
     for kind in ("seed", "expand"):
         f.add_metric([kind], n.get(kind, 0))
     yield f

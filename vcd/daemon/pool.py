@@ -21,7 +21,7 @@ from .queue import JobQueue
 
 def _run_one(q: JobQueue, job: dict, volpkg: str, lease_s: float, log) -> None:
     from ..errors import VcdError
-    from ..jobs import JobCancelled, JobContext, run_job
+    from ..jobs import JobCancelled, JobContext, retry_policy, run_job
 
     state = {"progress": 0.0, "message": "", "cancel": False}
     done = threading.Event()
@@ -62,7 +62,7 @@ def _run_one(q: JobQueue, job: dict, volpkg: str, lease_s: float, log) -> None:
     except Exception as exc:
         err = f"{type(exc).__name__}: {exc}"
         q.log(job["id"], traceback.format_exc())
-        st = q.fail(job["id"], err, retry=True)
+        st = q.fail(job["id"], err, retry=True, backoff_s=retry_policy(job["kind"]).backoff_s)
         jlog.error("job_failed", error=err, now=st)
     finally:
         done.set()
@@ -123,17 +123,13 @@ class LocalPool:
             if not p.is_alive():
                 p.join(timeout=0.1)
                 del self.procs[name]
-                for job in q.conn.execute("SELECT id FROM jobs WHERE state='running' AND worker=?", (name,)).fetchall():
-                    st = q.fail(job[0], f"worker {name} died (exit code {p.exitcode})", retry=True, backoff_s=0.0)
-                    self.log.warning("worker_died", worker=name, job_id=job[0], exitcode=p.exitcode, now=st)
+                for jid in q.running_ids(name):
+                    st = q.fail(jid, f"worker {name} died (exit code {p.exitcode})", retry=True, backoff_s=0.0)
+                    self.log.warning("worker_died", worker=name, job_id=jid, exitcode=p.exitcode, now=st)
                 self._spawn()
 
     def busy(self, q: JobQueue) -> int:
-        names = list(self.procs)
-        if not names:
-            return 0
-        return q.conn.execute(f"SELECT COUNT(*) FROM jobs WHERE state='running' AND worker IN ({','.join('?' * len(names))})",
-                              names).fetchone()[0]
+        return q.running_count(list(self.procs))
 
     def shutdown(self, q: JobQueue, timeout: float) -> None:
         """Stop claiming; let running jobs finish up to ``timeout`` s; terminate and requeue the rest."""
@@ -145,7 +141,7 @@ class LocalPool:
             if p.is_alive():
                 p.terminate()
                 p.join(timeout=5)
-                for job in q.conn.execute("SELECT id FROM jobs WHERE state='running' AND worker=?", (name,)).fetchall():
-                    q.requeue(job[0], "requeued at daemon shutdown")
-                    self.log.info("job_requeued_at_shutdown", job_id=job[0])
+                for jid in q.running_ids(name):
+                    q.requeue(jid, "requeued at daemon shutdown")
+                    self.log.info("job_requeued_at_shutdown", job_id=jid)
         self.procs.clear()

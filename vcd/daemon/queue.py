@@ -1,21 +1,23 @@
-"""Durable job queue in one SQLite file (WAL mode), via sqlite-utils.
+"""Durable job queue in the daemon's SQLite file (WAL), on sqlite-utils (:mod:`vcd.daemon.store`).
 
 A job row: ``kind``, ``params`` (JSON), ``priority`` (higher first), ``state`` (queued, running,
 done, failed, cancelled), ``attempts``, ``lease_until`` (epoch s), ``not_before`` (retry back-off),
 timestamps, ``result``/``error`` text, ``progress``, ``dedup_key`` (at most one *queued* job per
-key: one ``overlap`` per patch, one ``retrace`` per trace) and ``cancel_requested``.
+key: one ``overlap`` per patch, one ``retrace`` per trace) and ``cancel_requested``. Jobs are queued
+through :func:`vcd.jobs.submit`, which takes priority, dedup key and attempts from the job kind.
 
-- :meth:`JobQueue.claim` is atomic (``BEGIN IMMEDIATE`` + conditional ``UPDATE``): two workers
-  never get the same job.
+- :meth:`JobQueue.claim` is one atomic ``UPDATE … RETURNING`` statement (SQLite takes the write lock
+  before it reads): two workers never get the same job, and per-kind concurrency limits are checked
+  in the same statement.
 - A worker holds a lease it renews with :meth:`heartbeat`; :meth:`requeue_expired` returns jobs
   whose lease expired (worker died) to ``queued`` — or ``failed`` after ``max_attempts``.
 - :meth:`fail` retries with exponential back-off up to ``max_attempts``, then keeps the job
   ``failed`` with its error.
-- Schema migrations are numbered; ``PRAGMA user_version`` records the applied version.
 
-Other tables: ``fingerprints`` (per surface: tags and mask hash, to detect annotator edits across
-restarts), ``trace_uses`` (trace → patch, from provenance: "which traces used patch P?"), ``kv``
-(scheduler pause flag and similar).
+Other tables: ``kv`` (flags: the scheduler's pause flag, the growth back-off state) and ``job_log``
+(the traceback tail ``vcdctl show`` prints). The watcher's fingerprints and trace index are a store of
+their own (:class:`vcd.daemon.store_index.SurfaceIndex`). Everything outside this module calls the
+named methods below; no SQL is written elsewhere.
 """
 
 from __future__ import annotations
@@ -25,304 +27,312 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import sqlite_utils
+from sqlite_utils.db import DescIndex
+
+from .store import SqliteStore, connect  # noqa: F401 (connect re-exported)
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
+GROWTH_KINDS = ("seed", "expand")
 
-MIGRATIONS = [
-    # 1: jobs
-    """
-    CREATE TABLE IF NOT EXISTS jobs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL,
-        params TEXT NOT NULL DEFAULT '{}',
-        priority INTEGER NOT NULL DEFAULT 0,
-        state TEXT NOT NULL DEFAULT 'queued',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        max_attempts INTEGER NOT NULL DEFAULT 3,
-        lease_until REAL,
-        not_before REAL NOT NULL DEFAULT 0,
-        worker TEXT,
-        created REAL NOT NULL,
-        started REAL,
-        finished REAL,
-        progress REAL NOT NULL DEFAULT 0,
-        message TEXT,
-        result TEXT,
-        error TEXT,
-        dedup_key TEXT,
-        cancel_requested INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(state, priority DESC, id);
-    CREATE UNIQUE INDEX IF NOT EXISTS jobs_dedup ON jobs(dedup_key) WHERE state = 'queued' AND dedup_key IS NOT NULL;
-    """,
-    # 2: annotator fingerprints, provenance, key-value
-    """
-    CREATE TABLE IF NOT EXISTS fingerprints (
-        surface TEXT PRIMARY KEY, tags TEXT, mask TEXT, seen REAL
-    );
-    CREATE TABLE IF NOT EXISTS trace_uses (
-        trace TEXT NOT NULL, patch TEXT NOT NULL, PRIMARY KEY (trace, patch)
-    );
-    CREATE INDEX IF NOT EXISTS trace_uses_patch ON trace_uses(patch);
-    CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT);
-    """,
-    # 3: job log lines (tail shown by `vcdctl show`)
-    """
-    CREATE TABLE IF NOT EXISTS job_log (
-        job INTEGER NOT NULL, ts REAL NOT NULL, line TEXT NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS job_log_job ON job_log(job);
-    """,
-]
+_JOB_COLUMNS = {"id": int, "kind": str, "params": str, "priority": int, "state": str, "attempts": int,
+                "max_attempts": int, "lease_until": float, "not_before": float, "worker": str, "created": float,
+                "started": float, "finished": float, "progress": float, "message": str, "result": str, "error": str,
+                "dedup_key": str, "cancel_requested": int}
 
 
-def connect(path: str | os.PathLike, timeout: float = 30.0) -> sqlite3.Connection:
-    """Open the queue database (WAL, busy timeout so SQLITE_BUSY is retried, not raised)."""
-    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    return conn
+def _jobs_table(db: sqlite_utils.Database) -> None:
+    db["jobs"].create(_JOB_COLUMNS, pk="id", if_not_exists=True,
+                      not_null={"kind", "params", "priority", "state", "attempts", "max_attempts", "not_before",
+                                "created", "progress", "cancel_requested"},
+                      defaults={"params": "{}", "priority": 0, "state": "queued", "attempts": 0, "max_attempts": 3,
+                                "not_before": 0, "progress": 0, "cancel_requested": 0})
+    db["jobs"].create_index(["state", DescIndex("priority"), "id"], index_name="jobs_claim", if_not_exists=True)
+    # a partial unique index (sqlite-utils' create_index has no WHERE): one queued job per dedup key
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS jobs_dedup ON jobs(dedup_key) "
+               "WHERE state = 'queued' AND dedup_key IS NOT NULL")
 
 
-class JobQueue:
+def _flags_and_log(db: sqlite_utils.Database) -> None:
+    db["kv"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    db["job_log"].create({"job": int, "ts": float, "line": str}, not_null={"job", "ts", "line"}, if_not_exists=True)
+    db["job_log"].create_index(["job"], index_name="job_log_job", if_not_exists=True)
+
+
+def _row(row: dict | None) -> dict | None:
+    if row is not None:
+        row["params"] = json.loads(row["params"])
+    return row
+
+
+def _loads(text: str | None) -> dict | None:
+    try:
+        out = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return out if isinstance(out, dict) else None
+
+
+def _marks(values: Iterable) -> str:
+    return ",".join("?" * len(list(values)))
+
+
+#: the claim: lease the best runnable job (highest priority, oldest) in one statement. {kinds} and
+#: {limits} are filled with optional ``AND`` clauses (placeholders only).
+_CLAIM = ("UPDATE jobs SET state = 'running', worker = ?, lease_until = ?, started = ?, attempts = attempts + 1, "
+          "progress = 0 WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND not_before <= ?{kinds}{limits} "
+          "ORDER BY priority DESC, id LIMIT 1) AND state = 'queued' RETURNING *")
+_LIMITED = (" AND kind NOT IN (SELECT kind FROM jobs WHERE state = 'running' AND kind IN ({marks}) GROUP BY kind "
+            "HAVING COUNT(*) >= CASE kind {cases} END)")
+
+#: seed/expand jobs that wrote nothing: failed, or done without "written" (except "collection saturated")
+_EMPTY_GROWTH = (
+    "SELECT kind, COUNT(*) AS n FROM jobs WHERE kind IN ('seed', 'expand') AND (state = 'failed' OR (state = 'done' "
+    "AND (NOT json_valid(result) OR (json_extract(result, '$.written') IS NULL AND "
+    "COALESCE(json_extract(result, '$.reason'), '') NOT LIKE 'collection saturated%')))) GROUP BY kind")
+
+
+class JobQueue(SqliteStore):
     """The queue over ``<volpkg>/.vcd/vcd.sqlite`` (any path works)."""
 
+    NAME = "jobs"
+    STEPS = (_jobs_table, _flags_and_log)
+
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = connect(self.path)
-        self.db = sqlite_utils.Database(self.conn)
-        self.migrate()
+        super().__init__(path)
+        self.jobs = self.db.table("jobs")
+
+    def close(self) -> None:
+        if getattr(self, "_surfaces", None) is not None:
+            self._surfaces.close()
+        super().close()
 
     @classmethod
     def for_volpkg(cls, volpkg: str | os.PathLike) -> "JobQueue":
         return cls(Path(volpkg) / ".vcd" / "vcd.sqlite")
 
-    def close(self) -> None:
-        self.conn.close()
+    def _one(self, sql: str, args: Iterable = ()) -> dict | None:
+        return next(self.db.query(sql, list(args)), None)
 
-    # ------------------------------------------------------------------ schema
-    def migrate(self) -> int:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        for i, sql in enumerate(MIGRATIONS[version:], start=version + 1):
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                for stmt in filter(str.strip, sql.split(";")):
-                    self.conn.execute(stmt)
-                self.conn.execute(f"PRAGMA user_version={i}")
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-        return len(MIGRATIONS)
+    def _set(self, job_id: int, where: str, **values) -> int:
+        """``UPDATE jobs SET <values> WHERE id = job_id AND <where>``; returns the rows changed."""
+        sets = ", ".join(f"{k} = ?" for k in values)
+        return self.conn.execute(f"UPDATE jobs SET {sets} WHERE id = ? AND {where}", (*values.values(), job_id)).rowcount
 
     # ------------------------------------------------------------------ producers
     def submit(self, kind: str, params: dict | None = None, priority: int = 0, dedup_key: str | None = None,
                max_attempts: int = 3) -> int | None:
-        """Queue a job; returns its id, or the id of the already-queued job with the same ``dedup_key``."""
-        now = time.time()
+        """Queue a job row as given (callers go through :func:`vcd.jobs.submit`, which validates the
+        params and applies the kind's policy); returns its id, or the id of the already-queued job
+        with the same ``dedup_key``."""
         try:
-            cur = self.conn.execute(
-                "INSERT INTO jobs(kind, params, priority, created, dedup_key, max_attempts) VALUES (?,?,?,?,?,?)",
-                (kind, json.dumps(params or {}), int(priority), now, dedup_key, int(max_attempts)))
-            return cur.lastrowid
+            return self.jobs.insert({"kind": kind, "params": json.dumps(params or {}), "priority": int(priority),
+                                           "created": time.time(), "dedup_key": dedup_key,
+                                           "max_attempts": int(max_attempts)}).last_rowid
         except sqlite3.IntegrityError:
-            row = self.conn.execute("SELECT id FROM jobs WHERE dedup_key=? AND state='queued'", (dedup_key,)).fetchone()
-            return row[0] if row else None
+            row = self._one("SELECT id FROM jobs WHERE dedup_key = ? AND state = 'queued'", [dedup_key])
+            return row["id"] if row else None
 
     # ------------------------------------------------------------------ workers
     def claim(self, worker: str, kinds: list[str] | None = None, lease_s: float = 60.0,
               kind_limits: dict[str, int] | None = None) -> dict | None:
-        """Atomically take the best runnable job (highest priority, oldest) and lease it."""
+        """Atomically take the best runnable job (highest priority, oldest) and lease it for ``lease_s`` s.
+        ``kinds``: only these kinds; ``kind_limits``: kind -> most jobs of that kind running at once."""
         now = time.time()
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            excluded = []
-            if kind_limits:
-                running = dict(self.conn.execute(
-                    "SELECT kind, COUNT(*) FROM jobs WHERE state='running' GROUP BY kind").fetchall())
-                excluded = [k for k, lim in kind_limits.items() if lim is not None and running.get(k, 0) >= lim]
-            sql = "SELECT id FROM jobs WHERE state='queued' AND not_before <= ?"
-            args: list[Any] = [now]
-            if kinds is not None:
-                sql += f" AND kind IN ({','.join('?' * len(kinds))})"
-                args += list(kinds)
-            if excluded:
-                sql += f" AND kind NOT IN ({','.join('?' * len(excluded))})"
-                args += excluded
-            sql += " ORDER BY priority DESC, id LIMIT 1"
-            row = self.conn.execute(sql, args).fetchone()
-            if row is None:
-                self.conn.execute("COMMIT")
-                return None
-            self.conn.execute(
-                "UPDATE jobs SET state='running', worker=?, lease_until=?, started=?, attempts=attempts+1, "
-                "progress=0 WHERE id=? AND state='queued'", (worker, now + lease_s, now, row[0]))
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        return self.get(row[0])
+        args: list[Any] = [worker, now + lease_s, now, now]
+        kinds_sql = limits_sql = ""
+        if kinds is not None:
+            kinds_sql = f" AND kind IN ({_marks(kinds)})"
+            args += list(kinds)
+        limits = {k: int(n) for k, n in (kind_limits or {}).items() if n is not None}
+        if limits:
+            limits_sql = _LIMITED.format(marks=_marks(limits), cases=" ".join("WHEN ? THEN ?" for _ in limits))
+            args += list(limits) + [v for kv in limits.items() for v in kv]
+        cur = self.conn.execute(_CLAIM.format(kinds=kinds_sql, limits=limits_sql), args)
+        row = cur.fetchone()
+        job = dict(zip([c[0] for c in cur.description], row)) if row else None
+        cur.close()
+        return _row(job)
 
     def heartbeat(self, job_id: int, lease_s: float = 60.0, progress: float | None = None,
                   message: str | None = None) -> bool:
         """Extend the lease (and record progress); returns True if cancellation was requested."""
-        sets, args = ["lease_until=?"], [time.time() + lease_s]
+        values: dict[str, Any] = {"lease_until": time.time() + lease_s}
         if progress is not None:
-            sets.append("progress=?")
-            args.append(float(progress))
+            values["progress"] = float(progress)
         if message is not None:
-            sets.append("message=?")
-            args.append(message[:500])
-        self.conn.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state='running'", (*args, job_id))
-        row = self.conn.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return bool(row and row[0])
+            values["message"] = message[:500]
+        self._set(job_id, "state = 'running'", **values)
+        row = self._one("SELECT cancel_requested FROM jobs WHERE id = ?", [job_id])
+        return bool(row and row["cancel_requested"])
 
     def complete(self, job_id: int, result: dict | None = None) -> None:
-        self.conn.execute("UPDATE jobs SET state='done', finished=?, progress=1, result=?, lease_until=NULL "
-                          "WHERE id=? AND state='running'", (time.time(), json.dumps(result or {}), job_id))
+        self._set(job_id, "state = 'running'", state="done", finished=time.time(), progress=1,
+                  result=json.dumps(result or {}), lease_until=None)
 
     def fail(self, job_id: int, error: str, retry: bool = True, backoff_s: float = 5.0) -> str:
-        """Record a failure: back to ``queued`` after a back-off while attempts remain, else ``failed``."""
-        row = self.conn.execute("SELECT attempts, max_attempts FROM jobs WHERE id=?", (job_id,)).fetchone()
+        """Record a failure: back to ``queued`` after ``backoff_s × 2^(attempts-1)`` s while attempts
+        remain, else ``failed``. Returns the new state (``cancelled`` if a queued twin supersedes it)."""
+        row = self._one("SELECT attempts, max_attempts FROM jobs WHERE id = ?", [job_id])
         if row is None:
             return "missing"
-        attempts, max_attempts = row
         now = time.time()
-        if retry and attempts < max_attempts:
-            return self._back_to_queue(job_id, "error=?, lease_until=NULL, worker=NULL, not_before=?",
-                                       (error, now + backoff_s * 2 ** (attempts - 1)))
-        self.conn.execute("UPDATE jobs SET state='failed', error=?, finished=?, lease_until=NULL WHERE id=? "
-                          "AND state='running'", (error, now, job_id))
+        if retry and row["attempts"] < row["max_attempts"]:
+            return self._back_to_queue(job_id, error=error, lease_until=None, worker=None,
+                                       not_before=now + backoff_s * 2 ** (row["attempts"] - 1))
+        self._set(job_id, "state = 'running'", state="failed", error=error, finished=now, lease_until=None)
         return "failed"
 
     def cancelled(self, job_id: int, note: str = "cancelled while running") -> None:
-        self.conn.execute("UPDATE jobs SET state='cancelled', finished=?, error=?, lease_until=NULL WHERE id=?",
-                          (time.time(), note, job_id))
+        self._set(job_id, "1", state="cancelled", finished=time.time(), error=note, lease_until=None)
 
     def requeue(self, job_id: int, note: str) -> None:
         """Return a running job to the queue without counting the attempt (graceful shutdown)."""
-        self._back_to_queue(job_id, "attempts=MAX(attempts-1,0), lease_until=NULL, worker=NULL, message=?", (note,))
+        with self.transaction():
+            row = self._one("SELECT attempts FROM jobs WHERE id = ?", [job_id])
+            self._back_to_queue(job_id, attempts=max((row or {}).get("attempts", 1) - 1, 0), lease_until=None,
+                                worker=None, message=note)
 
     def requeue_expired(self) -> list[int]:
         """Jobs whose lease expired (their worker died): back to the queue, or failed after max attempts."""
         now = time.time()
-        rows = self.conn.execute("SELECT id, attempts, max_attempts FROM jobs WHERE state='running' AND "
-                                 "lease_until < ?", (now,)).fetchall()
-        for job_id, attempts, max_attempts in rows:
-            if attempts >= max_attempts:
-                self.conn.execute("UPDATE jobs SET state='failed', finished=?, error=? WHERE id=? AND state='running'",
-                                  (now, f"worker lost {attempts} times (lease expired)", job_id))
+        rows = list(self.db.query("SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running' AND "
+                                  "lease_until < ?", [now]))
+        for r in rows:
+            if r["attempts"] >= r["max_attempts"]:
+                self._set(r["id"], "state = 'running'", state="failed", finished=now,
+                          error=f"worker lost {r['attempts']} times (lease expired)")
             else:
-                self._back_to_queue(job_id, "lease_until=NULL, worker=NULL, error=?",
-                                    ("worker lost (lease expired); requeued",))
-        return [r[0] for r in rows]
+                self._back_to_queue(r["id"], lease_until=None, worker=None, error="worker lost (lease expired); requeued")
+        return [r["id"] for r in rows]
 
-    def _back_to_queue(self, job_id: int, sets: str, args: tuple) -> str:
-        """Return a running job to ``queued`` (``sets``: extra ``col=?`` assignments). If an identical job
-        (same ``dedup_key``) was queued meanwhile, that one will do the work: this one is ``cancelled``
-        as superseded instead (at most one queued job per key)."""
+    def _back_to_queue(self, job_id: int, **values) -> str:
+        """Return a running job to ``queued`` (with ``values``). If an identical job (same
+        ``dedup_key``) was queued meanwhile, that one will do the work: this one is ``cancelled`` as
+        superseded instead (at most one queued job per key)."""
         try:
-            self.conn.execute(f"UPDATE jobs SET state='queued', {sets} WHERE id=? AND state='running'",
-                              (*args, job_id))
+            self._set(job_id, "state = 'running'", state="queued", **values)
             return "queued"
         except sqlite3.IntegrityError:
-            key = self.conn.execute("SELECT dedup_key FROM jobs WHERE id=?", (job_id,)).fetchone()[0]
-            other = self.conn.execute("SELECT id FROM jobs WHERE dedup_key=? AND state='queued'", (key,)).fetchone()
-            self.conn.execute("UPDATE jobs SET state='cancelled', finished=?, lease_until=NULL, worker=NULL, "
-                              "message=? WHERE id=? AND state='running'",
-                              (time.time(), f"superseded by queued job {other[0] if other else '?'}", job_id))
+            key = self._one("SELECT dedup_key FROM jobs WHERE id = ?", [job_id])["dedup_key"]
+            other = self._one("SELECT id FROM jobs WHERE dedup_key = ? AND state = 'queued'", [key])
+            self._set(job_id, "state = 'running'", state="cancelled", finished=time.time(), lease_until=None,
+                      worker=None, message=f"superseded by queued job {other['id'] if other else '?'}")
             return "cancelled"
 
     def log(self, job_id: int, line: str) -> None:
-        self.conn.execute("INSERT INTO job_log(job, ts, line) VALUES (?,?,?)", (job_id, time.time(), line[:2000]))
+        self.db["job_log"].insert({"job": job_id, "ts": time.time(), "line": line[:2000]})
 
     # ------------------------------------------------------------------ control
     def cancel(self, job_id: int) -> str:
         """Cancel a queued job now, or ask a running one to stop. Returns the resulting state."""
-        cur = self.conn.execute("UPDATE jobs SET state='cancelled', finished=? WHERE id=? AND state='queued'",
-                                (time.time(), job_id))
-        if cur.rowcount:
+        if self._set(job_id, "state = 'queued'", state="cancelled", finished=time.time()):
             return "cancelled"
-        cur = self.conn.execute("UPDATE jobs SET cancel_requested=1 WHERE id=? AND state='running'", (job_id,))
-        return "cancelling" if cur.rowcount else (self.get(job_id) or {}).get("state", "missing")
+        if self._set(job_id, "state = 'running'", cancel_requested=1):
+            return "cancelling"
+        return (self.get(job_id) or {}).get("state", "missing")
 
     def retry(self, job_id: int) -> bool:
-        cur = self.conn.execute("UPDATE jobs SET state='queued', not_before=0, cancel_requested=0, error=NULL, "
-                                "attempts=0 WHERE id=? AND state IN ('failed','cancelled')", (job_id,))
-        return bool(cur.rowcount)
+        return bool(self._set(job_id, "state IN ('failed', 'cancelled')", state="queued", not_before=0,
+                              cancel_requested=0, error=None, attempts=0))
 
     def set_kv(self, key: str, value: Any) -> None:
-        self.conn.execute("INSERT INTO kv(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                          (key, json.dumps(value)))
+        self.db["kv"].upsert({"key": key, "value": json.dumps(value)}, pk="key")
 
     def get_kv(self, key: str, default: Any = None) -> Any:
-        row = self.conn.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        row = self._one("SELECT value FROM kv WHERE key = ?", [key])
+        return json.loads(row["value"]) if row else default
 
     # ------------------------------------------------------------------ queries
     def get(self, job_id: int) -> dict | None:
-        cur = self.conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        job = dict(zip([c[0] for c in cur.description], row))
-        job["params"] = json.loads(job["params"])
-        return job
+        return _row(self._one("SELECT * FROM jobs WHERE id = ?", [job_id]))
 
     def list(self, state: str | None = None, kind: str | None = None, limit: int = 100) -> list[dict]:
-        sql, args = "SELECT id, kind, state, priority, attempts, progress, created, started, finished, error, message " \
-                    "FROM jobs WHERE 1=1", []
-        if state:
-            sql += " AND state=?"
-            args.append(state)
-        if kind:
-            sql += " AND kind=?"
-            args.append(kind)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
-        cur = self.conn.execute(sql, args)
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
+        where = " AND ".join(c for c, v in (("state = :state", state), ("kind = :kind", kind)) if v) or None
+        return list(self.jobs.rows_where(where, {"state": state, "kind": kind}, order_by="id DESC", limit=limit,
+                                               select="id, kind, state, priority, attempts, progress, created, "
+                                                      "started, finished, error, message"))
 
     def counts(self) -> dict[tuple[str, str], int]:
-        return {(k, s): n for k, s, n in self.conn.execute("SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state")}
+        return {(r["kind"], r["state"]): r["n"] for r in
+                self.db.query("SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")}
 
     def log_tail(self, job_id: int, n: int = 20) -> list[str]:
-        rows = self.conn.execute("SELECT line FROM job_log WHERE job=? ORDER BY rowid DESC LIMIT ?", (job_id, n)).fetchall()
-        return [r[0] for r in reversed(rows)]
+        rows = self.db.query("SELECT line FROM job_log WHERE job = ? ORDER BY rowid DESC LIMIT ?", [job_id, n])
+        return [r["line"] for r in reversed(list(rows))]
 
-    # ------------------------------------------------------------------ fingerprints and provenance
+    def by_dedup_key(self, key: str) -> dict | None:
+        """The newest job with this dedup key (any state), or None."""
+        return _row(self._one("SELECT * FROM jobs WHERE dedup_key = ? ORDER BY id DESC LIMIT 1", [key]))
+
+    # ------------------------------------------------------------------ the watcher's store, read-only
+    @property
+    def surfaces(self):
+        """The :class:`~vcd.daemon.store_index.SurfaceIndex` in the same file (opened on first use)."""
+        if getattr(self, "_surfaces", None) is None:
+            from .store_index import SurfaceIndex
+            self._surfaces = SurfaceIndex(self.path)
+        return self._surfaces
+
     def fingerprint(self, surface: str) -> dict | None:
-        row = self.conn.execute("SELECT tags, mask FROM fingerprints WHERE surface=?", (surface,)).fetchone()
-        return None if row is None else {"tags": json.loads(row[0]), "mask": row[1]}
-
-    def set_fingerprint(self, surface: str, tags: list[str], mask: str | None) -> None:
-        self.conn.execute("INSERT INTO fingerprints(surface, tags, mask, seen) VALUES (?,?,?,?) ON CONFLICT(surface) "
-                          "DO UPDATE SET tags=excluded.tags, mask=excluded.mask, seen=excluded.seen",
-                          (surface, json.dumps(sorted(tags)), mask, time.time()))
-
-    def forget_missing(self, present: set[str]) -> int:
-        """Drop fingerprints (and trace uses) of surfaces no longer on disk; returns how many."""
-        gone = [r[0] for r in self.conn.execute("SELECT surface FROM fingerprints") if r[0] not in present]
-        self.conn.executemany("DELETE FROM fingerprints WHERE surface=?", [(g,) for g in gone])
-        self.conn.executemany("DELETE FROM trace_uses WHERE trace=?", [(g,) for g in gone])
-        return len(gone)
-
-    def record_trace(self, trace: str, patches: list[str]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.conn.execute("DELETE FROM trace_uses WHERE trace=?", (trace,))
-            self.conn.executemany("INSERT OR IGNORE INTO trace_uses(trace, patch) VALUES (?,?)",
-                                  [(trace, p) for p in patches])
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        """Compatibility for callers holding only the queue: :meth:`SurfaceIndex.fingerprint`."""
+        return self.surfaces.fingerprint(surface)
 
     def traces_using(self, patch: str) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT trace FROM trace_uses WHERE patch=? ORDER BY trace", (patch,))]
+        """Compatibility for callers holding only the queue: :meth:`SurfaceIndex.traces_using`."""
+        return self.surfaces.traces_using(patch)
+
+    def running_ids(self, worker: str) -> list[int]:
+        """Jobs ``worker`` holds."""
+        return [r["id"] for r in self.db.query("SELECT id FROM jobs WHERE state = 'running' AND worker = ?", [worker])]
+
+    def running_count(self, workers: list[str]) -> int:
+        """How many jobs these workers hold."""
+        if not workers:
+            return 0
+        return self._one(f"SELECT COUNT(*) AS n FROM jobs WHERE state = 'running' AND worker IN ({_marks(workers)})",
+                         workers)["n"]
+
+    def last_id(self) -> int:
+        """The newest job id (0 when the queue is empty)."""
+        return self._one("SELECT COALESCE(MAX(id), 0) AS n FROM jobs")["n"]
+
+    def oldest_queued_created(self) -> float | None:
+        """Creation time (epoch s) of the oldest queued job."""
+        return self._one("SELECT MIN(created) AS t FROM jobs WHERE state = 'queued'")["t"]
+
+    def done_durations(self, limit: int = 20000) -> list[tuple[str, float]]:
+        """``(kind, run seconds)`` of the newest ``limit`` done jobs."""
+        return [(r["kind"], max(0.0, r["d"] or 0.0)) for r in self.db.query(
+            "SELECT kind, finished - started AS d FROM jobs WHERE state = 'done' AND started IS NOT NULL "
+            "ORDER BY id DESC LIMIT ?", [limit])]
+
+    def failed_errors(self) -> dict[str, int]:
+        """Failed jobs per error text."""
+        return {r["e"]: r["n"] for r in
+                self.db.query("SELECT COALESCE(error, '') AS e, COUNT(*) AS n FROM jobs WHERE state = 'failed' GROUP BY e")}
+
+    def empty_growth_counts(self) -> dict[str, int]:
+        """Seed/expand jobs that wrote nothing, per kind (see :mod:`vcd.daemon.backoff`)."""
+        return {r["kind"]: r["n"] for r in self.db.query(_EMPTY_GROWTH)}
+
+    def finished_growth(self, since_id: int = 0, limit: int = 400) -> list[dict]:
+        """The newest finished seed/expand jobs with ``id > since_id``, newest first, results parsed:
+        ``{"id", "state", "result": dict | None, "error", "finished"}``."""
+        rows = self.db.query("SELECT id, state, result, error, finished FROM jobs WHERE kind IN ('seed', 'expand') "
+                             "AND state IN ('done', 'failed') AND id > ? ORDER BY id DESC LIMIT ?",
+                             [int(since_id), int(limit)])
+        return [{**r, "result": _loads(r["result"])} for r in rows]
+
+    def growth_states_since(self, since: float) -> dict[str, int]:
+        """Seed/expand jobs finished after ``since`` (epoch s), per state."""
+        return {r["state"]: r["n"] for r in self.db.query(
+            "SELECT state, COUNT(*) AS n FROM jobs WHERE kind IN ('seed', 'expand') AND finished > ? GROUP BY state",
+            [since])}
+
+    def recent_results(self, kind: str, n: int) -> list[dict | None]:
+        """Results (parsed; None if unreadable) of the newest ``n`` done jobs of ``kind``, newest first."""
+        return [_loads(r["result"]) for r in self.db.query(
+            "SELECT result FROM jobs WHERE kind = ? AND state = 'done' ORDER BY id DESC LIMIT ?", [kind, n])]

@@ -9,16 +9,17 @@ collection saturated returns without writing, and the next check sees the densit
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from .. import jobs
 from ..errors import VcdError
 from ..formats.overlaps import read_overlaps
 from ..formats.volpkg import list_patches
+from ..jobs import expand, seed
 from . import backoff as bo
 from .config import job_params
 from .queue import JobQueue
@@ -37,18 +38,14 @@ def collection_stats(volpkg: Path, tgt_overlap_count: int) -> dict:
 def growth_results(q: JobQueue, since_id: int = 0, limit: int = 400) -> list[dict]:
     """The newest finished seed/expand jobs with ``id > since_id``, newest first, results parsed
     (the input of :func:`vcd.daemon.backoff.backoff_summary`)."""
-    rows = q.conn.execute("SELECT id, state, result, error, finished FROM jobs WHERE kind IN ('seed','expand') "
-                          "AND state IN ('done','failed') AND id > ? ORDER BY id DESC LIMIT ?",
-                          (int(since_id), int(limit))).fetchall()
-    out = []
-    for jid, state, result, error, finished in rows:
-        try:
-            res = json.loads(result) if result else None
-        except ValueError:
-            res = None
-        out.append({"id": jid, "state": state, "result": res if isinstance(res, dict) else None, "error": error,
-                    "finished": finished})
-    return out
+    return q.finished_growth(since_id, limit)
+
+
+def saturated(recent_expand_results: list[dict | None], expand_running: int) -> bool:
+    """Expansion is saturated when the last 4 expand jobs all found no under-covered place to grow
+    (done without writing) and none is running."""
+    return (len(recent_expand_results) == 4 and not expand_running
+            and all(r is not None and "written" in r and r["written"] is None for r in recent_expand_results))
 
 
 class Scheduler:
@@ -65,6 +62,7 @@ class Scheduler:
         self.log = log
         self.pool = pool
         self._lock = threading.Lock()
+        self._params_error = ""
         self._backing_off = False
         self._warned_backoff = False
         self.sched = BackgroundScheduler(daemon=True)
@@ -85,10 +83,34 @@ class Scheduler:
                 self._volume_error = exc.message
         return self._volume
 
+    def growth_params(self, kind: str):
+        """Typed params of the next ``seed`` or ``expand`` job: the volpkg's params file + config
+        overrides, the prediction volume and ``paths/`` (raises InputError for a bad params file)."""
+        module = seed if kind == "seed" else expand
+        return module.params_for(job_params(self.cfg, self.volpkg, kind), str(self.volume()),
+                                 str(self.volpkg / "paths"))
+
     def grow_params(self, kind: str) -> dict:
-        p = job_params(self.cfg, self.volpkg, kind)
-        p.update(volume=str(self.volume()), paths=str(self.volpkg / "paths"))
-        return p
+        """:meth:`growth_params` as the job's JSON dict; while the params file does not parse, its
+        keys as written (nothing is queued then, see :meth:`_usable_params`)."""
+        try:
+            return jobs.get_spec(kind).dump(self.growth_params(kind))
+        except VcdError:
+            return {**job_params(self.cfg, self.volpkg, kind), "volume": str(self.volume()),
+                    "paths": str(self.volpkg / "paths")}
+
+    def _usable_params(self) -> bool:
+        """Both growth params build (logged once per distinct problem; growth waits until fixed)."""
+        try:
+            self.growth_params("seed"), self.growth_params("expand")
+        except VcdError as exc:
+            if exc.message != self._params_error:
+                self.log.error("growth_params_invalid", error=exc.message, hint="fix seed.json / expand.json "
+                               "or [params.seed] / [params.expand] in vcd.toml; seeding and expansion wait")
+            self._params_error = exc.message
+            return False
+        self._params_error = ""
+        return True
 
     def ensure_expansion(self) -> None:
         with self._lock:
@@ -97,12 +119,12 @@ class Scheduler:
                 return
             if self.volume() is None:
                 return
+            if not self._usable_params():
+                return
             state, now = self.growth_backoff(), time.time()
             # a failure storm (e.g. bad params) must not flood the queue: back off while recent
             # growth jobs only fail
-            since = time.time() - 60
-            recent = dict(q.conn.execute("SELECT state, COUNT(*) FROM jobs WHERE kind IN ('seed','expand') AND "
-                                         "finished > ? GROUP BY state", (since,)).fetchall())
+            recent = q.growth_states_since(time.time() - 60)
             if recent.get("failed", 0) >= 3 and not recent.get("done", 0):
                 if not self._backing_off:
                     self.log.warning("expansion_backoff", failed_last_minute=recent["failed"],
@@ -117,21 +139,19 @@ class Scheduler:
 
             def allowed(wanted):
                 return bo.allowed_new_jobs(state, wanted, active("seed") + active("expand"), now)
-            tgt = int(self.grow_params("expand").get("tgt_overlap_count", 20))
-            stats = collection_stats(self.volpkg, tgt)
+            attempts = self.cfg["daemon"]["max_attempts"]
+            ep = self.growth_params("expand")
+            stats = collection_stats(self.volpkg, ep.grow.tgt_overlap_count)
             if stats["patches"] == 0:
                 for _ in range(allowed(s["seed_count"] - active("seed"))):
-                    q.submit("seed", self.grow_params("seed"), priority=2, max_attempts=self.cfg["daemon"]["max_attempts"])
+                    jobs.submit(q, "seed", self.growth_params("seed"), max_attempts=attempts)
                 return
             if stats["density"] >= s["target_density"] or stats["patches"] >= s["max_patches"]:
                 return
-            recent_expand = q.conn.execute("SELECT result FROM jobs WHERE kind='expand' AND state='done' "
-                                           "ORDER BY id DESC LIMIT 4").fetchall()
-            if len(recent_expand) == 4 and all('"written": null' in (r[0] or "") for r in recent_expand) \
-                    and not counts.get(("expand", "running"), 0):
-                return  # saturated: the last expansions found no under-covered place
+            if saturated(q.recent_results("expand", 4), counts.get(("expand", "running"), 0)):
+                return  # the last expansions found no under-covered place
             for _ in range(allowed(s["expand_queue"] - counts.get(("expand", "queued"), 0))):
-                q.submit("expand", self.grow_params("expand"), priority=1, max_attempts=self.cfg["daemon"]["max_attempts"])
+                jobs.submit(q, "expand", ep, max_attempts=attempts)
 
     def growth_backoff(self) -> dict:
         """Recompute the back-off state from the queue, store it (kv ``growth_backoff``) when it
@@ -139,7 +159,7 @@ class Scheduler:
         q, s = self.queue, self.cfg["schedule"]
         fp = bo.fingerprint(self.grow_params("seed"), self.grow_params("expand"), bo.volume_signature(self._volume))
         prev_epoch = q.get_kv(bo.KV_EPOCH)
-        epoch = bo.epoch_since(prev_epoch, fp, q.conn.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0])
+        epoch = bo.epoch_since(prev_epoch, fp, q.last_id())
         if epoch != prev_epoch:
             q.set_kv(bo.KV_EPOCH, epoch)
         summary = bo.backoff_summary(growth_results(q, epoch["since"]))

@@ -9,7 +9,8 @@
 Events are debounced per surface directory: a directory is processed only when it is complete
 (``meta.json`` parses, x/y/z tifs exist) and has been quiet for ``debounce`` seconds — VC3D, GIMP
 and copies write in several steps. Changes are detected by comparing *fingerprints* (tag set, hash
-of the mask's keep-bitmap) with those stored in SQLite, so our own writes (``overlapping.json``)
+of the mask's keep-bitmap) with those stored in SQLite (:class:`~vcd.daemon.store_index.SurfaceIndex`,
+beside the queue), so our own writes (``overlapping.json``)
 never trigger loops and a restart finds what changed while the daemon was down (:meth:`scan`).
 """
 
@@ -26,11 +27,14 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
                              FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
-from ..errors import FormatError
+from .. import jobs
+from ..errors import FormatError, VcdError
 from ..formats.jsonio import read_json
 from ..formats.tifxyz import TAGS_USED_BY_TRACER, read_mask_grid
 from ..formats.volpkg import TRACE_SOURCES, is_debug_snapshot, is_patch, name_is_utf8
+from ..jobs import overlap, retrace
 from .queue import JobQueue
+from .store_index import SurfaceIndex
 
 PROVENANCE = "vcd_provenance.json"
 
@@ -132,6 +136,7 @@ class Watcher:
         self.volpkg = Path(volpkg)
         self.roots = [self.volpkg / "paths", self.volpkg / "traces"]
         self.queue = JobQueue(queue_path)
+        self.index = SurfaceIndex(queue_path)
         self.cfg = cfg
         self.log = log
         self.metrics = metrics
@@ -223,7 +228,7 @@ class Watcher:
                         self.log.warning("scan_error", surface=d.name, error=f"{type(exc).__name__}: {exc}")
                     n += 1
         if all(root.is_dir() for root in self.roots):
-            self.queue.forget_missing(present)
+            self.index.forget_missing(present)
         return n
 
     def process(self, d: Path) -> bool:
@@ -253,8 +258,8 @@ class Watcher:
         return True
 
     def _trace(self, d: Path, meta: dict) -> bool:
-        q = self.queue
-        if q.fingerprint(d.name) is not None:
+        ix = self.index
+        if ix.fingerprint(d.name) is not None:
             return True
         prov_path = d / PROVENANCE
         patches = []
@@ -264,19 +269,26 @@ class Watcher:
                 patches = sorted((prov.get("patches") or {}).keys())
                 old = prov.get("retrace_of")
                 if old:
-                    q.record_trace(old, [])  # superseded: later edits retrace the new trace only
+                    ix.record_trace(old, [])  # superseded: later edits retrace the new trace only
             except FormatError:
                 return False
-        q.record_trace(d.name, patches)
-        q.set_fingerprint(d.name, [], None)
+        ix.record_trace(d.name, patches)
+        ix.set_fingerprint(d.name, [], None)
         self.log.info("trace_recorded", trace=d.name, patches=len(patches))
         self.previews.request()
-        for kind in self.cfg["pipeline"].get("after_trace", []):
-            q.submit(kind, {"trace": str(d), "volpkg": str(self.volpkg)}, priority=1, dedup_key=f"{kind}:{d.name}")
+        self._queue_pipeline(d)
         return True
 
+    def _queue_pipeline(self, trace_dir: Path) -> None:
+        """Queue the configured ``[pipeline] after_trace`` kinds for a new trace."""
+        for kind in self.cfg["pipeline"].get("after_trace", []):
+            try:
+                jobs.submit(self.queue, kind, {"trace": str(trace_dir), "volpkg": str(self.volpkg)})
+            except VcdError as exc:
+                self.log.warning("pipeline_job_refused", kind=kind, trace=trace_dir.name, error=exc.message)
+
     def _patch(self, d: Path, meta: dict) -> bool:
-        q = self.queue
+        ix = self.index
         try:
             tags, mask = surface_fingerprint(d, meta)
         except FormatError as exc:
@@ -284,22 +296,25 @@ class Watcher:
             return True
         except Exception:
             return False  # tifs mid-write
-        old = q.fingerprint(d.name)
+        old = ix.fingerprint(d.name)
         if old is None:
-            jid = q.submit("overlap", {"paths": str(d.parent), "segment": d.name}, priority=5,
-                           dedup_key=f"overlap:{d.name}")
+            jid = jobs.submit(self.queue, "overlap", overlap.Params(paths=str(d.parent), segment=d.name))
             self.log.info("new_patch", surface=d.name, job_id=jid)
         elif old["tags"] != tags or old["mask"] != mask:
             what = "mask" if old["mask"] != mask else "tags"
             if self.cfg["schedule"]["auto_retrace"]:
-                for trace in q.traces_using(d.name):
-                    tdir = self._trace_dir(trace)
-                    if tdir is None:
-                        continue
-                    jid = q.submit("retrace", {"trace": str(tdir)}, priority=3, dedup_key=f"retrace:{trace}")
-                    self.log.info("retrace_queued", surface=d.name, change=what, trace=trace, job_id=jid)
-        q.set_fingerprint(d.name, tags, mask)
+                self._queue_retraces(d.name, what)
+        ix.set_fingerprint(d.name, tags, mask)
         return True
+
+    def _queue_retraces(self, patch: str, what: str) -> None:
+        """Queue a retrace of every trace whose provenance uses ``patch`` (one queued per trace)."""
+        for trace in self.index.traces_using(patch):
+            tdir = self._trace_dir(trace)
+            if tdir is None:
+                continue
+            jid = jobs.submit(self.queue, "retrace", retrace.Params(trace=str(tdir)))
+            self.log.info("retrace_queued", surface=patch, change=what, trace=trace, job_id=jid)
 
     def _trace_dir(self, name: str) -> Path | None:
         for root in self.roots:

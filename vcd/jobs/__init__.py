@@ -2,8 +2,13 @@
 
 A job kind runs the same in the foreground CLI, a daemon pool worker or a Dask worker. It never
 parses argv and knows nothing of the queue. Each kind lives in its own module ``vcd.jobs.<kind>``
-exposing ``KIND`` (str) and ``run``; :data:`KIND_MODULES` is the registry, imported lazily so a
-worker only compiles the kernels it needs.
+exposing ``KIND``, a typed ``Params`` dataclass, ``SPEC`` (:class:`~vcd.jobs.spec.JobSpec`: priority,
+dedup key, retry policy, which params are paths) and ``run``; :data:`KIND_MODULES` is the registry.
+Kind modules import their algorithms inside ``run``, so :func:`submit` (daemon, ``vcdctl``) stays
+light and a worker only compiles the kernels it needs.
+
+:func:`submit` is the one way jobs are queued: it validates the params against the kind's ``Params``
+and takes priority, dedup key and attempts from the kind's ``SPEC``.
 """
 
 from __future__ import annotations
@@ -91,13 +96,54 @@ def get_job(kind: str) -> Callable[[dict, JobContext], dict]:
     return module.run
 
 
-#: job params that name files or directories (a daemon job may only touch its own volpkg)
-PATH_KEYS = frozenset({"volume", "paths", "src_dir", "tgt_dir", "seed", "segment", "trace", "out", "out_dir",
-                       "marker", "cache_root", "volpkg", "inputs"})
+def get_spec(kind: str):
+    """The :class:`~vcd.jobs.spec.JobSpec` of a job kind; an unknown kind raises InputError."""
+    if kind not in KIND_MODULES:
+        raise InputError(None, f"unknown job kind {kind!r}", f"use one of {sorted(KIND_MODULES)}")
+    return importlib.import_module(KIND_MODULES[kind]).SPEC
 
 
-def _path_values(params: dict):
-    for key in PATH_KEYS & set(params):
+def path_keys() -> frozenset[str]:
+    """Keys that name files or directories in any job kind's params (derived from the ``Params``)."""
+    return frozenset().union(*(get_spec(k).path_keys() for k in KIND_MODULES))
+
+
+def __getattr__(name: str):
+    if name == "PATH_KEYS":  #: job params that name files or directories (a daemon job may only touch its volpkg)
+        return path_keys()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def make_params(kind: str, params: dict | Any):
+    """Validated ``Params`` of ``kind`` from a JSON dict (raises InputError naming the bad key)."""
+    return get_spec(kind).parse(params)
+
+
+def submit(queue, kind: str, params: dict | Any, *, priority: int | None = None, by_user: bool = False,
+           max_attempts: int | None = None) -> int | None:
+    """Validate ``params`` (a dict or the kind's ``Params``) and queue the job on ``queue`` (a
+    :class:`vcd.daemon.queue.JobQueue`) with the kind's priority (+ :data:`~vcd.jobs.spec.USER_BOOST`
+    when ``by_user``), dedup key and attempts (``max_attempts`` overrides, e.g. from the daemon
+    config). Returns the job id, or the id of the queued job with the same dedup key."""
+    spec = get_spec(kind)
+    p = spec.parse(params)
+    return queue.submit(kind, spec.dump(p), priority=spec.priority_for(by_user) if priority is None else priority,
+                        dedup_key=spec.dedup_key(p), max_attempts=max_attempts or spec.retry.max_attempts)
+
+
+def describe(kind: str) -> str:
+    """Help text of a job kind's params and policy (for ``vcdctl submit KIND --help``)."""
+    return get_spec(kind).describe()
+
+
+def retry_policy(kind: str):
+    """The kind's :class:`~vcd.jobs.spec.Retry` (the default one for kinds no longer registered)."""
+    from .spec import Retry
+    return get_spec(kind).retry if kind in KIND_MODULES else Retry()
+
+
+def _path_values(params: dict, keys: frozenset[str]):
+    for key in keys & set(params):
         stack = [params[key]]
         while stack:
             v = stack.pop()
@@ -115,12 +161,14 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def confine_params(params: dict, volpkg: str | os.PathLike) -> None:
+def confine_params(params: dict, volpkg: str | os.PathLike, kind: str | None = None) -> None:
     """Reject a daemon job whose params point outside ``volpkg``: ``..`` components, absolute paths
     elsewhere, or symlinks that resolve elsewhere (relative paths are taken from the volpkg). Volumes
-    under ``volumes/`` may be symlinks to another disk, as VC3D users keep them. Raises InputError."""
+    under ``volumes/`` may be symlinks to another disk, as VC3D users keep them. The keys checked are
+    ``kind``'s path params (every kind's when None). Raises InputError."""
     root = Path(volpkg).resolve()
-    for key, value in _path_values(params):
+    keys = get_spec(kind).path_keys() if kind in KIND_MODULES else path_keys()
+    for key, value in _path_values(params, keys):
         path = Path(value)
         fix = "daemon jobs may only name files inside the volpkg; run the CLI for anything else"
         if ".." in path.parts:
@@ -140,5 +188,5 @@ def run_job(kind: str, params: dict, ctx: JobContext | None = None) -> dict:
     Dask workers) the params must stay inside that volpkg (:func:`confine_params`)."""
     ctx = ctx or JobContext()
     if ctx.volpkg is not None:
-        confine_params(params, ctx.volpkg)
+        confine_params(params, ctx.volpkg, kind)
     return get_job(kind)(dict(params), ctx)

@@ -1,21 +1,35 @@
-"""Shared body of the ``seed`` and ``expand`` job kinds."""
+"""Shared params and body of the ``seed`` and ``expand`` job kinds (``vc_grow_seg_from_seed``)."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 from ..grow.params import GrowParams
-from ..grow.run import run_grow
-from ..errors import InputError
+from .spec import embedded, path_field
 
 
-def run_grow_job(params: dict, ctx, mode: str) -> dict:
-    """params: GrowParams keys plus ``volume``, ``paths`` and optional ``seed_point`` [x, y, z]."""
-    params = dict(params)
-    try:
-        volume, paths = params.pop("volume"), params.pop("paths")
-    except KeyError as exc:
-        raise InputError(None, f"job params lack {exc.args[0]!r}", "pass volume and paths") from None
-    seed_point = params.pop("seed_point", None)
-    params["mode"] = mode
-    gp = GrowParams.from_dict(params)
-    return run_grow(volume, paths, gp, seed_point=seed_point, progress=ctx.progress, warn=ctx.warn,
-                    params_raw=params)
+@dataclass(kw_only=True)
+class GrowJobParams:
+    """Where to grow (``volume``, ``paths``) plus every ``GrowParams`` key, flattened in the job JSON."""
+
+    volume: str = path_field(help="prediction volume (OME-Zarr directory)")
+    paths: str = path_field(help="patch directory (the volpkg's paths/)")
+    grow: GrowParams = embedded(GrowParams, paths=("cache_root",), help="vc_grow_seg_from_seed params")
+
+
+def with_mode(p, mode: str):
+    """``p`` with its GrowParams' ``mode`` set (seed jobs grow from a seed, expand jobs expand)."""
+    return dataclasses.replace(p, grow=dataclasses.replace(p.grow, mode=mode))
+
+
+def run_grow_job(p, ctx, mode: str) -> dict:
+    """Grow one patch (:func:`vcd.grow.run.run_grow`); ``p``: a seed or expand ``Params`` (or the
+    JSON dict of one, as ``vcd grow`` passes it)."""
+    from ..grow.run import run_grow  # imported here: submitting a job must not load the grower
+    if isinstance(p, dict):
+        from .seed import SPEC
+        p = SPEC.parse(p)
+    p = with_mode(p, mode)
+    return run_grow(p.volume, p.paths, p.grow, seed_point=getattr(p, "seed_point", None), progress=ctx.progress,
+                    warn=ctx.warn, params_raw=p.grow.to_dict())

@@ -1,10 +1,29 @@
 """Job kind ``expand``: grow one patch from an under-covered point of an existing patch and link it.
 Params: GrowParams keys + ``volume``, ``paths``."""
 
-from ._grow_common import run_grow_job
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._grow_common import GrowJobParams, run_grow_job, with_mode
+from .spec import JobSpec, Retry
 
 KIND = "expand"
 
 
+@dataclass(kw_only=True)
+class Params(GrowJobParams):
+    """Expansion picks its own start point; nothing beyond the shared growth params."""
+
+
+#: the lowest growth priority: expansion fills in once seeds, links and retraces are done
+SPEC = JobSpec(KIND, Params, priority=1, retry=Retry(max_attempts=3, backoff_s=5.0))
+
+
+def params_for(raw: dict, volume: str, paths: str) -> Params:
+    """Params of an expand job from a params file's dict (``expand.json`` + overrides), the volume and ``paths/``."""
+    return with_mode(SPEC.parse({**raw, "volume": str(volume), "paths": str(paths)}), "expansion")
+
+
 def run(params: dict, ctx) -> dict:
-    return run_grow_job(params, ctx, "expansion")
+    return run_grow_job(SPEC.parse(params), ctx, "expansion")

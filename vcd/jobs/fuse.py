@@ -1,11 +1,27 @@
 """Job kind ``fuse`` (``vc_fill_quadmesh``). Params: ``params`` (FillParams keys), ``inputs``
 ([[trace, winding, weight], ...]), optional ``out_dir``."""
 
-from ..post.fusion import fill_quadmesh
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .spec import JobSpec, Retry, param, path_field
 
 KIND = "fuse"
 
 
+@dataclass(kw_only=True)
+class Params:
+    inputs: list = path_field(help="[[trace dir, winding.tif, weight], ...]")
+    params: dict = param({}, help="vc_fill_quadmesh params (FillParams keys)")
+    out_dir: str | None = path_field(None, help="output directory; default beside the first trace")
+
+
+#: asked for by a person once traces exist; no dedup (inputs differ run to run)
+SPEC = JobSpec(KIND, Params, priority=1, retry=Retry(max_attempts=2, backoff_s=5.0))
+
+
 def run(params: dict, ctx) -> dict:
-    return fill_quadmesh(params.get("params", {}), [tuple(i) for i in params["inputs"]], params.get("out_dir"),
-                         progress=ctx.progress)
+    from ..post.fusion import fill_quadmesh  # imported here: submitting must stay light
+    p = SPEC.parse(params)
+    return fill_quadmesh(p.params, [tuple(i) for i in p.inputs], p.out_dir, progress=ctx.progress)

@@ -3,19 +3,34 @@ Params: ``paths`` (directory), ``segment`` (patch name), optional ``search_effor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..grow.linking import link_new_patch, shared_index
+from .spec import JobSpec, Retry, param, path_field
 
 KIND = "overlap"
 
 
+@dataclass(kw_only=True)
+class Params:
+    paths: str = path_field(help="patch directory (the volpkg's paths/)")
+    segment: str = path_field(help="name of the patch in paths/ to link")
+    search_effort: int = param(10, help="accepted for VC3D compatibility")
+
+
+#: linking is cheap and every trace needs it: before growth and retraces; one queued job per patch
+SPEC = JobSpec(KIND, Params, priority=5, dedup=lambda p: f"overlap:{Path(p.segment).name}",
+               retry=Retry(max_attempts=3, backoff_s=5.0))
+
+
 def run(params: dict, ctx) -> dict:
-    paths, seg = Path(params["paths"]), str(params["segment"])
+    from ..grow.linking import link_new_patch, shared_index  # imported here: submitting must stay light
+    p = SPEC.parse(params)
+    paths, seg = Path(p.paths), p.segment
     if not (paths / seg / "meta.json").exists():
         raise InputError(paths / seg, "segment has no meta.json (not a complete surface)",
                          "wait until the surface is written, or check the name")
     index = shared_index(paths)  # per-process (a pool worker keeps it between jobs, shared with expand)
-    linked = link_new_patch(paths, seg, int(params.get("search_effort", 10)), index=index, warn=ctx.warn)
+    linked = link_new_patch(paths, seg, p.search_effort, index=index, warn=ctx.warn)
     return {"segment": seg, "linked": linked}

@@ -4,12 +4,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..post.render import render
+from .spec import JobSpec, Retry, param, path_field
 
 KIND = "render"
+
+
+@dataclass(kw_only=True)
+class Params:
+    trace: str | None = path_field(None, help="surface to render (trace directory)")
+    segment: str | None = path_field(None, help="alternative to trace: any surface directory")
+    volume: str | None = path_field(None, help="volume to sample; default the volpkg's CT, else its prediction")
+    out: str | None = path_field(None, help="output pattern; default <surface>/layers/%02d.tif")
+    volpkg: str | None = path_field(None, help="the volpkg (to find its volumes)")
+    scale: float = param(1.0, help="output pixels per surface pixel")
+    group: int = param(0, help="render group index")
+    layers: int = param(21, help="layers along the normal")
+    processes: int = param(1, help="worker processes")
+
+
+#: a pipeline product after each trace; one queued per surface
+SPEC = JobSpec(KIND, Params, priority=1, dedup=lambda p: f"render:{Path(p.segment or p.trace or '').name}",
+               retry=Retry(max_attempts=3, backoff_s=5.0))
 
 
 def _default_volume(seg: Path, volpkg) -> Path:
@@ -24,8 +43,11 @@ def _default_volume(seg: Path, volpkg) -> Path:
 
 
 def run(params: dict, ctx) -> dict:
-    seg = Path(params.get("segment") or params["trace"])
-    vol = Path(params["volume"]) if params.get("volume") else _default_volume(seg, params.get("volpkg") or ctx.volpkg)
-    out = params.get("out") or str(seg / "layers" / "%02d.tif")
-    return render(vol, out, seg, float(params.get("scale", 1.0)), int(params.get("group", 0)),
-                  int(params.get("layers", 21)), processes=int(params.get("processes", 1)), progress=ctx.progress)
+    from ..post.render import render  # imported here: submitting must stay light
+    p = SPEC.parse(params)
+    if not (p.segment or p.trace):
+        raise InputError(None, "render job params lack 'trace'", "pass trace=<surface directory>")
+    seg = Path(p.segment or p.trace)
+    vol = Path(p.volume) if p.volume else _default_volume(seg, p.volpkg or ctx.volpkg)
+    out = p.out or str(seg / "layers" / "%02d.tif")
+    return render(vol, out, seg, p.scale, p.group, p.layers, processes=p.processes, progress=ctx.progress)

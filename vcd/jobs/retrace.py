@@ -5,17 +5,29 @@ Params: ``trace`` (trace directory)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
 from ..formats.jsonio import read_json
-from ..trace.run import PROVENANCE, run_trace
+from .spec import JobSpec, Retry, path_field
 
 KIND = "retrace"
 
 
+@dataclass(kw_only=True)
+class Params:
+    trace: str = path_field(help="trace directory (with vcd_provenance.json)")
+
+
+#: after an annotator's edit: above growth, below linking; one queued retrace per trace
+SPEC = JobSpec(KIND, Params, priority=3, dedup=lambda p: f"retrace:{Path(p.trace).name}",
+               retry=Retry(max_attempts=3, backoff_s=5.0))
+
+
 def run(params: dict, ctx) -> dict:
-    trace = Path(params["trace"])
+    from ..trace.run import PROVENANCE, run_trace  # imported here: submitting must stay light
+    trace = Path(SPEC.parse(params).trace)
     prov_path = trace / PROVENANCE
     if not prov_path.exists():
         raise InputError(trace, f"trace has no {PROVENANCE}", "only traces made by vcd can be retraced")

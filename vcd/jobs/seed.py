@@ -1,10 +1,30 @@
 """Job kind ``seed``: grow one patch from a random (or given ``seed_point``) start. Params: GrowParams
 keys + ``volume``, ``paths``, optional ``seed_point`` [x, y, z] voxels."""
 
-from ._grow_common import run_grow_job
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._grow_common import GrowJobParams, run_grow_job, with_mode
+from .spec import JobSpec, Retry, param
 
 KIND = "seed"
 
 
+@dataclass(kw_only=True)
+class Params(GrowJobParams):
+    seed_point: list | None = param(None, help="[x, y, z] voxels to grow from; none = a random uncovered point")
+
+
+#: growth is background work (below linking and retraces); no dedup: several seeds may wait at once
+SPEC = JobSpec(KIND, Params, priority=2, retry=Retry(max_attempts=3, backoff_s=5.0))
+
+
+def params_for(raw: dict, volume: str, paths: str, seed_point=None) -> Params:
+    """Params of a seed job from a params file's dict (``seed.json`` + overrides), the volume and ``paths/``."""
+    p = SPEC.parse({**raw, "volume": str(volume), "paths": str(paths), "seed_point": seed_point})
+    return with_mode(p, "seed")
+
+
 def run(params: dict, ctx) -> dict:
-    return run_grow_job(params, ctx, "seed")
+    return run_grow_job(SPEC.parse(params), ctx, "seed")

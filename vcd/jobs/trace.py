@@ -3,16 +3,29 @@
 
 from __future__ import annotations
 
-from ..errors import InputError
-from ..trace.run import run_trace
+from dataclasses import dataclass
+
+from ..trace.params import TraceParams
+from .spec import JobSpec, Retry, embedded, path_field
 
 KIND = "trace"
 
 
+@dataclass(kw_only=True)
+class Params:
+    volume: str = path_field(help="prediction volume (OME-Zarr directory)")
+    src_dir: str = path_field(help="patch directory (the volpkg's paths/)")
+    tgt_dir: str = path_field(help="directory the trace is written to")
+    seed: str = path_field(help="seed patch directory")
+    trace: TraceParams = embedded(TraceParams, help="vc_grow_seg_from_segments params")
+
+
+#: a trace is asked for by a person who waits for it: above everything automatic
+SPEC = JobSpec(KIND, Params, priority=7, retry=Retry(max_attempts=2, backoff_s=5.0))
+
+
 def run(params: dict, ctx) -> dict:
-    params = dict(params)
-    try:
-        volume, src, tgt, seed = (params.pop(k) for k in ("volume", "src_dir", "tgt_dir", "seed"))
-    except KeyError as exc:
-        raise InputError(None, f"trace job params lack {exc.args[0]!r}", "pass volume, src_dir, tgt_dir and seed")
-    return run_trace(volume, src, tgt, params, seed, progress=ctx.progress, warn=ctx.warn)
+    from ..trace.run import run_trace  # imported here: submitting must stay light
+    p = SPEC.parse(params)
+    return run_trace(p.volume, p.src_dir, p.tgt_dir, p.trace.to_dict(), p.seed, progress=ctx.progress,
+                     warn=ctx.warn)

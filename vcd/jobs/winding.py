@@ -1,9 +1,26 @@
 """Job kind ``winding`` (``vc_tifxyz_winding``): ``winding.tif`` etc. beside the trace. Params: ``trace``."""
 
-from ..post.winding import write_winding
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .spec import JobSpec, Retry, path_field
 
 KIND = "winding"
 
 
+@dataclass(kw_only=True)
+class Params:
+    trace: str = path_field(help="trace directory")
+    volpkg: str | None = path_field(None, help="the volpkg (pipeline jobs carry it; unused here)")
+
+
+#: a pipeline product after each trace; one queued per trace
+SPEC = JobSpec(KIND, Params, priority=1, dedup=lambda p: f"winding:{Path(p.trace).name}",
+               retry=Retry(max_attempts=3, backoff_s=5.0))
+
+
 def run(params: dict, ctx) -> dict:
-    return write_winding(params["trace"])
+    from ..post.winding import write_winding  # imported here: submitting must stay light
+    return write_winding(SPEC.parse(params).trace)
