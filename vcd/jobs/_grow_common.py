@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..grow.params import GrowParams
-from .spec import embedded, path_field
+from .spec import JobSpec, embedded, param, path_field
 
 
 @dataclass(kw_only=True)
@@ -16,6 +16,17 @@ class GrowJobParams:
     volume: str = path_field(help="prediction volume (OME-Zarr directory)")
     paths: str = path_field(help="patch directory (the volpkg's paths/)")
     grow: GrowParams = embedded(GrowParams, paths=("cache_root",), help="vc_grow_seg_from_seed params")
+
+
+@dataclass(kw_only=True)
+class SeedJobParams(GrowJobParams):
+    """Growth params that may name the start point."""
+
+    seed_point: list | None = param(None, help="[x, y, z] voxels to grow from; none = a random uncovered point")
+
+
+#: parses the JSON of any growth job (``vcd grow`` hands its params file with volume/paths/seed_point)
+_ANY_GROWTH = JobSpec("seed", SeedJobParams)
 
 
 def with_mode(p, mode: str):
@@ -28,8 +39,7 @@ def run_grow_job(p, ctx, mode: str) -> dict:
     JSON dict of one, as ``vcd grow`` passes it)."""
     from ..grow.run import run_grow  # imported here: submitting a job must not load the grower
     if isinstance(p, dict):
-        from .seed import SPEC
-        p = SPEC.parse(p)
+        p = _ANY_GROWTH.parse(p)
     p = with_mode(p, mode)
     return run_grow(p.volume, p.paths, p.grow, seed_point=getattr(p, "seed_point", None), progress=ctx.progress,
                     warn=ctx.warn, params_raw=p.grow.to_dict())

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._grow_common import GrowJobParams, run_grow_job, with_mode
-from .spec import JobSpec, Retry, param
+from ._grow_common import SeedJobParams, run_grow_job, with_mode
+from .spec import JobSpec, Retry
 
 KIND = "seed"
 
 
 @dataclass(kw_only=True)
-class Params(GrowJobParams):
-    seed_point: list | None = param(None, help="[x, y, z] voxels to grow from; none = a random uncovered point")
+class Params(SeedJobParams):
+    """``volume``, ``paths``, optional ``seed_point`` and every GrowParams key (mode ``seed``)."""
 
 
 #: growth is background work (below linking and retraces); no dedup: several seeds may wait at once
