@@ -1,10 +1,11 @@
 """A volpkg directory: ``config.json``, ``volumes/``, ``paths/`` (and optional ``traces/``).
 
-Also the one place that decides what counts as a *patch*: a surface under ``paths/`` whose name
-starts with ``auto_grown_`` and whose ``meta.source`` says a grower made it (or that a person
-promoted to a superpatch with tags / overlaps). Tracer debug snapshots (``z_dbg_gen_*``, or VC's
-``auto_grown_*`` snapshots that carry ``vc_grow_seg_from_segments_params`` and no ``source``)
-are never patches.
+Also the one place that decides what counts as a *patch* (:func:`is_patch`): what VC3D's grower
+and tracer load — a directory named ``auto_grown_*`` whose ``meta.json`` has ``"format": "tifxyz"``
+and a ``bbox``, whatever tool made it (any ``source``, or none). Traces (``auto_trace_*`` or a
+tracer ``source``) and tracer debug snapshots (``z_dbg_gen_*``, or VC's ``auto_grown_*`` snapshots
+that carry ``vc_grow_seg_from_segments_params`` and no ``source``, unless a person promoted one to
+a superpatch with tags / overlaps) are never patches.
 """
 
 from __future__ import annotations
@@ -111,17 +112,26 @@ def is_debug_snapshot(name: str, meta: dict) -> bool:
     return "vc_grow_seg_from_segments_params" in meta and "source" not in meta
 
 
+def is_trace(name: str, meta: dict) -> bool:
+    """A consensus trace (``auto_trace_*``, or written by a tracer): never a patch."""
+    return name.startswith("auto_trace_") or meta.get("source") in TRACE_SOURCES
+
+
 def is_patch(surface_dir: Path, meta: dict) -> bool:
-    """True if the tracer, expansion and linking should treat this surface as a patch."""
-    name = surface_dir.name
-    if not name.startswith("auto_grown_") or is_debug_snapshot(name, meta):
+    """True if the tracer, expansion, linking, ``patches-at`` and previews treat this surface as a patch.
+
+    VC3D's rule: name ``auto_grown_*``, ``"format": "tifxyz"`` and a ``bbox`` — any ``source``
+    (ours, VC's, another tool's, or none). Traces and debug snapshots stay out; a VC tracer
+    snapshot that a person linked or tagged (the tutorial's checkpointed superpatch) is a patch.
+    """
+    name = Path(surface_dir).name
+    if not name.startswith("auto_grown_") or not isinstance(meta, dict) or is_trace(name, meta):
         return False
     if meta.get("format") != "tifxyz" or "bbox" not in meta:
         return False
-    if meta.get("source") in PATCH_SOURCES:
-        return True
-    # a promoted superpatch: a person linked and/or tagged it
-    return (surface_dir / "overlapping.json").exists() or bool(meta.get("tags"))
+    if is_debug_snapshot(name, meta):  # a promoted superpatch: a person linked and/or tagged it
+        return (Path(surface_dir) / "overlapping.json").exists() or bool(meta.get("tags"))
+    return True
 
 
 def list_patches(paths_dir: str | os.PathLike) -> list[tuple[Path, dict]]:
