@@ -1,6 +1,5 @@
 """Finding the patches at a point, masking around it, and the daemon's retrace (issue 9)."""
 
-import json
 import math
 import subprocess
 import sys
@@ -8,11 +7,10 @@ import sys
 from vcd.formats.tifxyz import read_surface
 from vcd.synth import load_truth
 
-from ..daemon.conftest import QUIET, Daemon
 from ..daemon.test_daemon import put_patch, put_trace
 
 
-def test_patches_at_finds_exactly_the_planted_patches_and_mask_around_retraces(scroll_copy):
+def test_patches_at_finds_exactly_the_planted_patches_and_mask_around_retraces(scroll_copy, daemon_factory):
     vp = scroll_copy
     t = load_truth(vp)
     planted = [put_patch(vp, f"auto_grown_2025010100000000{i}", 4.0 - 0.1 * i, 5.0 + 0.1 * i, 20 + i, 70 - i).name
@@ -22,7 +20,7 @@ def test_patches_at_finds_exactly_the_planted_patches_and_mask_around_retraces(s
     put_trace(vp, "auto_trace_20250101000000099", planted + [elsewhere])
     put_trace(vp, "auto_trace_20250101000000098", [next_wrap])
     p = t.point(t.theta0 + 4.5, 45.0)
-    d = Daemon(vp, QUIET).start()
+    d = daemon_factory().start()  # stopped by the fixture even if an assertion fails
     q = d.queue()
     d.wait_for(lambda: q.traces_using(planted[0]) == ["auto_trace_20250101000000099"], "provenance")
     r = subprocess.run([sys.executable, "-m", "vcd", "patches-at", str(vp / "paths"), *map(str, p), "--radius", "2"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import socket
@@ -80,9 +81,24 @@ class Daemon:
         except FileNotFoundError:
             return ""
 
+    def events(self, event: str) -> list[dict]:
+        """The parsed JSON log lines whose ``event`` is ``event`` (other lines, e.g. warnings, skipped)."""
+        out = []
+        for line in self.log_text().splitlines():
+            if f'"{event}"' in line:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("event") == event:
+                    out.append(rec)
+        return out
+
     def start(self):
         mark = self.log.stat().st_size if self.log.exists() else 0  # the log is appended across restarts
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # no PYTHONUNBUFFERED: stderr is then line-buffered, so each log line is one write() and the lines of
+        # the daemon and its workers (all appending to one file) never interleave mid-line
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vcd", "daemon", str(self.volpkg), "--metrics-addr", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--log-format", "json"],

@@ -209,7 +209,7 @@ def test_daemon_backs_off_on_a_volpkg_where_nothing_can_grow(daemon_factory):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     print(r.stdout)
-    head = r.stdout.splitlines()[1]
+    head = r.stdout.splitlines()[2]  # after the daemon line and the volpkg line
     assert head.startswith("seeding backed off: ") and "jobs in a row wrote nothing" in head, r.stdout
     assert "min_area_cm=1000" in head and "fix: " in head, head  # the grower's reason, its fix or ours
     # the warning: exactly one line, naming reason and fix

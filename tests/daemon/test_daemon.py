@@ -362,3 +362,38 @@ def test_ctrl_c_in_a_foreground_command_is_one_line_and_130(scroll_copy, tmp_pat
     assert p.returncode == 130, (p.returncode, rest)
     assert rest == ["interrupted"], rest
     assert not [d for d in (scroll_copy / "paths").iterdir() if d.is_dir()]  # nothing partial left
+
+
+def test_submit_trace_as_the_readme_shows_with_paths_from_the_callers_directory(daemon_factory, tmp_path):
+    """`vcdctl submit trace --params trace.json` from another directory: relative paths are taken from
+    there (not from the daemon's directory), volume/src_dir/tgt_dir default to the volpkg's, the job runs."""
+    from vcd.grow.linking import link_new_patch
+    d = daemon_factory()
+    vp = d.volpkg
+    names = [put_patch(vp, f"auto_grown_202501010000000{i:02d}", 3.0 + 0.25 * i, 3.9 + 0.25 * i, 10, 80).name
+             for i in range(12)]
+    for n in names:
+        link_new_patch(vp / "paths", n)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "trace.json").write_text(json.dumps({"seed": f"../scroll.volpkg/paths/{names[0]}", "step": 2,
+                                                 "src_step": 4, "consensus_default_th": 4,
+                                                 "inlier_base_threshold": 8}))
+    r = _ctl(vp, "submit", "trace", "--params", "trace.json", cwd=work)
+    assert r.returncode == 0 and "no vcd daemon runs" in r.stderr, r.stderr
+    q = d.queue()
+    job = q.get(int(r.stdout.strip()))
+    assert job["params"]["seed"] == str(vp / "paths" / names[0])
+    assert job["params"]["src_dir"] == str(vp.resolve() / "paths") and job["params"]["tgt_dir"].endswith("traces")
+    assert job["params"]["volume"].endswith("synth_pred.zarr")
+    d.start()
+    d.wait_for(lambda: q.get(job["id"])["state"] in ("done", "failed"), "trace job")
+    assert q.get(job["id"])["state"] == "done", q.get(job["id"])["error"]
+    assert any(p.name.startswith("auto_trace_") for p in (vp / "traces").iterdir())
+    # without a seed: one line naming what is missing; the help names the required keys
+    r = _ctl(vp, "submit", "trace", "--param", "step=2", cwd=work)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "seed" in r.stderr, r.stderr
+    assert "required keys" in _ctl(vp, "submit", "--help").stdout
+    h = _ctl(vp, "submit", "trace", "--help")
+    assert h.returncode == 0 and "seed" in h.stdout and "src_step" in h.stdout, h.stdout
+    assert d.stop() == 0

@@ -22,8 +22,9 @@ from vcd.formats.tifxyz import read_surface, set_tag, write_mask, write_surface
 from vcd.formats.volpkg import list_patches
 from vcd.synth import load_truth
 
-from ..daemon.conftest import QUIET, Daemon
+from ..daemon.conftest import QUIET, WAIT_CAP, Daemon
 from ..daemon.test_daemon import put_patch
+from .events import watcher_saw
 from .rss import MIB, RssSampler
 
 
@@ -206,7 +207,9 @@ def test_concurrent_vc3d_and_gimp_edits_lose_nothing(daemon_factory):
     stop.set()
     th.join()
     q = d.queue()
-    d.wait_for(lambda: not q.list(state="queued") and not q.list(state="running"), "drain")
+    # the events: the watcher has recorded every patch's final state (so it queued their overlap jobs), then all ran
+    d.wait_for(lambda: watcher_saw(q, vp, names + more) and not q.list(state="queued")
+               and not q.list(state="running"), "drain")
     for n, (reviewed, rows_masked) in final.items():
         meta = json.loads((vp / "paths" / n / "meta.json").read_text())
         assert ("reviewed" in meta.get("tags", {})) == reviewed
@@ -250,7 +253,7 @@ def test_sqlite_busy_is_retried_not_crashed(scroll_copy):
     th.start()
     time.sleep(2.0)
     other.execute("COMMIT")
-    th.join(30)
+    th.join(WAIT_CAP)
     assert done["id"].returncode == 0, done["id"].stderr
     assert q.get(int(done["id"].stdout.strip()))["state"] == "queued"
 

@@ -36,6 +36,8 @@ from vcd.formats.tifxyz import read_surface, write_mask, write_surface
 from vcd.grow.linking import link_new_patch
 from vcd.synth import load_truth
 
+from ..daemon.conftest import WAIT_CAP
+from .events import watcher_saw
 from .rss import MIB, RssSampler, slope_per_step
 from .test_faults import _symmetric_valid_links
 
@@ -84,17 +86,19 @@ def _count(q, sql, *args):
     return q.conn.execute(sql, args).fetchone()[0]
 
 
-def _drained(d, q, settle=0.6):
-    """Wait until the watcher has acted on the cycle's events and every job is final."""
-    time.sleep(settle)  # > debounce: the watcher has queued what the events call for
-    quiet = 0
-    t0 = time.time()
-    while quiet < 3:
-        assert d.proc.poll() is None, d.log.read_text()[-3000:]
-        assert time.time() - t0 < 300, ("not drained", q.counts())
+def _drained(d, q, touched=()):
+    """Wait for the events: the watcher has acted on every surface ``touched`` this cycle, then every
+    job is final (three quiet polls in a row, so a retrace's new trace is recorded too)."""
+    vp = d.volpkg
+    d.wait_for(lambda: watcher_saw(q, vp, touched), "the watcher acting on this cycle's edits")
+    quiet = [0]
+
+    def settled():
         busy = _count(q, "SELECT COUNT(*) FROM jobs WHERE state IN ('queued','running')")
-        quiet = quiet + 1 if not busy else 0
+        quiet[0] = quiet[0] + 1 if not busy else 0
         time.sleep(0.15)
+        return quiet[0] >= 3
+    d.wait_for(settled, "queue drained")
 
 
 def _latest_trace(vp):
@@ -139,12 +143,14 @@ def test_soak_daily_event_mix_keeps_memory_flat(daemon_factory, cycles, new, ret
     with RssSampler(d.proc.pid) as rss:
         for c in range(cycles):
             tc = time.time()
+            touched: list[str] = []
             trace = _latest_trace(vp)
             d.wait_for(lambda: q.fingerprint(trace.name) is not None, "trace recorded")
             used = set(json.loads((trace / "vcd_provenance.json").read_text())["patches"])
             pool = [n for n in core + churn if n not in used and n != seed]
             for i in range(new):  # half near the trace (the next retrace may use them), half elsewhere
                 churn.append(_patch(vp, t, rng, name(), far=bool(i % 2)).name)
+                touched.append(churn[-1])
                 counts["new"] += 1
             # deletions: the oldest churn patches, used by the trace or not (the collection stays the same size)
             victims = churn[: new] if len(churn) > 6 * new else []
@@ -156,6 +162,7 @@ def test_soak_daily_event_mix_keeps_memory_flat(daemon_factory, cycles, new, ret
             alive = sorted(n for n in used - {seed} if (vp / "paths" / n).is_dir())  # not deleted meanwhile
             if c % retrace_every == retrace_every - 1 and alive:  # an edit the current trace depends on
                 target = rnd.choice(alive)
+                touched.append(target)
                 if rnd.random() < 0.5:
                     _gimp_mask(vp / "paths" / target, c)
                     counts["mask"] += 1
@@ -163,12 +170,14 @@ def test_soak_daily_event_mix_keeps_memory_flat(daemon_factory, cycles, new, ret
                     _vc3d_toggle_tag(vp / "paths" / target, "approved")
                     counts["tags"] += 1
                 counts["retrace_triggers"] += 1
-            _gimp_mask(vp / "paths" / rnd.choice(pool), c)
+            touched.append(rnd.choice(pool))
+            _gimp_mask(vp / "paths" / touched[-1], c)
             counts["mask"] += 1
             for tag in ("approved", "defective"):
-                _vc3d_toggle_tag(vp / "paths" / rnd.choice(pool), tag)
+                touched.append(rnd.choice(pool))
+                _vc3d_toggle_tag(vp / "paths" / touched[-1], tag)
                 counts["tags"] += 1
-            _drained(d, q)
+            _drained(d, q, touched)
             s = rss.sample()
             assert s is not None
             rss_daemon.append(s[0] / MIB)
@@ -228,10 +237,21 @@ def test_reads_and_our_own_writes_do_not_wake_the_watcher(daemon_factory):
     d.wait_for(lambda: _count(q, "SELECT COUNT(*) FROM jobs WHERE kind='overlap' AND state='done'") == 4, "linked")
 
     def events():
-        text = urllib.request.urlopen(f"http://127.0.0.1:{d.port}/metrics", timeout=5).read().decode()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{d.port}/metrics", timeout=WAIT_CAP).read().decode()
         return float(re.search(r"^vcd_watcher_events_total (\S+)", text, re.M).group(1))
-    time.sleep(1.0)
-    before = events()
+
+    def steady(seconds=1.0):
+        """The events counter once it has not moved for ``seconds`` (late events of the writes above)."""
+        last = [events(), time.monotonic()]
+
+        def still():
+            now = events()
+            if now != last[0]:
+                last[:] = [now, time.monotonic()]
+            return time.monotonic() - last[1] >= seconds
+        d.wait_for(still, "watcher events to settle")
+        return last[0]
+    before = steady()
     for _ in range(3):
         for n in names:
             read_surface(vp / "paths" / n)
@@ -258,7 +278,7 @@ def test_preview_refreshes_are_coalesced_in_one_thread(scroll_copy):
     for _ in range(20):
         r.request()
     t0 = time.time()
-    while not r.idle() and time.time() - t0 < 120:
+    while not r.idle() and time.time() - t0 < WAIT_CAP:
         time.sleep(0.05)
     assert 1 <= r.runs <= 2, r.runs
     assert [t.name for t in threading.enumerate()].count("vcd-previews") == 1
@@ -272,7 +292,7 @@ def test_tracemalloc_diagnostics_are_logged(daemon_factory, monkeypatch):
     monkeypatch.setenv("VCD_TRACEMALLOC", "0.5")
     d = daemon_factory()
     d.start()
-    d.wait_for(lambda: d.log.read_text().count('"memdiag"') >= 2, "memdiag lines")
-    line = json.loads([ln for ln in d.log.read_text().splitlines() if '"memdiag"' in ln][-1])
+    d.wait_for(lambda: len(d.events("memdiag")) >= 2, "memdiag lines")
+    line = d.events("memdiag")[-1]
     assert line["rss_mib"] > 0 and line["traced_mib"] > 0 and isinstance(line["top_growth"], list)
     assert d.stop() == 0

@@ -1,6 +1,9 @@
-"""``vcd daemon VOLPKG [--config FILE] [--metrics-addr HOST:PORT]``."""
+"""``vcd daemon VOLPKG [--config FILE] [--metrics-addr HOST:PORT]``: one daemon per volpkg (a second
+one exits 1 naming the first); Ctrl-C stops it cleanly and exits 130."""
 
 from __future__ import annotations
+
+import sys
 
 
 def _daemon(args) -> int:
@@ -14,7 +17,10 @@ def _daemon(args) -> int:
     if args.log_format is not None:
         over["daemon"]["log_format"] = args.log_format
     cfg = load_config(args.volpkg, args.config, over)
-    return run_daemon(args.volpkg, cfg)
+    rc = run_daemon(args.volpkg, cfg)
+    if rc == 130:  # Ctrl-C: stopped cleanly (jobs finished or requeued), reported like any interrupted command
+        print("interrupted", file=sys.stderr)
+    return rc
 
 
 def register(sub) -> None:

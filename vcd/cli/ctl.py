@@ -314,7 +314,19 @@ def kind_help(kind: str) -> str:
     spec = getattr(mod, "SPEC", None)
     if spec is not None and hasattr(spec, "describe"):
         return spec.describe()
-    return (mod.__doc__ or f"job kind {kind!r}").strip()
+    text = (mod.__doc__ or f"job kind {kind!r}").strip()
+    tool = _TOOL_PARAMS.get(kind)
+    if tool:
+        import dataclasses
+        cls = getattr(importlib.import_module(tool[0]), tool[1])
+        text += f"\n  plus every {tool[1]} key: " + ", ".join(f"{f.name}={getattr(cls(), f.name)!r}"
+                                                             for f in dataclasses.fields(cls))
+    return text
+
+
+#: the tool params a job kind embeds (listed by ``vcdctl submit KIND --help`` when the kind has no SPEC)
+_TOOL_PARAMS = {"trace": ("vcd.trace.params", "TraceParams"), "seed": ("vcd.grow.params", "GrowParams"),
+                "expand": ("vcd.grow.params", "GrowParams")}
 
 
 class _SubmitHelp(argparse.Action):

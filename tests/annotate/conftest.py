@@ -1,0 +1,1 @@
+from ..daemon.conftest import daemon_factory  # noqa: F401  (the real-daemon fixture)
