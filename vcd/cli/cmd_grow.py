@@ -40,6 +40,17 @@ def _grow(args) -> int:
 
 def _add_overlap(args) -> int:
     from ..grow.linking import link_new_patch
+    if args.repair:
+        from ..formats.overlaps import repair_links
+        names = [Path(args.segment).name] if args.segment else None
+        fixed = repair_links(args.tgt_dir, names)
+        for a, b in fixed:
+            print(f"repaired {a} -> {b}: {b} now lists {a}")
+        print(f"{len(fixed)} one-sided links repaired in {args.tgt_dir}")
+        return 0
+    if not args.segment:
+        raise InputError(None, "no SEGMENT_DIR given", "vcd seg-add-overlap PATHS PATHS/auto_grown_..., "
+                         "or vcd seg-add-overlap --repair PATHS")
     seg = Path(args.segment)
     linked = link_new_patch(args.tgt_dir, seg.name, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     print(f"{seg.name}: {len(linked)} overlaps" + (f" ({', '.join(linked)})" if linked else ""))
@@ -53,7 +64,10 @@ def register(sub) -> None:
     p.add_argument("params", help="params JSON (VC3D keys: mode, generations, step_size, min_area_cm, ...)")
     p.add_argument("xyz", nargs="*", help="explicit seed X Y Z (level-0 voxels)")
     p.set_defaults(func=_grow)
-    p = sub.add_parser("seg-add-overlap", help="link a segment to overlapping patches (vc_seg_add_overlap)")
-    p.add_argument("tgt_dir")
-    p.add_argument("segment")
+    p = sub.add_parser("seg-add-overlap", aliases=["add-overlap"],
+                       help="link a segment to overlapping patches (vc_seg_add_overlap); --repair fixes one-sided links")
+    p.add_argument("tgt_dir", help="the directory of segments (the volpkg's paths/)")
+    p.add_argument("segment", nargs="?", help="the segment to link (with --repair: repair only its links)")
+    p.add_argument("--repair", action="store_true",
+                   help="rewrite one-sided links (A lists B, B does not list A) so both sides list each other")
     p.set_defaults(func=_add_overlap)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import FormatError
-from .overlaps import read_overlaps
+from .overlaps import asymmetric_links, read_overlaps
 from .tifxyz import area_cm2, read_surface
 from .volpkg import list_patches, open_volpkg
 from .volume import open_volume
@@ -57,6 +57,19 @@ def describe_volpkg(path: Path) -> dict:
         vols[name] = describe_volume(vp.volumes_dir / name)
     patches = list_patches(vp.paths_dir)
     traces = [p.name for p in vp.surface_dirs("paths") + vp.surface_dirs("traces") if p.name.startswith("auto_trace_")]
-    return {"kind": "volpkg", "path": str(path), "name": vp.config.get("name"), "volumes": vols,
-            "patches": len(patches), "traces": len(traces),
-            "patch_area_cm2": round(sum(float(m.get("area_cm2", 0) or 0) for _, m in patches), 4)}
+    out = {"kind": "volpkg", "path": str(path), "name": vp.config.get("name"), "volumes": vols,
+           "patches": len(patches), "traces": len(traces),
+           "patch_area_cm2": round(sum(float(m.get("area_cm2", 0) or 0) for _, m in patches), 4)}
+    out.update(describe_one_sided(vp.paths_dir))
+    return out
+
+
+def describe_one_sided(paths_dir: Path, show: int = 10) -> dict:
+    """``one_sided_links``: links ``A -> B`` whose ``B`` does not list ``A`` (read as symmetric; VC
+    can leave them, villa#846), the first ``show`` of them, and the command that rewrites them."""
+    pairs = asymmetric_links(paths_dir) if paths_dir.is_dir() else []
+    out = {"one_sided_links": len(pairs)}
+    if pairs:
+        out["one_sided_examples"] = [f"{a} -> {b}" for a, b in pairs[:show]]
+        out["one_sided_fix"] = f"vcd seg-add-overlap --repair {paths_dir}"
+    return out

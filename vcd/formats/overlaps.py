@@ -4,11 +4,18 @@ Reads all three forms: ``overlapping.json`` (current VC), the legacy ``overlappi
 empty files (Nov 2024 – Jul 2025) and the tutorial's ``overlaps/`` directory of symlinks. Writes
 only ``overlapping.json`` (sorted names, both endpoints), under the surface lock, tmp + rename;
 a legacy directory is kept in sync only where one already exists.
+
+Links are read as **symmetric**: VC can leave ``A → B`` without ``B → A`` (villa#846), so
+:func:`read_overlaps` returns a surface's own list plus every sibling that lists it (the reverse
+links come from a per-directory index refreshed by file stats, so repeated calls are cheap).
+:func:`asymmetric_links` finds the one-sided links and :func:`repair_links` writes the missing
+side (``vcd seg-add-overlap --repair``; a daemon's reconcile can call it as is).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from ..errors import FormatError
@@ -18,11 +25,23 @@ from .locks import dir_lock
 LEGACY_DIRS = ("overlapping", "overlaps")
 
 
-def read_overlaps(surface_dir: str | os.PathLike, strict: bool = False) -> set[str]:
+def read_overlaps(surface_dir: str | os.PathLike, strict: bool = False, symmetric: bool = True) -> set[str]:
     """Names of the surfaces this one overlaps (a set; names, not paths).
 
-    A malformed ``overlapping.json`` raises :class:`FormatError` when ``strict``, else counts as empty.
+    With ``symmetric`` (the default) a sibling that lists this surface counts even if this one's
+    own file does not list it back. A malformed ``overlapping.json`` raises :class:`FormatError`
+    when ``strict``, else counts as empty.
     """
+    surface_dir = Path(surface_dir)
+    names = read_own_overlaps(surface_dir, strict)
+    if symmetric:
+        names |= _reverse_links(surface_dir.parent).get(surface_dir.name, set())
+        names.discard(surface_dir.name)
+    return names
+
+
+def read_own_overlaps(surface_dir: str | os.PathLike, strict: bool = False) -> set[str]:
+    """Names this surface's own files list (``overlapping.json`` and legacy directories), one-sided."""
     surface_dir = Path(surface_dir)
     names: set[str] = set()
     jpath = surface_dir / "overlapping.json"
@@ -48,9 +67,98 @@ def read_overlaps(surface_dir: str | os.PathLike, strict: bool = False) -> set[s
     return names
 
 
+def _link_stamp(surface_dir: str) -> tuple | None:
+    """Change stamp of a surface's own link files (None if it has none)."""
+    stamp = []
+    for f in ("overlapping.json",) + LEGACY_DIRS:
+        try:
+            st = os.stat(os.path.join(surface_dir, f))
+            stamp.append((f, st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            pass
+    return tuple(stamp) or None
+
+
+_REVERSE: dict[str, dict[str, tuple]] = {}   #: parent -> {name: (stamp, own names)}
+_REVERSE_LOCK = threading.Lock()
+
+
+def own_links(parent: str | os.PathLike) -> dict[str, set[str]]:
+    """``{name: names its own files list}`` for every surface directory in ``parent`` (cached by file stats)."""
+    parent = os.fspath(parent)
+    try:
+        entries = [e for e in os.scandir(parent) if not e.name.startswith(".") and e.is_dir()]
+    except OSError:
+        return {}
+    with _REVERSE_LOCK:
+        old = _REVERSE.get(parent, {})
+    new = {}
+    for e in entries:
+        stamp = _link_stamp(e.path)
+        if stamp is None:
+            continue
+        hit = old.get(e.name)
+        new[e.name] = hit if hit is not None and hit[0] == stamp else (stamp, read_own_overlaps(e.path))
+    with _REVERSE_LOCK:
+        _REVERSE[parent] = new
+    return {n: set(v[1]) for n, v in new.items()}
+
+
+def _reverse_links(parent: Path) -> dict[str, set[str]]:
+    rev: dict[str, set[str]] = {}
+    for a, bs in own_links(parent).items():
+        for b in bs:
+            rev.setdefault(b, set()).add(a)
+    return rev
+
+
+def overlap_graph(parent: str | os.PathLike) -> dict[str, set[str]]:
+    """The symmetric overlap graph of the surfaces in ``parent``: ``{name: neighbour names}``.
+
+    Only edges between existing directories; a one-sided link counts both ways."""
+    own = own_links(parent)
+    present = {e.name for e in os.scandir(parent) if e.is_dir()} if os.path.isdir(parent) else set()
+    graph: dict[str, set[str]] = {}
+    for a, bs in own.items():
+        for b in bs:
+            if b in present and b != a:
+                graph.setdefault(a, set()).add(b)
+                graph.setdefault(b, set()).add(a)
+    return graph
+
+
+def asymmetric_links(parent: str | os.PathLike) -> list[tuple[str, str]]:
+    """One-sided links ``(a, b)``: ``a`` lists ``b``, ``b`` exists but does not list ``a`` (sorted)."""
+    parent = Path(parent)
+    own = own_links(parent)
+    out = []
+    for a, bs in own.items():
+        for b in bs:
+            if b != a and a not in own.get(b, set()) and (parent / b).is_dir():
+                out.append((a, b))
+    return sorted(out)
+
+
+def repair_links(parent: str | os.PathLike, names: list[str] | None = None) -> list[tuple[str, str]]:
+    """Write the missing side of every one-sided link in ``parent`` (or only those touching ``names``).
+
+    Returns the repaired ``(a, b)`` pairs (``b``'s file now lists ``a``). Each write is under ``b``'s
+    lock and only adds names, so it is safe while other writers link; a daemon's reconcile can call it."""
+    pairs = asymmetric_links(parent)
+    if names is not None:
+        keep = set(names)
+        pairs = [(a, b) for a, b in pairs if a in keep or b in keep]
+    by_b: dict[str, set[str]] = {}
+    for a, b in pairs:
+        by_b.setdefault(b, set()).add(a)
+    for b, adds in sorted(by_b.items()):
+        _write_links(Path(parent) / b, adds)
+    return pairs
+
+
 def _write_links(surface_dir: Path, add: set[str], remove: set[str] = frozenset()) -> None:
     with dir_lock(surface_dir):
-        current = read_overlaps(surface_dir)
+        current = read_own_overlaps(surface_dir)
         new = (current | add) - set(remove)
         new.discard(surface_dir.name)
         jpath = surface_dir / "overlapping.json"
@@ -127,6 +235,10 @@ def link(parent: str | os.PathLike, a: str, others: list[str] | set[str]) -> Non
 def unlink_all(parent: str | os.PathLike, a: str) -> None:
     """Remove ``a`` from its neighbours' lists (e.g. when ``a`` was deleted)."""
     parent = Path(parent)
-    for b in read_overlaps(parent / a) if (parent / a).is_dir() else []:
+    if (parent / a).is_dir():
+        peers = read_overlaps(parent / a)
+    else:  # gone: every surface that still lists it
+        peers = {b for b, names in own_links(parent).items() if a in names}
+    for b in sorted(peers):
         if (parent / b).is_dir():
             _write_links(parent / b, set(), {a})
