@@ -1,5 +1,9 @@
 """Executors: where claimed jobs run.
 
+Every executor implements :class:`Executor` (``start``, ``supervise``, ``busy``, ``shutdown``), runs
+jobs through :func:`vcd.jobs.execute` and records each :class:`~vcd.jobs.Outcome` with
+:func:`record_outcome` — so retry rules, tracebacks and logging are the same whichever runs the job.
+
 ``LocalPool`` keeps ``workers`` spawned processes. Each worker claims jobs straight from SQLite
 (atomic claim), runs ``vcd.jobs.run_job`` — the same function the foreground CLI calls — and renews
 its lease from a heartbeat thread that also relays progress and cancellation. A worker whose
@@ -13,15 +17,49 @@ import multiprocessing as mp
 import os
 import threading
 import time
-import traceback
 from pathlib import Path
+from typing import Protocol
 
 from .queue import JobQueue
 
 
+class Executor(Protocol):
+    """Where claimed jobs run (:class:`LocalPool`, :class:`vcd.daemon.dask_executor.DaskPool`)."""
+
+    def start(self) -> None: ...
+
+    def supervise(self, q: JobQueue) -> None:
+        """Called about once a second by the daemon: keep workers alive, collect finished jobs."""
+
+    def busy(self, q: JobQueue) -> int:
+        """Jobs running now."""
+
+    def shutdown(self, q: JobQueue, timeout: float) -> None:
+        """Stop claiming; let running jobs finish up to ``timeout`` s; requeue the rest."""
+
+
+def record_outcome(q: JobQueue, job: dict, outcome, log, seconds: float | None = None) -> str:
+    """Record how a run of ``job`` ended (a :class:`vcd.jobs.Outcome`) and log it; returns the job's
+    new state. Failures are retried after the kind's back-off unless the outcome forbids it."""
+    from ..jobs import retry_policy
+    jid = job["id"]
+    if outcome.state == "done":
+        q.complete(jid, outcome.result)
+        log.info("job_done", seconds=seconds, result=outcome.result)
+        return "done"
+    if outcome.state == "cancelled":
+        q.cancelled(jid, outcome.error or "cancelled while running")
+        log.info("job_cancelled")
+        return "cancelled"
+    if outcome.traceback:
+        q.log(jid, outcome.traceback)
+    st = q.fail(jid, outcome.error, retry=outcome.retry, backoff_s=retry_policy(job["kind"]).backoff_s)
+    (log.error if outcome.retry else log.warning)("job_failed", error=outcome.error, now=st)
+    return st
+
+
 def _run_one(q: JobQueue, job: dict, volpkg: str, lease_s: float, log) -> None:
-    from ..errors import VcdError
-    from ..jobs import JobCancelled, JobContext, retry_policy, run_job
+    from ..jobs import JobContext, execute
 
     state = {"progress": 0.0, "message": "", "cancel": False}
     done = threading.Event()
@@ -50,20 +88,8 @@ def _run_one(q: JobQueue, job: dict, volpkg: str, lease_s: float, log) -> None:
     t0 = time.monotonic()
     jlog.info("job_started", attempt=job["attempts"])
     try:
-        result = run_job(job["kind"], job["params"], ctx)
-        q.complete(job["id"], result)
-        jlog.info("job_done", seconds=round(time.monotonic() - t0, 3), result=result)
-    except JobCancelled:
-        q.cancelled(job["id"])
-        jlog.info("job_cancelled")
-    except VcdError as exc:  # the user's input: retrying will not help
-        q.fail(job["id"], exc.message, retry=False)
-        jlog.warning("job_failed", error=exc.message)
-    except Exception as exc:
-        err = f"{type(exc).__name__}: {exc}"
-        q.log(job["id"], traceback.format_exc())
-        st = q.fail(job["id"], err, retry=True, backoff_s=retry_policy(job["kind"]).backoff_s)
-        jlog.error("job_failed", error=err, now=st)
+        outcome = execute(job["kind"], job["params"], ctx)
+        record_outcome(q, job, outcome, jlog, seconds=round(time.monotonic() - t0, 3))
     finally:
         done.set()
         hb.join(timeout=5)

@@ -14,15 +14,15 @@ and takes priority, dedup key and attempts from the kind's ``SPEC``.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import InputError
+from ..errors import InputError, VcdError
 
 #: kind -> module. A kind is listed here when its algorithm has landed.
 KIND_MODULES: dict[str, str] = {
@@ -79,21 +79,11 @@ class JobContext:
             print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def available_kinds() -> list[str]:
-    """Kinds whose module exists in this install."""
-    out = []
-    for kind, mod in KIND_MODULES.items():
-        if importlib.util.find_spec(mod) is not None:
-            out.append(kind)
-    return out
-
-
 def get_job(kind: str) -> Callable[[dict, JobContext], dict]:
-    """The ``run`` function of a job kind (imports its module)."""
+    """The ``run`` function of a job kind (imports its module); an unknown kind raises InputError."""
     if kind not in KIND_MODULES:
-        raise KeyError(f"unknown job kind {kind!r}; known: {sorted(KIND_MODULES)}")
-    module = importlib.import_module(KIND_MODULES[kind])
-    return module.run
+        raise InputError(None, f"unknown job kind {kind!r}", f"use one of {sorted(KIND_MODULES)}")
+    return importlib.import_module(KIND_MODULES[kind]).run
 
 
 def get_spec(kind: str):
@@ -190,3 +180,31 @@ def run_job(kind: str, params: dict, ctx: JobContext | None = None) -> dict:
     if ctx.volpkg is not None:
         confine_params(params, ctx.volpkg, kind)
     return get_job(kind)(dict(params), ctx)
+
+
+@dataclass
+class Outcome:
+    """How one run of a job ended — what every executor records in the queue.
+
+    ``state``: ``done``, ``failed`` or ``cancelled``; ``result``: the job's result dict (done);
+    ``error``: one line (failed/cancelled); ``retry``: whether a failure may be retried (never for
+    input errors, :class:`~vcd.errors.VcdError`); ``traceback``: of an unexpected exception."""
+
+    state: str
+    result: dict | None = None
+    error: str = ""
+    retry: bool = False
+    traceback: str = ""
+
+
+def execute(kind: str, params: dict, ctx: JobContext | None = None) -> Outcome:
+    """Run one job (:func:`run_job`) and map how it ended to an :class:`Outcome`: the one place
+    where exceptions become outcomes, shared by the local pool and the Dask executor."""
+    try:
+        return Outcome("done", result=run_job(kind, params, ctx))
+    except JobCancelled:
+        return Outcome("cancelled", error="cancelled while running")
+    except VcdError as exc:  # the user's input: retrying will not help
+        return Outcome("failed", error=exc.message, retry=False)
+    except Exception as exc:
+        return Outcome("failed", error=f"{type(exc).__name__}: {exc}", retry=True, traceback=traceback.format_exc())
