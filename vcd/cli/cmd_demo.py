@@ -25,8 +25,8 @@ def _pick_seed(patches, cell: float) -> Path:
     import numpy as np
     from ..formats.overlaps import read_overlaps
     from ..formats.tifxyz import read_surface
-    pts = {p: read_surface(p).points for p, _ in patches}
-    valid = {p: g[(g[..., 0] != -1) & (g[..., 2] > 0)] for p, g in pts.items()}
+    surfaces = {p: read_surface(p) for p, _ in patches}
+    valid = {p: s.points[s.valid] for p, s in surfaces.items()}
     axis = np.concatenate(list(valid.values()))[:, :2].mean(0)
     far = [(p, m) for p, m in patches
            if len(valid[p]) and np.median(np.linalg.norm(valid[p][:, :2] - axis, axis=1)) >= 3 * cell]
@@ -55,122 +55,157 @@ def _wait(cond, timeout, what, proc):
     return False
 
 
-def _demo(args) -> int:
-    from .. import jobs
-    from ..daemon.queue import JobQueue
+def _make_volpkg(out: Path, args) -> list[str]:
+    """Step 1: the synthetic scroll with its params files and ``vcd.toml``; returns the pipeline kinds."""
+    from ..jobs import KIND_MODULES
+    from ..synth import make_scroll
+    print(f"[1/5] synthetic scroll {tuple(args.shape)} (z, y, x), preset {args.preset} -> {out}", flush=True)
+    make_scroll(out, shape=tuple(args.shape), preset=args.preset, seed=args.seed)
+    (out / "seed.json").write_text(json.dumps({**DEMO_GROW, "mode": "seed"}, indent=4) + "\n")
+    (out / "expand.json").write_text(json.dumps({**DEMO_GROW, "mode": "expansion"}, indent=4) + "\n")
+    (out / "trace_params.json").write_text(json.dumps(DEMO_TRACE, indent=4) + "\n")
+    after = [k for k in ("winding", "render") if k in KIND_MODULES]
+    (out / "vcd.toml").write_text(
+        "[daemon]\nworkers = 2\nlease_seconds = 30\nshutdown_timeout = 20\n"
+        "[schedule]\nseed_count = 6\nexpand_queue = 2\ninterval_seconds = 1.0\ntarget_density = 1.0\n"
+        f"max_patches = {args.patches}\n[pipeline]\nafter_trace = {json.dumps(after)}\n")
+    return after
+
+
+def _start_daemon(out: Path, port: int) -> subprocess.Popen:
+    """Step 2: the real daemon in a child process, JSON log in ``.vcd/daemon.log``."""
+    log_path = out / ".vcd" / "daemon.log"
+    print(f"[2/5] starting the daemon (metrics: http://127.0.0.1:{port}/metrics, log: {log_path})", flush=True)
+    log_path.parent.mkdir(exist_ok=True)
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, "-m", "vcd", "daemon", str(out), "--metrics-addr",
+                                 f"127.0.0.1:{port}", "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop_daemon(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    print("daemon stopped", flush=True)
+
+
+def _growth_done(q, out: Path, args, t0: float, last_report: list) -> bool:
+    """One look at the growing collection: enough patches, density target reached, or saturated."""
     from ..daemon.scheduler import collection_stats, saturated
+    if time.time() - last_report[0] > 10:
+        last_report[0] = time.time()
+        st = collection_stats(out, DEMO_GROW["tgt_overlap_count"])
+        print(f"      {st['patches']} patches after {time.time() - t0:.0f} s", flush=True)
+        if st["patches"] >= args.patches:
+            return True
+    st = collection_stats(out, DEMO_GROW["tgt_overlap_count"])
+    if st["patches"] >= 8 and st["density"] >= 1.0:
+        print(f"      density target reached: every patch has >= {DEMO_GROW['tgt_overlap_count']} links", flush=True)
+        return True
+    if saturated(q.recent_results("expand", 4), 0):
+        print("      expansion saturated (no under-covered place left)", flush=True)
+        return True
+    return False
+
+
+def _grow(q, out: Path, args, proc) -> None:
+    """Step 3: let the daemon seed and expand until :func:`_growth_done` or ``--grow-seconds``; then
+    pause it, cancel queued growth and wait until every patch is linked."""
+    print(f"[3/5] seeding and expanding until {args.patches} patches or the density target ...", flush=True)
+    t0, last_report = time.time(), [0.0]
+    while time.time() - t0 < args.grow_seconds and not _growth_done(q, out, args, t0, last_report):
+        if proc.poll() is not None:
+            raise RuntimeError("daemon exited")
+        time.sleep(0.5)
+    q.set_kv("paused", True)
+    _wait(lambda: not q.list(state="running", kind="expand") and not q.list(state="running", kind="seed"),
+          60, "growth jobs", proc)
+    for j in q.list(state="queued"):
+        if j["kind"] in ("seed", "expand"):
+            q.cancel(j["id"])
+    _wait(lambda: not q.list(state="queued", kind="overlap") and not q.list(state="running", kind="overlap"),
+          60, "linking", proc)
+
+
+def _trace(q, out: Path, patches, args, after: list[str], proc) -> dict:
+    """Step 4: one trace from the best-placed patch, as a user-requested job; waits for it and for the
+    pipeline jobs the watcher queues after it. Returns the trace job's row."""
+    from .. import jobs
+    from ..formats.overlaps import read_overlaps
     from ..jobs import trace as trace_job
     from ..trace.params import TraceParams
-    from ..formats.overlaps import read_overlaps
-    from ..formats.tifxyz import read_surface
-    from ..formats.volpkg import list_patches
-    from ..synth import load_truth, make_scroll
-    from ..synth.score import coverage, score_surface
+    seed = _pick_seed(patches, cell=DEMO_TRACE["step"] * DEMO_TRACE["src_step"])
+    print(f"[4/5] tracing from {seed.name} ({len(read_overlaps(seed))} overlaps) ...", flush=True)
+    (out / "traces").mkdir(exist_ok=True)
+    params = trace_job.Params(volume=str(out / "volumes" / "synth_pred.zarr"), src_dir=str(out / "paths"),
+                              tgt_dir=str(out / "traces"), seed=str(seed), trace=TraceParams.from_dict(DEMO_TRACE))
+    jid = jobs.submit(q, "trace", params, by_user=True)
+    _wait(lambda: q.get(jid)["state"] in ("done", "failed"), args.trace_seconds, "trace", proc)
+    if q.get(jid)["state"] == "done":  # the watcher queues the pipeline once it has seen the trace
+        _wait(lambda: all(q.list(kind=k, limit=1) for k in after), 60, "pipeline jobs queued", proc)
+    _wait(lambda: all(j["state"] in ("done", "failed", "cancelled") for j in q.list(limit=1000)), 120,
+          "pipeline jobs", proc)
+    return q.get(jid)
 
+
+def _summary(q, out: Path, patches, job: dict, after: list[str]) -> list[tuple[str, str]]:
+    """Step 5: (label, value) rows scoring patches and trace against the ground truth."""
+    from ..formats.tifxyz import read_surface
+    from ..synth import load_truth
+    from ..synth.score import coverage, score_surface
+    truth = load_truth(out)
+    grids = [read_surface(p).points for p, _ in patches]
+    scores = [score_surface(g, truth) for g in grids]
+    area = sum(float(m.get("area_cm2", 0)) for _, m in patches)
+    rows = [("patches", f"{len(patches)}"), ("patch area", f"{area:.3f} cm²"),
+            ("true sheet covered (2 vx)", f"{coverage(grids, truth) * 100:.1f} %"),
+            ("patch distance to truth", f"mean {sum(s['mean_dist'] for s in scores) / len(scores):.2f} vx"),
+            ("patches with sheet jumps", f"{sum(s['jumps'] > 0 for s in scores)} / {len(scores)}")]
+    if job["state"] != "done":
+        return rows + [("trace", f"failed: {job['error']}")]
+    res = json.loads(job["result"])
+    tdir = out / "traces" / res["written"]
+    ts = score_surface(read_surface(tdir).points, truth)
+    rows += [("trace", tdir.name), ("trace area", f"{res['area_cm2']:.4f} cm²"),
+             ("trace wraps (jump-free piece)", f"{ts['wraps_covered']:.2f}"),
+             ("trace sheet jumps", f"{ts['jumps']}"), ("trace distance to truth", f"mean {ts['mean_dist']:.2f} vx"),
+             ("trace QA", f"{res['qa_suspicious']} suspicious corners -> {tdir / 'qa.png'}")]
+    for kind in after:
+        done = [j for j in q.list(kind=kind, limit=50) if j["state"] == "done"]
+        rows.append((f"{kind} job", "done" if done else "not done"))
+    return rows
+
+
+def _demo(args) -> int:
+    from ..daemon.queue import JobQueue
+    from ..formats.volpkg import list_patches
     out = Path(args.out).resolve()
     if out.exists():
         if not args.force:
             print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
             return 1
         shutil.rmtree(out)
-    t_start = time.time()
-    print(f"[1/5] synthetic scroll {tuple(args.shape)} (z, y, x), preset {args.preset} -> {out}", flush=True)
-    make_scroll(out, shape=tuple(args.shape), preset=args.preset, seed=args.seed)
-    truth = load_truth(out)
-    (out / "seed.json").write_text(json.dumps({**DEMO_GROW, "mode": "seed"}, indent=4) + "\n")
-    (out / "expand.json").write_text(json.dumps({**DEMO_GROW, "mode": "expansion"}, indent=4) + "\n")
-    (out / "trace_params.json").write_text(json.dumps(DEMO_TRACE, indent=4) + "\n")
-    port = _free_port()
-    after = [k for k in ("winding", "render") if _has_kind(k)]
-    (out / "vcd.toml").write_text(
-        "[daemon]\nworkers = 2\nlease_seconds = 30\nshutdown_timeout = 20\n"
-        "[schedule]\nseed_count = 6\nexpand_queue = 2\ninterval_seconds = 1.0\ntarget_density = 1.0\n"
-        f"max_patches = {args.patches}\n[pipeline]\nafter_trace = {json.dumps(after)}\n")
-    print(f"[2/5] starting the daemon (metrics: http://127.0.0.1:{port}/metrics, log: {out / '.vcd' / 'daemon.log'})",
-          flush=True)
-    (out / ".vcd").mkdir(exist_ok=True)
-    log = open(out / ".vcd" / "daemon.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "vcd", "daemon", str(out), "--metrics-addr", f"127.0.0.1:{port}",
-                             "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT)
-    q = JobQueue.for_volpkg(out) if (out / ".vcd" / "vcd.sqlite").exists() else None
+    t_start, port = time.time(), _free_port()
+    after = _make_volpkg(out, args)
+    proc = _start_daemon(out, port)
     try:
         _wait(lambda: (out / ".vcd" / "vcd.sqlite").exists(), 60, "queue", proc)
         q = JobQueue.for_volpkg(out)
-        print(f"[3/5] seeding and expanding until {args.patches} patches or the density target ...", flush=True)
-        t0 = time.time()
-
-        def progress():
-            n = len(list_patches(out / "paths"))
-            print(f"      {n} patches after {time.time() - t0:.0f} s", flush=True)
-            return n >= args.patches
-        last = 0.0
-        while time.time() - t0 < args.grow_seconds:
-            if time.time() - last > 10:
-                last = time.time()
-                if progress():
-                    break
-            st = collection_stats(out, DEMO_GROW["tgt_overlap_count"])
-            if st["patches"] >= 8 and st["density"] >= 1.0:
-                print(f"      density target reached: every patch has >= {DEMO_GROW['tgt_overlap_count']} links",
-                      flush=True)
-                break
-            if saturated(q.recent_results("expand", 4), 0):
-                print("      expansion saturated (no under-covered place left)", flush=True)
-                break
-            if proc.poll() is not None:
-                raise RuntimeError("daemon exited")
-            time.sleep(0.5)
-        q.set_kv("paused", True)
-        _wait(lambda: not q.list(state="running", kind="expand") and not q.list(state="running", kind="seed"),
-              60, "growth jobs", proc)
-        for j in q.list(state="queued"):
-            if j["kind"] in ("seed", "expand"):
-                q.cancel(j["id"])
-        _wait(lambda: not q.list(state="queued", kind="overlap") and not q.list(state="running", kind="overlap"),
-              60, "linking", proc)
+        _grow(q, out, args, proc)
         patches = list_patches(out / "paths")
         if not patches:
             print("error: no patches were grown (see the daemon log)", file=sys.stderr)
             return 1
-        seed = _pick_seed(patches, cell=DEMO_TRACE["step"] * DEMO_TRACE["src_step"])
-        print(f"[4/5] tracing from {seed.name} ({len(read_overlaps(seed))} overlaps) ...", flush=True)
-        (out / "traces").mkdir(exist_ok=True)
-        vol = out / "volumes" / "synth_pred.zarr"
-        jid = jobs.submit(q, "trace", trace_job.Params(volume=str(vol), src_dir=str(out / "paths"),
-                                                       tgt_dir=str(out / "traces"), seed=str(seed),
-                                                       trace=TraceParams.from_dict(DEMO_TRACE)), by_user=True)
-        _wait(lambda: q.get(jid)["state"] in ("done", "failed"), args.trace_seconds, "trace", proc)
-        if q.get(jid)["state"] == "done":  # the watcher queues the pipeline once it has seen the trace
-            _wait(lambda: all(q.list(kind=k, limit=1) for k in after), 60, "pipeline jobs queued", proc)
-        _wait(lambda: all(j["state"] in ("done", "failed", "cancelled") for j in q.list(limit=1000)), 120,
-              "pipeline jobs", proc)
-        job = q.get(jid)
+        job = _trace(q, out, patches, args, after, proc)
         print("[5/5] summary", flush=True)
-        grids = [read_surface(p).points for p, _ in patches]
-        scores = [score_surface(g, truth) for g in grids]
-        cov = coverage(grids, truth)
-        area = sum(float(m.get("area_cm2", 0)) for _, m in patches)
-        rows = [("patches", f"{len(patches)}"), ("patch area", f"{area:.3f} cm²"),
-                ("true sheet covered (2 vx)", f"{cov * 100:.1f} %"),
-                ("patch distance to truth", f"mean {sum(s['mean_dist'] for s in scores) / len(scores):.2f} vx"),
-                ("patches with sheet jumps", f"{sum(s['jumps'] > 0 for s in scores)} / {len(scores)}")]
-        if job["state"] == "done":
-            res = json.loads(job["result"])
-            tdir = out / "traces" / res["written"]
-            ts = score_surface(read_surface(tdir).points, truth)
-            rows += [("trace", tdir.name), ("trace area", f"{res['area_cm2']:.4f} cm²"),
-                     ("trace wraps (jump-free piece)", f"{ts['wraps_covered']:.2f}"),
-                     ("trace sheet jumps", f"{ts['jumps']}"), ("trace distance to truth", f"mean {ts['mean_dist']:.2f} vx"),
-                     ("trace QA", f"{res['qa_suspicious']} suspicious corners -> {tdir / 'qa.png'}")]
-            for kind in after:
-                done = [j for j in q.list(kind=kind, limit=50) if j["state"] == "done"]
-                rows.append((f"{kind} job", "done" if done else "not done"))
-        else:
-            rows.append(("trace", f"failed: {job['error']}"))
         counts = q.counts()
-        rows.append(("jobs done / failed", f"{sum(n for (k, s), n in counts.items() if s == 'done')} / "
-                                           f"{sum(n for (k, s), n in counts.items() if s == 'failed')}"))
-        rows.append(("wall time", f"{time.time() - t_start:.0f} s"))
+        rows = _summary(q, out, patches, job, after) + [
+            ("jobs done / failed", f"{sum(n for (k, s), n in counts.items() if s == 'done')} / "
+                                   f"{sum(n for (k, s), n in counts.items() if s == 'failed')}"),
+            ("wall time", f"{time.time() - t_start:.0f} s")]
         w = max(len(k) for k, _ in rows)
         for k, v in rows:
             print(f"  {k:<{w}}  {v}")
@@ -178,18 +213,7 @@ def _demo(args) -> int:
               f"`vcdctl --volpkg {out} status`, metrics were at http://127.0.0.1:{port}/metrics")
         return 0 if job["state"] == "done" else 1
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        print("daemon stopped", flush=True)
-
-
-def _has_kind(kind: str) -> bool:
-    import importlib.util
-    return importlib.util.find_spec(f"vcd.jobs.{kind}") is not None
+        _stop_daemon(proc)
 
 
 def register(sub) -> None:

@@ -5,6 +5,10 @@ patch, keep ``seed_count`` random ``seed`` jobs queued or running; otherwise, wh
 ``target_density`` of the patches have ``tgt_overlap_count`` links (and there are fewer than
 ``max_patches``), keep ``expand_queue`` ``expand`` jobs queued. An expand job that finds the
 collection saturated returns without writing, and the next check sees the density reached.
+
+The decisions are pure functions of what the scheduler looked at — :func:`failure_storm`,
+:func:`saturated`, :func:`plan_growth` — tested in-process without a daemon; :class:`Scheduler`
+gathers their inputs from the queue and the disk and queues what they return.
 """
 
 from __future__ import annotations
@@ -46,6 +50,31 @@ def saturated(recent_expand_results: list[dict | None], expand_running: int) -> 
     (done without writing) and none is running."""
     return (len(recent_expand_results) == 4 and not expand_running
             and all(r is not None and "written" in r and r["written"] is None for r in recent_expand_results))
+
+
+def failure_storm(recent_states: dict[str, int]) -> bool:
+    """Growth jobs finished in the last minute, per state → True while they only fail (at least 3):
+    e.g. bad params must not flood the queue."""
+    return recent_states.get("failed", 0) >= 3 and not recent_states.get("done", 0)
+
+
+def plan_growth(schedule: dict, counts: dict[tuple[str, str], int], stats: dict, recent_expand: list,
+                backoff: dict, now: float) -> list[str]:
+    """The growth jobs to queue now (kinds, in order), from the ``[schedule]`` config, the queue's
+    ``counts()`` (kind, state) → n, :func:`collection_stats`, the results of the newest 4 expand
+    jobs (newest first) and the back-off state (:func:`vcd.daemon.backoff.backoff_state`) at ``now``."""
+    def active(kind):
+        return counts.get((kind, "queued"), 0) + counts.get((kind, "running"), 0)
+
+    def allowed(wanted):
+        return bo.allowed_new_jobs(backoff, wanted, active("seed") + active("expand"), now)
+    if stats["patches"] == 0:
+        return ["seed"] * allowed(schedule["seed_count"] - active("seed"))
+    if stats["density"] >= schedule["target_density"] or stats["patches"] >= schedule["max_patches"]:
+        return []
+    if saturated(recent_expand, counts.get(("expand", "running"), 0)):
+        return []  # the last expansions found no under-covered place
+    return ["expand"] * allowed(schedule["expand_queue"] - counts.get(("expand", "queued"), 0))
 
 
 class Scheduler:
@@ -122,36 +151,18 @@ class Scheduler:
             if not self._usable_params():
                 return
             state, now = self.growth_backoff(), time.time()
-            # a failure storm (e.g. bad params) must not flood the queue: back off while recent
-            # growth jobs only fail
-            recent = q.growth_states_since(time.time() - 60)
-            if recent.get("failed", 0) >= 3 and not recent.get("done", 0):
+            recent = q.growth_states_since(now - 60)
+            if failure_storm(recent):
                 if not self._backing_off:
                     self.log.warning("expansion_backoff", failed_last_minute=recent["failed"],
                                      hint="see `vcdctl ls --state failed`")
                 self._backing_off = True
                 return
             self._backing_off = False
-            counts = q.counts()
-
-            def active(kind):
-                return counts.get((kind, "queued"), 0) + counts.get((kind, "running"), 0)
-
-            def allowed(wanted):
-                return bo.allowed_new_jobs(state, wanted, active("seed") + active("expand"), now)
-            attempts = self.cfg["daemon"]["max_attempts"]
-            ep = self.growth_params("expand")
-            stats = collection_stats(self.volpkg, ep.grow.tgt_overlap_count)
-            if stats["patches"] == 0:
-                for _ in range(allowed(s["seed_count"] - active("seed"))):
-                    jobs.submit(q, "seed", self.growth_params("seed"), max_attempts=attempts)
-                return
-            if stats["density"] >= s["target_density"] or stats["patches"] >= s["max_patches"]:
-                return
-            if saturated(q.recent_results("expand", 4), counts.get(("expand", "running"), 0)):
-                return  # the last expansions found no under-covered place
-            for _ in range(allowed(s["expand_queue"] - counts.get(("expand", "queued"), 0))):
-                jobs.submit(q, "expand", ep, max_attempts=attempts)
+            params = {"seed": self.growth_params("seed"), "expand": self.growth_params("expand")}
+            stats = collection_stats(self.volpkg, params["expand"].grow.tgt_overlap_count)
+            for kind in plan_growth(s, q.counts(), stats, q.recent_results("expand", 4), state, now):
+                jobs.submit(q, kind, params[kind], max_attempts=self.cfg["daemon"]["max_attempts"])
 
     def growth_backoff(self) -> dict:
         """Recompute the back-off state from the queue, store it (kv ``growth_backoff``) when it

@@ -12,6 +12,9 @@ and copies write in several steps. Changes are detected by comparing *fingerprin
 of the mask's keep-bitmap) with those stored in SQLite (:class:`~vcd.daemon.store_index.SurfaceIndex`,
 beside the queue), so our own writes (``overlapping.json``)
 never trigger loops and a restart finds what changed while the daemon was down (:meth:`scan`).
+
+What to queue is decided by pure functions (:func:`patch_jobs`, :func:`trace_jobs`) of the surface,
+its old and new fingerprints and the trace index — tested in-process without a daemon.
 """
 
 from __future__ import annotations
@@ -33,10 +36,9 @@ from ..formats.jsonio import read_json
 from ..formats.tifxyz import TAGS_USED_BY_TRACER, read_mask_grid
 from ..formats.volpkg import TRACE_SOURCES, is_debug_snapshot, is_patch, name_is_utf8
 from ..jobs import overlap, retrace
+from ..trace.run import PROVENANCE
 from .queue import JobQueue
 from .store_index import SurfaceIndex
-
-PROVENANCE = "vcd_provenance.json"
 
 
 def surface_fingerprint(d: Path, meta: dict) -> tuple[list[str], str | None]:
@@ -49,6 +51,23 @@ def surface_fingerprint(d: Path, meta: dict) -> tuple[list[str], str | None]:
         keep = read_mask_grid(d / "mask.tif", rows, cols)
         mask = hashlib.sha1(np.packbits(keep).tobytes() + f"{rows}x{cols}".encode()).hexdigest()
     return tags, mask
+
+
+def patch_jobs(patch_dir: Path, old: dict | None, tags: list[str], mask: str | None, trace_dirs: list[Path],
+               auto_retrace: bool = True) -> list[tuple[str, object]]:
+    """Jobs ``(kind, Params)`` for a quiet, complete patch: an ``overlap`` job when it was never seen
+    (``old`` None), a ``retrace`` of each trace in ``trace_dirs`` (those whose provenance uses it) when
+    its tracer-relevant tags or mask changed from ``old`` (``{"tags", "mask"}``), else nothing."""
+    if old is None:
+        return [("overlap", overlap.Params(paths=str(patch_dir.parent), segment=patch_dir.name))]
+    if (old["tags"], old["mask"]) == (tags, mask) or not auto_retrace:
+        return []
+    return [("retrace", retrace.Params(trace=str(t))) for t in trace_dirs]
+
+
+def trace_jobs(trace_dir: Path, volpkg: Path, after_trace: list[str]) -> list[tuple[str, dict]]:
+    """Jobs ``(kind, params)`` for a new trace: the ``[pipeline] after_trace`` kinds on it."""
+    return [(kind, {"trace": str(trace_dir), "volpkg": str(volpkg)}) for kind in after_trace]
 
 
 #: event types that can change a surface. Opens and read-only closes are left out: every read of a
@@ -281,9 +300,9 @@ class Watcher:
 
     def _queue_pipeline(self, trace_dir: Path) -> None:
         """Queue the configured ``[pipeline] after_trace`` kinds for a new trace."""
-        for kind in self.cfg["pipeline"].get("after_trace", []):
+        for kind, params in trace_jobs(trace_dir, self.volpkg, self.cfg["pipeline"].get("after_trace", [])):
             try:
-                jobs.submit(self.queue, kind, {"trace": str(trace_dir), "volpkg": str(self.volpkg)})
+                jobs.submit(self.queue, kind, params)
             except VcdError as exc:
                 self.log.warning("pipeline_job_refused", kind=kind, trace=trace_dir.name, error=exc.message)
 
@@ -297,24 +316,17 @@ class Watcher:
         except Exception:
             return False  # tifs mid-write
         old = ix.fingerprint(d.name)
-        if old is None:
-            jid = jobs.submit(self.queue, "overlap", overlap.Params(paths=str(d.parent), segment=d.name))
-            self.log.info("new_patch", surface=d.name, job_id=jid)
-        elif old["tags"] != tags or old["mask"] != mask:
-            what = "mask" if old["mask"] != mask else "tags"
-            if self.cfg["schedule"]["auto_retrace"]:
-                self._queue_retraces(d.name, what)
+        changed = old is not None and (old["tags"], old["mask"]) != (tags, mask)
+        traces = [t for t in map(self._trace_dir, ix.traces_using(d.name)) if t] if changed else []
+        for kind, params in patch_jobs(d, old, tags, mask, traces, self.cfg["schedule"]["auto_retrace"]):
+            jid = jobs.submit(self.queue, kind, params)
+            if kind == "overlap":
+                self.log.info("new_patch", surface=d.name, job_id=jid)
+            else:
+                self.log.info("retrace_queued", surface=d.name, change="mask" if old["mask"] != mask else "tags",
+                              trace=Path(params.trace).name, job_id=jid)
         ix.set_fingerprint(d.name, tags, mask)
         return True
-
-    def _queue_retraces(self, patch: str, what: str) -> None:
-        """Queue a retrace of every trace whose provenance uses ``patch`` (one queued per trace)."""
-        for trace in self.index.traces_using(patch):
-            tdir = self._trace_dir(trace)
-            if tdir is None:
-                continue
-            jid = jobs.submit(self.queue, "retrace", retrace.Params(trace=str(tdir)))
-            self.log.info("retrace_queued", surface=patch, change=what, trace=trace, job_id=jid)
 
     def _trace_dir(self, name: str) -> Path | None:
         for root in self.roots:
