@@ -9,7 +9,7 @@ import zarr
 from vcd.errors import FormatError
 from vcd.formats.convert import convert_volume
 from vcd.formats.volume import open_volume, write_ome_zarr
-from vcd.formats.zarr_v2 import create_array, write_array
+from vcd.formats.zarrio import create_array, write_array
 from vcd.kernels.sample import sample_dense
 
 

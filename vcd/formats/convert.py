@@ -1,4 +1,5 @@
-"""``vcd convert``: any uint8/uint16 zarr v2 volume → a VC3D-ready uint8 OME-Zarr with a pyramid.
+"""``vcd convert``: any uint8/uint16 zarr volume (v2 or v3, OME-Zarr 0.4/0.5, local or remote) → a
+VC3D-ready uint8 OME-Zarr **v2** pyramid (VC3D reads only v2).
 
 Works chunk by chunk (never the whole volume in memory): level 0 is converted one output chunk at
 a time (uint16 → uint8 as ``v // 257``, VC3D's rule), then each level N+1 is built from 2×2×2
@@ -7,6 +8,7 @@ blocks of level N with ``mean``, ``max`` or ``nearest``.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -14,29 +16,51 @@ from typing import Callable
 import numpy as np
 
 from ..errors import FormatError, InputError
-from .jsonio import atomic_write_json, read_json
-from .volume import downsample2, volume_meta, write_ome_metadata
-from .zarr_v2 import ZarrArray, create_array, write_chunk
+from .jsonio import atomic_write_json
+from .volume import _to_u8, downsample2, volume_meta, write_ome_metadata
+from .zarrio import ZarrLevel, create_array, is_remote, join, multiscale_paths, open_group_attrs, read_bytes, \
+    write_chunk
+
+
+def _source_level0(src) -> ZarrLevel:
+    """Level 0 of ``src``: the OME multiscales' first dataset, else ``src/0``, else ``src`` itself.
+
+    Only 3-D uint8/uint16 is required: what VC3D cannot read (v3, other codecs) is what we convert."""
+    names = multiscale_paths(open_group_attrs(src))
+    if names:
+        return ZarrLevel.open(join(src, names[0]), vc_rules=False)
+    try:
+        return ZarrLevel.open(join(src, "0"), vc_rules=False)
+    except FormatError:
+        return ZarrLevel.open(src, vc_rules=False)
+
+
+def _source_voxelsize(src):
+    raw = read_bytes(join(src, "meta.json"))
+    if raw is None:
+        return None
+    try:
+        m = json.loads(raw)
+    except ValueError:
+        return None
+    return m.get("voxelsize") if isinstance(m, dict) else None
 
 
 def convert_volume(src: str | os.PathLike, dst: str | os.PathLike, n_bytes: int = 1, algorithm: str = "mean",
                    n_levels: int = 6, chunks=(64, 64, 64), voxelsize: float | None = None,
                    progress: Callable[[float, str], None] | None = None) -> Path:
     """Convert ``src`` (a .zarr with level ``0``, or a bare zarr array) into ``dst``."""
-    src, dst = Path(src), Path(dst)
+    src = str(src).rstrip("/") if is_remote(src) else Path(src)
+    dst = Path(dst)
     if n_bytes != 1:
         raise InputError(None, f"--bytes {n_bytes} is not supported", "use --bytes 1 (VC3D reads uint8 best)")
     if algorithm not in ("mean", "max", "nearest"):
         raise InputError(None, f"unknown --algorithm {algorithm!r}", "use mean, max or nearest")
     if dst.exists() and any(dst.iterdir()):
         raise InputError(dst, "output exists and is not empty", "choose a new output path")
-    level0 = src / "0" if (src / "0" / ".zarray").exists() else src
-    arr = ZarrArray.open(level0)
+    arr = _source_level0(src)
     if voxelsize is None:
-        meta_path = src / "meta.json"
-        if meta_path.exists():
-            m = read_json(meta_path, "volume meta.json")
-            voxelsize = m.get("voxelsize") if isinstance(m, dict) else None
+        voxelsize = _source_voxelsize(src)
         if voxelsize is None:
             raise InputError(src, "no meta.json with voxelsize next to the input", "pass --voxelsize <µm>")
     # level 0
@@ -48,8 +72,7 @@ def convert_volume(src: str | os.PathLike, dst: str | os.PathLike, n_bytes: int 
         for iy in range(out.chunk_grid[1]):
             for ix in range(out.chunk_grid[2]):
                 block = arr.read_region(iz * cz, (iz + 1) * cz, iy * cy, (iy + 1) * cy, ix * cx, (ix + 1) * cx)
-                if block.dtype == np.uint16:
-                    block = (block // 257).astype(np.uint8)
+                block = _to_u8(block, arr.path)
                 write_chunk(out, iz, iy, ix, block)
                 done += 1
                 if progress:

@@ -14,6 +14,9 @@ from .volume import open_volume
 
 def describe(path: str | os.PathLike) -> dict:
     """Return a JSON-able summary of ``path``; raises :class:`FormatError` for anything malformed."""
+    from .zarrio import is_remote
+    if is_remote(path):
+        return describe_volume(path)
     path = Path(path)
     if not path.exists():
         raise FormatError(path, "does not exist", "check the path")
@@ -25,10 +28,12 @@ def describe(path: str | os.PathLike) -> dict:
     return describe_volume(path)
 
 
-def describe_volume(path: Path) -> dict:
+def describe_volume(path) -> dict:
     vol = open_volume(path)
     return {"kind": "volume", "path": str(path), "voxelsize_um": vol.voxelsize,
             "shape_zyx": list(vol.shape), "dtype": str(vol.dtype),
+            "zarr_format": vol.levels[0].zarr_format,
+            **({"url": vol.url} if vol.url else {}),
             "levels": [{"shape_zyx": list(l.shape), "chunks_zyx": list(l.chunks), "separator": l.separator}
                        for l in vol.levels]}
 

@@ -3,21 +3,27 @@
 A volume directory ``NAME.zarr`` holds ``meta.json`` (VC's, with ``format: "zarr"``), ``.zgroup``,
 ``.zattrs`` (OME-NGFF 0.4) and levels ``0``, ``1``, … — level N a 2^N downsample. Arrays are
 indexed ``[z, y, x]``; points handed to samplers are ``(x, y, z)`` in level-0 voxels.
+
+Reading goes through zarr-python (:mod:`vcd.formats.zarrio`): zarr v2 or v3 levels, OME-Zarr 0.4
+(``.zattrs``) or 0.5 (``zarr.json``), local directories or remote ``http(s)://`` / ``s3://``
+stores. Writing (:func:`write_ome_zarr`, ``vcd convert``) stays zarr v2, the format VC3D reads.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ..errors import FormatError
 from ..kernels.sample import mark_chunks, sample_chunked
-from .jsonio import atomic_write_json, read_json
-from .zarr_v2 import ZarrArray, create_array, write_chunk
+from .jsonio import atomic_write_json
+from .zarrio import ZarrLevel, create_array, is_remote, join, multiscale_paths, open_group_attrs, read_bytes, \
+    write_chunk
 
 log = logging.getLogger("vcd.formats.volume")
 _warned_uint16: set[str] = set()
@@ -29,7 +35,8 @@ class Volume:
 
     path: Path
     meta: dict
-    levels: list[ZarrArray] = field(default_factory=list)
+    levels: list[ZarrLevel] = field(default_factory=list)
+    url: str | None = None   #: the remote location (``http(s)://…``), None for a local directory
 
     @property
     def voxelsize(self) -> float:
@@ -59,7 +66,7 @@ class Volume:
 def _to_u8(data: np.ndarray, path: Path) -> np.ndarray:
     if data.dtype == np.uint8:
         return data
-    key = str(path.parent)
+    key = str(Path(path).parent)
     if key not in _warned_uint16:
         _warned_uint16.add(key)
         log.warning("%s: uint16 volume converted on the fly (value // 257); run `vcd convert %s OUT.zarr "
@@ -69,15 +76,51 @@ def _to_u8(data: np.ndarray, path: Path) -> np.ndarray:
 
 def open_volume(path: str | os.PathLike) -> Volume:
     """Open and validate a VC3D volume directory, raising :class:`FormatError` with a fix."""
+    if is_remote(path):
+        return _open_remote(str(path).rstrip("/"))
     path = Path(path)
     if not path.is_dir():
         raise FormatError(path, "volume directory does not exist", "pass the path of a .zarr volume directory")
-    meta_path = path / "meta.json"
-    if not meta_path.exists():
+    meta = _check_meta(path / "meta.json", read_bytes(path / "meta.json"))
+    subdirs = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if "0" not in subdirs:
+        raise FormatError(path, "volume has no scale \"0\" (full-resolution array)",
+                          "store level 0 as sub-directory \"0\" (OME-Zarr multiscale)")
+    levels = [ZarrLevel.open(path / name) for name in subdirs]  # VC opens every sub-directory
+    return Volume(path, meta, _ordered(path, subdirs, levels))
+
+
+def _open_remote(url: str) -> Volume:
+    """A remote volume: ``meta.json`` and the levels the OME multiscales block lists (else 0, 1, …)."""
+    meta = _check_meta(join(url, "meta.json"), read_bytes(join(url, "meta.json")))
+    names = multiscale_paths(open_group_attrs(url))
+    levels = []
+    if names:
+        levels = [ZarrLevel.open(join(url, n)) for n in names]
+    else:  # no multiscales block: probe 0, 1, … as VC3D's level names
+        while True:
+            try:
+                levels.append(ZarrLevel.open(join(url, str(len(levels)))))
+            except FormatError:
+                if not levels:
+                    raise
+                break
+        names = [str(i) for i in range(len(levels))]
+    for lvl in levels[1:]:
+        if lvl.dtype != levels[0].dtype:
+            raise FormatError(lvl.location, "pyramid levels have different dtypes", "regenerate the pyramid")
+    return Volume(PurePosixPath(url.split("://", 1)[1]), meta, levels, url=url)  # multiscales: finest first
+
+
+def _check_meta(meta_path, raw: bytes | None) -> dict:
+    if raw is None:
         raise FormatError(meta_path, "volume has no meta.json (VC3D needs it)",
                           "create meta.json with type, uuid, name, width, height, slices, voxelsize and "
                           "\"format\": \"zarr\" (`vcd convert` writes one)")
-    meta = read_json(meta_path, "volume meta.json")
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise FormatError(meta_path, f"volume meta.json is not valid JSON ({exc})", "fix or rewrite it") from None
     if not isinstance(meta, dict):
         raise FormatError(meta_path, "meta.json is not a JSON object", "rewrite it as an object")
     if meta.get("format") != "zarr":
@@ -86,11 +129,11 @@ def open_volume(path: str | os.PathLike) -> Volume:
     if not isinstance(meta.get("voxelsize"), (int, float)) or isinstance(meta.get("voxelsize"), bool):
         raise FormatError(meta_path, "meta.json lacks a numeric \"voxelsize\" (µm per voxel)",
                           "add \"voxelsize\": <µm>, e.g. 7.91")
-    subdirs = sorted(p.name for p in path.iterdir() if p.is_dir())
-    if "0" not in subdirs:
-        raise FormatError(path, "volume has no scale \"0\" (full-resolution array)",
-                          "store level 0 as sub-directory \"0\" (OME-Zarr multiscale)")
-    levels = [ZarrArray.open(path / name) for name in subdirs]  # VC opens every sub-directory
+    return meta
+
+
+def _ordered(path, subdirs: list[str], levels: list[ZarrLevel]) -> list[ZarrLevel]:
+    """Levels in order 0..N (VC3D's names); gaps or strangers are an error."""
     by_name = dict(zip(subdirs, levels))
     ordered = []
     for i in range(len(subdirs)):
@@ -100,8 +143,8 @@ def open_volume(path: str | os.PathLike) -> Volume:
         ordered.append(by_name[str(i)])
     for i, lvl in enumerate(ordered[1:], 1):
         if lvl.dtype != ordered[0].dtype:
-            raise FormatError(lvl.path, "pyramid levels have different dtypes", "regenerate the pyramid")
-    return Volume(path, meta, ordered)
+            raise FormatError(lvl.location, "pyramid levels have different dtypes", "regenerate the pyramid")
+    return ordered
 
 
 class ChunkCache:
@@ -113,7 +156,7 @@ class ChunkCache:
     shape)``; Python callers use :meth:`sample`.
     """
 
-    def __init__(self, array: ZarrArray, cache_bytes: float = 1e9):
+    def __init__(self, array: ZarrLevel, cache_bytes: float = 1e9):
         self.array = array
         self.chunk_shape = np.asarray(array.chunks, dtype=np.int64)
         self.shape = np.asarray(array.shape, dtype=np.int64)
@@ -149,8 +192,7 @@ class ChunkCache:
             raise MemoryError(f"{len(cidx)} chunks needed at once but the cache holds {self.capacity}; "
                               "raise cache_size")
         needed = {int(np.ravel_multi_index(tuple(c), self.slots.shape)) for c in cidx}
-        for c in missing:
-            data = self.array.read_chunk(*c)
+        for c, data in zip(missing, self.array.read_chunks(missing)):
             if data is None:
                 self.slots[c] = -2
                 continue

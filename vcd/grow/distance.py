@@ -7,8 +7,9 @@ and exact up to 16 voxels), quantised to uint8 in units of 1/8 voxel (max 31.9 v
 .. math:: D(v) = \min_{s \in S} \lVert v - s \rVert_2, \qquad S = \{ s : \text{pred}(s) \ge t \}
 
 **Cache.** Files ``<cache_root>/dist-v1-t<t>-c64-b16/<cz>.<cy>.<cx>-<key>.u8`` where ``key`` is a
-hash of the bytes of every prediction chunk the distance chunk reads, plus the parameters — keyed
-by *content*, so regenerating a volume at the same path never reuses stale distances. Files are
+hash of the array metadata, the stored bytes of every prediction chunk the distance chunk reads
+(read through the zarr store, so local v2/v3 and remote volumes alike), plus the parameters —
+keyed by *content*, so regenerating a volume at the same path never reuses stale distances. Files are
 written to a unique temp name and renamed, so any number of processes (or machines on a shared
 filesystem) can fill the cache at once without torn files.
 
@@ -27,7 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..formats.jsonio import umask_mode
-from ..formats.zarr_v2 import ZarrArray
+from ..formats.zarrio import ZarrLevel
 
 CHUNK = 64
 BORDER = 16
@@ -38,7 +39,7 @@ FAR = 255            #: stored value for ≥ 31.9 voxels, unloaded chunks and ou
 class DistanceField:
     """Chunk pool of the distance field, loaded lazily; kernels sample ``pool``/``slots`` directly."""
 
-    def __init__(self, pred: ZarrArray, threshold: int = 170, cache_root: str | os.PathLike | None = None,
+    def __init__(self, pred: ZarrLevel, threshold: int = 170, cache_root: str | os.PathLike | None = None,
                  cache_bytes: float = 1e9):
         self.pred = pred
         self.threshold = int(threshold)
@@ -54,7 +55,7 @@ class DistanceField:
         if cache_root:
             self.cache_dir = Path(cache_root) / f"dist-v1-t{self.threshold}-c{CHUNK}-b{BORDER}"
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self._zarray_text = (pred.path / ".zarray").read_bytes()
+        self._meta_digest = pred.metadata_digest()
         self.computed = 0   # chunks computed (cache misses), for tests/benchmarks
         self.loaded = 0     # chunks read from the disk cache
 
@@ -69,14 +70,10 @@ class DistanceField:
                 for d in range(clo[2], chi[2] + 1)]
 
     def _content_key(self, c) -> str:
-        h = hashlib.sha1(self._zarray_text)
+        h = hashlib.sha1(self._meta_digest)
         h.update(f"t{self.threshold}c{CHUNK}b{BORDER}{c}".encode())
         for ic in self._input_chunks(c):
-            p = self.pred.chunk_path(*ic)
-            try:
-                h.update(hashlib.sha1(p.read_bytes()).digest())
-            except FileNotFoundError:
-                h.update(b"absent")
+            h.update(self.pred.chunk_digest(ic))
         return h.hexdigest()[:20]
 
     def compute_chunk(self, c) -> np.ndarray:

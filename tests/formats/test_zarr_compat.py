@@ -1,0 +1,167 @@
+"""Volumes through zarr-python: v3 (default codecs, OME-Zarr 0.5), remote over HTTP (issue 15 item 3)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from vcd.formats.convert import convert_volume
+from vcd.formats.tifxyz import read_surface
+from vcd.formats.volume import open_volume
+from vcd.synth import load_truth
+from vcd.synth.score import score_surface
+
+SMALL = dict(generations=25, step_size=5, min_area_cm=0.0001, seed=1)
+
+
+def _vcd(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vcd", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def write_v3_volume(src: Path, dst: Path, chunks=(32, 32, 32)) -> list[np.ndarray]:
+    """Rewrite the OME-Zarr v2 volume ``src`` as zarr v3 / OME-Zarr 0.5 with zarr-python's default
+    codecs (zstd, which VC3D cannot read); returns the level arrays ``[z, y, x]``."""
+    vol = open_volume(src)
+    datas = [lvl.read_all() for lvl in vol.levels]
+    datasets = [{"path": str(n), "coordinateTransformations": [{"type": "scale", "scale": [2.0 ** n] * 3}]}
+                for n in range(len(datas))]
+    zarr.open_group(str(dst), mode="w", zarr_format=3, attributes={"ome": {"version": "0.5", "multiscales": [
+        {"datasets": datasets, "axes": [{"name": a, "type": "space"} for a in "zyx"]}]}})
+    for n, d in enumerate(datas):
+        a = zarr.create_array(str(dst / str(n)), shape=d.shape, chunks=chunks, dtype=d.dtype, zarr_format=3)
+        a[...] = d
+    (dst / "meta.json").write_text((src / "meta.json").read_text())
+    assert (dst / "0" / "zarr.json").exists() and not (dst / "0" / ".zarray").exists()
+    return datas
+
+
+@pytest.fixture
+def v3_scroll(scroll_copy):
+    """The medium scroll with its prediction volume replaced by a zarr v3 copy."""
+    src = scroll_copy / "volumes" / "synth_pred.zarr"
+    dst = scroll_copy / "volumes" / "synth_pred_v3.zarr"
+    datas = write_v3_volume(src, dst)
+    return scroll_copy, dst, datas
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def http_server(root: Path):
+    """``python -m http.server`` on 127.0.0.1 serving ``root``; stopped on exit, also on failure."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                             "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):  # wait until it accepts connections (bounded by attempts, not a clock)
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _sample_points(shape, n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 3)) * (np.asarray(shape[::-1]) - 1)
+
+
+def test_v3_volume_opens_samples_and_info(v3_scroll):
+    vp, v3, datas = v3_scroll
+    vol = open_volume(v3)
+    assert vol.levels[0].zarr_format == 3 and [l.shape for l in vol.levels] == [d.shape for d in datas]
+    np.testing.assert_array_equal(vol.levels[0].read_all(), datas[0])
+    v2 = open_volume(vp / "volumes" / "synth_pred.zarr")
+    pts = _sample_points(datas[0].shape)
+    np.testing.assert_array_equal(vol.sampler().sample(pts), v2.sampler().sample(pts))
+    r = _vcd("info", v3, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["zarr_format"] == 3
+
+
+def test_v3_volume_grows_a_patch(v3_scroll, tmp_path):
+    vp, v3, _ = v3_scroll
+    t = load_truth(vp)
+    seed = t.point(t.theta0 + 0.55 * (t.theta1 - t.theta0), 48)
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps(SMALL))
+    r = _vcd("grow", v3, vp / "paths", params, *seed.tolist())
+    assert r.returncode == 0, r.stderr
+    name = r.stdout.split("wrote ")[1].split()[0]
+    sc = score_surface(read_surface(name).points, t)
+    assert sc["n_valid"] > 300 and sc["mean_dist"] <= 1.0 and sc["jumps"] == 0, sc
+
+
+def test_v3_volume_converts_to_vc3d_v2(v3_scroll, tmp_path):
+    vp, v3, datas = v3_scroll
+    r = _vcd("convert", v3, tmp_path / "out.zarr", "--algorithm", "max")
+    assert r.returncode == 0, r.stderr
+    za = json.loads((tmp_path / "out.zarr" / "0" / ".zarray").read_text())
+    assert za["zarr_format"] == 2 and za["dtype"] == "|u1" and za["compressor"]["id"] == "blosc"
+    assert za["fill_value"] == 0 and za["dimension_separator"] == "/" and not za["filters"]
+    out = open_volume(tmp_path / "out.zarr")
+    np.testing.assert_array_equal(out.levels[0].read_all(), datas[0])
+
+
+def test_uint16_v3_converts_with_warning(tmp_path):
+    d16 = (np.random.default_rng(4).random((20, 24, 28)) * 65535).astype(np.uint16)
+    src = tmp_path / "u16.zarr"
+    zarr.create_array(str(src / "0"), shape=d16.shape, chunks=(16, 16, 16), dtype="uint16", zarr_format=3)[...] = d16
+    (src / "meta.json").write_text(json.dumps({"format": "zarr", "voxelsize": 7.91}))
+    r = _vcd("convert", src, tmp_path / "u8.zarr")
+    assert r.returncode == 0, r.stderr
+    assert "uint16" in r.stderr and "vcd convert" in r.stderr
+    np.testing.assert_array_equal(open_volume(tmp_path / "u8.zarr").levels[0].read_all(), d16 // 257)
+
+
+@pytest.mark.parametrize("which", ["synth_pred.zarr", "synth_pred_v3.zarr"])
+def test_remote_volume_over_http_samples_the_same(v3_scroll, which):
+    pytest.importorskip("aiohttp")
+    vp, _, datas = v3_scroll
+    local = open_volume(vp / "volumes" / which)
+    pts = _sample_points(datas[0].shape, seed=1)
+    with http_server(vp / "volumes") as base:
+        url = f"{base}/{which}"
+        remote = open_volume(url)
+        assert remote.url == url and [l.shape for l in remote.levels] == [l.shape for l in local.levels]
+        np.testing.assert_array_equal(remote.sampler().sample(pts), local.sampler().sample(pts))
+        np.testing.assert_array_equal(remote.levels[1].read_all(), local.levels[1].read_all())
+        r = _vcd("info", url)
+        assert r.returncode == 0 and "zarr_format" in r.stdout, r.stderr
+
+
+def test_remote_dropped_connection_is_one_line_not_zeros(v3_scroll):
+    pytest.importorskip("aiohttp")
+    vp, _, _ = v3_scroll
+    from vcd.errors import FormatError
+    from vcd.formats import zarrio
+    with http_server(vp / "volumes") as base:
+        remote = open_volume(f"{base}/synth_pred_v3.zarr")
+    old = zarrio.RETRY_WAIT_S
+    zarrio.RETRY_WAIT_S = 0.01
+    try:
+        with pytest.raises(FormatError, match="cannot be read after") as ei:
+            remote.levels[0].read_chunk(1, 1, 1)   # the server is gone
+    finally:
+        zarrio.RETRY_WAIT_S = old
+    assert "zeros" in str(ei.value) and "\n" not in str(ei.value)
