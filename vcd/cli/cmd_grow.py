@@ -1,4 +1,8 @@
-"""``vcd grow VOLUME PATHS PARAMS.json [X Y Z]`` and ``vcd seg-add-overlap TGT_DIR SEGMENT_DIR``."""
+"""``vcd grow`` (``vc_grow_seg_from_seed``) and ``vcd seg-add-overlap`` / ``vcd add-overlap``.
+
+``vcd grow`` takes both of VC3D's command lines: the tutorial's positional form
+``VOLUME PATHS PARAMS.json [X Y Z]`` and today's named form ``-v VOLUME -t PATHS -p PARAMS.json
+[-s X Y Z]`` (``--volume``, ``--target-dir``, ``--params``, ``--seed``)."""
 
 from __future__ import annotations
 
@@ -9,8 +13,25 @@ from ..errors import InputError
 from ..formats.jsonio import read_json
 
 
+def _named_or_positional(args, pairs) -> None:
+    """Fill ``args.<dest>`` from the named option or the positional; both given and different is an error."""
+    for dest, flag in pairs:
+        named, pos = getattr(args, f"opt_{dest}"), getattr(args, dest)
+        if named is not None and pos is not None and named != pos:
+            raise InputError(None, f"{flag} {named!r} and the positional {pos!r} disagree", "give only one of them")
+        setattr(args, dest, named if named is not None else pos)
+        if getattr(args, dest) is None:
+            raise InputError(None, f"missing {flag}", "vcd grow -v VOLUME -t PATHS -p PARAMS.json [-s X Y Z] "
+                             "(or the positional form: vcd grow VOLUME PATHS PARAMS.json [X Y Z])")
+
+
 def _grow(args) -> int:
     from ..jobs import JobContext
+    _named_or_positional(args, [("volume", "-v/--volume"), ("paths", "-t/--target-dir"), ("params", "-p/--params")])
+    if args.opt_seed is not None:
+        if args.xyz:
+            raise InputError(None, "seed given twice (-s and positional X Y Z)", "give only one of them")
+        args.xyz = args.opt_seed
     from ..grow.grower import format_stats
     from ..jobs._grow_common import run_grow_job
     params = read_json(args.params, "params JSON")
@@ -58,11 +79,17 @@ def _add_overlap(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("grow", help="grow a patch (vc_grow_seg_from_seed): VOLUME PATHS PARAMS.json [X Y Z]")
-    p.add_argument("volume", help="surface-prediction volume (.zarr)")
-    p.add_argument("paths", help="output directory (the volpkg's paths/)")
-    p.add_argument("params", help="params JSON (VC3D keys: mode, generations, step_size, min_area_cm, ...)")
+    p = sub.add_parser("grow", help="grow a patch (vc_grow_seg_from_seed): -v VOLUME -t PATHS -p PARAMS.json "
+                       "[-s X Y Z], or VOLUME PATHS PARAMS.json [X Y Z]")
+    p.add_argument("volume", nargs="?", help="surface-prediction volume (.zarr, local or http(s)://)")
+    p.add_argument("paths", nargs="?", help="output directory (the volpkg's paths/)")
+    p.add_argument("params", nargs="?", help="params JSON (VC3D keys: mode, generations, step_size, min_area_cm, ...)")
     p.add_argument("xyz", nargs="*", help="explicit seed X Y Z (level-0 voxels)")
+    p.add_argument("-v", "--volume", dest="opt_volume", metavar="VOLUME", help="as VC3D's vc_grow_seg_from_seed -v")
+    p.add_argument("-t", "--target-dir", dest="opt_paths", metavar="PATHS", help="output directory (VC3D's -t)")
+    p.add_argument("-p", "--params", dest="opt_params", metavar="PARAMS", help="params JSON (VC3D's -p)")
+    p.add_argument("-s", "--seed", dest="opt_seed", nargs=3, metavar=("X", "Y", "Z"),
+                   help="explicit seed (level-0 voxels; VC3D's -s)")
     p.set_defaults(func=_grow)
     p = sub.add_parser("seg-add-overlap", aliases=["add-overlap"],
                        help="link a segment to overlapping patches (vc_seg_add_overlap); --repair fixes one-sided links")

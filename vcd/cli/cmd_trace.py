@@ -1,4 +1,9 @@
-"""``vcd trace VOLUME PATHS OUT_DIR PARAMS.json SEED_PATCH`` (``vc_grow_seg_from_segments``)."""
+"""``vcd trace`` (``vc_grow_seg_from_segments``) and ``vcd checkpoint``.
+
+``vcd trace`` takes the tutorial's positional form ``VOLUME PATHS OUT_DIR PARAMS.json SEED_PATCH`` and
+the named form ``-v VOLUME -s PATHS -t OUT_DIR -p PARAMS.json --src-segment SEED_PATCH``;
+``--resume TRACE`` traces again with what ``TRACE`` recorded (volume, patch directory, params, seed)
+unless given, writing a new ``auto_trace_*`` with ``retrace_of`` = ``TRACE`` (the old one is kept)."""
 
 from __future__ import annotations
 
@@ -8,14 +13,52 @@ from ..errors import InputError
 from ..formats.jsonio import read_json
 
 
+_FLAGS = [("volume", "-v/--volume"), ("paths", "-s/--src-dir"), ("out_dir", "-t/--target-dir"),
+          ("params", "-p/--params"), ("seed", "--src-segment")]
+_USAGE = ("vcd trace -v VOLUME -s PATHS -t OUT_DIR -p PARAMS.json --src-segment SEED [--resume TRACE] "
+          "(or: vcd trace VOLUME PATHS OUT_DIR PARAMS.json SEED)")
+
+
+def _resolve(args) -> dict | None:
+    """Named options over positionals; with ``--resume`` the trace's recorded provenance fills the rest.
+
+    Returns the resumed trace's recorded params (or None)."""
+    recorded = {}
+    if args.resume:
+        from ..trace.run import PROVENANCE
+        trace = Path(args.resume)
+        prov_path = trace / PROVENANCE
+        if not prov_path.exists():
+            raise InputError(trace, f"--resume: the trace has no {PROVENANCE}",
+                             "only traces made by vcd can be resumed; give all arguments to trace anew")
+        prov = read_json(prov_path, "trace provenance")
+        recorded = {"volume": prov.get("volume"), "paths": prov.get("src_dir"), "out_dir": str(trace.parent),
+                    "seed": str(Path(prov["src_dir"]) / prov["seed"]) if prov.get("src_dir") and prov.get("seed")
+                    else None}
+    for dest, flag in _FLAGS:
+        named, pos = getattr(args, f"opt_{dest}"), getattr(args, dest)
+        if named is not None and pos is not None and named != pos:
+            raise InputError(None, f"{flag} {named!r} and the positional {pos!r} disagree", "give only one of them")
+        value = named if named is not None else pos if pos is not None else recorded.get(dest)
+        if value is None and not (dest == "params" and args.resume):
+            raise InputError(None, f"missing {flag}", _USAGE)
+        setattr(args, dest, value)
+    return (prov.get("params") or {}) if args.resume else None
+
+
 def _trace(args) -> int:
     from ..jobs import JobContext
     from ..trace.run import run_trace
-    params = read_json(args.params, "trace params JSON")
+    recorded_params = _resolve(args)
+    if args.params is not None:
+        params = read_json(args.params, "trace params JSON")
+    else:
+        params = dict(recorded_params or {})
     if not isinstance(params, dict):
         raise InputError(args.params, "params must be a JSON object", "write {\"step\": 10, ...}")
     ctx = JobContext()
-    res = run_trace(args.volume, args.paths, args.out_dir, params, args.seed, progress=ctx.progress, warn=ctx.warn)
+    res = run_trace(args.volume, args.paths, args.out_dir, params, args.seed, progress=ctx.progress, warn=ctx.warn,
+                    retrace_of=Path(args.resume).name if args.resume else None)
     print(f"wrote {Path(args.out_dir) / res['written']}: {res['corners']} corners, {res['area_cm2']:.4f} cm², "
           f"{res['patches_used']} patches, {res['qa_suspicious']} suspicious corners (qa.png); stopped: "
           f"{res['stop_reason']}")
@@ -36,10 +79,19 @@ def register(sub) -> None:
     p.add_argument("--mask", help="extra mask (page 0: 0 = drop) applied to the trace")
     p.add_argument("--user", default="", help="user recorded in the approved tag")
     p.set_defaults(func=_checkpoint)
-    p = sub.add_parser("trace", help="trace a large surface by patch consensus (vc_grow_seg_from_segments)")
-    p.add_argument("volume", help="volume (.zarr; read for voxelsize)")
-    p.add_argument("paths", help="patch directory (paths/)")
-    p.add_argument("out_dir", help="output directory (e.g. traces/)")
-    p.add_argument("params", help="params JSON (VC3D keys: step, src_step, consensus_default_th, ...)")
-    p.add_argument("seed", help="seed patch directory")
+    p = sub.add_parser("trace", help="trace a large surface by patch consensus (vc_grow_seg_from_segments): "
+                       + _USAGE)
+    p.add_argument("volume", nargs="?", help="volume (.zarr; read for voxelsize)")
+    p.add_argument("paths", nargs="?", help="patch directory (paths/)")
+    p.add_argument("out_dir", nargs="?", help="output directory (e.g. traces/)")
+    p.add_argument("params", nargs="?", help="params JSON (VC3D keys: step, src_step, consensus_default_th, ...)")
+    p.add_argument("seed", nargs="?", help="seed patch directory")
+    p.add_argument("-v", "--volume", dest="opt_volume", metavar="VOLUME", help="volume (VC3D's -v)")
+    p.add_argument("-s", "--src-dir", dest="opt_paths", metavar="PATHS", help="patch directory (VC3D's -s)")
+    p.add_argument("-t", "--target-dir", dest="opt_out_dir", metavar="OUT_DIR", help="output directory (VC3D's -t)")
+    p.add_argument("-p", "--params", dest="opt_params", metavar="PARAMS", help="params JSON (VC3D's -p)")
+    p.add_argument("--src-segment", dest="opt_seed", metavar="SEED", help="seed patch directory (VC3D's --src-segment)")
+    p.add_argument("--resume", metavar="TRACE",
+                   help="trace again from what TRACE recorded (volume, paths, params, seed) unless given; "
+                        "the new trace records retrace_of")
     p.set_defaults(func=_trace)
