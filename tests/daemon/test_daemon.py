@@ -397,3 +397,22 @@ def test_submit_trace_as_the_readme_shows_with_paths_from_the_callers_directory(
     h = _ctl(vp, "submit", "trace", "--help")
     assert h.returncode == 0 and "seed" in h.stdout and "src_step" in h.stdout, h.stdout
     assert d.stop() == 0
+
+
+def test_ctrl_c_inside_a_numba_kernel_is_an_interrupt_not_a_traceback(capsys):
+    """numba re-raises a KeyboardInterrupt from a kernel's callback as ``SystemError`` (seen with
+    ``vcd trace``): the CLI still exits 130 with one line; other SystemErrors are not swallowed."""
+    from vcd.cli.main import guarded
+
+    def kernel_interrupted():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemError("<numba function> returned a result with an exception set")
+    assert guarded(kernel_interrupted) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+    def other():
+        raise SystemError("a real bug")
+    with pytest.raises(SystemError):
+        guarded(other)
