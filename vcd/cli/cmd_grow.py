@@ -25,6 +25,22 @@ def _named_or_positional(args, pairs) -> None:
                              "(or the positional form: vcd grow VOLUME PATHS PARAMS.json [X Y Z])")
 
 
+_JOB_KEYS = ("volume", "paths", "seed_point")
+
+
+def _checked_params(path) -> dict:
+    """The params file, checked once (unknown keys: one warning each naming the file and the closest
+    key) and without its unknown keys (so the job layer does not warn again)."""
+    from ..grow.params import GrowParams
+    params = read_json(path, "params JSON")
+    if not isinstance(params, dict):
+        raise InputError(path, "params must be a JSON object", "write {\"mode\": \"seed\", ...}")
+    tool = {k: v for k, v in params.items() if k not in _JOB_KEYS}
+    GrowParams.from_dict(tool, source=str(path), warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    known = GrowParams.known_keys() | set(_JOB_KEYS)
+    return {k: v for k, v in params.items() if k in known}
+
+
 def _grow(args) -> int:
     from ..jobs import JobContext
     _named_or_positional(args, [("volume", "-v/--volume"), ("paths", "-t/--target-dir"), ("params", "-p/--params")])
@@ -34,9 +50,7 @@ def _grow(args) -> int:
         args.xyz = args.opt_seed
     from ..grow.grower import format_stats
     from ..jobs._grow_common import run_grow_job
-    params = read_json(args.params, "params JSON")
-    if not isinstance(params, dict):
-        raise InputError(args.params, "params must be a JSON object", "write {\"mode\": \"seed\", ...}")
+    params = _checked_params(args.params)
     seed = None
     if args.xyz:
         if len(args.xyz) != 3:

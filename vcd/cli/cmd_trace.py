@@ -46,6 +46,16 @@ def _resolve(args) -> dict | None:
     return (prov.get("params") or {}) if args.resume else None
 
 
+def _checked_params(params: dict, source) -> dict:
+    """``params`` checked once (types; unknown keys: one warning each naming the file and the closest
+    key), without its unknown keys (so the tracer does not warn again)."""
+    import sys
+    from ..trace.params import TraceParams
+    TraceParams.from_dict(params, source=str(source), warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    known = TraceParams.known_keys()
+    return {k: v for k, v in params.items() if k in known}
+
+
 def _trace(args) -> int:
     from ..jobs import JobContext
     from ..trace.run import run_trace
@@ -56,6 +66,7 @@ def _trace(args) -> int:
         params = dict(recorded_params or {})
     if not isinstance(params, dict):
         raise InputError(args.params, "params must be a JSON object", "write {\"step\": 10, ...}")
+    params = _checked_params(params, args.params or args.resume)
     ctx = JobContext()
     res = run_trace(args.volume, args.paths, args.out_dir, params, args.seed, progress=ctx.progress, warn=ctx.warn,
                     retrace_of=Path(args.resume).name if args.resume else None)

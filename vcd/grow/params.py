@@ -15,6 +15,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import InputError
+from ..formats.paramkeys import warn_unknown
+
+#: VC3D keys vcd accepts without using them (no "unknown param" warning)
+VC3D_IGNORED = ("use_cuda", "rewind_gen", "min_on_prediction_support", "require_on_prediction_support")
 
 
 @dataclass
@@ -37,10 +41,12 @@ class GrowParams:
     bridge_cells: int = 2              #: vcd: grid cells a patch may continue across a hole in the prediction
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "params") -> "GrowParams":
-        """Build from a params JSON object; unknown keys are kept out, wrong types raise InputError."""
+    def from_dict(cls, d: dict, source: str = "params", warn=None) -> "GrowParams":
+        """Build from a params JSON object; wrong types raise InputError, unknown keys are left out
+        with one warning each naming the closest known key (``warn``, default the log)."""
         if not isinstance(d, dict):
             raise InputError(source, "params must be a JSON object", "write {\"mode\": \"seed\", ...}")
+        warn_unknown(d, cls.known_keys(), source, warn)
         kw = {}
         for f in fields(cls):
             if f.name not in d or d[f.name] is None:
@@ -65,6 +71,11 @@ class GrowParams:
         if p.step_size <= 0 or p.generations < 0:
             raise InputError(source, "step_size must be > 0 and generations >= 0", "fix the params")
         return p
+
+    @classmethod
+    def known_keys(cls) -> set[str]:
+        """Every key a params file may hold: the fields and VC3D keys accepted without use."""
+        return {f.name for f in fields(cls)} | set(VC3D_IGNORED)
 
     def to_dict(self) -> dict:
         return asdict(self)

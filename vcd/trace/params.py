@@ -13,6 +13,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import InputError
+from ..formats.paramkeys import parse_bool, warn_unknown
+
+#: keys of VC3D's tracer params vcd accepts without using them (no "unknown param" warning);
+#: ``z_min``/``z_max`` are read into ``z_range``, ``tgt_dir`` is what VC3D records in a trace's meta
+VC3D_IGNORED = ("use_cuda", "generations", "rewind_gen", "step_size", "z_min", "z_max", "tgt_dir")
 
 
 @dataclass
@@ -44,9 +49,12 @@ class TraceParams:
     bridge_cells: int = 3
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "params") -> "TraceParams":
+    def from_dict(cls, d: dict, source: str = "params", warn=None) -> "TraceParams":
+        """Build from a params JSON object; wrong types raise InputError (booleans must be JSON
+        booleans or "true"/"false"), unknown keys get one warning each naming the closest known key."""
         if not isinstance(d, dict):
             raise InputError(source, "params must be a JSON object", "write {\"step\": 10, ...}")
+        warn_unknown(d, cls.known_keys(), source, warn)
         kw = {}
         for f in fields(cls):
             if f.name not in d:
@@ -54,7 +62,7 @@ class TraceParams:
             v = d[f.name]
             try:
                 if f.type == "bool":
-                    v = bool(v)
+                    v = parse_bool(v, f.name, source)
                 elif f.type == "int":
                     v = int(v)
                 elif f.type == "float":
@@ -71,6 +79,11 @@ class TraceParams:
         if p.step <= 0 or p.src_step <= 0:
             raise InputError(source, "step and src_step must be > 0", "use the patches' step_size as src_step")
         return p
+
+    @classmethod
+    def known_keys(cls) -> set[str]:
+        """Every key a params file may hold: the fields and VC3D keys accepted without use."""
+        return {f.name for f in fields(cls)} | set(VC3D_IGNORED)
 
     @property
     def cell(self) -> float:
