@@ -165,3 +165,17 @@ def test_remote_dropped_connection_is_one_line_not_zeros(v3_scroll):
     finally:
         zarrio.RETRY_WAIT_S = old
     assert "zeros" in str(ei.value) and "\n" not in str(ei.value)
+
+
+def test_remote_v3_volume_grows_a_patch(v3_scroll, tmp_path):
+    pytest.importorskip("aiohttp")
+    vp, _, _ = v3_scroll
+    t = load_truth(vp)
+    seed = t.point(t.theta0 + 0.55 * (t.theta1 - t.theta0), 48)
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps(dict(SMALL, cache_root=str(tmp_path / "cache"))))
+    with http_server(vp / "volumes") as base:
+        r = _vcd("grow", "-v", f"{base}/synth_pred_v3.zarr", "-t", vp / "paths", "-p", params, "-s", *seed.tolist())
+    assert r.returncode == 0, r.stderr
+    sc = score_surface(read_surface(r.stdout.split("wrote ")[1].split()[0]).points, t)
+    assert sc["n_valid"] > 300 and sc["mean_dist"] <= 1.0 and sc["jumps"] == 0, sc
