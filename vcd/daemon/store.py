@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -58,6 +59,7 @@ class SqliteStore:
         self.conn = connect(self.path)
         self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
+        self._tx_lock = threading.RLock()  # threads sharing this store take turns with whole transactions
         self.migrate()
 
     def close(self) -> None:
@@ -66,7 +68,14 @@ class SqliteStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
         """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception).
-        Re-entrant: an inner block is part of the outer transaction."""
+        Re-entrant: an inner block is part of the outer transaction; another thread using the same
+        store waits for the whole transaction."""
+        with self._tx_lock:
+            with self._transaction() as db:
+                yield db
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite_utils.Database]:
         if self._depth:
             self._depth += 1
             try:
