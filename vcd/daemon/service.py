@@ -117,11 +117,13 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
         if stale.is_dir() and time.time() - stale.stat().st_mtime > 3600:
             import shutil
             shutil.rmtree(stale, ignore_errors=True)
+    # watch first, then scan: a surface written while the daemon starts is seen by one or the other (it
+    # used to be missed until the next reconcile when it landed between the scan and the watcher's start)
+    watcher.start()
     n = watcher.scan()
     sched = Scheduler(volpkg, queue_path, cfg, lambda: prediction_volume(volpkg, cfg), watcher, log, pool)
     log.info("daemon_started", volume=str(sched.volume()), surfaces=n, metrics=addr, workers=cfg["daemon"]["workers"],
              executor=cfg["daemon"]["executor"], pid=os.getpid())
-    watcher.start()
     pool.start()
     tgt = int(sched.grow_params("expand").get("tgt_overlap_count", 20))
     sched.start()
