@@ -92,6 +92,7 @@ class Scheduler:
         self.pool = pool
         self._lock = threading.Lock()
         self._params_error = ""
+        self._params_warned: set[str] = set()
         self._backing_off = False
         self._warned_backoff = False
         self.sched = BackgroundScheduler(daemon=True)
@@ -117,7 +118,13 @@ class Scheduler:
         overrides, the prediction volume and ``paths/`` (raises InputError for a bad params file)."""
         module = seed if kind == "seed" else expand
         return module.params_for(job_params(self.cfg, self.volpkg, kind), str(self.volume()),
-                                 str(self.volpkg / "paths"))
+                                 str(self.volpkg / "paths"), warn=self._warn_once)
+
+    def _warn_once(self, message: str) -> None:
+        """A params-file warning (e.g. an unknown key), logged once per daemon run, not every tick."""
+        if message not in self._params_warned:
+            self._params_warned.add(message)
+            self.log.warning("params_warning", message=message)
 
     def grow_params(self, kind: str) -> dict:
         """:meth:`growth_params` as the job's JSON dict; while the params file does not parse, its

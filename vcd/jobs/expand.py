@@ -20,9 +20,10 @@ class Params(GrowJobParams):
 SPEC = JobSpec(KIND, Params, priority=1, retry=Retry(max_attempts=3, backoff_s=5.0))
 
 
-def params_for(raw: dict, volume: str, paths: str) -> Params:
-    """Params of an expand job from a params file's dict (``expand.json`` + overrides), the volume and ``paths/``."""
-    return with_mode(SPEC.parse({**raw, "volume": str(volume), "paths": str(paths)}), "expansion")
+def params_for(raw: dict, volume: str, paths: str, warn=None) -> Params:
+    """Params of an expand job from a params file's dict (``expand.json`` + overrides), the volume and
+    ``paths/``; ``warn`` gets the unknown-key warnings."""
+    return with_mode(SPEC.parse({**raw, "volume": str(volume), "paths": str(paths)}, warn), "expansion")
 
 
 def run(params: dict, ctx) -> dict:

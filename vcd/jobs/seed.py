@@ -20,9 +20,10 @@ class Params(SeedJobParams):
 SPEC = JobSpec(KIND, Params, priority=2, retry=Retry(max_attempts=3, backoff_s=5.0))
 
 
-def params_for(raw: dict, volume: str, paths: str, seed_point=None) -> Params:
-    """Params of a seed job from a params file's dict (``seed.json`` + overrides), the volume and ``paths/``."""
-    p = SPEC.parse({**raw, "volume": str(volume), "paths": str(paths), "seed_point": seed_point})
+def params_for(raw: dict, volume: str, paths: str, seed_point=None, warn=None) -> Params:
+    """Params of a seed job from a params file's dict (``seed.json`` + overrides), the volume and
+    ``paths/``; ``warn`` gets the unknown-key warnings."""
+    p = SPEC.parse({**raw, "volume": str(volume), "paths": str(paths), "seed_point": seed_point}, warn)
     return with_mode(p, "seed")
 
 

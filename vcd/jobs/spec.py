@@ -110,8 +110,9 @@ class JobSpec:
     retry: Retry = Retry()
 
     # ------------------------------------------------------------------ params
-    def parse(self, raw: dict | Any) -> Any:
-        """``Params`` from a JSON dict (or a ``Params``, returned as is). Raises InputError."""
+    def parse(self, raw: dict | Any, warn: Callable[[str], None] | None = None) -> Any:
+        """``Params`` from a JSON dict (or a ``Params``, returned as is). Raises InputError. ``warn``
+        receives the embedded tool params' warnings (unknown keys; default: the log)."""
         if isinstance(raw, self.params):
             return raw
         if not isinstance(raw, dict):
@@ -129,7 +130,7 @@ class JobSpec:
                                  f"pass {', '.join(self.required())} (see `vcdctl submit {self.kind} --help`)")
         rest = {k: v for k, v in raw.items() if k not in own}
         if emb is not None:
-            kw[emb.name] = emb.metadata["embedded"].from_dict(rest, source=f"{self.kind} job params")
+            kw[emb.name] = emb.metadata["embedded"].from_dict(rest, source=f"{self.kind} job params", warn=warn)
         elif rest:
             raise InputError(None, f"{self.kind} job params have unknown key(s) {sorted(rest)}",
                              f"valid keys: {sorted(own)}")
