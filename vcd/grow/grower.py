@@ -89,12 +89,12 @@ def format_stats(stats: dict) -> str:
             f"corners; refused fringe corners: {shares}")
 
 
-def _audited_component(pos, state, tref, bridge, field, seed_rc) -> np.ndarray:
+def _audited_component(pos, state, tref, bridge, step, field, seed_rc) -> np.ndarray:
     """Corners joined to the seed corner by edges that stay on one band (:func:`K.audit_edges`),
     [rows, cols] bool: a part reached only through band-changing edges is cut off."""
     bad_r = np.zeros(state.shape, bool)
     bad_c = np.zeros(state.shape, bool)
-    K.audit_edges(pos, state, tref, bridge, field.pool, field.slots, field.shape, bad_r, bad_c)
+    K.audit_edges(pos, state, tref, bridge, step, field.pool, field.slots, field.shape, bad_r, bad_c)
     on = state == K.ON_SURFACE
     R, C = on.shape
     idx = np.arange(R * C).reshape(R, C)
@@ -262,7 +262,7 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     on = state == K.ON_SURFACE
     on &= (bridge == 0) | K.spanning_bridges(on, bridge)  # bridges that hang off the rim go
     if sheet_gap > 0:
-        on &= _audited_component(pos, state, tref, bridge, field, (c0, c0))
+        on &= _audited_component(pos, state, tref, bridge, step, field, (c0, c0))
     rows = np.nonzero(on.any(1))[0]
     cols = np.nonzero(on.any(0))[0]
     r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, size)
@@ -275,6 +275,10 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     for k in range(1, K.N_REASONS):
         refusals[OUTCOMES[k][1]] += int(stats[k])
     detail = {OUTCOMES[k][0]: int(stats[k]) for k in range(K.N_REASONS) if stats[k]}
+    if not quads.any():
+        res = _empty(f"no quad left after the sheet audit ({reason})")
+        res.refusals, res.attempts, res.detail = refusals, int(stats.sum()), detail
+        return res
     return GrowResult(pts, gens, int(onc.sum()), int(g), float(quads.sum() * step * step), reason, refusals,
                       int(stats.sum()), p0, detail, why[r0:r1, c0_:c1].copy(), (bridge > 0)[r0:r1, c0_:c1] & onc,
                       np.where(on, tref, 0)[r0:r1, c0_:c1].astype(np.float32))

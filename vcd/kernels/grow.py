@@ -339,6 +339,19 @@ def bridge_depth(state, bridge, r, c):
 
 
 @nb.njit(cache=True)
+def beside_sheet(pool, slots, shape, p, n, t_ref, step):
+    """True if a point ``p`` placed across a hole has another sheet beside it rather than only the
+    hole's rim around it: a band within reach along the normal ``n``, or a nearest surface (within
+    the in-plane tolerance) that lies more along ``n`` than in the tangent plane."""
+    reach = 0.5 * t_ref + 1.0 + SB.in_plane_tolerance(t_ref, step)
+    if not SB.clear_of_bands(pool, slots, shape, p, n, reach):
+        return True
+    d, gx, gy, gz = dist_grad(pool, slots, shape, p[0], p[1], p[2])
+    g = math.sqrt(gx * gx + gy * gy + gz * gz)
+    return d < reach and g > 1e-6 and abs(gx * n[0] + gy * n[1] + gz * n[2]) > 0.6 * g
+
+
+@nb.njit(cache=True)
 def judge_bridge(pos, state, tref, bridge, r, c, p, n, step, w, max_bridge, pool, slots, shape, band):
     """A corner in a hole of the prediction, placed by the grid's spacing and straightness alone
     (re-solved from its extrapolated guess with the surface terms of ``w`` off, so that it is not
@@ -364,7 +377,7 @@ def judge_bridge(pos, state, tref, bridge, r, c, p, n, step, w, max_bridge, pool
     t_ref = max(neighbour_t_ref(state, tref, r, c), 1.0)
     if not SB.line_inside(p, n, 0.5 * t_ref + 1.0 + SB.in_plane_tolerance(t_ref, step), shape):
         return BOUNDS
-    if not SB.clear_of_bands(pool, slots, shape, p, n, 0.5 * t_ref + 1.0 + SB.in_plane_tolerance(t_ref, step)):
+    if beside_sheet(pool, slots, shape, p, n, t_ref, step):
         return BRIDGE_BESIDE_SHEET
     R, C = state.shape
     for k in range(4):
@@ -590,11 +603,12 @@ def refine_recent(pos, state, gen, tref, bridge, g_min, step, w, accept, gap, ma
 
 
 @nb.njit(cache=True)
-def audit_edges(pos, state, tref, bridge, pool, slots, shape, bad_r, bad_c):
+def audit_edges(pos, state, tref, bridge, step, pool, slots, shape, bad_r, bad_c):
     """Re-check every edge of the finished grid with :func:`~vcd.kernels.sheetband.edge_follows_band`,
     using normals from the final grid (early corners were judged with few neighbours). Marks
     ``bad_r[r, c]`` (edge (r, c)–(r+1, c)) and ``bad_c[r, c]`` (edge (r, c)–(r, c+1)) where an edge
-    changes band; returns the number of such edges."""
+    changes band, and cuts off bridged corners that lie beside another sheet (:func:`beside_sheet`);
+    returns the number of such edges and corners."""
     R, C = state.shape
     n = np.empty(3)
     bad = 0
@@ -603,6 +617,15 @@ def audit_edges(pos, state, tref, bridge, pool, slots, shape, bad_r, bad_c):
             if state[r, c] != ON_SURFACE or not corner_normal(pos, state, r, c, pos[r, c], n):
                 continue
             t_ref = max(tref[r, c], 1.0)
+            if bridge[r, c] > 0 and beside_sheet(pool, slots, shape, pos[r, c], n, t_ref, step):
+                bad_r[r, c] = True  # cut the corner off from its neighbours
+                bad_c[r, c] = True
+                if r > 0:
+                    bad_r[r - 1, c] = True
+                if c > 0:
+                    bad_c[r, c - 1] = True
+                bad += 1
+                continue
             for k in range(2):
                 rr, cc = r + (1 - k), c + k
                 if rr >= R or cc >= C or state[rr, cc] != ON_SURFACE:

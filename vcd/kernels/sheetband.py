@@ -165,17 +165,17 @@ def next_t_ref(t_ref, t):
 
 
 @nb.njit(cache=True)
-def band_centre(pool, slots, shape, s, n, search, t_ref):
-    """(offset along ``n`` of the centre of the band nearest to point ``s`` within ``±search``, its
-    thickness), voxels, runs that fit in one band of thickness ``t_ref`` merged; (NaN, 0) if no band
-    is there (a hole)."""
+def band_interval(pool, slots, shape, s, n, search, t_ref):
+    """(found, h_lo, h_hi): the extent along ``n`` (voxels from point ``s``) of the band nearest to
+    ``s`` within ``±search``, runs that fit in one band of thickness ``t_ref`` merged; not found in a
+    hole."""
     found, lo, hi = own_band(pool, slots, shape, s, n, search)
     if not found:
-        return math.nan, 0.0
+        return False, 0.0, 0.0
     reach = 1.25 * t_ref + MERGE_SLACK + 1.0
     _, lo, hi = side_clearance(pool, slots, shape, s, n, hi, 1.0, lo, hi, t_ref, reach)
     _, lo, hi = side_clearance(pool, slots, shape, s, n, lo, -1.0, lo, hi, t_ref, reach)
-    return 0.5 * (lo + hi), hi - lo
+    return True, lo, hi
 
 
 EDGE_OK, EDGE_SWITCH, EDGE_HOLE = 0, 1, 2
@@ -193,41 +193,50 @@ def edge_follows_band(pool, slots, shape, q, p, n, t_ref, max_hole, q_on_band, p
     r"""``EDGE_OK`` if the straight edge ``q → p`` (both centred in their bands) stays on one band,
     ``EDGE_SWITCH`` if it changes band, ``EDGE_HOLE`` if it crosses too long a hole.
 
-    Every 0.5 voxel along the edge the band centre nearest the edge is found along ``n``; its offset
-    :math:`h_c` must change by less than :math:`\max(1, t_{ref}/2)` voxels between samples and stay
-    within :math:`t_{ref}/2 + 1.5` voxels of the edge, and the band may not thicken into a fused band
-    (:math:`t > 1.4\,t_{ref} + 1`, where two wraps merge and a walk could slide from one to the
-    other). Crossing to a neighbouring wrap makes
-    :math:`h_c` jump by the wrap spacing, whatever the gap between the bands; samples with no band
-    (dropout holes) are skipped, but at most ``max_hole`` voxels of the edge in a row. When ``q``
-    is a bridged corner (in a hole, ``q_on_band`` False) the walk starts from the first band met; when
-    either end is bridged, ``p`` must also lie within :func:`in_plane_tolerance` of ``q`` along ``n``
-    (a corner seen through a hole on the next wrap is not a continuation)."""
+    The band is *tracked* along the edge, every voxel: its centre offset :math:`c` along ``n``
+    (starting at 0, the centre of ``q``'s band) is updated from the band found within
+    :math:`\pm j` of :math:`c`, :math:`j = \max(1, t_{ref}/2)`. A sample where no band lies there
+    (a dropout blob, or a sliver of band left by one) is skipped — at most ``max_hole`` voxels in a
+    row. At ``p`` the tracked band must be ``p``'s own: :math:`|c| \le j`. Stepping onto a
+    neighbouring wrap leaves the tracked band one wrap spacing away from ``p``, whatever the gap
+    between the bands. The tracked band may not thicken into a fused band either
+    (:math:`t > 1.4\,t_{ref} + 1`, where two wraps merge and the tracking could slide across).
+    When ``q`` is a bridged corner (in a hole, ``q_on_band`` False) tracking starts at the first
+    band met near the edge; when either end is bridged, ``p`` must also lie within
+    :func:`in_plane_tolerance` of ``q`` along ``n`` (a corner seen through a hole on the next wrap
+    is not a continuation)."""
     ex, ey, ez = p[0] - q[0], p[1] - q[1], p[2] - q[2]
     L = math.sqrt(ex * ex + ey * ey + ez * ez)
     if not (q_on_band and p_on_band) and abs(ex * n[0] + ey * n[1] + ez * n[2]) > in_plane_tolerance(t_ref, L):
         return EDGE_SWITCH
     ns = int(L) + 1
-    search = 0.5 * t_ref + 1.5
-    jump = max(1.0, 0.5 * t_ref)
-    prev = 0.0
-    started = q_on_band
-    hole = 0.0
+    tr = max(t_ref, 1.0)
+    jump = max(1.0, 0.5 * tr)
+    fused = FUSE_RATIO * tr + FUSE_SLACK
+    tracked = q_on_band
+    c = 0.0
+    miss = 0.0
     s = np.empty(3)
     for k in range(1, ns + 1):
         t = k / ns
-        s[0], s[1], s[2] = q[0] + t * ex, q[1] + t * ey, q[2] + t * ez
-        hc, th = band_centre(pool, slots, shape, s, n, search, max(t_ref, 1.0))
-        if math.isnan(hc):
-            hole += L / ns
-            if hole > max_hole and (started or k == ns):
+        if tracked:
+            s[0], s[1], s[2] = q[0] + t * ex + c * n[0], q[1] + t * ey + c * n[1], q[2] + t * ez + c * n[2]
+            found, lo, hi = band_interval(pool, slots, shape, s, n, jump, tr)
+        else:
+            s[0], s[1], s[2] = q[0] + t * ex, q[1] + t * ey, q[2] + t * ez
+            found, lo, hi = band_interval(pool, slots, shape, s, n, 0.5 * tr + 1.5, tr)
+        if not found or (tracked and abs(0.5 * (lo + hi)) > jump):
+            miss += L / ns
+            if miss > max_hole and (tracked or k == ns):
                 return EDGE_HOLE
             continue
-        hole = 0.0
-        if (started and abs(hc - prev) > jump) or abs(hc) > search or th > FUSE_RATIO * t_ref + FUSE_SLACK:
+        if hi - lo > fused:
             return EDGE_SWITCH
-        prev = hc
-        started = True
+        c += 0.5 * (lo + hi)
+        miss = 0.0
+        tracked = True
+    if tracked and abs(c) > jump:
+        return EDGE_SWITCH
     return EDGE_OK
 
 
