@@ -34,7 +34,8 @@ from .. import jobs
 from ..errors import FormatError, VcdError
 from ..formats.jsonio import read_json
 from ..formats.tifxyz import TAGS_USED_BY_TRACER, read_mask_grid
-from ..formats.volpkg import TRACE_SOURCES, is_debug_snapshot, is_patch, name_is_utf8
+from ..formats.overlaps import repair_links
+from ..formats.volpkg import is_debug_snapshot, is_patch, is_trace, name_is_utf8
 from ..jobs import overlap, retrace
 from ..trace.run import PROVENANCE
 from .queue import JobQueue
@@ -248,7 +249,23 @@ class Watcher:
                     n += 1
         if all(root.is_dir() for root in self.roots):
             self.index.forget_missing(present)
+        self.repair_links()
         return n
+
+    def repair_links(self) -> int:
+        """Write the missing side of one-sided links in ``paths/`` (VC3D can leave A→B without B→A,
+        villa#846); logs one ``links_repaired`` line with the count when any was repaired."""
+        paths = self.volpkg / "paths"
+        if not paths.is_dir():
+            return 0
+        try:
+            pairs = repair_links(paths)
+        except Exception as exc:  # a broken overlapping.json must not stop the reconcile
+            self.log.warning("links_repair_error", error=f"{type(exc).__name__}: {exc}")
+            return 0
+        if pairs:
+            self.log.info("links_repaired", count=len(pairs), pairs=[f"{a}->{b}" for a, b in pairs[:20]])
+        return len(pairs)
 
     def process(self, d: Path) -> bool:
         """Act on one quiet surface directory; returns False if it is not complete yet."""
@@ -270,7 +287,7 @@ class Watcher:
             return False
         if is_debug_snapshot(d.name, meta):
             return True
-        if d.name.startswith("auto_trace_") or meta.get("source") in TRACE_SOURCES:
+        if is_trace(d.name, meta):
             return self._trace(d, meta)
         if d.parent.name == "paths" and is_patch(d, meta):
             return self._patch(d, meta)
