@@ -1,14 +1,23 @@
-r"""Render a surface into layer images (``vc_render_tifxyz VOL OUT_PATTERN SEGMENT SCALE GROUP LAYERS``).
+r"""Render a surface into layer images (``vc_render_tifxyz VOL OUT_PATTERN SEGMENT SCALE GROUP LAYERS``),
+following VC3D's rules so that the same arguments give the same images:
 
-Output pixel ``(i, j)`` sits at grid coordinates ``(i, j) · s · sx`` (``s`` = pixel spacing in
-level-0 voxels ``= 2^GROUP / SCALE``); its point ``P`` and unit normal ``N`` are bilinear in the
-grid. Layer ``k`` of ``n`` samples level ``GROUP`` of the volume trilinearly at
+* **Size.** ``render_scale = SCALE · 2^-GROUP`` output pixels per level-0 voxel; the image is
+  ``W = lround(cols · render_scale / sx)`` × ``H = lround(rows · render_scale / sy)`` (``sx, sy`` the
+  tifxyz ``scale``: grid steps per voxel).
+* **Pixel → grid.** The canvas is centred on the grid: pixel ``(i, j)`` (column, row) sits at grid
+  ``(cols/2 + (i - (W-1)/2) · sx/render_scale, rows/2 + (j - (H-1)/2) · sy/render_scale)``. Its point
+  ``P`` is bilinear in the grid (borders replicated); it is on the surface if the nearest vertex is valid.
+* **Normals.** ``N = ŷ × x̂`` of the central differences one grid step either side of the pixel's grid
+  location; then one global flip: on the probe tile (the canvas' top-left 128² pixels), if most
+  normals point away from the centroid of that tile's points, every normal is negated.
+* **Layers.** Layer ``k`` of ``n`` samples level ``GROUP`` trilinearly at
+  ``(P + (k - (n-1)/2) N) / 2^GROUP`` (offsets in level-0 voxels); values truncate to uint8; pixels
+  off the surface or without a normal read 0.
 
-.. math:: \big(P + (k - \tfrac{n-1}{2})\,N\big) / 2^{\text{GROUP}}
-
-(offsets in level-0 voxels, as VC3D). Positions and normals are computed once per tile row and all
-layers sampled from them; each layer is a uint8 tiled (128²) LZW BigTIFF fed tile by tile to its own
-writer thread — never a whole layer in memory. Layers are split across a process pool. A PNG preview of the centre layer is written next to the first layer.
+Positions and normals are computed once per tile row and all layers sampled from them; each layer is a
+uint8 tiled (128²) LZW BigTIFF fed tile by tile to its own writer thread — never a whole layer in
+memory. Layers are split across a process pool. A PNG preview of the centre layer is written next to
+the first layer.
 """
 
 from __future__ import annotations
@@ -47,19 +56,106 @@ def grid_normals(points: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.nan_to_num(n)
 
 
-def _bilinear(a: np.ndarray, rr: np.ndarray, cc: np.ndarray) -> np.ndarray:
-    r0 = np.clip(np.floor(rr).astype(np.int64), 0, a.shape[0] - 2)
-    c0 = np.clip(np.floor(cc).astype(np.int64), 0, a.shape[1] - 2)
-    fr, fc = (rr - r0)[..., None], (cc - c0)[..., None]
-    return (a[r0, c0] * (1 - fr) * (1 - fc) + a[r0, c0 + 1] * (1 - fr) * fc +
-            a[r0 + 1, c0] * fr * (1 - fc) + a[r0 + 1, c0 + 1] * fr * fc)
+def _lround(x: float) -> int:
+    """C's ``lround`` for x >= 0 (halves away from zero; Python's ``round`` rounds them to even)."""
+    return int(math.floor(x + 0.5))
 
 
 def output_shape(surf, scale: float, group: int) -> tuple[int, int, float]:
+    """``(H, W, render_scale)`` as VC3D sizes its canvas: ``W = lround(cols · render_scale / sx)``,
+    ``render_scale = SCALE · 2^-GROUP`` (output pixels per level-0 voxel)."""
     sx, sy = surf.scale
-    spacing = 2.0 ** group / scale
+    render_scale = scale * 2.0 ** -group
     rows, cols = surf.shape
-    return int((rows - 1) / sy / spacing) + 1, int((cols - 1) / sx / spacing) + 1, spacing
+    return max(1, _lround(rows * render_scale / sy)), max(1, _lround(cols * render_scale / sx)), render_scale
+
+
+def pixel_to_grid(surf_shape, surf_scale, render_scale: float, H: int, W: int, ys: np.ndarray, xs: np.ndarray):
+    """Grid coordinates ``(gy, gx)`` (float, grid rows/cols) of output pixels ``(ys, xs)``.
+
+    VC3D centres the canvas on the grid: pixel ``(W-1)/2`` sits at grid column ``cols/2`` and one pixel
+    is ``sx / render_scale`` grid columns (likewise for rows)."""
+    rows, cols = surf_shape
+    sx, sy = surf_scale
+    gx = cols / 2.0 + (np.asarray(xs, np.float64) - (W - 1) / 2.0) * (sx / render_scale)
+    gy = rows / 2.0 + (np.asarray(ys, np.float64) - (H - 1) / 2.0) * (sy / render_scale)
+    return gy, gx
+
+
+def _bilinear_nan(pn: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
+    """Bilinear ``pn`` (``[rows, cols, 3]``, NaN = invalid) at float grid coords, borders replicated; NaN if
+    any of the four corners is invalid."""
+    rows, cols = pn.shape[:2]
+    y0, x0 = np.floor(gy), np.floor(gx)
+    fy, fx = (gy - y0)[..., None], (gx - x0)[..., None]
+    y0 = y0.astype(np.int64)
+    x0 = x0.astype(np.int64)
+    ya, yb = np.clip(y0, 0, rows - 1), np.clip(y0 + 1, 0, rows - 1)
+    xa, xb = np.clip(x0, 0, cols - 1), np.clip(x0 + 1, 0, cols - 1)
+    return (pn[ya, xa] * (1 - fy) * (1 - fx) + pn[ya, xb] * (1 - fy) * fx +
+            pn[yb, xa] * fy * (1 - fx) + pn[yb, xb] * fy * fx)
+
+
+def _normed(v: np.ndarray) -> np.ndarray:
+    L = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(L > 0, L, np.nan)
+
+
+def surface_at(pn: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points and unit normals (x, y, z; level-0 voxels) at float grid coords, as VC3D's ``QuadSurface::gen``:
+    a pixel is on the surface if its nearest vertex is valid; the normal is ``ŷ × x̂`` of the central
+    differences one grid step either side (location kept 1 vertex inside the grid); NaN where undefined."""
+    rows, cols = pn.shape[:2]
+    P = _bilinear_nan(pn, gy, gx)
+    ny, nx = np.floor(gy + 0.5).astype(np.int64), np.floor(gx + 0.5).astype(np.int64)
+    inside = (ny >= 0) & (ny < rows) & (nx >= 0) & (nx < cols)
+    near_ok = np.zeros(gy.shape, bool)
+    near_ok[inside] = ~np.isnan(pn[ny[inside], nx[inside], 0])
+    P[~near_ok] = np.nan
+    cy = np.minimum(np.maximum(gy, 1), rows - 3)  # VC3D's order: max first, then min
+    cx = np.minimum(np.maximum(gx, 1), cols - 3)
+    xv = _normed(_bilinear_nan(pn, cy, cx + 1) - _bilinear_nan(pn, cy, cx - 1))
+    yv = _normed(_bilinear_nan(pn, cy + 1, cx) - _bilinear_nan(pn, cy - 1, cx))
+    N = _normed(np.cross(yv, xv))
+    probes_in = np.ones(gy.shape, bool)  # each probe's cell must lie in [0, cols-2) x [0, rows-2)
+    for dy, dx in ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0)):
+        iy, ix = np.floor(cy + dy), np.floor(cx + dx)
+        probes_in &= (iy >= 0) & (iy < rows - 2) & (ix >= 0) & (ix < cols - 2)
+    N[~(near_ok & probes_in)] = np.nan  # so no normal within 3 vertices of the last row/column
+    return P, N
+
+
+def flip_normals(P: np.ndarray, N: np.ndarray) -> bool:
+    """VC3D's one global orientation rule, applied to the probe tile (the canvas' top-left 128² pixels):
+    flip every normal if most of the tile's normals point away from the centroid of the tile's points."""
+    ok = ~np.isnan(P).any(-1)
+    if not ok.any():
+        return False
+    centroid = P[ok].mean(0)
+    both = ok & ~np.isnan(N).any(-1)
+    dots = np.einsum("...k,...k->...", centroid - P[both], N[both])
+    toward = int((dots > 0).sum())
+    return len(dots) - toward > toward
+
+
+class RenderGeometry:
+    """Where each output pixel of one surface samples: ``tile(ys, xs) -> (P, N)`` with VC3D's size, canvas
+    centring and normal orientation (see the module docstring)."""
+
+    def __init__(self, surf, scale: float, group: int):
+        self.pn = np.where(surf.valid[..., None], surf.points, np.nan).astype(np.float64)
+        self.H, self.W, self.render_scale = output_shape(surf, scale, group)
+        self.shape, self.scale = surf.shape, surf.scale
+        ys, xs = np.arange(min(TILE, self.H)), np.arange(min(TILE, self.W))
+        self.flip = False
+        self.flip = flip_normals(*self.tile(ys, xs))
+
+    def tile(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Points and oriented unit normals ``[len(ys), len(xs), 3]`` (x, y, z; level-0 voxels; NaN off-surface)."""
+        yy, xx = np.meshgrid(ys, xs, indexing="ij")
+        gy, gx = pixel_to_grid(self.shape, self.scale, self.render_scale, self.H, self.W, yy, xx)
+        P, N = surface_at(self.pn, gy, gx)
+        return P, (-N if self.flip else N)
 
 
 def render_layers(args) -> list[str]:
@@ -70,13 +166,8 @@ def render_layers(args) -> list[str]:
     import threading
 
     seg, vol, outs, scale, group = args
-    surf = read_surface(seg)
-    sx, sy = surf.scale
-    H, W, spacing = output_shape(surf, scale, group)
-    valid = surf.valid
-    normals = grid_normals(surf.points, valid)
-    pts = np.where(valid[..., None], surf.points, 0).astype(np.float64)
-    vmask = valid.astype(np.float64)
+    geo = RenderGeometry(read_surface(seg), scale, group)
+    H, W = geo.H, geo.W
     sampler = open_volume(vol).sampler(level=group, cache_bytes=2e8)
     f = 2.0 ** -group
     queues = [_queue.Queue(maxsize=4 * ((W + TILE - 1) // TILE)) for _ in outs]
@@ -106,18 +197,15 @@ def render_layers(args) -> list[str]:
     try:
         for t0 in range(0, H, TILE):
             rows = np.arange(t0, min(H, t0 + TILE))
-            rr = (rows * spacing * sy)[:, None] * np.ones((1, W))
-            cc = np.ones((len(rows), 1)) * (np.arange(W) * spacing * sx)[None, :]
-            P = _bilinear(pts, rr, cc)
-            N = _bilinear(normals, rr, cc)
-            ok = _bilinear(vmask[..., None], rr, cc)[..., 0] > 0.999
+            P, N = geo.tile(rows, np.arange(W))
+            ok = ~(np.isnan(P).any(-1) | np.isnan(N).any(-1))  # VC3D reads 0 where either is undefined
             Pk, Nk = P[ok], N[ok]
             for q, (_, offset) in zip(queues, outs):
                 block = np.zeros((TILE, ((W + TILE - 1) // TILE) * TILE), np.uint8)
                 if len(Pk):
                     sub = np.zeros(ok.shape, np.float32)
                     sub[ok] = sampler.sample((Pk + offset * Nk) * f)
-                    block[:len(rows), :W] = np.clip(np.round(sub), 0, 255).astype(np.uint8)
+                    block[:len(rows), :W] = np.clip(sub, 0, 255).astype(np.uint8)  # truncates, as VC3D
                 for c0 in range(0, W, TILE):
                     q.put(block[:, c0:c0 + TILE].copy())
     finally:
