@@ -101,27 +101,38 @@ def _normed(v: np.ndarray) -> np.ndarray:
     return v / np.where(L > 0, L, np.nan)
 
 
-def surface_at(pn: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def central_differences(pn: np.ndarray) -> np.ndarray:
+    """``[rows, cols, 6]``: ``p[y, x+1] - p[y, x-1]`` and ``p[y+1, x] - p[y-1, x]`` (NaN at the border).
+
+    Bilinear interpolation is linear, so interpolating these at ``(y, x)`` equals VC3D's difference of
+    two interpolated points one grid step either side — at a third of the cost."""
+    d = np.full(pn.shape[:2] + (6,), np.nan)
+    d[:, 1:-1, :3] = pn[:, 2:] - pn[:, :-2]
+    d[1:-1, :, 3:] = pn[2:] - pn[:-2]
+    return d
+
+
+def surface_at(pn: np.ndarray, diffs: np.ndarray, gy: np.ndarray, gx: np.ndarray):
     """Points and unit normals (x, y, z; level-0 voxels) at float grid coords, as VC3D's ``QuadSurface::gen``:
     a pixel is on the surface if its nearest vertex is valid; the normal is ``ŷ × x̂`` of the central
-    differences one grid step either side (location kept 1 vertex inside the grid); NaN where undefined."""
+    differences one grid step either side (location kept 1 vertex inside the grid; every probe's cell
+    must lie in ``[0, cols-2) × [0, rows-2)``, so no normal within 3 vertices of the last row/column);
+    NaN where undefined. ``diffs`` is :func:`central_differences` of ``pn``."""
     rows, cols = pn.shape[:2]
     P = _bilinear_nan(pn, gy, gx)
     ny, nx = np.floor(gy + 0.5).astype(np.int64), np.floor(gx + 0.5).astype(np.int64)
     inside = (ny >= 0) & (ny < rows) & (nx >= 0) & (nx < cols)
-    near_ok = np.zeros(gy.shape, bool)
-    near_ok[inside] = ~np.isnan(pn[ny[inside], nx[inside], 0])
-    P[~near_ok] = np.nan
+    ok = np.zeros(gy.shape, bool)
+    ok[inside] = ~np.isnan(pn[ny[inside], nx[inside], 0])
+    P[~ok] = np.nan
     cy = np.minimum(np.maximum(gy, 1), rows - 3)  # VC3D's order: max first, then min
     cx = np.minimum(np.maximum(gx, 1), cols - 3)
-    xv = _normed(_bilinear_nan(pn, cy, cx + 1) - _bilinear_nan(pn, cy, cx - 1))
-    yv = _normed(_bilinear_nan(pn, cy + 1, cx) - _bilinear_nan(pn, cy - 1, cx))
-    N = _normed(np.cross(yv, xv))
-    probes_in = np.ones(gy.shape, bool)  # each probe's cell must lie in [0, cols-2) x [0, rows-2)
+    D = _bilinear_nan(diffs, cy, cx)
+    N = _normed(np.cross(_normed(D[..., 3:]), _normed(D[..., :3])))
     for dy, dx in ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0)):
         iy, ix = np.floor(cy + dy), np.floor(cx + dx)
-        probes_in &= (iy >= 0) & (iy < rows - 2) & (ix >= 0) & (ix < cols - 2)
-    N[~(near_ok & probes_in)] = np.nan  # so no normal within 3 vertices of the last row/column
+        ok &= (iy >= 0) & (iy < rows - 2) & (ix >= 0) & (ix < cols - 2)
+    N[~ok] = np.nan
     return P, N
 
 
@@ -144,6 +155,7 @@ class RenderGeometry:
 
     def __init__(self, surf, scale: float, group: int):
         self.pn = np.where(surf.valid[..., None], surf.points, np.nan).astype(np.float64)
+        self.diffs = central_differences(self.pn)
         self.H, self.W, self.render_scale = output_shape(surf, scale, group)
         self.shape, self.scale = surf.shape, surf.scale
         ys, xs = np.arange(min(TILE, self.H)), np.arange(min(TILE, self.W))
@@ -154,7 +166,7 @@ class RenderGeometry:
         """Points and oriented unit normals ``[len(ys), len(xs), 3]`` (x, y, z; level-0 voxels; NaN off-surface)."""
         yy, xx = np.meshgrid(ys, xs, indexing="ij")
         gy, gx = pixel_to_grid(self.shape, self.scale, self.render_scale, self.H, self.W, yy, xx)
-        P, N = surface_at(self.pn, gy, gx)
+        P, N = surface_at(self.pn, self.diffs, gy, gx)
         return P, (-N if self.flip else N)
 
 
