@@ -154,3 +154,20 @@ def test_volume_with_no_surface_is_one_line_and_exit_1(tmp_path):
         assert "Fix:" in errors[0] and ("no uncovered predicted surface" in errors[0]
                                         or "no predicted surface within" in errors[0]), errors
     assert not any(vp.paths_dir.glob("auto_grown_*"))
+
+
+def test_on_prediction_support_is_measured_and_enforced_when_asked(tmp_path):
+    """VC3D's ``min_on_prediction_support`` / ``require_on_prediction_support``: the share of vertices on
+    the prediction goes to meta.json; a patch under the minimum is not written when it is required."""
+    vp = make_scroll(tmp_path / "r.volpkg", (96, 160, 160), preset="realistic", seed=3, ct=False, dropout=0.3)
+    t = load_truth(vp)
+    seed = spread_seeds(t, n=1, margin=25)[0]
+    vol, paths = vp / "volumes" / "synth_pred.zarr", vp / "paths"
+    base = {"generations": 20, "step_size": 8, "min_area_cm": 1e-5, "seed": 1}
+    res = run_grow(vol, paths, GrowParams.from_dict(base), seed_point=seed, warn=lambda m: None)
+    support = read_surface(paths / res["written"]).meta["on_prediction_support"]
+    assert 0.5 < support < 1.0  # holes bridged: some vertices lie off the prediction
+    strict = dict(base, require_on_prediction_support=True, min_on_prediction_support=min(1.0, support + 0.01))
+    res = run_grow(vol, paths, GrowParams.from_dict(strict), seed_point=seed, warn=lambda m: None)
+    assert res["written"] is None and "min_on_prediction_support" in res["reason"], res
+    assert GrowParams.from_dict({"require_on_prediction_support": "true"}).require_on_prediction_support is True

@@ -18,7 +18,16 @@ from ..errors import InputError
 from ..formats.paramkeys import warn_unknown
 
 #: VC3D keys vcd accepts without using them (no "unknown param" warning)
-VC3D_IGNORED = ("use_cuda", "rewind_gen", "min_on_prediction_support", "require_on_prediction_support")
+VC3D_IGNORED = ("use_cuda", "rewind_gen")
+
+
+def _as_bool(v) -> bool:
+    """A JSON boolean, or the strings "true"/"false" (any case); anything else is a ValueError."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+        return v.strip().lower() == "true"
+    raise ValueError(v)
 
 
 @dataclass
@@ -33,6 +42,8 @@ class GrowParams:
     tgt_overlap_count: int = 20        #: expansion: stop when points are covered this many times
     search_effort: int = 10            #: attempts in point searches
     direction_fields: list = field(default_factory=list)  #: accepted for compatibility; unused
+    min_on_prediction_support: float = 0.5     #: share of vertices that must lie on the prediction ...
+    require_on_prediction_support: bool = False  #: ... enforced only when true (the share is always in meta)
     seed: int | None = None            #: vcd: RNG seed (reproducible runs)
     accept_dist: float = 1.5           #: vcd: max distance (voxels) of a corner/edge to the prediction
     threshold: int = 170               #: vcd: prediction value counted as surface
@@ -61,6 +72,8 @@ class GrowParams:
                     v = float(v)
                 elif f.type == "str":
                     v = str(v)
+                elif f.type == "bool":
+                    v = _as_bool(v)
             except (TypeError, ValueError):
                 raise InputError(source, f"param {f.name!r} has invalid value {v!r}",
                                  f"use a {f.type} like the default {getattr(cls(), f.name)!r}") from None

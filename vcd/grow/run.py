@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..formats.naming import unique_name  # noqa: F401 (re-exported: vcd.grow.run.unique_name)
 from ..formats.tifxyz import area_cm2, write_surface
 from ..formats.volume import open_volume
+from ..kernels.field import dist_many
 from .distance import DistanceField
 from .grower import grow_patch, grow_stats
 from .params import GrowParams
@@ -28,6 +29,16 @@ def default_cache_root(paths_dir: Path) -> Path:
     """``<volpkg>/.vcd/cache`` when ``paths_dir`` is in a volpkg, else ``<paths>/../.vcd-cache``."""
     vp = paths_dir.parent
     return vp / ".vcd" / "cache" if (vp / "config.json").exists() else vp / ".vcd-cache"
+
+
+def on_prediction_support(field: DistanceField, points: np.ndarray, accept: float) -> float:
+    """Share (0-1) of a grid's valid vertices (``points[row, col] = (x, y, z)``, -1 invalid) within
+    ``accept`` voxels of the predicted surface — VC3D's ``min_on_prediction_support`` measure."""
+    pts = points[points[..., 0] != -1].astype(np.float64)
+    if len(pts) == 0:
+        return 0.0
+    field.ensure_around(pts, 2)
+    return round(float(np.mean(dist_many(field.pool, field.slots, field.shape, pts) <= accept)), 4)
 
 
 def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowParams,
@@ -104,6 +115,13 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
     if vc_mode == "explicit_seed" and np.linalg.norm(result.seed - p) > 0.5:
         warn(f"seed {[round(float(v), 1) for v in p]} is off the predicted surface: moved "
              f"{np.linalg.norm(result.seed - p):.1f} voxels to {[round(float(v), 1) for v in result.seed]}")
+    support = on_prediction_support(field, result.points, params.accept_dist)
+    stats["on_prediction_support"] = support
+    if params.require_on_prediction_support and support < params.min_on_prediction_support:
+        return {"written": None, "stats": stats, "refusals": stats["refused"], "top_refusal": "support",
+                "reason": f"only {100 * support:.0f} % of the patch's vertices lie on the prediction, under "
+                          f"min_on_prediction_support={params.min_on_prediction_support}; nothing written",
+                "fix": "lower `min_on_prediction_support`, or set `bridge_cells` 0 to grow only on the prediction"}
     voxelsize = vol.voxelsize
     cm2 = area_cm2(result.area_vx2, voxelsize)
     if cm2 < params.min_area_cm:
@@ -119,7 +137,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
         "seed": [float(v) for v in p], "elapsed_time_s": elapsed, "source": "vcd_grow",
         "vc_gsfs_params": params_raw if params_raw is not None else params.to_dict(),
         "vc_gsfs_mode": vc_mode, "vc_gsfs_version": f"vcd-{__version__}", "scale": [1.0 / params.step_size] * 2,
-        "vcd_stop_reason": result.reason, "vcd_grow_stats": stats,
+        "vcd_stop_reason": result.reason, "vcd_grow_stats": stats, "on_prediction_support": support,
     }
     if seed_overlap is not None:
         meta["seed_overlap"] = int(seed_overlap)
