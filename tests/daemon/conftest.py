@@ -62,6 +62,18 @@ def kill_group(pgid: int) -> None:
 atexit.register(lambda: [kill_group(g) for g in list(_GROUPS)])  # daemons started outside the fixture
 
 
+def _on_sigterm(signum, frame):
+    """pytest itself killed (SIGTERM skips fixture teardown and atexit): kill the daemons, then die as asked."""
+    for g in list(_GROUPS):
+        kill_group(g)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 class Daemon:
     def __init__(self, volpkg: Path, config: str = "", workers: int = 2):
         self.volpkg = volpkg
