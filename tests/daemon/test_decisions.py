@@ -76,8 +76,7 @@ def test_watcher_process_turns_annotator_edits_into_jobs(tmp_path):
     vp = tmp_path / "a.volpkg"
     for d in ("paths", "traces"):
         (vp / d).mkdir(parents=True)
-    cfg = load_config(vp)
-    cfg["pipeline"]["after_trace"] = ["winding"]
+    cfg = load_config(vp, overrides={"pipeline": {"after_trace": ["winding"]}})
     w = Watcher(vp, vp / ".vcd" / "vcd.sqlite", cfg, _Log())
     w.previews.stop()  # no preview thread work in this test
     q = w.queue

@@ -1,116 +1,342 @@
 """Daemon configuration: TOML, every key optional (``vcd daemon my.volpkg`` just runs).
 
-Looked up in this order: ``--config FILE``, ``$VCD_CONFIG``, ``<volpkg>/vcd.toml``. Documented in
-``config/vcd.example.toml``. Job params follow VC3D: ``seed.json``, ``expand.json`` and
-``trace_params.json`` at the volpkg root are used when present, with ``[params.<kind>]`` tables
-overriding single keys.
+Looked up in this order: ``--config FILE``, ``$VCD_CONFIG``, ``<volpkg>/vcd.toml``. One frozen
+dataclass per TOML table, every key with a ``help`` line; ``config/vcd.example.toml`` is generated
+from them (``python -m vcd.daemon.config > config/vcd.example.toml``; a test keeps the two in step).
+Unknown tables and keys are an :class:`InputError` naming them with the closest known key; job kinds
+(``[concurrency]``, ``[params_files]``, ``[params.<kind>]``, ``[pipeline] after_trace``) are checked
+against the job registry (:data:`vcd.jobs.KIND_MODULES`).
+
+Job params follow VC3D: ``seed.json``, ``expand.json`` and ``trace_params.json`` at the volpkg root are
+used when present, with ``[params.<kind>]`` tables overriding single keys (:func:`job_params`).
+
+Callers written against the old dict config keep working: a :class:`Config` and each table are
+read-only mappings (``cfg["daemon"]["workers"]``, ``cfg["pipeline"].get("after_trace")``,
+``dict(cfg["concurrency"])``); attribute access (``cfg.daemon.workers``) is the typed way.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
+import sys
+import textwrap
 import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from ..errors import InputError
 from ..formats.jsonio import read_json
-
-DEFAULTS: dict = {
-    "daemon": {
-        "volume": "",                 # directory name in volumes/ of the surface prediction ("" = auto)
-        "workers": 2,                 # worker processes (local executor)
-        "executor": "local",          # "local" process pool or "dask"
-        "dask_scheduler": "",         # e.g. "tcp://10.0.0.5:8786" when executor = "dask"
-        "lease_seconds": 60.0,        # a job whose worker stops heartbeating this long is requeued
-        "shutdown_timeout": 30.0,     # SIGTERM: seconds running jobs may finish before being requeued
-        "debounce_seconds": 0.5,      # a surface dir must be quiet this long before it is acted on
-        "log_format": "auto",         # "json", "console" or "auto" (console on a TTY)
-        "metrics_addr": "127.0.0.1:9464",
-        "thread_limit": 1,            # numba threads per worker
-        "max_attempts": 3,
-    },
-    "concurrency": {},                # kind -> max running jobs, e.g. trace = 1
-    "params_files": {"seed": "seed.json", "expand": "expand.json", "trace": "trace_params.json"},
-    "params": {},                     # kind -> {key: value} overrides
-    "schedule": {
-        "expansion": True,            # keep seeding/expanding until the density target is met
-        "seed_count": 4,              # random seeds queued when paths/ has no patches
-        "expand_queue": 2,            # expand jobs kept queued while below target
-        "target_density": 1.0,        # stop when this share of patches has >= tgt_overlap_count links
-        "max_patches": 100000,
-        "interval_seconds": 2.0,      # expansion check period
-        "reconcile_seconds": 60.0,    # full rescan of paths/ for changes missed by the watcher
-        "housekeeping_seconds": 2.0,  # expired-lease requeue period
-        "auto_retrace": True,         # retrace traces whose patches' masks/tags change
-        "preview_seconds": 0.0,       # refresh previews this often (0 = only after traces)
-        "backoff_after": 20,          # growth jobs in a row that wrote nothing before seeding backs off (0 = never)
-        "backoff_base_seconds": 30.0,  # first back-off wait after the last growth job; doubles per empty job
-        "backoff_max_seconds": 1800.0,  # longest back-off wait
-    },
-    "pipeline": {"after_trace": []},  # job kinds queued for each finished trace, e.g. ["winding", "render"]
-}
-
-_TYPES = {"workers": int, "lease_seconds": float, "shutdown_timeout": float, "debounce_seconds": float,
-          "thread_limit": int, "max_attempts": int, "seed_count": int, "expand_queue": int,
-          "target_density": float, "max_patches": int, "interval_seconds": float, "reconcile_seconds": float,
-          "housekeeping_seconds": float, "preview_seconds": float,
-          "backoff_after": int, "backoff_base_seconds": float, "backoff_max_seconds": float}
+from ..formats.paramkeys import parse_bool, unknown_keys
 
 
-def _merge(base: dict, over: dict) -> dict:
+def key(default: Any, help: str, choices: tuple = ()) -> Any:
+    """A config key: its default, a one-sentence description and (optionally) the allowed values."""
+    return field(default=default, metadata={"help": help, "choices": tuple(choices)})
+
+
+def _frozen_map(d: Mapping) -> Mapping:
+    return MappingProxyType(dict(d))
+
+
+def _by_kind(default: Mapping, help: str, example: str = "") -> Any:
+    """The one field of a kind -> value table (``example``: commented lines shown in the example file)."""
+    return field(default_factory=lambda: _frozen_map(default), metadata={"help": help, "example": example})
+
+
+class _Table(Mapping):
+    """Read-only mapping view of a fixed-key table: ``table["key"]`` is ``table.key``."""
+
+    def __getitem__(self, k: str) -> Any:
+        if k in _names(type(self)):
+            return getattr(self, k)
+        raise KeyError(k)
+
+    def __iter__(self):
+        return iter(_names(type(self)))
+
+    def __len__(self) -> int:
+        return len(_names(type(self)))
+
+
+class _KindTable(Mapping):
+    """Read-only mapping view of a kind -> value table (its one field ``by_kind``)."""
+
+    def __getitem__(self, k: str) -> Any:
+        return self.by_kind[k]
+
+    def __iter__(self):
+        return iter(self.by_kind)
+
+    def __len__(self) -> int:
+        return len(self.by_kind)
+
+    def __reduce__(self):  # MappingProxyType does not pickle; rebuild from plain dicts
+        plain = {k: dict(v) if isinstance(v, Mapping) else v for k, v in self.by_kind.items()}
+        return _kind_table, (type(self), plain)
+
+
+def _kind_table(cls: type, plain: dict) -> "_KindTable":
+    return cls(by_kind=_frozen_map({k: _frozen_map(v) if isinstance(v, dict) else v for k, v in plain.items()}))
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True, eq=True)
+class DaemonTable(_Table):
+    """``[daemon]``: the service itself."""
+
+    volume: str = key("", "surface-prediction volume dir in volumes/ (\"\" = the one named *pred*/*surface*)")
+    workers: int = key(2, "worker processes (local executor); with dask, the minimum number of jobs kept in flight")
+    executor: str = key("local", "\"local\" process pool, or \"dask\" (see config/vcd.dask.example.toml)",
+                        ("local", "dask"))
+    dask_scheduler: str = key("", "\"tcp://host:8786\" when executor = \"dask\"")
+    lease_seconds: float = key(60.0, "a job whose worker stops heartbeating this long is requeued")
+    shutdown_timeout: float = key(30.0, "on SIGTERM running jobs may finish this long, then are requeued")
+    debounce_seconds: float = key(0.5, "a surface dir must be quiet this long before the watcher acts")
+    log_format: str = key("auto", "\"json\" (Loki/ELK), \"console\", or \"auto\" (console on a TTY)",
+                          ("auto", "json", "console"))
+    metrics_addr: str = key("127.0.0.1:9464", "Prometheus /metrics HOST:PORT; \"\" disables")
+    thread_limit: int = key(1, "numba threads per worker")
+    max_attempts: int = key(3, "retries (with back-off) before a job stays failed")
+
+
+@dataclass(frozen=True, eq=True)
+class ConcurrencyTable(_KindTable):
+    """``[concurrency]``: job kind -> most jobs of that kind running at once."""
+
+    by_kind: Mapping[str, int] = _by_kind({}, "maximum running jobs per kind (unset = no limit), e.g.:",
+                                          "trace = 1\nrender = 1")
+
+
+@dataclass(frozen=True, eq=True)
+class ParamsFilesTable(_KindTable):
+    """``[params_files]``: job kind -> VC3D params JSON relative to the volpkg."""
+
+    by_kind: Mapping[str, str] = _by_kind(
+        {"seed": "seed.json", "expand": "expand.json", "trace": "trace_params.json"},
+        "VC3D params JSON per job kind, relative to the volpkg (used when present)")
+
+
+@dataclass(frozen=True, eq=True)
+class ParamsTable(_KindTable):
+    """``[params.<kind>]``: single-key overrides of a kind's params, on top of its params file."""
+
+    by_kind: Mapping[str, Mapping[str, Any]] = _by_kind(
+        {}, "single-key overrides on top of the params files (VC3D keys), one [params.<kind>] table per kind, e.g.:",
+        "[params.seed]\ngenerations = 200\nmin_area_cm = 0.3")
+
+
+@dataclass(frozen=True, eq=True)
+class ScheduleTable(_Table):
+    """``[schedule]``: what the daemon queues by itself."""
+
+    expansion: bool = key(True, "keep seeding / expanding until the density target is met")
+    seed_count: int = key(4, "random seeds kept queued while paths/ has no patch")
+    expand_queue: int = key(2, "expand jobs kept queued while below target")
+    target_density: float = key(1.0, "also stop when this share of patches has >= tgt_overlap_count links "
+                                     "(expansion stops by itself when no under-covered place is left)")
+    max_patches: int = key(100000, "stop seeding / expanding at this many patches")
+    interval_seconds: float = key(2.0, "expansion check period")
+    reconcile_seconds: float = key(60.0, "full rescan of paths/ (catches anything the watcher missed)")
+    housekeeping_seconds: float = key(2.0, "expired-lease requeue period")
+    auto_retrace: bool = key(True, "retrace traces whose patches' masks / approved / defective change")
+    preview_seconds: float = key(0.0, "refresh .vcd/previews this often (0 = only after traces)")
+    backoff_after: int = key(20, "after this many seed/expand jobs in a row that wrote nothing (0 = never) ...")
+    backoff_base_seconds: float = key(30.0, "... queue one growth job at a time, this long after the last one "
+                                            "finished, ...")
+    backoff_max_seconds: float = key(1800.0, "... doubling per further empty job up to this; a written patch or "
+                                             "a change of seed.json / expand.json / the volume ends it "
+                                             "(`vcdctl status` shows why)")
+
+
+@dataclass(frozen=True, eq=True)
+class PipelineTable(_Table):
+    """``[pipeline]``: jobs chained after others."""
+
+    after_trace: tuple[str, ...] = key((), "job kinds queued for each finished trace, e.g. [\"winding\", \"render\"]")
+
+
+def _table(cls: type, help: str) -> Any:
+    return field(default_factory=cls, metadata={"help": help, "table": cls})
+
+
+@dataclass(frozen=True, eq=True)
+class Config(_Table):
+    """The whole daemon config: one field per TOML table."""
+
+    daemon: DaemonTable = _table(DaemonTable, "the service")
+    concurrency: ConcurrencyTable = _table(ConcurrencyTable, "maximum running jobs per kind (unset = no limit)")
+    params_files: ParamsFilesTable = _table(ParamsFilesTable, "VC3D params JSON per job kind, relative to the volpkg")
+    params: ParamsTable = _table(ParamsTable, "single-key overrides on top of the files (VC3D keys)")
+    schedule: ScheduleTable = _table(ScheduleTable, "what the daemon queues by itself")
+    pipeline: PipelineTable = _table(PipelineTable, "jobs chained after others")
+
+    def replace(self, **tables: dict) -> "Config":
+        """A copy with single keys changed, e.g. ``cfg.replace(pipeline={"after_trace": ["winding"]})``
+        (validated like the file)."""
+        return parse({**to_dict(self), **{t: {**to_dict(self)[t], **v} for t, v in tables.items()}})
+
+
+DEFAULTS: dict = {}  # filled below: the defaults as the TOML-shaped dict (read-only use)
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def _unknown_line(d: Mapping, known, what: str, source) -> None:
+    bad = unknown_keys(dict(d), known)
+    if bad:
+        names = ", ".join(f"{k!r}" + (f" (did you mean {c!r}?)" if c else "") for k, c in bad)
+        raise InputError(source, f"unknown {what}: {names}", f"valid: {sorted(known)}")
+
+
+def _coerce(value: Any, hint: Any, where: str, source) -> Any:
+    """``value`` as ``hint`` (str, int, float, bool, tuple[str, ...]); InputError naming ``where``."""
+    try:
+        if hint is bool:
+            return parse_bool(value, where, str(source))
+        if hint in (int, float) and isinstance(value, bool):
+            raise TypeError
+        if hint is int:
+            f = float(value)
+            if f != int(f):
+                raise ValueError
+            return int(f)
+        if hint is float:
+            return float(value)
+        if hint is str and isinstance(value, str):
+            return value
+        if typing.get_origin(hint) is tuple and isinstance(value, (list, tuple)) \
+                and all(isinstance(v, str) for v in value):
+            return tuple(value)
+    except InputError:
+        raise InputError(source, f"{where} = {value!r} is not a boolean", "write true or false") from None
+    except (TypeError, ValueError, OverflowError):
+        pass
+    name = "list of strings" if typing.get_origin(hint) is tuple else hint.__name__
+    a = "an" if name[0] in "aeiou" else "a"
+    raise InputError(source, f"{where} = {value!r} is not {a} {name}", f"write {a} {name}")
+
+
+def _parse_fixed(cls: type, raw: Mapping, name: str, source) -> Any:
+    _unknown_line(raw, _names(cls), f"key(s) in [{name}]", source)
+    hints = typing.get_type_hints(cls)
+    kw = {}
+    for f in fields(cls):
+        if f.name in raw:
+            v = _coerce(raw[f.name], hints[f.name], f"[{name}] {f.name}", source)
+            if f.metadata["choices"] and v not in f.metadata["choices"]:
+                raise InputError(source, f"[{name}] {f.name} = {v!r}",
+                                 "use one of " + ", ".join(json.dumps(c) for c in f.metadata["choices"]))
+            kw[f.name] = v
+    return cls(**kw)
+
+
+def _check_kinds(kinds, what: str, source) -> None:
+    from ..jobs import KIND_MODULES
+    _unknown_line({k: None for k in kinds}, KIND_MODULES, f"job kind(s) in {what}", source)
+
+
+def _parse_by_kind(cls: type, raw: Mapping, name: str, source) -> Any:
+    _check_kinds(raw, f"[{name}]", source)
+    base = dict(cls().by_kind)
+    for kind, v in raw.items():
+        if cls is ConcurrencyTable:
+            v = _coerce(v, int, f"[{name}] {kind}", source)
+            if v < 0:
+                raise InputError(source, f"[{name}] {kind} = {v} is negative", "use a count >= 1, or remove the key")
+        elif cls is ParamsFilesTable:
+            v = _coerce(v, str, f"[{name}] {kind}", source)
+        elif not isinstance(v, Mapping):
+            raise InputError(source, f"[{name}] {kind} = {v!r} is not a table",
+                             f"write [{name}.{kind}] with one key = value per line")
+        else:
+            v = _frozen_map(v)
+        base[kind] = v
+    return cls(by_kind=_frozen_map(base))
+
+
+def parse(raw: Mapping, source: str | os.PathLike | None = None) -> Config:
+    """:class:`Config` from the TOML-shaped dict ``raw`` (missing keys take their defaults)."""
+    _unknown_line(raw, _names(Config), "table(s)", source)
+    kw = {}
+    for f in fields(Config):
+        sub = raw.get(f.name, {})
+        if not isinstance(sub, Mapping):
+            raise InputError(source, f"[{f.name}] is not a table", f"write [{f.name}] and its keys below it")
+        cls = f.metadata["table"]
+        parser = _parse_by_kind if issubclass(cls, _KindTable) else _parse_fixed
+        kw[f.name] = parser(cls, sub, f.name, source)
+    cfg = Config(**kw)
+    _check_kinds(cfg.pipeline.after_trace, "[pipeline] after_trace", source)
+    _check(cfg, source)
+    return cfg
+
+
+def _check(cfg: Config, source) -> None:
+    """Rules between keys and value ranges."""
+    d, sch = cfg.daemon, cfg.schedule
+    if d.executor == "dask" and not d.dask_scheduler:
+        raise InputError(source, "[daemon] executor = \"dask\" needs dask_scheduler", "set dask_scheduler = \"tcp://host:8786\"")
+    if d.workers < 1:
+        raise InputError(source, "[daemon] workers must be >= 1", "set workers = 2")
+    if sch.backoff_after < 0 or sch.backoff_base_seconds <= 0 or sch.backoff_max_seconds < sch.backoff_base_seconds:
+        raise InputError(source, "[schedule] needs backoff_after >= 0, backoff_base_seconds > 0 and "
+                         "backoff_max_seconds >= backoff_base_seconds", "defaults: 20, 30.0, 1800.0")
+    addr = d.metrics_addr
+    if addr and (":" not in addr or not addr.rsplit(":", 1)[1].isdigit()):
+        raise InputError(source, f"[daemon] metrics_addr {addr!r} is not HOST:PORT", "e.g. \"127.0.0.1:9464\"")
+
+
+def to_dict(cfg: Config) -> dict:
+    """The TOML-shaped dict of ``cfg`` (plain dicts and lists)."""
+    out: dict = {}
+    for f in fields(cfg):
+        t = getattr(cfg, f.name)
+        if isinstance(t, _KindTable):
+            out[f.name] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in t.by_kind.items()}
+        else:
+            out[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in t.items()}
+    return out
+
+
+def _merge(base: dict, over: Mapping) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
             out[k] = _merge(out[k], v)
         else:
             out[k] = v
     return out
 
 
+def _read_toml(path) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(path, "config file not found", "check --config / VCD_CONFIG") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(path, f"config is not valid TOML ({exc})", "fix the syntax") from None
+
+
 def load_config(volpkg: str | os.PathLike, path: str | os.PathLike | None = None,
-                overrides: dict | None = None) -> dict:
-    """Load, merge with defaults and validate; raises :class:`InputError` naming the bad key."""
+                overrides: Mapping | None = None) -> Config:
+    """Load ``path`` (or ``$VCD_CONFIG``, or ``<volpkg>/vcd.toml``), apply ``overrides`` (TOML-shaped,
+    e.g. ``{"daemon": {"workers": 4}}``) and validate; raises :class:`InputError` naming the bad key."""
     volpkg = Path(volpkg)
     path = path or os.environ.get("VCD_CONFIG") or (volpkg / "vcd.toml" if (volpkg / "vcd.toml").exists() else None)
-    user: dict = {}
-    if path:
-        try:
-            user = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise InputError(path, "config file not found", "check --config / VCD_CONFIG") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(path, f"config is not valid TOML ({exc})", "fix the syntax") from None
-    cfg = _merge(DEFAULTS, user)
-    if overrides:
-        cfg = _merge(cfg, overrides)
-    for section in ("daemon", "schedule"):
-        for k, v in cfg[section].items():
-            if k not in DEFAULTS[section]:
-                raise InputError(path, f"unknown key [{section}] {k}", f"valid keys: {sorted(DEFAULTS[section])}")
-            if k in _TYPES:
-                try:
-                    cfg[section][k] = _TYPES[k](v)
-                except (TypeError, ValueError):
-                    raise InputError(path, f"[{section}] {k} = {v!r} is not a {_TYPES[k].__name__}",
-                                     f"default is {DEFAULTS[section][k]!r}") from None
-    if cfg["daemon"]["executor"] not in ("local", "dask"):
-        raise InputError(path, f"[daemon] executor = {cfg['daemon']['executor']!r}", "use \"local\" or \"dask\"")
-    if cfg["daemon"]["executor"] == "dask" and not cfg["daemon"]["dask_scheduler"]:
-        raise InputError(path, "[daemon] executor = \"dask\" needs dask_scheduler", "set dask_scheduler = \"tcp://host:8786\"")
-    if cfg["daemon"]["workers"] < 1:
-        raise InputError(path, "[daemon] workers must be >= 1", "set workers = 2")
-    sch = cfg["schedule"]
-    if sch["backoff_after"] < 0 or sch["backoff_base_seconds"] <= 0 or sch["backoff_max_seconds"] < sch["backoff_base_seconds"]:
-        raise InputError(path, "[schedule] needs backoff_after >= 0, backoff_base_seconds > 0 and "
-                         "backoff_max_seconds >= backoff_base_seconds", "defaults: 20, 30.0, 1800.0")
-    addr = cfg["daemon"]["metrics_addr"]
-    if addr and (":" not in addr or not addr.rsplit(":", 1)[1].isdigit()):
-        raise InputError(path, f"[daemon] metrics_addr {addr!r} is not HOST:PORT", "e.g. \"127.0.0.1:9464\"")
-    return cfg
+    user = _read_toml(path) if path else {}
+    return parse(_merge(user, overrides or {}), path)
 
 
-def job_params(cfg: dict, volpkg: Path, kind: str) -> dict:
+def job_params(cfg: Config, volpkg: Path, kind: str) -> dict:
     """Params for a daemon-queued job of ``kind``: VC3D params file at the volpkg root + overrides."""
     params: dict = {}
     fname = cfg["params_files"].get(kind)
@@ -120,3 +346,60 @@ def job_params(cfg: dict, volpkg: Path, kind: str) -> dict:
             params.update(data)
     params.update(cfg["params"].get(kind, {}))
     return params
+
+
+# ---------------------------------------------------------------------------- the example file
+
+EXAMPLE_HEADER = """\
+# vcd daemon configuration. Every key is optional; these are the defaults.
+# Used from --config FILE, $VCD_CONFIG, or <volpkg>/vcd.toml.
+# Generated by `python -m vcd.daemon.config > config/vcd.example.toml` (tests/daemon/test_config.py
+# checks they are in step): edit the help text in vcd/daemon/config.py, not here.
+"""
+
+_COL = 30  # comment column
+_WIDTH = 110
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple):
+        return json.dumps(list(v))
+    return json.dumps(v) if isinstance(v, str) else repr(v)
+
+
+def _commented(left: str, help: str) -> list[str]:
+    lines = textwrap.wrap(help, _WIDTH - _COL - 2) or [""]
+    out = [f"{left:<{_COL}}# {lines[0]}" if len(left) < _COL else f"{left}   # {lines[0]}"]
+    return out + [f"{'':<{_COL}}# {rest}" for rest in lines[1:]]
+
+
+def _example_table(name: str, cls: type) -> list[str]:
+    if issubclass(cls, _KindTable):
+        f = fields(cls)[0]
+        left = f"[{name}]" if cls is not ParamsTable else f"# [{name}.<kind>]"
+        out = _commented(left, f.metadata["help"])
+        out += [f"{k} = {_toml_value(v)}" for k, v in cls().by_kind.items()]
+        return out + [f"# {line}" for line in f.metadata["example"].splitlines()]
+    out = [f"[{name}]"]
+    for f in fields(cls):
+        out += _commented(f"{f.name} = {_toml_value(f.default)}", f.metadata["help"])
+    return out
+
+
+def example_toml() -> str:
+    """The text of ``config/vcd.example.toml``: every table and key with its default and help."""
+    parts = [EXAMPLE_HEADER]
+    for f in fields(Config):
+        parts.append("\n".join(_example_table(f.name, f.metadata["table"])) + "\n")
+    return "\n".join(parts)
+
+
+DEFAULTS.update(to_dict(Config()))
+
+__all__ = ["Config", "DaemonTable", "ConcurrencyTable", "ParamsFilesTable", "ParamsTable", "ScheduleTable",
+           "PipelineTable", "DEFAULTS", "load_config", "parse", "to_dict", "job_params", "example_toml"]
+
+if __name__ == "__main__":
+    sys.stdout.write(example_toml())
