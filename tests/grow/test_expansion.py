@@ -11,6 +11,7 @@ from vcd.formats.volpkg import list_patches
 from vcd.grow.linking import link_new_patch
 from vcd.grow.params import GrowParams
 from vcd.grow.run import run_grow
+from vcd.jobs import JobContext, overlap
 from vcd.synth import load_truth, make_scroll
 from vcd.synth.score import coverage, densify
 
@@ -44,6 +45,9 @@ def test_expansion_fills_medium_scroll_with_correct_links(tmp_path):
     cov = 0.0
     for k in range(200):
         r = run_grow(vol, paths, GrowParams.from_dict({**base, "mode": "expansion", "seed": 100 + k}))
+        if r["written"]:  # expansion writes unlinked; the daemon's overlap job links it (and its source)
+            linked = overlap.run({"paths": str(paths), "segment": r["written"]}, JobContext())["linked"]
+            assert r["source_patch"] in linked  # the source recorded in meta.json (vcd_source_patch)
         if k % 10 == 9:
             cov = coverage([read_surface(p).points for p, _ in list_patches(paths)], t)
             if cov >= 0.9:

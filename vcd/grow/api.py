@@ -61,7 +61,11 @@ def expand_once(volpkg: str | os.PathLike, params) -> Path | None:
     vp = open_volpkg(volpkg)
     p = _params({**_params(params).to_dict(), "mode": "expansion"})
     res = run_grow(vp.volume().path, vp.paths_dir, p, warn=lambda m: None)
-    return vp.paths_dir / res["written"] if res.get("written") else None
+    if not res.get("written"):
+        return None
+    source = [res["source_patch"]] if res.get("source_patch") else []  # as the daemon's overlap job does
+    link_new_patch(vp.paths_dir, res["written"], also=source)
+    return vp.paths_dir / res["written"]
 
 
 def link_overlaps(paths_dir: str | os.PathLike, segment: str | os.PathLike) -> set[str]:

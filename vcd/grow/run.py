@@ -141,13 +141,13 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
     }
     if seed_overlap is not None:
         meta["seed_overlap"] = int(seed_overlap)
+    if vc_mode == "expansion" and source_patch:
+        meta["vcd_source_patch"] = source_patch  # linked to it by the overlap job, the one linker
     write_surface(paths / name, result.points, meta, channels={"generations": result.generations})
     out = {"written": name, "area_cm2": cm2, "area_vx2": result.area_vx2, "corners": result.n_corners,
            "mode": vc_mode, "reason": result.reason, "elapsed_s": elapsed,
            "distance_chunks_computed": field.computed, "stats": stats, "refusals": stats["refused"],
            "top_refusal": stats["top_refusal"], "fix": stats["fix"]}
     if vc_mode == "expansion":
-        from .linking import link_new_patch
-        out["linked"] = link_new_patch(paths, name, params.search_effort, also=[source_patch], warn=warn)
         out["source_patch"] = source_patch
     return out

@@ -1,12 +1,17 @@
 """Job kind ``overlap`` (``vc_seg_add_overlap``): link one patch to every patch it overlaps.
-Params: ``paths`` (directory), ``segment`` (patch name), optional ``search_effort``."""
+Params: ``paths`` (directory), ``segment`` (patch name), optional ``search_effort``.
+
+The one linker of the daemon: a patch grown by expansion is written unlinked, with the patch it grew
+from in ``meta.json`` (``vcd_source_patch``); this job links it to that patch regardless of the
+search (as VC3D's expansion does), beside every patch the search finds."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import FormatError, InputError
+from ..formats.jsonio import read_json
 from .spec import JobSpec, Retry, param, path_field
 
 KIND = "overlap"
@@ -32,5 +37,19 @@ def run(params: dict, ctx) -> dict:
         raise InputError(paths / seg, "segment has no meta.json (not a complete surface)",
                          "wait until the surface is written, or check the name")
     index = shared_index(paths)  # per-process (a pool worker keeps it between jobs, shared with expand)
-    linked = link_new_patch(paths, seg, p.search_effort, index=index, warn=ctx.warn)
+    linked = link_new_patch(paths, seg, p.search_effort, index=index, also=source_patches(paths, seg),
+                            warn=ctx.warn)
     return {"segment": seg, "linked": linked}
+
+
+def source_patches(paths: Path, segment: str) -> list[str]:
+    """``[name]`` of the patch ``segment`` was expanded from (its meta's ``vcd_source_patch``), when
+    that patch is still in ``paths``; else ``[]``."""
+    try:
+        meta = read_json(paths / segment / "meta.json")
+    except FormatError:
+        return []
+    src = meta.get("vcd_source_patch") if isinstance(meta, dict) else None
+    if not isinstance(src, str) or src == segment or Path(src).name != src:
+        return []
+    return [src] if (paths / src / "meta.json").exists() else []
