@@ -67,6 +67,11 @@ def _grow(args) -> int:
         raise InputError(args.volume, res["reason"], res["fix"])
     if res.get("written"):
         print(f"wrote {Path(args.paths) / res['written']} ({res['area_cm2']:.4f} cm², {res['corners']} corners)")
+        if res.get("mode") == "expansion":  # as VC3D's expansion does; in the daemon the overlap job links
+            from ..grow.linking import link_new_patch
+            linked = link_new_patch(args.paths, res["written"], also=[res["source_patch"]] if res.get(
+                "source_patch") else [], warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+            print(f"{res['written']}: {len(linked)} overlaps")
         return 0
     print(f"nothing written: {res['reason']}" + (f" — fix: {res['fix']}" if res.get("fix") else ""),
           file=sys.stderr)

@@ -339,16 +339,45 @@ def bridge_depth(state, bridge, r, c):
 
 
 @nb.njit(cache=True)
+def neighbour_normal(pos, state, r, c, out):
+    """Mean unit normal of the valid 4-neighbours of (r, c), each from its own neighbours — a normal
+    that does not depend on the corner's own position (a bridged corner off the sheet would tilt
+    :func:`corner_normal`). False if no neighbour has one."""
+    R, C = state.shape
+    m = np.empty(3)
+    out[0] = out[1] = out[2] = 0.0
+    k = 0
+    for i in range(4):
+        rr = r + (1, -1, 0, 0)[i]
+        cc = c + (0, 0, 1, -1)[i]
+        if rr < 0 or cc < 0 or rr >= R or cc >= C or state[rr, cc] != ON_SURFACE:
+            continue
+        if not corner_normal(pos, state, rr, cc, pos[rr, cc], m):
+            continue
+        sg = 1.0 if k == 0 or m[0] * out[0] + m[1] * out[1] + m[2] * out[2] >= 0 else -1.0
+        for a in range(3):
+            out[a] += sg * m[a]
+        k += 1
+    L = math.sqrt(out[0] ** 2 + out[1] ** 2 + out[2] ** 2)
+    if k == 0 or L < 1e-9:
+        return False
+    for a in range(3):
+        out[a] /= L
+    return True
+
+
+@nb.njit(cache=True)
 def beside_sheet(pool, slots, shape, p, n, t_ref, step):
     """True if a point ``p`` placed across a hole has another sheet beside it rather than only the
-    hole's rim around it: a band within reach along the normal ``n``, or a nearest surface (within
-    the in-plane tolerance) that lies more along ``n`` than in the tangent plane."""
+    hole's rim around it: a band within reach along the normal ``n``, or a nearest surface (at any
+    distance) that lies more along ``n`` than in the tangent plane — the sheet curving away from a
+    straight continuation, or a sheet seen through the hole, rather than the rim."""
     reach = 0.5 * t_ref + 1.0 + SB.in_plane_tolerance(t_ref, step)
     if not SB.clear_of_bands(pool, slots, shape, p, n, reach):
         return True
     d, gx, gy, gz = dist_grad(pool, slots, shape, p[0], p[1], p[2])
     g = math.sqrt(gx * gx + gy * gy + gz * gz)
-    return d < reach and g > 1e-6 and abs(gx * n[0] + gy * n[1] + gz * n[2]) > 0.6 * g
+    return g > 1e-6 and abs(gx * n[0] + gy * n[1] + gz * n[2]) > 0.6 * g
 
 
 @nb.njit(cache=True)
@@ -375,6 +404,8 @@ def judge_bridge(pos, state, tref, bridge, r, c, p, n, step, w, max_bridge, pool
     if not inside(p, shape, 0.5):
         return BOUNDS
     t_ref = max(neighbour_t_ref(state, tref, r, c), 1.0)
+    if not neighbour_normal(pos, state, r, c, n):
+        return NO_NORMAL
     if not SB.line_inside(p, n, 0.5 * t_ref + 1.0 + SB.in_plane_tolerance(t_ref, step), shape):
         return BOUNDS
     if beside_sheet(pool, slots, shape, p, n, t_ref, step):
@@ -578,7 +609,7 @@ def grow_generation(pos, state, gen, tried_nbrs, tref, bridge, cells, g, step, w
 @nb.njit(cache=True)
 def refine_recent(pos, state, gen, tref, bridge, g_min, step, w, accept, gap, max_bridge, pool, slots, shape, iters):
     """One Gauss–Seidel sweep re-solving corners added since generation ``g_min`` (neighbours
-    fixed); a new position is kept only if it still passes :func:`judge_corner`."""
+    fixed); a new position more than 0.25 voxel away is kept only if it passes :func:`judge_corner`."""
     J = np.empty((64, 3))
     res = np.empty(64)
     band = np.empty(5)
@@ -592,7 +623,8 @@ def refine_recent(pos, state, gen, tref, bridge, g_min, step, w, accept, gap, ma
             state[r, c] = EMPTY  # exclude itself from its own residuals
             p, cost = solve_corner(pos, state, r, c, p0, step, w, pool, slots, shape, J, res, iters)
             mv = math.sqrt((p[0] - p0[0]) ** 2 + (p[1] - p0[1]) ** 2 + (p[2] - p0[2]) ** 2)
-            if mv > 1e-6 and judge_corner(pos, state, tref, bridge, r, c, p, step, w, accept, gap, max_bridge, pool,
+            # moves under a quarter voxel are not worth re-judging (a corner cannot change band by that)
+            if mv > 0.25 and judge_corner(pos, state, tref, bridge, r, c, p, step, w, accept, gap, max_bridge, pool,
                                           slots, shape, band) == OK:
                 pos[r, c, 0], pos[r, c, 1], pos[r, c, 2] = p[0], p[1], p[2]
                 tref[r, c] = band[1]
@@ -611,13 +643,15 @@ def audit_edges(pos, state, tref, bridge, step, pool, slots, shape, bad_r, bad_c
     returns the number of such edges and corners."""
     R, C = state.shape
     n = np.empty(3)
+    nb_n = np.empty(3)
     bad = 0
     for r in range(R):
         for c in range(C):
             if state[r, c] != ON_SURFACE or not corner_normal(pos, state, r, c, pos[r, c], n):
                 continue
             t_ref = max(tref[r, c], 1.0)
-            if bridge[r, c] > 0 and beside_sheet(pool, slots, shape, pos[r, c], n, t_ref, step):
+            if bridge[r, c] > 0 and (not neighbour_normal(pos, state, r, c, nb_n) or
+                                     beside_sheet(pool, slots, shape, pos[r, c], nb_n, t_ref, step)):
                 bad_r[r, c] = True  # cut the corner off from its neighbours
                 bad_c[r, c] = True
                 if r > 0:
