@@ -6,18 +6,28 @@ patch pixel — it must equal the patches' ``step_size``). Extra vcd keys: ``max
 width in cells; 0 = ``sliding_w`` as VC3D), ``min_supporters`` (distinct agreeing patches a corner
 needs, VC3D's hard-coded 2), ``bridge_cells`` (longest gap between patch groups, in cells, that the
 front may cross by the grid's own smoothness when patches on the far side agree; 0 = never).
+
+Z limits (VC3D's ``z_range`` / ``z_min`` / ``z_max``, voxels): the tracer keeps only corners whose z
+lies in ``[z_min, z_max]`` (bounds inclusive; a reversed pair is swapped, as VC3D does). ``z_range``
+(``[z_min, z_max]``) wins over ``z_min``/``z_max``. Default: no limit. Unlike VC3D (which needs both),
+one of ``z_min``/``z_max`` alone limits that side only; a malformed value is an error, not ignored.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import InputError
 from ..formats.paramkeys import parse_bool, warn_unknown
 
 #: keys of VC3D's tracer params vcd accepts without using them (no "unknown param" warning);
-#: ``z_min``/``z_max`` are read into ``z_range``, ``tgt_dir`` is what VC3D records in a trace's meta
-VC3D_IGNORED = ("use_cuda", "generations", "rewind_gen", "step_size", "z_min", "z_max", "tgt_dir")
+#: ``tgt_dir`` is what VC3D records in a trace's meta
+VC3D_IGNORED = ("use_cuda", "generations", "rewind_gen", "step_size", "tgt_dir")
+
+
+#: example values for errors about keys whose default is None
+_EXAMPLE = {"z_range": [1000.0, 2000.0], "z_min": 1000.0, "z_max": 2000.0}
 
 
 @dataclass
@@ -40,6 +50,8 @@ class TraceParams:
     straight_min_count: float = 1.0
     sliding_w_scale: float = 1.0
     z_range: list | None = None
+    z_min: float | None = None
+    z_max: float | None = None
     use_cuda: bool = True
     # vcd
     max_generations: int = 100000
@@ -67,14 +79,16 @@ class TraceParams:
                     v = int(v)
                 elif f.type == "float":
                     v = float(v)
+                elif f.name in ("z_min", "z_max") and v is not None:
+                    v = float(v)
                 elif f.name == "z_range" and v is not None:
-                    v = [float(v[0]), float(v[1])] if isinstance(v, list) and len(v) == 2 else None
+                    if not (isinstance(v, list) and len(v) == 2):
+                        raise TypeError
+                    v = sorted([float(v[0]), float(v[1])])
             except (TypeError, ValueError):
                 raise InputError(source, f"param {f.name!r} has invalid value {v!r}",
-                                 f"use a value like the default {getattr(cls(), f.name)!r}") from None
+                                 f"use a value like {_EXAMPLE.get(f.name, getattr(cls(), f.name))!r}") from None
             kw[f.name] = v
-        if "z_range" not in kw and "z_min" in d and "z_max" in d:
-            kw["z_range"] = [float(d["z_min"]), float(d["z_max"])]
         p = cls(**kw)
         if p.step <= 0 or p.src_step <= 0:
             raise InputError(source, "step and src_step must be > 0", "use the patches' step_size as src_step")
@@ -84,6 +98,24 @@ class TraceParams:
     def known_keys(cls) -> set[str]:
         """Every key a params file may hold: the fields and VC3D keys accepted without use."""
         return {f.name for f in fields(cls)} | set(VC3D_IGNORED)
+
+    @property
+    def z_bounds(self) -> tuple[float, float] | None:
+        """``(z_min, z_max)`` voxels a corner's z must lie in (inclusive), or None for no limit;
+        ``z_range`` wins over ``z_min``/``z_max``, a missing side is unbounded, a reversed pair is swapped."""
+        if self.z_range is not None:
+            lo, hi = float(self.z_range[0]), float(self.z_range[1])
+        elif self.z_min is not None or self.z_max is not None:
+            lo = -math.inf if self.z_min is None else float(self.z_min)
+            hi = math.inf if self.z_max is None else float(self.z_max)
+        else:
+            return None
+        return (min(lo, hi), max(lo, hi))
+
+    def z_ok(self, z: float) -> bool:
+        """True when ``z`` (voxels) is within :attr:`z_bounds` (always, without limits)."""
+        b = self.z_bounds
+        return b is None or b[0] <= z <= b[1]
 
     @property
     def cell(self) -> float:

@@ -245,7 +245,7 @@ class Tracer:
             raise InputError(name, f"seed patch does not cover the initial 3×3 block of {self.S:g}-voxel cells",
                              "use a larger seed patch or a smaller step (src_step must be the patches' step_size)")
         for (dr, dc), good, q, loc in zip(block, ok, P, L):
-            if good:
+            if good and (self.p.z_ok(q[2]) or (dr, dc) == (0, 0)):  # the seed corner itself always
                 r, c = self.r0 + dr, self.c0 + dc
                 st.set_corner(r, c, q, self._attach(q, {self.seed: loc}))
                 st.support[r, c] = self.p.inlier_base_threshold
@@ -316,8 +316,9 @@ class Tracer:
         L, P, ok, tg = self.ps.packed.walk(ids, L0, np.tile(guess, (len(ids), 1)), 2 * self.kcell[ids] + 1,
                                            span=span)
         ok &= tg <= 0.5 * self.S
-        if self.p.z_range:
-            ok &= (P[:, 2] >= self.p.z_range[0]) & (P[:, 2] <= self.p.z_range[1])
+        zb = self.p.z_bounds
+        if zb is not None:
+            ok &= (P[:, 2] >= zb[0]) & (P[:, 2] <= zb[1])
         if not ok.any():
             return None
         return ids[ok], P[ok], L[ok], local
@@ -432,6 +433,8 @@ class Tracer:
                          member_ids)
 
     def _geometry_ok(self, st: TraceState, r: int, c: int, q: np.ndarray) -> bool:
+        if not self.p.z_ok(q[2]):  # z_range / z_min / z_max (VC3D: corners outside are refused)
+            return False
         H, W = st.valid.shape
         for dr, dc in NBR4:
             rr, cc = r + dr, c + dc
@@ -748,7 +751,7 @@ class Tracer:
             L, Q, ok, _ = self.ps.packed.walk(ids, np.array([locs[t] for t in ids]), np.tile(new[rc], (len(ids), 1)),
                                               0.75 * self.kcell[ids] + 1)
             ok &= np.linalg.norm(Q - new[rc], axis=1) <= far
-            if not ok.any():
+            if not ok.any() or not self.p.z_ok(Q[ok].mean(0)[2]):
                 continue
             st.set_corner(*rc, Q[ok].mean(0), {int(t): L[k].copy() for k, t in enumerate(ids) if ok[k]})
             moved += 1
