@@ -1,8 +1,8 @@
 """Watch ``paths/`` (and ``traces/``) and turn annotator edits into jobs.
 
 - a new complete patch directory → an ``overlap`` job (one queued per patch);
-- ``mask.tif`` written or replaced, or the ``approved``/``defective`` tags changed in
-  ``meta.json`` → a ``retrace`` job for each trace whose provenance uses that patch (one queued per
+- ``mask.tif`` or ``approval.tif`` (VC3D's per-vertex approvals) written or replaced, or the
+  ``approved``/``defective`` tags changed in ``meta.json`` → a ``retrace`` job for each trace whose provenance uses that patch (one queued per
   trace);
 - a new trace with ``vcd_provenance.json`` → its patch list is recorded (and pipeline jobs queued).
 
@@ -33,7 +33,7 @@ from watchdog.observers import Observer
 from .. import jobs
 from ..errors import FormatError, VcdError
 from ..formats.jsonio import read_json
-from ..formats.tifxyz import TAGS_USED_BY_TRACER, read_mask_grid
+from ..formats.tifxyz import TAGS_USED_BY_TRACER, read_approval, read_mask_grid
 from ..formats.overlaps import repair_links
 from ..formats.volpkg import is_debug_snapshot, is_patch, is_trace, name_is_utf8
 from ..jobs import overlap, retrace
@@ -43,22 +43,32 @@ from .store_index import SurfaceIndex
 
 
 def surface_fingerprint(d: Path, meta: dict) -> tuple[list[str], str | None]:
-    """(tracer-relevant tags, sha1 of the mask keep-bitmap resized to the grid, or None)."""
+    """(tracer-relevant tags, the per-vertex files' fingerprint or None). The fingerprint is the
+    sha1 of the mask keep-bitmap resized to the grid; with an ``approval.tif`` the sha1 of its
+    approved bitmap is appended (``"<mask sha1>+approval:<sha1>"``), so an approval edit is a change
+    like a mask edit, and surfaces without one keep the fingerprints stored before approvals counted."""
     tags = sorted(set(meta.get("tags") or {}) & set(TAGS_USED_BY_TRACER)) if isinstance(meta.get("tags"), dict) else []
-    mask = None
-    if (d / "mask.tif").exists():
-        with tifffile.TiffFile(d / "x.tif") as tf:
-            rows, cols = tf.pages[0].shape[:2]
-        keep = read_mask_grid(d / "mask.tif", rows, cols)
-        mask = hashlib.sha1(np.packbits(keep).tobytes() + f"{rows}x{cols}".encode()).hexdigest()
+    has_mask, has_appr = (d / "mask.tif").exists(), (d / "approval.tif").exists()
+    if not (has_mask or has_appr):
+        return tags, None
+    with tifffile.TiffFile(d / "x.tif") as tf:
+        rows, cols = tf.pages[0].shape[:2]
+    mask = _bits_sha1(read_mask_grid(d / "mask.tif", rows, cols)) if has_mask else None
+    if has_appr:
+        mask = f"{mask or ''}+approval:{_bits_sha1(read_approval(d, rows, cols))}"
     return tags, mask
+
+
+def _bits_sha1(bits: np.ndarray) -> str:
+    return hashlib.sha1(np.packbits(bits).tobytes() + f"{bits.shape[0]}x{bits.shape[1]}".encode()).hexdigest()
 
 
 def patch_jobs(patch_dir: Path, old: dict | None, tags: list[str], mask: str | None, trace_dirs: list[Path],
                auto_retrace: bool = True) -> list[tuple[str, object]]:
     """Jobs ``(kind, Params)`` for a quiet, complete patch: an ``overlap`` job when it was never seen
     (``old`` None), a ``retrace`` of each trace in ``trace_dirs`` (those whose provenance uses it) when
-    its tracer-relevant tags or mask changed from ``old`` (``{"tags", "mask"}``), else nothing."""
+    its tracer-relevant tags or mask/approval fingerprint changed from ``old`` (``{"tags", "mask"}``;
+    see :func:`surface_fingerprint`), else nothing."""
     if old is None:
         return [("overlap", overlap.Params(paths=str(patch_dir.parent), segment=patch_dir.name))]
     if (old["tags"], old["mask"]) == (tags, mask) or not auto_retrace:

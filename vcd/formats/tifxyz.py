@@ -1,4 +1,4 @@
-"""tifxyz surfaces: ``x.tif``, ``y.tif``, ``z.tif`` + ``meta.json`` (+ ``mask.tif``, channels).
+"""tifxyz surfaces: ``x.tif``, ``y.tif``, ``z.tif`` + ``meta.json`` (+ ``mask.tif``, ``approval.tif``, channels).
 
 The single reader/writer of surfaces in vcd. A surface grid is ``points[row, col] = (x, y, z)``
 in level-0 voxels (float32); invalid points are ``(-1, -1, -1)`` and a point with ``z <= 0`` is
@@ -205,6 +205,45 @@ def read_mask_page0(mask_path: str | os.PathLike) -> np.ndarray:
     if page.ndim != 2:
         raise FormatError(mask_path, f"mask.tif page 0 has unexpected shape {page.shape}",
                           "save page 0 as a single grayscale layer")
+    return page
+
+
+def read_approval(surface_dir: str | os.PathLike, rows: int, cols: int) -> np.ndarray | None:
+    """Per-vertex approvals (VC3D paints them in ``approval.tif``): page 0, uint8, exactly the
+    ``rows × cols`` surface grid (row = image row); nonzero = approved (any channel of an RGB(A)
+    paint). Returns a bool ``[rows, cols]`` map, or None when the surface has no ``approval.tif``.
+    Unreadable, non-8-bit or wrongly sized files raise :class:`FormatError` naming the file."""
+    path = Path(surface_dir) / "approval.tif"
+    if not path.exists():
+        return None
+    page = _read_page0_u8(path, "approval.tif", "save the approvals again from VC3D (8-bit, nonzero = approved)")
+    if page.ndim == 3 and page.shape[-1] in (2, 3, 4):
+        page = page[..., :3].any(-1) if page.shape[-1] != 2 else page[..., 0]
+    if page.ndim != 2:
+        raise FormatError(path, f"approval.tif page 0 has unexpected shape {page.shape}",
+                          "save page 0 as a single 8-bit layer, nonzero = approved")
+    if page.shape != (rows, cols):
+        h, w = page.shape
+        raise FormatError(path, f"approval.tif is {w}×{h} pixels but the surface grid is {cols}×{rows}: "
+                          "approvals are per vertex, so the image must be exactly the grid's size",
+                          f"resize or repaint approval.tif to {cols}×{rows} (one pixel per vertex)")
+    return page != 0
+
+
+def _read_page0_u8(path: Path, what: str, fix: str) -> np.ndarray:
+    """Page 0 of an 8-bit tif (``what`` names it in errors; ``fix`` is the hint for a bad dtype)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.pages:
+                raise FormatError(path, f"{what} has no pages", "save it again")
+            page = tif.pages[0].asarray()
+    except FormatError:
+        raise
+    except Exception as exc:
+        raise FormatError(path, f"{what} cannot be read ({type(exc).__name__}: {exc})",
+                          "the file is truncated or still being written: save it again") from None
+    if page.dtype != np.uint8:
+        raise FormatError(path, f"{what} page 0 has dtype {page.dtype}; it must be 8-bit", fix)
     return page
 
 

@@ -1,7 +1,9 @@
 """The patch collection as the tracer sees it: masked grids ready for point queries, tags, links.
 
 ``defective`` patches are left out entirely; masked pixels are invalid (``read_surface`` applies
-``mask.tif``); ``approved`` patches are remembered; a patch that cannot be read is skipped with a
+``mask.tif``); ``approved`` patches are remembered, and so are per-vertex approvals (VC3D's
+``approval.tif``, nonzero = approved): the tracer trusts an approved vertex as it trusts a whole
+``approved`` patch (an unreadable ``approval.tif`` is named in a warning and ignored); a patch that cannot be read is skipped with a
 warning naming it. Debug snapshots and other non-patches never enter (``list_patches``).
 
 Grid steps (``meta.json`` ``scale`` = patch pixels per voxel): with ``src_step`` given, a seed whose
@@ -21,7 +23,7 @@ import numpy as np
 
 from ..errors import FormatError, InputError
 from ..formats.overlaps import read_overlaps
-from ..formats.tifxyz import read_surface
+from ..formats.tifxyz import read_approval, read_surface
 from ..formats.volpkg import list_patches
 from ..kernels.surfsearch import SurfaceSearch
 from ..kernels.multisurface import PackedSurfaces
@@ -34,13 +36,21 @@ def mask_fingerprint(surface_dir: Path, valid: np.ndarray) -> str | None:
     return hashlib.sha1(np.packbits(valid).tobytes() + f"{valid.shape[0]}x{valid.shape[1]}".encode()).hexdigest()
 
 
+def approval_fingerprint(approved: np.ndarray | None) -> str | None:
+    """sha1 of the per-vertex approval bitmap (``approval.tif`` nonzero), or None without one."""
+    if approved is None:
+        return None
+    return hashlib.sha1(np.packbits(approved).tobytes() + f"{approved.shape[0]}x{approved.shape[1]}".encode()).hexdigest()
+
+
 @dataclass
 class PatchSet:
     names: list = field(default_factory=list)
     search: list = field(default_factory=list)
-    approved: set = field(default_factory=set)
+    approved: set = field(default_factory=set)    #: indices of whole-patch ``approved`` patches
+    approved_vertices: dict = field(default_factory=dict)  #: index -> bool [rows, cols] (approval.tif)
     links: list = field(default_factory=list)     #: links[i] = set of patch indices
-    info: dict = field(default_factory=dict)      #: name -> {"mask_sha1", "tags"}
+    info: dict = field(default_factory=dict)      #: name -> {"mask_sha1", "tags"[, "approval_sha1"]}
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 3)))
     skipped: list = field(default_factory=list)
     _packed: PackedSurfaces | None = None
@@ -82,6 +92,7 @@ class PatchSet:
             ps.info[d.name] = {"mask_sha1": mask_fingerprint(d, s.valid), "tags": tags}
             if "approved" in tags:
                 ps.approved.add(len(ps.names) - 1)
+            ps._load_approval(d, s.valid.shape, warn)
         if other_step:
             warn(f"{len(other_step)} patch(es) have a grid step other than src_step {float(src_step):g} voxels "
                  f"(e.g. {other_step[0]}); each is followed in its own grid units")
@@ -95,6 +106,34 @@ class PatchSet:
                     ps.links[j].add(i)
         ps.boxes = np.array([[s.grid[s.valid].min(0), s.grid[s.valid].max(0)] for s in ps.search]).reshape(-1, 2, 3)
         return ps
+
+    def _load_approval(self, d: Path, shape, warn) -> None:
+        """Per-vertex approvals of the patch just appended (``approval.tif``), if any."""
+        try:
+            appr = read_approval(d, *shape)
+        except FormatError as exc:
+            warn(f"ignoring approvals of patch {d.name}: {exc.message}")
+            return
+        if appr is not None and appr.any():
+            self.approved_vertices[len(self.names) - 1] = appr
+            self.info[d.name]["approval_sha1"] = approval_fingerprint(appr)
+
+    @property
+    def any_approved(self) -> bool:
+        """Whether any patch is approved, whole or per vertex."""
+        return bool(self.approved or self.approved_vertices)
+
+    def trusted(self, t: int, loc) -> bool:
+        """Patch ``t`` is trusted at ``loc`` = (row, col) in its grid: the whole patch is
+        ``approved``, or the vertex nearest ``loc`` is approved in its ``approval.tif``."""
+        if t in self.approved:
+            return True
+        appr = self.approved_vertices.get(t)
+        if appr is None:
+            return False
+        r = min(max(int(round(float(loc[0]))), 0), appr.shape[0] - 1)
+        c = min(max(int(round(float(loc[1]))), 0), appr.shape[1] - 1)
+        return bool(appr[r, c])
 
     @property
     def packed(self) -> PackedSurfaces:

@@ -29,8 +29,8 @@ window, not to the trace):
    patches agree, spacing to its 4-neighbours is within [0.6 S, 1.4 S] and it does not fold onto
    the trace; the corner becomes the mean of the agreeing proposals, every agreeing patch's
    (row, col) is walked onto it, and the *second ring* (patches linked to them whose surface passes
-   within ``same_surface_th`` of the corner) attaches. An ``approved`` proposer anchored on ≥ 2
-   neighbours is accepted without consensus. ``defective`` patches are never loaded; masked pixels
+   within ``same_surface_th`` of the corner) attaches. An ``approved`` proposer (whole patch, or an
+   approved vertex of its ``approval.tif``) anchored on ≥ 2 neighbours is accepted without consensus. ``defective`` patches are never loaded; masked pixels
    are holes.
 
 **Threshold schedule** (VC3D): *T* starts at ``inlier_base_threshold``; a generation that accepts
@@ -387,7 +387,7 @@ class Tracer:
         best = None
         for i in np.argsort(-scores, kind="stable"):
             ref = int(ids[i])
-            if ref in self.ps.approved and local.get(ref, 0) >= 2 and self._geometry_ok(st, r, c, P[i]):
+            if self.ps.trusted(ref, L[i]) and local.get(ref, 0) >= 2 and self._geometry_ok(st, r, c, P[i]):
                 locs = self._attach(P[i], {ref: L[i].copy()})
                 return Candidate(1000.0, P[i], locs, True, proposers=ids, proposal_locs=L, members=frozenset([ref]))
             if best is not None:
@@ -405,7 +405,7 @@ class Tracer:
             voters = [(int(ids[j]), L[j]) for j in members] + \
                      [(int(rids[j]), rlocs[i, j]) for j in np.nonzero(ragree[i])[0]]
             best = self._candidate(q, i, members, voters, ids, L, agree, gap, scores, agree.sum(1) + ragree.sum(1))
-            if best is None or not self.ps.approved:
+            if best is None or not self.ps.any_approved:
                 break
         if best is not None and near_seed and self.seed in best.locs:
             best.score = max(best.score, T)
