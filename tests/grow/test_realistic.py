@@ -6,9 +6,10 @@ grower must stay on one wrap and on the sheet everywhere, and grow usable patche
 
 Family draws used to tune the grower: 1, 2, 3, 4, 5. Draws kept out of tuning and checked last: 6, 7, 8
 (``heavy``). Measured (5 spread seeds, step 10, 60 generations, 128×256×256): median patch 0.040 /
-0.025 / 0.035 / 0.012 / 0.0001 cm² on draws 1-5 and 0.056 / 0.019 / 0.035 on 6-8; at most one patch
-per draw with a jump. Draws 4, 5 and 7 — soft bands 3-5 voxels thick with 20-40 % dropout — fall
-short of 0.02 cm² (growth stalls in the dropout): an open part of issue 13.
+0.025 / 0.035 / 0.010 / 0.0003 cm² on draws 1-5 and 0.056 / 0.039 / 0.036 on 6-8, every patch within
+0.4 voxel of the sheet on average, at most one patch per draw with a jump. Draws 4 and 5 — soft
+bands 3-5 voxels thick with 20-40 % dropout — fall short of 0.02 cm² (growth stalls in the
+dropout): an open part of issue 13.
 """
 
 import json
@@ -75,8 +76,7 @@ SHORT = pytest.mark.xfail(reason="thick soft bands with 20-40 % dropout: growth 
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("draw", [2, pytest.param(4, marks=SHORT), pytest.param(5, marks=SHORT), 6,
-                                  pytest.param(7, marks=SHORT), 8])
+@pytest.mark.parametrize("draw", [2, pytest.param(4, marks=SHORT), pytest.param(5, marks=SHORT), 6, 7, 8])
 def test_realistic_family_more_draws(tmp_path, draw):
     check_family(grow_family_draw(tmp_path, draw))
 
