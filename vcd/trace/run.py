@@ -107,8 +107,10 @@ def run_trace(volume: str | os.PathLike, src_dir: str | os.PathLike, tgt_dir: st
         try:
             name = f"z_dbg_gen_{gen:05d}"
             d = tgt_dir / name
-            if d.exists():
-                shutil.rmtree(d)
+            if d.exists():  # out of sight first: a kill -9 mid-delete must not leave a half snapshot
+                old = tgt_dir / f".{name}.old-{os.getpid()}"
+                os.replace(d, old)
+                shutil.rmtree(old)
             write_trace(d, st, ps, p, params_raw, voxelsize, str(volume), src_dir, seed.name, retrace_of,
                         {"vcd_debug_snapshot": True})
         except Exception as exc:  # a snapshot must never kill the trace
