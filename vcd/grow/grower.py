@@ -238,7 +238,6 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
             reason = "no more surface to grow onto (fringe empty)"
             g -= 1
             break
-        nbr = pos[np.clip(cells[:, 0], 1, size - 2), np.clip(cells[:, 1], 1, size - 2)]
         anchor = []
         for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
             rr, cc = np.clip(cells[:, 0] + dr, 0, size - 1), np.clip(cells[:, 1] + dc, 0, size - 1)

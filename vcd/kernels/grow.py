@@ -32,7 +32,7 @@ import numba as nb
 import numpy as np
 
 from . import sheetband as SB
-from .field import FAR, UNITS, dist_grad, dist_only  # noqa: F401  (re-exported for callers)
+from .field import dist_grad, dist_only
 
 
 # state of a grid cell
