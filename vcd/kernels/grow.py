@@ -381,6 +381,29 @@ def beside_sheet(pool, slots, shape, p, n, t_ref, step):
 
 
 @nb.njit(cache=True)
+def judge_edges(pos, state, bridge, r, c, p, n, t_ref, step, hole_share, p_on_band, pool, slots, shape):
+    """Edges from the valid 4-neighbours of (r, c) to ``p``: ``STRETCHED`` if one is more than 50 %
+    longer or shorter than ``step``, ``EDGE_SWITCH`` if one changes band, ``EDGE_HOLE`` if one crosses a
+    hole longer than ``hole_share`` of it (:func:`~vcd.kernels.sheetband.edge_follows_band`), else ``OK``."""
+    R, C = state.shape
+    for k in range(4):
+        rr = r + (1, -1, 0, 0)[k]
+        cc = c + (0, 0, 1, -1)[k]
+        if rr < 0 or cc < 0 or rr >= R or cc >= C or state[rr, cc] != ON_SURFACE:
+            continue
+        L = math.sqrt((p[0] - pos[rr, cc, 0]) ** 2 + (p[1] - pos[rr, cc, 1]) ** 2 + (p[2] - pos[rr, cc, 2]) ** 2)
+        if L < 0.5 * step or L > 1.5 * step:
+            return STRETCHED
+        e = SB.edge_follows_band(pool, slots, shape, pos[rr, cc], p, n, t_ref, hole_share * L, bridge[rr, cc] == 0,
+                                 p_on_band)
+        if e == SB.EDGE_SWITCH:
+            return EDGE_SWITCH
+        if e == SB.EDGE_HOLE and hole_share < 1.0:
+            return EDGE_HOLE
+    return OK
+
+
+@nb.njit(cache=True)
 def judge_bridge(pos, state, tref, bridge, r, c, p, n, step, w, max_bridge, pool, slots, shape, band):
     """A corner in a hole of the prediction, placed by the grid's spacing and straightness alone
     (re-solved from its extrapolated guess with the surface terms of ``w`` off, so that it is not
@@ -410,18 +433,9 @@ def judge_bridge(pos, state, tref, bridge, r, c, p, n, step, w, max_bridge, pool
         return BOUNDS
     if beside_sheet(pool, slots, shape, p, n, t_ref, step):
         return BRIDGE_BESIDE_SHEET
-    R, C = state.shape
-    for k in range(4):
-        rr = r + (1, -1, 0, 0)[k]
-        cc = c + (0, 0, 1, -1)[k]
-        if rr < 0 or cc < 0 or rr >= R or cc >= C or state[rr, cc] != ON_SURFACE:
-            continue
-        L = math.sqrt((p[0] - pos[rr, cc, 0]) ** 2 + (p[1] - pos[rr, cc, 1]) ** 2 + (p[2] - pos[rr, cc, 2]) ** 2)
-        if L < 0.5 * step or L > 1.5 * step:
-            return STRETCHED
-        if SB.edge_follows_band(pool, slots, shape, pos[rr, cc], p, n, t_ref, L, bridge[rr, cc] == 0, False) == \
-                SB.EDGE_SWITCH:
-            return EDGE_SWITCH
+    code = judge_edges(pos, state, bridge, r, c, p, n, t_ref, step, 1.0, False, pool, slots, shape)
+    if code != OK:
+        return code
     band[1] = t_ref
     band[4] = depth
     return OK
@@ -468,20 +482,9 @@ def judge_corner(pos, state, tref, bridge, r, c, p, step, w, accept, gap, max_br
             return OFF_SURFACE
         band[1] = SB.next_t_ref(t_ref, band[1])
         return OK
-    R, C = state.shape
-    for k in range(4):
-        rr = r + (1, -1, 0, 0)[k]
-        cc = c + (0, 0, 1, -1)[k]
-        if rr < 0 or cc < 0 or rr >= R or cc >= C or state[rr, cc] != ON_SURFACE:
-            continue
-        L = math.sqrt((p[0] - pos[rr, cc, 0]) ** 2 + (p[1] - pos[rr, cc, 1]) ** 2 + (p[2] - pos[rr, cc, 2]) ** 2)
-        if L < 0.5 * step or L > 1.5 * step:  # spacing sanity: no edge stretched/compressed by > 50 %
-            return STRETCHED
-        e = SB.edge_follows_band(pool, slots, shape, pos[rr, cc], p, n, tr, 0.5 * L, bridge[rr, cc] == 0)
-        if e == SB.EDGE_SWITCH:
-            return EDGE_SWITCH
-        if e == SB.EDGE_HOLE:
-            return EDGE_HOLE
+    code = judge_edges(pos, state, bridge, r, c, p, n, tr, step, 0.5, True, pool, slots, shape)
+    if code != OK:
+        return code
     if gap > 0 and SB.oblique_sheet(pool, slots, shape, p, n, 0.5 * band[1], gap):
         return OBLIQUE_SHEET
     band[1] = SB.next_t_ref(t_ref, band[1])
