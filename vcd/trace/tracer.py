@@ -50,7 +50,6 @@ on the patches' own sheet at their grid resolution.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +59,7 @@ from ..kernels.gridopt import regularise_window
 from . import qa
 from .params import TraceParams
 from .patches import PatchSet
+from .progress import trace_progress
 
 NBR4 = ((1, 0), (-1, 0), (0, 1), (0, -1))
 NBR8 = NBR4 + ((1, 1), (1, -1), (-1, 1), (-1, -1))
@@ -110,6 +110,16 @@ class Candidate:
     proposers: np.ndarray = None    #: patch ids that proposed a point
     proposal_locs: np.ndarray = None
     members: frozenset = frozenset()
+
+
+@dataclass
+class Proposal:
+    """The walks that propose a point for one cell (:meth:`Tracer._propose`); row ``i`` of each
+    array is one proposing patch."""
+    ids: np.ndarray     #: int64 [n] patch ids
+    points: np.ndarray  #: float [n, 3] proposed points (x, y, z) voxels
+    locs: np.ndarray    #: float [n, 2] (row, col) on each patch's grid where its walk ended
+    local: dict         #: {patch id: how many of the cell's 3×3 neighbours it supports}
 
 
 def _guess(st: TraceState, r: int, c: int):
@@ -290,11 +300,10 @@ class Tracer:
             else:
                 self.trust[key] = w
 
-    def _propose(self, st: TraceState, r: int, c: int):
+    def _propose(self, st: TraceState, r: int, c: int) -> Proposal | None:
         """Each patch supporting a neighbouring corner walks its own grid from its (row, col) there
-        towards the extrapolated position of (r, c). Returns ``(ids, points, locs, local)`` of the
-        walks that stayed on valid parts of their patch, or None. ``local[t]``: neighbours (3×3) that
-        patch ``t`` supports."""
+        towards the extrapolated position of (r, c). Returns the :class:`Proposal` of the walks that
+        stayed on valid parts of their patch, or None."""
         guess = _guess(st, r, c)
         if guess is None:
             return None
@@ -321,7 +330,7 @@ class Tracer:
             ok &= (P[:, 2] >= zb[0]) & (P[:, 2] <= zb[1])
         if not ok.any():
             return None
-        return ids[ok], P[ok], L[ok], local
+        return Proposal(ids[ok], P[ok], L[ok], local)
 
     def _agreement(self, ids, P, L):
         """``agree[i, j]``: patch ``j`` agrees with proposal ``i`` — its own proposal is within
@@ -378,7 +387,7 @@ class Tracer:
         prop = self._propose(st, r, c)
         if prop is None:
             return None
-        ids, P, L, local = prop
+        ids, P, L, local = prop.ids, prop.points, prop.locs, prop.local
         agree, gap = self._agreement(ids, P, L)
         rids, ragree, rlocs = self._ring(ids, P, local)
         w = np.array([self._trust(int(t), l) * (1.0 + local.get(int(t), 0)) for t, l in zip(ids, L)])
@@ -461,7 +470,6 @@ class Tracer:
         tried: dict[tuple[int, int], tuple[float, int]] = {}
         max_cols = max(8, int(p.max_width / p.step))
         gen = 0
-        t0 = time.monotonic()
         opt_at, stall_opt = 0, False  # corners at the last windowed optimisation; optimised at this stall?
         while gen < p.max_generations:
             gen += 1
@@ -521,13 +529,13 @@ class Tracer:
             if self.snapshot and p.snapshot_every and gen % p.snapshot_every == 0:
                 self.snapshot(st, gen)
             if self.progress:
-                self.progress(min(0.99, gen / 1000.0),
-                              f"generation {gen}: {int(st.valid.sum())} corners, {cols[-1] - self.c0 + 1} columns, "
-                              f"{time.monotonic() - t0:.0f} s")
+                trace_progress(self).generation(st, gen, cols[-1] - self.c0 + 1)
         else:
             st.stop_reason = f"reached max_generations={p.max_generations}"
         self.fill_holes(st)
         self.finish(st)
+        if self.progress:
+            trace_progress(self).done(st)
         return st
 
     def _accept(self, st: TraceState, r: int, c: int, cand: Candidate, gen: int) -> None:
