@@ -67,11 +67,11 @@ def _info(args) -> int:
 def _convert(args) -> int:
     from ..formats.convert import convert_volume
 
-    def progress(f, msg):
-        print(f"\r[{f * 100:5.1f}%] {msg}   ", end="", file=sys.stderr, flush=True)
+    from .progress import Progress
+    progress = Progress()
     convert_volume(args.src, args.dst, n_bytes=args.bytes, algorithm=args.algorithm, n_levels=args.levels,
                    voxelsize=args.voxelsize, progress=progress)
-    print(file=sys.stderr)
+    progress.close()
     print(f"wrote {args.dst}")
     return 0
 

@@ -60,7 +60,8 @@ def _grow(args) -> int:
     job = dict(params, volume=args.volume, paths=args.paths)
     if seed is not None:
         job["seed_point"] = seed
-    res = run_grow_job(job, JobContext(), mode)
+    from .progress import Progress
+    res = run_grow_job(job, JobContext(progress_cb=Progress()), mode)
     if res.get("stats"):
         print(format_stats(res["stats"]), file=sys.stderr)
     if res.get("no_surface"):

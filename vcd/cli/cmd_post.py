@@ -41,11 +41,11 @@ def _ground(a) -> int:
 def _render(a) -> int:
     from ..post.render import render
 
-    def progress(f, m):
-        print(f"\r[{f * 100:5.1f}%] {m}   ", end="", file=sys.stderr, flush=True)
+    from .progress import Progress
+    progress = Progress()
     r = render(a.volume, a.out_pattern, a.segment, a.scale, a.group, a.layers, processes=a.processes,
                progress=progress)
-    print(file=sys.stderr)
+    progress.close()
     print(f"wrote {len(r['layers'])} layers {r['shape'][1]}×{r['shape'][0]} px; preview {r['preview']}")
     return 0
 

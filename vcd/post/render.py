@@ -170,10 +170,11 @@ class RenderGeometry:
         return P, (-N if self.flip else N)
 
 
-def render_layers(args) -> list[str]:
+def render_layers(args, tick=None) -> list[str]:
     """Render several layers in one pass over the surface: positions and normals are computed once
     per tile row and each layer's tiles go to its own writer thread (tifffile, LZW), so no layer is
-    ever held whole in memory. ``args = (segment, volume, [(out_path, offset), ...], scale, group)``."""
+    ever held whole in memory. ``args = (segment, volume, [(out_path, offset), ...], scale, group)``;
+    ``tick(rows_done, rows)`` after each tile row (output pixel rows)."""
     import queue as _queue
     import threading
 
@@ -220,6 +221,8 @@ def render_layers(args) -> list[str]:
                     block[:len(rows), :W] = np.clip(sub, 0, 255).astype(np.uint8)  # truncates, as VC3D
                 for c0 in range(0, W, TILE):
                     q.put(block[:, c0:c0 + TILE].copy())
+            if tick:
+                tick(int(rows[-1]) + 1, H)
     finally:
         for q in queues:
             q.put(None)
@@ -256,7 +259,8 @@ def render(volume: str | os.PathLike, out_pattern: str, segment: str | os.PathLi
     jobs = [(str(segment), str(volume), g, float(scale), int(group)) for g in groups if g]
     done = 0
     if len(jobs) == 1:
-        done = len(render_layers(jobs[0]))
+        tick = (lambda r, h: progress(0.99 * r / h, f"{r}/{h} rows of {layers} layers")) if progress else None
+        done = len(render_layers(jobs[0], tick))
     else:
         import multiprocessing as mp
         with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as ex:
