@@ -67,7 +67,8 @@ def _trace(args) -> int:
     if not isinstance(params, dict):
         raise InputError(args.params, "params must be a JSON object", "write {\"step\": 10, ...}")
     params = _checked_params(params, args.params or args.resume)
-    ctx = JobContext()
+    from .progress import Progress
+    ctx = JobContext(progress_cb=Progress())
     res = run_trace(args.volume, args.paths, args.out_dir, params, args.seed, progress=ctx.progress, warn=ctx.warn,
                     retrace_of=Path(args.resume).name if args.resume else None)
     print(f"wrote {Path(args.out_dir) / res['written']}: {res['corners']} corners, {res['area_cm2']:.4f} cm², "
