@@ -132,7 +132,7 @@ def cmd_ls(args) -> int:
     print(f"{'ID':>6} {'KIND':8} {'STATE':9} {'TRY':>3} {'PROG':>5} {'CREATED':8} {'FINISHED':8} MESSAGE/ERROR")
     for r in rows:
         msg = (r["error"] or r["message"] or "").replace("\n", " ")[:70]
-        print(f"{r['id']:>6} {r['kind']:8} {r['state']:9} {r['attempts']:>3} {r['progress'] * 100:4.0f}% "
+        print(f"{r['id']:>6} {r['kind']:8} {r['state']:9} {r['attempts']:>3} {_pct(r['progress']):>5} "
               f"{_ts(r['created']):8} {_ts(r['finished']):8} {msg}")
     return 0
 
@@ -203,7 +203,7 @@ def status_text(args) -> str:
                                          ("queued", "running", "done", "failed", "cancelled")))
     running = q.list(state="running", limit=20)
     if running:
-        lines.append("running: " + ", ".join(f"#{r['id']} {r['kind']} {r['progress'] * 100:.0f}%" for r in running))
+        lines.append("running: " + ", ".join(f"#{r['id']} {r['kind']} {_pct(r['progress'])}" for r in running))
     from ..daemon.config import job_params, load_config
     try:
         tgt = int(job_params(load_config(vp), vp, "expand").get("tgt_overlap_count", 20))
@@ -223,16 +223,57 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _pct(progress) -> str:
+    """A job's progress as ``41%``, or ``?`` when the job reports no target (a negative fraction)."""
+    return "?" if progress is None or progress < 0 else f"{progress * 100:.0f}%"
+
+
+def finished_since(q, since: float) -> dict[str, dict[str, int]]:
+    """Jobs finished at or after ``since`` (unix seconds): kind -> state -> count."""
+    out: dict[str, dict[str, int]] = {}
+    for r in q.db.query("SELECT kind, state, COUNT(*) AS n FROM jobs WHERE finished >= ? GROUP BY kind, state",
+                        [since]):
+        out.setdefault(r["kind"], {})[r["state"]] = r["n"]
+    return out
+
+
+def rates_text(q, window_s: float, now: float) -> str:
+    """``rates (last 60 s): expand 0.12 jobs/s (7 done, 1 failed), ...`` — finished jobs per second
+    and kind over the last ``window_s`` seconds."""
+    fin = finished_since(q, now - window_s)
+    if not fin:
+        return f"rates (last {window_s:g} s): nothing finished"
+    parts = []
+    for kind in sorted(fin):
+        n = sum(fin[kind].values())
+        detail = ", ".join(f"{c} {s}" for s, c in sorted(fin[kind].items()))
+        parts.append(f"{kind} {n / window_s:.2g} jobs/s ({detail})")
+    return f"rates (last {window_s:g} s): " + "; ".join(parts)
+
+
+def watch_text(args, now: float) -> str:
+    """What ``vcdctl watch`` shows: :func:`status_text`, the finished-job rates per kind, and each
+    running job's own progress message (e.g. a trace's corners and corners/s)."""
+    q = _queue(args)
+    lines = [status_text(args), rates_text(q, args.window, now)]
+    for r in q.list(state="running", limit=20):
+        lines.append(f"  #{r['id']} {r['kind']:8} {_pct(r['progress']):>4}  {(r['message'] or '')[:100]}")
+    return "\n".join(lines)
+
+
 def cmd_watch(args) -> int:
+    """Refresh :func:`watch_text` every ``--interval`` seconds until Ctrl-C (exit 130, no traceback)."""
     try:
         while True:
-            text = status_text(args)
-            print("\x1b[2J\x1b[H" + text, flush=True)
+            text = watch_text(args, time.time())
             if args.once:
+                print(text, flush=True)
                 return 0
+            head = f"vcdctl watch: every {args.interval:g} s, Ctrl-C to stop   {_ts(time.time())}"
+            print("\x1b[2J\x1b[H" + head + "\n" + text, flush=True)
             time.sleep(args.interval)
     except KeyboardInterrupt:
-        return 0
+        return 130
 
 
 _XYZ = re.compile(r"[\[(]\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*[\])]")
@@ -375,9 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("progress", help="alias of status")
     p.set_defaults(func=cmd_status)
-    p = sub.add_parser("watch", help="live status view")
-    p.add_argument("--interval", type=float, default=2.0)
-    p.add_argument("--once", action="store_true")
+    p = sub.add_parser("watch", help="live status view with finished jobs per second and kind (Ctrl-C exits)")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    p.add_argument("--window", type=float, default=60.0, help="rates over the last this many seconds")
+    p.add_argument("--once", action="store_true", help="print one view and exit")
     p.set_defaults(func=cmd_watch)
     p = sub.add_parser("seed", help="queue explicit seeds from pasted VC3D lines or X Y Z args")
     p.add_argument("xyz", nargs="*")
