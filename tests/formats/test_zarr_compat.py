@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -60,11 +61,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def http_server(root: Path):
-    """``python -m http.server`` on 127.0.0.1 serving ``root``; stopped on exit, also on failure."""
+def http_server(root: Path, drop_first: bool = False):
+    """``python -m http.server`` on 127.0.0.1 serving ``root``; stopped on exit, also on failure.
+    ``drop_first``: the first request of every chunk is cut off half-way (``flaky_http.py``)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                             "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = ([sys.executable, str(Path(__file__).with_name("flaky_http.py")), str(port), str(root)] if drop_first
+           else [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)])
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):  # wait until it accepts connections (bounded by attempts, not a clock)
             with socket.socket() as s:
@@ -179,3 +182,108 @@ def test_remote_v3_volume_grows_a_patch(v3_scroll, tmp_path):
     assert r.returncode == 0, r.stderr
     sc = score_surface(read_surface(r.stdout.split("wrote ")[1].split()[0]).points, t)
     assert sc["n_valid"] > 300 and sc["mean_dist"] <= 1.0 and sc["jumps"] == 0, sc
+
+
+# ---------------------------------------------------------------------- the disk cache of remote volumes
+def _read_levels(vol) -> list[np.ndarray]:
+    return [lvl.read_all() for lvl in vol.levels]
+
+
+@pytest.mark.parametrize("which", ["synth_pred.zarr", "synth_pred_v3.zarr"])
+def test_remote_volume_is_read_from_the_disk_cache_once_served(v3_scroll, tmp_path, which):
+    """Served once: a second open (a new process's view: a new Volume, a new cache object) needs no server."""
+    pytest.importorskip("aiohttp")
+    vp, _, _ = v3_scroll
+    local = open_volume(vp / "volumes" / which)
+    pts = _sample_points(local.shape, seed=2)
+    with http_server(vp / "volumes") as base:
+        url = f"{base}/{which}"
+        first = open_volume(url, cache_root=tmp_path / "cache")
+        served = _read_levels(first)
+        assert first.levels[0].array.store_path.store.cache.misses > 0
+    for a, b in zip(served, _read_levels(local)):
+        np.testing.assert_array_equal(a, b)
+    again = open_volume(url, cache_root=tmp_path / "cache")        # the server is gone
+    for a, b in zip(_read_levels(again), served):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(again.sampler().sample(pts), local.sampler().sample(pts))
+    assert again.levels[0].array.store_path.store.cache.misses == 0
+    assert (tmp_path / "cache" / "remote-chunks").is_dir()
+    r = _vcd("info", url, "--json")   # the CLI's default cache ($VCD_CACHE_DIR) was not filled: one line
+    assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def _stored_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def test_remote_cache_stays_under_its_cap(v3_scroll, tmp_path, monkeypatch):
+    """A cap below the volume's size: every read is right, the directory never holds more than the cap
+    (checked after every chunk batch), the least recently used files go first."""
+    pytest.importorskip("aiohttp")
+    vp, v3, datas = v3_scroll
+    cap = _stored_bytes(v3 / "0") // 2
+    monkeypatch.setenv("VCD_REMOTE_CACHE_BYTES", str(cap))
+    with http_server(vp / "volumes") as base:
+        vol = open_volume(f"{base}/synth_pred_v3.zarr", cache_root=tmp_path / "cache")
+        cache = vol.levels[0].array.store_path.store.cache
+        assert cache.max_bytes == cap
+        lvl = vol.levels[0]
+        grid = list(np.ndindex(*lvl.chunk_grid))
+        for rep in range(2):
+            for i in range(0, len(grid), 6):
+                got = lvl.read_chunks(grid[i:i + 6])
+                for c, d in zip(grid[i:i + 6], got):
+                    want = datas[0][lvl._box(c)]
+                    assert (d is None and not want.any()) or np.array_equal(d[tuple(slice(0, n) for n in want.shape)], want)
+                assert cache.size_on_disk() <= cap
+        assert int((cache.dir / ".size").read_text()) >= cache.size_on_disk()
+        # two processes sharing the cache, each reading everything: still within the cap
+        code = ("import sys; from vcd.formats.volume import open_volume; v = open_volume(sys.argv[1], cache_root=sys.argv[2]);"
+                "[l.read_all() for l in v.levels]")
+        procs = [subprocess.Popen([sys.executable, "-c", code, f"{base}/synth_pred_v3.zarr", str(tmp_path / "cache")],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for p in procs:
+            assert p.wait(300) == 0, p.stderr.read()
+    assert cache.size_on_disk() <= cap
+
+
+def test_disk_cache_evicts_least_recently_used(tmp_path):
+    from vcd.formats.remotecache import ABSENT, DiskCache
+    cache = DiskCache(tmp_path / "c", max_bytes=1000)
+    for name in "abc":
+        cache.put(name, name.encode() * 300)
+    cache.put("gone", None)
+    for i, name in enumerate("abc"):   # a older than b older than c
+        os.utime(cache._path(name), (1000 + i, 1000 + i))
+    assert cache.get("a") == b"a" * 300       # a hit makes a the youngest
+    cache.put("d", b"d" * 300)               # 1200 > 1000: evict the oldest down to 900 - 300: b
+    assert cache.get("b") is None and cache.get("c") == b"c" * 300
+    assert cache.get("a") == b"a" * 300 and cache.get("d") == b"d" * 300 and cache.get("gone") is ABSENT
+    assert cache.size_on_disk() <= 1000
+    cache._path("a").unlink()                 # vanished (another process, by hand): a miss, no error
+    assert cache.get("a") is None
+    cache.put("huge", b"x" * 2000)            # over the cap: not kept
+    assert cache.get("huge") is None and cache.size_on_disk() <= 1000
+
+
+def test_dropped_connection_is_retried_never_zeros_never_cached_torn(v3_scroll, tmp_path, caplog):
+    """Every chunk's first transfer is cut half-way: each is retried (one warning line each), the data
+    equal the local volume's, and what the cache keeps is whole."""
+    pytest.importorskip("aiohttp")
+    vp, v3, datas = v3_scroll
+    from vcd.formats import zarrio
+    old = zarrio.RETRY_WAIT_S
+    zarrio.RETRY_WAIT_S = 0.01
+    try:
+        with http_server(vp / "volumes", drop_first=True) as base:
+            vol = open_volume(f"{base}/synth_pred_v3.zarr", cache_root=tmp_path / "cache")
+            with caplog.at_level("WARNING", logger="vcd.formats.zarrio"):
+                got = vol.levels[0].read_all()
+    finally:
+        zarrio.RETRY_WAIT_S = old
+    np.testing.assert_array_equal(got, datas[0])
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert retries and all("\n" not in m for m in retries)
+    again = open_volume(f"{base}/synth_pred_v3.zarr", cache_root=tmp_path / "cache")   # offline, from the cache
+    np.testing.assert_array_equal(again.levels[0].read_all(), datas[0])

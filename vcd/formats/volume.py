@@ -23,7 +23,7 @@ from ..errors import FormatError
 from ..kernels.sample import mark_chunks, sample_chunked
 from .jsonio import atomic_write_json
 from .zarrio import ZarrLevel, create_array, is_remote, join, multiscale_paths, open_group_attrs, read_bytes, \
-    write_chunk
+    remote_cache, write_chunk
 
 log = logging.getLogger("vcd.formats.volume")
 _warned_uint16: set[str] = set()
@@ -74,10 +74,13 @@ def _to_u8(data: np.ndarray, path: Path) -> np.ndarray:
     return (data // 257).astype(np.uint8)
 
 
-def open_volume(path: str | os.PathLike) -> Volume:
-    """Open and validate a VC3D volume directory, raising :class:`FormatError` with a fix."""
+def open_volume(path: str | os.PathLike, cache_root: str | os.PathLike | None = None) -> Volume:
+    """Open and validate a VC3D volume directory, raising :class:`FormatError` with a fix.
+
+    A remote volume (``http(s)://…``, ``s3://…``) keeps what it reads in a bounded disk cache under
+    ``<cache_root>/remote-chunks`` (default location and cap: :func:`vcd.formats.zarrio.remote_cache`)."""
     if is_remote(path):
-        return _open_remote(str(path).rstrip("/"))
+        return _open_remote(str(path).rstrip("/"), remote_cache(cache_root))
     path = Path(path)
     if not path.is_dir():
         raise FormatError(path, "volume directory does not exist", "pass the path of a .zarr volume directory")
@@ -90,17 +93,17 @@ def open_volume(path: str | os.PathLike) -> Volume:
     return Volume(path, meta, _ordered(path, subdirs, levels))
 
 
-def _open_remote(url: str) -> Volume:
+def _open_remote(url: str, cache) -> Volume:
     """A remote volume: ``meta.json`` and the levels the OME multiscales block lists (else 0, 1, …)."""
-    meta = _check_meta(join(url, "meta.json"), read_bytes(join(url, "meta.json")))
-    names = multiscale_paths(open_group_attrs(url))
+    meta = _check_meta(join(url, "meta.json"), read_bytes(join(url, "meta.json"), cache))
+    names = multiscale_paths(open_group_attrs(url, cache))
     levels = []
     if names:
-        levels = [ZarrLevel.open(join(url, n)) for n in names]
+        levels = [ZarrLevel.open(join(url, n), cache=cache) for n in names]
     else:  # no multiscales block: probe 0, 1, … as VC3D's level names
         while True:
             try:
-                levels.append(ZarrLevel.open(join(url, str(len(levels)))))
+                levels.append(ZarrLevel.open(join(url, str(len(levels))), cache=cache))
             except FormatError:
                 if not levels:
                     raise

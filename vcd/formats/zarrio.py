@@ -10,6 +10,15 @@ says (VC3D's rule). zarr v3 arrays are read here, but VC3D itself reads only v2:
 
 A chunk that cannot be read (dropped connection, server error) is retried a few times with a
 warning line, then raises :class:`FormatError` — never read as zeros (VC3D's "data-blind" bug).
+
+Remote objects are kept in a bounded on-disk cache (:mod:`vcd.formats.remotecache`): under
+``<cache_root>/remote-chunks`` when the caller has a ``cache_root`` (``vcd grow``), else under
+``$VCD_CACHE_DIR`` (default ``~/.cache/vcd``); the cap is ``$VCD_REMOTE_CACHE_BYTES`` (default 4 GiB,
+0 = no disk cache).
+
+Chunks of unsharded arrays are read as one store ``get`` per chunk, all at once, and decoded by the
+array's own codec pipeline in one batch (zarr's ``getitem`` adds selection bookkeeping and a copy per
+chunk, ~2x slower); sharded v3 arrays go through ``getitem``.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from ..errors import FormatError
+from .remotecache import DEFAULT_MAX_BYTES, CachedStore, DiskCache
 
 log = logging.getLogger("vcd.formats.zarrio")
 
@@ -51,28 +61,74 @@ def join(location: str | os.PathLike, *parts: str) -> str | Path:
     return Path(location).joinpath(*parts)
 
 
-def read_bytes(location: str | os.PathLike) -> bytes | None:
-    """Bytes of a small file (``meta.json``), local or remote; None if it does not exist."""
+DEFAULT = "default"   #: ``cache=`` value meaning "the default remote cache" (see the module docstring)
+
+
+def remote_cache(cache_root: str | os.PathLike | None = None) -> DiskCache | None:
+    """The disk cache for remote objects: ``<cache_root>/remote-chunks``, else ``$VCD_CACHE_DIR``
+    (``~/.cache/vcd``) ``/remote-chunks``; capped at ``$VCD_REMOTE_CACHE_BYTES`` bytes (default 4 GiB,
+    0 = None: no disk cache)."""
+    raw = os.environ.get("VCD_REMOTE_CACHE_BYTES", "").strip()
+    try:
+        cap = int(float(raw)) if raw else DEFAULT_MAX_BYTES
+    except ValueError:
+        raise FormatError(None, f"VCD_REMOTE_CACHE_BYTES={raw!r} is not a number of bytes",
+                          "set it to e.g. 4e9, or 0 to keep no disk cache") from None
+    if cap <= 0:
+        return None
+    if cache_root is None:
+        base = os.environ.get("VCD_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or
+                                                         Path.home() / ".cache") / "vcd"
+        cache_root = base
+    try:
+        return DiskCache(Path(cache_root) / "remote-chunks", cap)
+    except OSError as exc:
+        log.warning("%s: no disk cache for remote volumes (%s)", cache_root, exc.strerror)
+        return None
+
+
+def _cache(cache) -> DiskCache | None:
+    return remote_cache() if cache == DEFAULT else cache
+
+
+def store_for(location: str | os.PathLike, cache=DEFAULT):
+    """A read-only zarr store for ``location``: a local path as is, a URL through fsspec with the disk
+    cache in front (``cache``: a :class:`DiskCache`, None for none, or :data:`DEFAULT`)."""
+    if not is_remote(location):
+        return str(location)
+    from zarr.storage import FsspecStore
+    url = str(location).rstrip("/")
+    try:
+        store = FsspecStore.from_url(url, read_only=True)
+    except ImportError as exc:
+        raise FormatError(url, f"no transport for this URL ({exc})",
+                          "install aiohttp for http(s), s3fs for s3") from None
+    cache = _cache(cache)
+    return store if cache is None else CachedStore(store, cache, url)
+
+
+def read_bytes(location: str | os.PathLike, cache=DEFAULT) -> bytes | None:
+    """Bytes of a small file (``meta.json``), local or remote (through the disk cache); None if absent."""
     if not is_remote(location):
         try:
             return Path(location).read_bytes()
         except FileNotFoundError:
             return None
-    import fsspec
+    parent, name = str(location).rsplit("/", 1)
     try:
-        with fsspec.open(str(location), "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        return None
+        buf = sync(store_for(parent, cache).get(name, prototype=default_buffer_prototype()))
+    except FormatError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any transport error: one clear line
         raise FormatError(location, f"cannot read ({type(exc).__name__}: {exc})",
                           "check the URL and the network; install aiohttp for http(s), s3fs for s3") from None
+    return None if buf is None else buf.to_bytes()
 
 
-def open_group_attrs(location: str | os.PathLike) -> dict:
+def open_group_attrs(location: str | os.PathLike, cache=DEFAULT) -> dict:
     """Attributes of the zarr group at ``location`` (v2 ``.zattrs`` or v3 ``zarr.json``); {} if none."""
     try:
-        return dict(zarr.open_group(str(location), mode="r").attrs)
+        return dict(zarr.open_group(store_for(location, cache), mode="r").attrs)
     except Exception:  # noqa: BLE001 - no group metadata: VC3D does not need it
         return {}
 
@@ -101,17 +157,24 @@ class ZarrLevel:
         self.zarr_format = int(array.metadata.zarr_format)
         self._fill = array.metadata.fill_value
         self._warned = False
+        aa = array.async_array
+        self._proto = default_buffer_prototype()
+        self._spec = aa.metadata.get_chunk_spec((0,) * len(self.shape), aa.config, self._proto)
+        self._direct = array.shards is None   # one stored object per chunk: read + decode it directly
 
     @classmethod
-    def open(cls, location: str | os.PathLike, vc_rules: bool = True) -> "ZarrLevel":
+    def open(cls, location: str | os.PathLike, vc_rules: bool = True, cache=DEFAULT) -> "ZarrLevel":
         """Open and check the array at ``location``; raise :class:`FormatError` naming the problem.
 
-        ``vc_rules=False`` (``vcd convert``'s input) checks only 3-D uint8/uint16."""
+        ``vc_rules=False`` (``vcd convert``'s input) checks only 3-D uint8/uint16. ``cache``: the disk
+        cache of a remote array (a :class:`DiskCache`, None, or :data:`DEFAULT`)."""
         try:
             with zarr.config.set({"codec_pipeline.batch_size": BATCH}):  # decode a chunk batch together
-                arr = zarr.open_array(str(location), mode="r")
+                arr = zarr.open_array(store_for(location, cache), mode="r")
+        except FormatError:
+            raise
         except Exception as exc:  # noqa: BLE001 - zarr raises several kinds for "not an array"
-            raise _open_error(location, exc) from None
+            raise _open_error(location, exc, cache) from None
         level = cls(arr, location)
         level._check(vc_rules)
         return level
@@ -147,7 +210,7 @@ class ZarrLevel:
                      self.location)
 
     def _check_v2(self, where) -> None:
-        raw = read_bytes(where)
+        raw = self._store_get(".zarray")
         meta = json.loads(raw) if raw else {}
         if meta.get("dtype") not in _V2_DTYPES:
             raise FormatError(where, f"dtype {meta.get('dtype')!r} is rejected by VC3D's zarr library",
@@ -197,11 +260,21 @@ class ZarrLevel:
                 time.sleep(wait)
                 wait *= 2
 
+    def _store_get(self, key: str) -> bytes | None:
+        """Bytes of ``key`` relative to this array, read through its store (and disk cache)."""
+        sp = self.array.store_path
+        full = "/".join(p for p in (sp.path, key) if p)
+        buf = self._retry(key, lambda: sync(sp.store.get(full, prototype=self._proto)))
+        return None if buf is None else buf.to_bytes()
+
     def read_chunks(self, cidx) -> list[np.ndarray | None]:
         """Chunks ``cidx`` (each ``(cz, cy, cx)``), fetched concurrently; None for absent ones."""
         cidx = [tuple(int(v) for v in c) for c in cidx]
         if not cidx:
             return []
+        if self._direct:
+            datas = self._retry(f"chunks {cidx[0]}..", lambda: sync(self._fetch_decode(cidx)))
+            return [self._finish_direct(c, d) for c, d in zip(cidx, datas)]
         aa = self.array.async_array
 
         async def fetch():
@@ -209,6 +282,30 @@ class ZarrLevel:
 
         datas = self._retry(f"chunks {cidx[0]}..", lambda: sync(fetch()))
         return [self._finish(c, np.asarray(d)) for c, d in zip(cidx, datas)]
+
+    async def _fetch_decode(self, cidx) -> list[np.ndarray | None]:
+        """Stored bytes of every chunk at once (one ``get`` each), decoded together by the array's codec
+        pipeline; None for a chunk that is not stored."""
+        aa = self.array.async_array
+        store = aa.store_path.store
+        bufs = await asyncio.gather(*[store.get(self.chunk_key(c), prototype=self._proto) for c in cidx])
+        present = [(b, self._spec) for b in bufs if b is not None]
+        decoded = iter(await aa.codec_pipeline.decode(present) if present else ())
+        return [None if b is None else next(decoded).as_numpy_array() for b in bufs]
+
+    def _finish_direct(self, c, data: np.ndarray | None) -> np.ndarray | None:
+        """A decoded full-size chunk, or None when not stored (VC3D: reads 0) or all zero; voxels past
+        the array's edge (an edge chunk's padding, whatever the writer put there) are zeroed."""
+        if data is None or not data.any():
+            return None
+        box = self._box(c)
+        if any(b.stop - b.start < n for b, n in zip(box, self.chunks)):
+            data = np.array(data)
+            inside = tuple(slice(0, b.stop - b.start) for b in box)
+            keep = data[inside].copy()
+            data[...] = 0
+            data[inside] = keep
+        return data
 
     def _finish(self, c, data: np.ndarray) -> np.ndarray | None:
         if self._fill not in (0, None) and not self._exists(c):  # VC3D: a missing chunk reads 0
@@ -266,11 +363,11 @@ class ZarrLevel:
 _warned_v3: dict[str, bool] = {}
 
 
-def _open_error(location, exc: Exception) -> FormatError:
+def _open_error(location, exc: Exception, cache=DEFAULT) -> FormatError:
     """The one-line reason zarr could not open ``location`` as an array."""
     for name in (".zarray", "zarr.json"):
         try:
-            raw = read_bytes(join(location, name))
+            raw = read_bytes(join(location, name), cache)
         except FormatError as err:
             return err
         if raw is None:

@@ -37,7 +37,7 @@ def grow_patch(volume: str | os.PathLike | Volume, params, seed=None) -> Surface
     ``area_cm2``, ``area_vx2``, ``scale`` and ``vcd_stop_reason``; raises :class:`InputError` when
     nothing could be grown."""
     p = _params(params)
-    vol = volume if isinstance(volume, Volume) else open_volume(volume)
+    vol = volume if isinstance(volume, Volume) else open_volume(volume, cache_root=p.cache_root or None)
     field = DistanceField(vol.levels[0], p.threshold, Path(p.cache_root) if p.cache_root else None, p.cache_size)
     rng = np.random.default_rng(p.seed)
     if seed is None:
