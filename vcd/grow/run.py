@@ -50,7 +50,8 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
     t0 = time.perf_counter()
     warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
     paths = Path(paths)
-    vol = open_volume(volume)
+    cache_root = Path(params.cache_root) if params.cache_root else default_cache_root(paths)
+    vol = open_volume(volume, cache_root=cache_root)  # a remote volume's chunks are kept under cache_root
     if not paths.is_dir():
         raise InputError(paths, "PATHS directory does not exist", "create it or pass the volpkg's paths/ directory")
     try:  # a real write probe (root ignores permission bits; read-only mounts do not)
@@ -61,7 +62,6 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
         raise InputError(paths, f"PATHS directory is not writable ({exc.strerror})",
                          "fix its permissions or choose another directory") from None
     level0 = vol.levels[0]
-    cache_root = Path(params.cache_root) if params.cache_root else default_cache_root(paths)
     field = DistanceField(level0, params.threshold, cache_root, params.cache_size)
     rng = np.random.default_rng(params.seed)
     pred = vol.sampler(cache_bytes=min(params.cache_size, 2e8))
