@@ -15,7 +15,8 @@ that waviness adds to the tangent angle. Unlike the C++ tool this needs no minim
 number of wraps and no centre/umbilicus, and it writes beside the trace (not into the CWD).
 
 Output: ``winding.tif`` (float32, grid size, 0 where invalid, as VC3D), ``winding_vis.tif``
-(RGB rainbow), ``winding.png``; +1 per wrap toward increasing column.
+(RGB rainbow), ``winding.png`` (the rainbow enlarged to a readable size, with axes, a colour bar and
+a title); +1 per wrap toward increasing column.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from ..figure import Axis, ColorBar, compose, save_png, upscale
 from ..formats.tifxyz import read_surface
 
 
@@ -108,6 +110,24 @@ def rainbow(w: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def write_png(w: np.ndarray, path) -> dict:
+    """``winding.png``: :func:`rainbow` of ``w`` (turns) enlarged (nearest neighbour) to at least
+    :data:`vcd.figure.MIN_WIDTH` pixels wide, with axes in grid points, a colour bar (one hue cycle
+    per turn) and a title naming the trace; written atomically. Returns the figure layout."""
+    path = Path(path)
+    big, k = upscale(rainbow(w))
+    span = float(np.nanmax(w) - np.nanmin(w)) if (~np.isnan(w)).any() else 0.0
+    fig, layout = compose(
+        Image.fromarray(big, "RGB"), f"Relative winding of {path.parent.name}",
+        x=Axis("column (grid points)", -0.5, w.shape[1] - 0.5), y=Axis("row (grid points)", -0.5, w.shape[0] - 0.5),
+        colorbars=[ColorBar(rainbow, 0.0, 1.0, "winding mod 1 (turns; the hue repeats every turn; black = no point)",
+                            ticks=[0, 0.25, 0.5, 0.75, 1.0])],
+        subtitle=f"span {span:.2f} wraps, +1 per wrap toward increasing column")
+    layout.update(kind="winding", pixels_per_point=k, shape=list(w.shape))
+    save_png(fig, path, layout)
+    return layout
+
+
 def write_winding(trace_dir: str | Path) -> dict:
     """Compute and write ``winding.tif``, ``winding_vis.tif`` and ``winding.png`` into the trace dir."""
     trace_dir = Path(trace_dir)
@@ -116,7 +136,7 @@ def write_winding(trace_dir: str | Path) -> dict:
     tifffile.imwrite(trace_dir / "winding.tif", np.nan_to_num(w, nan=0.0).astype(np.float32))
     vis = rainbow(w)
     tifffile.imwrite(trace_dir / "winding_vis.tif", vis, compression="lzw", photometric="rgb")
-    Image.fromarray(vis).save(trace_dir / "winding.png")
     ok = ~np.isnan(w)
+    write_png(w, trace_dir / "winding.png")
     return {"trace": trace_dir.name, "span_wraps": float(np.nanmax(w) - np.nanmin(w)) if ok.any() else 0.0,
             "points": int(ok.sum())}

@@ -17,13 +17,18 @@ For every trace corner (trace-cell resolution, row/col as the trace's corner gri
   evidence (patch edges, holes), so it is scaled to stay below the 0.5 "suspicious" line.
 
 Written as ``qa.tif`` (float32, 0 = fine … 1 = suspicious, -1 = no corner) and ``qa.png`` (red =
-suspicious), with a summary in ``meta.json`` under ``qa``.
+suspicious; enlarged to a readable size with axes in trace cells, a colour bar and a title), with a
+summary in ``meta.json`` under ``qa``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
+
+from ..figure import Axis, ColorBar, compose, save_png, upscale
 
 
 def suspicion_map(pos, valid, support, disagree, rival, s0: float, offsurf=None) -> np.ndarray:
@@ -85,14 +90,35 @@ def normal_flip(pos, valid) -> np.ndarray:
     return flip
 
 
-def write_png(q: np.ndarray, path, scale: int = 4) -> None:
+def qa_colors(q: np.ndarray) -> np.ndarray:
+    """RGB uint8 of suspicion values: green (0, fine) → red (1, sheet jump likely); black where
+    there is no corner (q < 0)."""
+    q = np.asarray(q, np.float64)
     rgb = np.zeros(q.shape + (3,), np.uint8)
     v = q >= 0
     rgb[v, 0] = (255 * np.clip(q[v], 0, 1)).astype(np.uint8)
     rgb[v, 1] = (255 * (1 - np.clip(q[v], 0, 1))).astype(np.uint8)
     rgb[v, 2] = 40
-    img = Image.fromarray(rgb).resize((q.shape[1] * scale, q.shape[0] * scale), Image.NEAREST)
-    img.save(path)
+    return rgb
+
+
+def write_png(q: np.ndarray, path, threshold: float = 0.5) -> dict:
+    """``qa.png``: the suspicion map enlarged (nearest neighbour) to at least
+    :data:`vcd.figure.MIN_WIDTH` pixels wide, axes in trace cells (row, column of the corner grid),
+    a colour bar and a title naming the trace (the directory ``path`` is in); written atomically.
+    Returns the figure layout (also stored in the PNG's ``vcd`` text chunk)."""
+    path = Path(path)
+    big, k = upscale(qa_colors(q))
+    s = summary(q, threshold)
+    fig, layout = compose(
+        Image.fromarray(big, "RGB"), f"QA of {path.parent.name}: where a sheet jump is likely",
+        x=Axis("column (trace cells)", -0.5, q.shape[1] - 0.5), y=Axis("row (trace cells)", -0.5, q.shape[0] - 0.5),
+        colorbars=[ColorBar(qa_colors, 0.0, 1.0, f"suspicion (0 = fine, >= {threshold:g} suspicious: mask there; "
+                                                 "black = no corner)")],
+        subtitle=f"{s['suspicious']} of {s['corners']} corners suspicious (>= {threshold:g}), max {s['max']:.2f}")
+    layout.update(kind="qa", pixels_per_cell=k, shape=list(q.shape))
+    save_png(fig, path, layout)
+    return layout
 
 
 def summary(q: np.ndarray, threshold: float = 0.5) -> dict:
