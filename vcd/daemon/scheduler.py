@@ -21,22 +21,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import jobs
 from ..errors import VcdError
-from ..formats.overlaps import read_overlaps
-from ..formats.volpkg import list_patches
 from ..jobs import expand, seed
+from ..post.coverage import collection_stats  # the density rule, shared with vcdctl, the demo and the previews
 from . import backoff as bo
 from .config import job_params
 from .queue import JobQueue
-
-
-def collection_stats(volpkg: Path, tgt_overlap_count: int) -> dict:
-    patches = list_patches(volpkg / "paths")
-    deficit = sum(len(read_overlaps(p)) < tgt_overlap_count for p, _ in patches)
-    traces = [p for root in ("paths", "traces") if (volpkg / root).is_dir()
-              for p in (volpkg / root).iterdir() if p.name.startswith("auto_trace_") and (p / "meta.json").exists()]
-    return {"patches": len(patches), "traces": len(traces), "overlap_deficit": deficit,
-            "patch_area_cm2": sum(float(m.get("area_cm2") or 0) for _, m in patches),
-            "density": 1.0 - deficit / len(patches) if patches else 0.0}
 
 
 def growth_results(q: JobQueue, since_id: int = 0, limit: int = 400) -> list[dict]:
