@@ -485,7 +485,7 @@ def judge_corner(pos, state, tref, bridge, r, c, p, step, w, accept, gap, max_br
     code = judge_edges(pos, state, bridge, r, c, p, n, tr, step, 0.5, True, pool, slots, shape)
     if code != OK:
         return code
-    if gap > 0 and SB.oblique_sheet(pool, slots, shape, p, n, 0.5 * band[1], gap):
+    if gap > 0 and SB.oblique_sheet(pool, slots, shape, p, n, 0.5 * max(band[1], tr), gap):
         return OBLIQUE_SHEET
     band[1] = SB.next_t_ref(t_ref, band[1])
     return OK

@@ -215,6 +215,7 @@ def edge_follows_band(pool, slots, shape, q, p, n, t_ref, max_hole, q_on_band, p
     fused = FUSE_RATIO * tr + FUSE_SLACK
     tracked = q_on_band
     c = 0.0
+    w_last = tr
     miss = 0.0
     s = np.empty(3)
     for k in range(1, ns + 1):
@@ -233,9 +234,10 @@ def edge_follows_band(pool, slots, shape, q, p, n, t_ref, max_hole, q_on_band, p
         if hi - lo > fused:
             return EDGE_SWITCH
         c += 0.5 * (lo + hi)
+        w_last = hi - lo
         miss = 0.0
         tracked = True
-    if tracked and abs(c) > jump:
+    if tracked and abs(c) > max(jump, 0.5 * (w_last + tr) - 0.5):
         return EDGE_SWITCH
     return EDGE_OK
 
