@@ -4,7 +4,6 @@ summary scored against the ground truth, and stop cleanly."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -44,15 +43,37 @@ def _free_port(preferred: int = 9464) -> int:
     return 0
 
 
-def _wait(cond, timeout, what, proc):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
+#: generous cap (seconds) on every wait for the daemon: a loaded machine is slower, not stuck
+WAIT_CAP = 900.0
+#: seconds between progress lines while waiting
+REPORT_EVERY = 10.0
+
+
+def _wait(cond, what: str, proc, cap: float = WAIT_CAP, status=None) -> bool:
+    """Poll ``cond()`` (a job state in the queue, a file) every 0.5 s until it holds; a progress line
+    every :data:`REPORT_EVERY` s (``status()`` adds what is pending). Raises if the daemon exits;
+    returns False (with one line) when ``cap`` seconds pass first."""
+    t0 = last = time.time()
+    while True:
         if cond():
             return True
         if proc.poll() is not None:
             raise RuntimeError(f"daemon exited while waiting for {what}")
+        now = time.time()
+        if now - t0 > cap:
+            print(f"      gave up waiting for {what} after {cap:.0f} s", flush=True)
+            return False
+        if now - last >= REPORT_EVERY:
+            last = now
+            print(f"      waiting for {what}: {status() + ', ' if status else ''}{now - t0:.0f} s", flush=True)
         time.sleep(0.5)
-    return False
+
+
+def _pending(q, kinds) -> str:
+    """``"2 overlap queued, 1 running"``-style summary of the jobs of ``kinds`` not yet finished."""
+    counts = q.counts()
+    parts = [f"{n} {k} {s}" for (k, s), n in sorted(counts.items()) if k in kinds and s in ("queued", "running") and n]
+    return ", ".join(parts) or "none pending"
 
 
 def _make_volpkg(out: Path, args) -> list[str]:
@@ -82,52 +103,80 @@ def _start_daemon(out: Path, port: int) -> subprocess.Popen:
                                  f"127.0.0.1:{port}", "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT)
 
 
-def _stop_daemon(proc: subprocess.Popen) -> None:
+def _stop_daemon(proc: subprocess.Popen, cap: float = 120.0) -> None:
+    """SIGTERM, then wait for the daemon to exit (it lets running jobs finish for ``shutdown_timeout``,
+    20 s here, then requeues them); SIGKILL only if it is still there after ``cap`` seconds."""
     if proc.poll() is None:
+        print("stopping the daemon ...", flush=True)
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(60)
+            proc.wait(cap)
         except subprocess.TimeoutExpired:
+            print(f"      the daemon did not exit within {cap:.0f} s; killed", flush=True)
             proc.kill()
+            proc.wait()
     print("daemon stopped", flush=True)
 
 
-def _growth_done(q, out: Path, args, t0: float, last_report: list) -> bool:
-    """One look at the growing collection: enough patches, density target reached, or saturated."""
-    from ..daemon.scheduler import collection_stats, saturated
-    if time.time() - last_report[0] > 10:
-        last_report[0] = time.time()
-        st = collection_stats(out, DEMO_GROW["tgt_overlap_count"])
-        print(f"      {st['patches']} patches after {time.time() - t0:.0f} s", flush=True)
-        if st["patches"] >= args.patches:
-            return True
-    st = collection_stats(out, DEMO_GROW["tgt_overlap_count"])
-    if st["patches"] >= 8 and st["density"] >= 1.0:
-        print(f"      density target reached: every patch has >= {DEMO_GROW['tgt_overlap_count']} links", flush=True)
-        return True
-    if saturated(q.recent_results("expand", 4), 0):
-        print("      expansion saturated (no under-covered place left)", flush=True)
-        return True
-    return False
+def _growth_verdict(q, cfg, stats: dict) -> str | None:
+    """Why the daemon's scheduler has stopped growing, or None while it would queue more.
+
+    The decision is the scheduler's own (:func:`vcd.daemon.scheduler.plan_growth`) on the inputs it
+    reads — the ``[schedule]`` config, :func:`~vcd.daemon.scheduler.collection_stats` (links per
+    patch) and the newest expand results — asked with no growth job in flight and no back-off, so
+    "no more growth planned" means a stop condition holds; the text names which one, with numbers."""
+    from ..daemon.scheduler import plan_growth, saturated
+    s = cfg["schedule"]
+    recent = q.recent_results("expand", 4)
+    if not stats["patches"] or plan_growth(s, {}, stats, recent, {"active": False}, time.time()):
+        return None
+    if stats["density"] >= s["target_density"]:
+        return (f"link target reached: {_linked(stats)} (target: {s['target_density'] * 100:.0f} % of "
+                f"patches)")
+    if stats["patches"] >= s["max_patches"]:
+        return f"patch limit reached ({stats['patches']} >= max_patches {s['max_patches']})"
+    if saturated(recent, 0):
+        return "expansion saturated (the last 4 expand jobs found no under-covered place)"
+    return "the scheduler plans no more growth"
 
 
-def _grow(q, out: Path, args, proc) -> None:
-    """Step 3: let the daemon seed and expand until :func:`_growth_done` or ``--grow-seconds``; then
-    pause it, cancel queued growth and wait until every patch is linked."""
-    print(f"[3/5] seeding and expanding until {args.patches} patches or the density target ...", flush=True)
-    t0, last_report = time.time(), [0.0]
-    while time.time() - t0 < args.grow_seconds and not _growth_done(q, out, args, t0, last_report):
+def _linked(stats: dict) -> str:
+    """``"9 of 25 patches have >= 12 links"``: the scheduler's density measure, in words."""
+    n = stats["patches"]
+    return f"{n - stats['overlap_deficit']} of {n} patches have >= {DEMO_GROW['tgt_overlap_count']} links"
+
+
+def _grow(q, out: Path, args, proc) -> str:
+    """Step 3: let the daemon seed and expand until its scheduler stops (:func:`_growth_verdict`) or
+    ``--grow-seconds``; then pause it, cancel queued growth and wait until every patch is linked.
+    Returns the line saying what was reached."""
+    from ..daemon.config import load_config
+    from ..daemon.scheduler import collection_stats
+    cfg = load_config(out)
+    print(f"[3/5] seeding and expanding until the daemon's scheduler stops (max_patches {args.patches}, or "
+          f"every patch with >= {DEMO_GROW['tgt_overlap_count']} links, or saturated) ...", flush=True)
+    t0, last, verdict = time.time(), time.time(), None
+    while verdict is None:
         if proc.poll() is not None:
             raise RuntimeError("daemon exited")
+        stats = collection_stats(out, DEMO_GROW["tgt_overlap_count"])
+        verdict = _growth_verdict(q, cfg, stats)
+        if verdict is None and time.time() - t0 > args.grow_seconds:
+            verdict = f"stopped by --grow-seconds {args.grow_seconds:.0f} before the scheduler stopped"
+        elif verdict is None and time.time() - last >= REPORT_EVERY:
+            last = time.time()
+            print(f"      {_linked(stats)}, after {last - t0:.0f} s", flush=True)
         time.sleep(0.5)
+    print(f"      {verdict}", flush=True)
     q.set_kv("paused", True)
     _wait(lambda: not q.list(state="running", kind="expand") and not q.list(state="running", kind="seed"),
-          60, "growth jobs", proc)
+          "running growth jobs", proc, status=lambda: _pending(q, ("seed", "expand")))
     for j in q.list(state="queued"):
         if j["kind"] in ("seed", "expand"):
             q.cancel(j["id"])
     _wait(lambda: not q.list(state="queued", kind="overlap") and not q.list(state="running", kind="overlap"),
-          60, "linking", proc)
+          "linking", proc, status=lambda: _pending(q, ("overlap",)))
+    return verdict
 
 
 def _trace(q, out: Path, patches, args, after: list[str], proc) -> dict:
@@ -143,16 +192,21 @@ def _trace(q, out: Path, patches, args, after: list[str], proc) -> dict:
     params = trace_job.Params(volume=str(out / "volumes" / "synth_pred.zarr"), src_dir=str(out / "paths"),
                               tgt_dir=str(out / "traces"), seed=str(seed), trace=TraceParams.from_dict(DEMO_TRACE))
     jid = jobs.submit(q, "trace", params, by_user=True)
-    _wait(lambda: q.get(jid)["state"] in ("done", "failed"), args.trace_seconds, "trace", proc)
+    _wait(lambda: q.get(jid)["state"] in ("done", "failed"), "the trace", proc, cap=args.trace_seconds,
+          status=lambda: f"{q.get(jid)['state']}, {q.get(jid)['progress'] * 100:.0f} %")
     if q.get(jid)["state"] == "done":  # the watcher queues the pipeline once it has seen the trace
-        _wait(lambda: all(q.list(kind=k, limit=1) for k in after), 60, "pipeline jobs queued", proc)
-    _wait(lambda: all(j["state"] in ("done", "failed", "cancelled") for j in q.list(limit=1000)), 120,
-          "pipeline jobs", proc)
+        _wait(lambda: all(q.list(kind=k, limit=1) for k in after), "the watcher to queue " + " and ".join(after),
+              proc)
+    _wait(lambda: all(j["state"] in ("done", "failed", "cancelled") for j in q.list(limit=1000)),
+          "pipeline jobs", proc, status=lambda: _pending(q, tuple(after) + ("overlap", "retrace")))
     return q.get(jid)
 
 
-def _summary(q, out: Path, patches, job: dict, after: list[str]) -> list[tuple[str, str]]:
-    """Step 5: (label, value) rows scoring patches and trace against the ground truth."""
+def _summary(q, out: Path, patches, job: dict, after: list[str], verdict: str) -> list[tuple[str, str]]:
+    """Step 5: (label, value) rows scoring patches and trace against the ground truth, with why growth
+    stopped (``verdict``) and the links per patch the scheduler counts, after linking finished."""
+    from ..daemon.config import load_config
+    from ..daemon.scheduler import collection_stats
     from ..formats.tifxyz import read_surface
     from ..synth import load_truth
     from ..synth.score import coverage, score_surface
@@ -160,7 +214,11 @@ def _summary(q, out: Path, patches, job: dict, after: list[str]) -> list[tuple[s
     grids = [read_surface(p).points for p, _ in patches]
     scores = [score_surface(g, truth) for g in grids]
     area = sum(float(m.get("area_cm2", 0)) for _, m in patches)
-    rows = [("patches", f"{len(patches)}"), ("patch area", f"{area:.3f} cm²"),
+    stats = collection_stats(out, DEMO_GROW["tgt_overlap_count"])  # after linking finished
+    rows = [("patches", f"{len(patches)}"), ("growth stopped", verdict),
+            ("links (scheduler's measure)", f"{_linked(stats)} (the scheduler's target: "
+                                            f"{load_config(out)['schedule']['target_density'] * 100:.0f} %)"),
+            ("patch area", f"{area:.3f} cm²"),
             ("true sheet covered (2 vx)", f"{coverage(grids, truth) * 100:.1f} %"),
             ("patch distance to truth", f"mean {sum(s['mean_dist'] for s in scores) / len(scores):.2f} vx"),
             ("patches with sheet jumps", f"{sum(s['jumps'] > 0 for s in scores)} / {len(scores)}")]
@@ -192,9 +250,9 @@ def _demo(args) -> int:
     after = _make_volpkg(out, args)
     proc = _start_daemon(out, port)
     try:
-        _wait(lambda: (out / ".vcd" / "vcd.sqlite").exists(), 60, "queue", proc)
+        _wait(lambda: (out / ".vcd" / "vcd.sqlite").exists(), "the daemon to create its queue", proc)
         q = JobQueue.for_volpkg(out)
-        _grow(q, out, args, proc)
+        verdict = _grow(q, out, args, proc)
         patches = list_patches(out / "paths")
         if not patches:
             print("error: no patches were grown (see the daemon log)", file=sys.stderr)
@@ -202,7 +260,7 @@ def _demo(args) -> int:
         job = _trace(q, out, patches, args, after, proc)
         print("[5/5] summary", flush=True)
         counts = q.counts()
-        rows = _summary(q, out, patches, job, after) + [
+        rows = _summary(q, out, patches, job, after, verdict) + [
             ("jobs done / failed", f"{sum(n for (k, s), n in counts.items() if s == 'done')} / "
                                    f"{sum(n for (k, s), n in counts.items() if s == 'failed')}"),
             ("wall time", f"{time.time() - t_start:.0f} s")]
@@ -223,7 +281,8 @@ def register(sub) -> None:
     p.add_argument("--shape", nargs=3, type=int, default=[80, 160, 160], metavar=("Z", "Y", "X"))
     p.add_argument("--preset", default="medium", choices=["easy", "medium", "hard"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--patches", type=int, default=80, help="stop growing at this many patches")
-    p.add_argument("--grow-seconds", type=float, default=120)
-    p.add_argument("--trace-seconds", type=float, default=120)
+    p.add_argument("--patches", type=int, default=80, help="the daemon's max_patches: growth stops at this many")
+    p.add_argument("--grow-seconds", type=float, default=600,
+                   help="cap on growth (seconds) if the scheduler has not stopped by then")
+    p.add_argument("--trace-seconds", type=float, default=WAIT_CAP, help="cap on the wait for the trace (seconds)")
     p.set_defaults(func=_demo)

@@ -1,0 +1,178 @@
+"""The README's "Running on a real scroll" section names commands, params files and config that exist
+and are accepted as written: every ``vcd`` / ``vcdctl`` command in it parses with the real CLI parsers
+(and its subcommand is listed by ``--help``), every params JSON block is accepted by the params
+dataclasses without an unknown-key warning, the grid relation it spells out holds for its own blocks
+(trace ``src_step`` = the patches' ``step_size``; cells narrower than the wrap spacing), every TOML
+block is a valid daemon config, the files it points to are in the repository, and the rehearsal's
+``trace_params.json`` fits the ``seed.json`` that ``vcd synth`` writes for the rehearsal's scroll."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from vcd.cli.ctl import build_parser as ctl_parser
+from vcd.cli.main import build_parser as vcd_parser
+from vcd.daemon.config import parse as parse_config
+from vcd.grow.params import GrowParams
+from vcd.trace.params import TraceParams
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the smallest wrap spacing (voxels) the section names for real scrolls at 7.91 µm
+WRAP_SPACING_MIN = 20
+#: placeholders the section uses in commands, and values the parsers accept in their place
+PLACEHOLDERS = {"X Y Z": "1 2 3", "…": "x", "IN.zarr": "in.zarr", "OUT.zarr": "out.zarr"}
+
+
+def section() -> str:
+    """The text of the README's "## Running on a real scroll" up to the next ``## `` heading."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Running on a real scroll")
+    end = text.find("\n## ", start + 3)
+    return text[start:end if end > 0 else None]
+
+
+def fenced(text: str, lang: str) -> list[str]:
+    """Bodies of the ```lang fenced blocks of ``text``."""
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+
+
+def heredocs(text: str, tag: str) -> list[str]:
+    """Bodies of ``<<'TAG'`` here-documents in ``text``."""
+    return re.findall(rf"<<'{tag}'\n(.*?)\n{tag}\n", text, re.S)
+
+
+def commands(text: str) -> list[list[str]]:
+    """Every ``vcd ...`` / ``vcdctl ...`` command in the section's code (fenced and inline), as argv
+    lists without the program name's path; shell operators, comments and here-documents end a command."""
+    code = fenced(text, "bash") + re.findall(r"(?<!`)`([^`\n]+)`(?!`)", text)
+    out = []
+    for chunk in code:
+        chunk = re.sub(r"<<'(\w+)'\n.*?\n\1\n", "\n", chunk, flags=re.S)
+        for line in chunk.splitlines():
+            line = line.split(" #")[0]
+            for m in re.finditer(r"(?:^|\$\(|[|;&]\s*)\s*(vcdctl|vcd)\s+([^|;&>)<]*)", line):
+                args = m.group(2).strip()
+                for k, v in PLACEHOLDERS.items():
+                    args = args.replace(k, v)
+                out.append([m.group(1)] + shlex.split(args))
+    return out
+
+
+def test_section_names_the_commands_a_user_needs():
+    cmds = {" ".join(c[:2]) for c in commands(section())}
+    for need in ("vcd daemon", "vcdctl status", "vcdctl watch", "vcdctl submit", "vcd info", "vcd synth",
+                 "vcd render", "vcd patches-at", "vcd trace", "vcd preview", "vcdctl seed", "vcd convert"):
+        assert need in cmds, (need, sorted(cmds))
+
+
+@pytest.mark.parametrize("argv", commands(section()), ids=lambda a: " ".join(a)[:60])
+def test_every_command_parses(argv):
+    """The real parser accepts the command as the README writes it (``--help`` forms exit 0); a bare
+    ``vcd NAME`` in the prose only names the subcommand, which must exist."""
+    parser = vcd_parser() if argv[0] == "vcd" else ctl_parser()
+    if len(argv) == 2:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        assert argv[1] in sub.choices, argv
+        return
+    try:
+        args = parser.parse_args(argv[1:])
+    except SystemExit as exc:
+        assert exc.code == 0, argv
+        return
+    assert getattr(args, "func", None), argv
+
+
+def test_every_subcommand_is_listed_by_help():
+    helps = {prog: subprocess.run([sys.executable, "-m", mod, "--help"], capture_output=True, text=True,
+                                  cwd=ROOT).stdout for prog, mod in (("vcd", "vcd"), ("vcdctl", "vcd.cli.ctl"))}
+    for argv in commands(section()):
+        assert re.search(rf"^\s+{re.escape(argv[1])}\b", helps[argv[0]], re.M), (argv, helps[argv[0]])
+
+
+def _params(block: str):
+    """(kind, dataclass instance, warnings) for one params JSON block: grow params carry ``mode``."""
+    d = json.loads(block)
+    warnings: list[str] = []
+    cls = GrowParams if "mode" in d else TraceParams
+    return d, cls.from_dict(d, "README", warn=warnings.append), warnings
+
+
+def test_params_blocks_parse_without_unknown_keys_and_keep_the_grid_relation():
+    blocks = [_params(b) for b in fenced(section(), "json")]
+    grow = {d["mode"]: p for d, p, _ in blocks if isinstance(p, GrowParams)}
+    trace = [p for _, p, _ in blocks if isinstance(p, TraceParams)]
+    assert set(grow) == {"seed", "expansion"} and len(trace) == 1
+    for d, _p, warnings in blocks:
+        assert warnings == [], (d, warnings)
+        assert "cache_root" not in d  # daemon jobs may not name a cache outside the volpkg
+    t = trace[0]
+    assert t.src_step == grow["seed"].step_size == grow["expansion"].step_size
+    assert t.cell <= WRAP_SPACING_MIN  # a cell no wider than the narrowest wrap spacing named
+
+
+def test_config_blocks_are_valid_daemon_configs():
+    tomls = fenced(section(), "toml") + heredocs(section(), "TOML")
+    assert len(tomls) >= 2
+    for block in tomls:
+        parse_config(tomllib.loads(block), "README")  # raises InputError naming an unknown key
+
+
+def test_files_the_section_points_to_exist():
+    text = section()
+    for rel in ("systemd/vcd.service", "systemd/vcd@.service", "config/prometheus.yml",
+                "config/grafana-dashboard.json", "config/vcd.example.toml", "vcd/formats/volpkg.py",
+                "vcd/daemon/service.py"):
+        assert rel in text and (ROOT / rel).exists(), rel
+    test = re.search(r"tests/trace/test_follow_patches\.py::(\w+)", text).group(1)
+    assert f"def {test}(" in (ROOT / "tests/trace/test_follow_patches.py").read_text()
+
+
+def test_the_volume_rule_it_states_is_the_code_s(tmp_path):
+    """Step 2's rule, on the tutorial's volume names: neither says pred/surface, so the first by name
+    (the prediction, by luck); renamed ``*pred*`` it is chosen whatever sorts first; ``[daemon] volume``
+    wins; render jobs take the first volume that is not ``*pred*``/``*surface*``."""
+    import numpy as np
+    from vcd.daemon.config import load_config
+    from vcd.daemon.service import prediction_volume
+    from vcd.formats.volpkg import create_volpkg
+    from vcd.formats.volume import write_ome_zarr
+    from vcd.jobs.render import _default_volume
+    vp = create_volpkg(tmp_path / "s.volpkg")
+    for name in ("s1_uint8_ome.zarr", "050_entire_scroll1_ome.zarr"):
+        write_ome_zarr(vp.volumes_dir / name, np.zeros((8, 8, 8), np.uint8), 7.91, n_levels=1)
+    chosen = lambda: prediction_volume(vp.path, load_config(vp.path)).name  # noqa: E731
+    assert chosen() == "050_entire_scroll1_ome.zarr"
+    assert _default_volume(vp.path / "traces" / "t", vp.path).name == "050_entire_scroll1_ome.zarr"
+    (vp.volumes_dir / "050_entire_scroll1_ome.zarr").rename(vp.volumes_dir / "s1_surface_pred_ome.zarr")
+    assert chosen() == "s1_surface_pred_ome.zarr"
+    assert _default_volume(vp.path / "traces" / "t", vp.path).name == "s1_uint8_ome.zarr"
+    (vp.path / "vcd.toml").write_text('[daemon]\nvolume = "s1_uint8_ome.zarr"\n')
+    assert chosen() == "s1_uint8_ome.zarr"
+
+
+def test_rehearsal_trace_params_fit_the_synth_seed_json(tmp_path):
+    """The rehearsal's ``trace_params.json`` has ``src_step`` = the ``step_size`` that ``vcd synth``
+    writes for the rehearsal's scroll, and cells narrower than that scroll's wrap spacing."""
+    from vcd.synth import load_truth
+    text = section()
+    line = next(c for c in commands(text) if c[:2] == ["vcd", "synth"])
+    out = tmp_path / "scroll.volpkg"
+    args = vcd_parser().parse_args(line[1:2] + [str(out)] + line[3:] + ["--no-ct"])
+    assert args.func(args) == 0
+    step_size = json.loads((out / "seed.json").read_text())["step_size"]
+    body = next(b for b in heredocs(text, "JSON"))
+    d, t, warnings = _params(body)
+    assert warnings == [] and t.src_step == step_size, (d, step_size)
+    assert t.cell < load_truth(out).pitch
+    for toml in heredocs(text, "TOML"):
+        cfg = parse_config(tomllib.loads(toml))
+        assert (out / "volumes" / cfg["daemon"]["volume"]).is_dir()
