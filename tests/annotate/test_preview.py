@@ -4,6 +4,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from vcd.formats.overlaps import link
 from vcd.formats.volume import open_volume
 from vcd.post.preview import density_preview, refresh_previews, slice_preview
 from vcd.synth import load_truth
@@ -25,8 +26,9 @@ def test_slice_intersections_lie_on_the_sheet_and_density_follows_patches(scroll
     assert near_sheet[drawn].mean() >= 0.95
     colours = {tuple(c) for c in img[drawn]}
     assert len(colours) >= 4  # one colour per patch
+    link(vp / "paths", names[0], names[1:3])  # names[0] has 2 links (at target), the other 4 patches fewer
     dpng, frac = density_preview(vp, vp / "d.png", tgt=2)
-    assert dpng.exists() and 0 < frac < 1
+    assert dpng.exists() and frac == 0.8  # the scheduler's share of patches below target
     put_trace(vp, "auto_trace_20250101000000010", names)
     outs = refresh_previews(vp)
     assert all(p.exists() and p.parent == vp / ".vcd" / "previews" for p in outs)

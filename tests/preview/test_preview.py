@@ -16,6 +16,7 @@ from vcd.errors import InputError
 from vcd.formats.overlaps import link
 from vcd.formats.tifxyz import update_meta, write_mask, write_surface
 from vcd.formats.volume import open_volume
+from vcd.post.coverage import collection_stats
 from vcd.post.preview import (density_grid, plane_segments, preview_trace, read_layout, refresh_previews,
                               stable_color)
 from vcd.synth import load_truth
@@ -104,15 +105,22 @@ def test_density_is_higher_where_more_patches_were_planted(scroll_copy, tmp_path
     for i in range(3):  # region A: three patches on the same stretch of sheet
         put(vp, f"auto_grown_2025010100000000{i}", 8.0 + 0.1 * i, 9.5 + 0.1 * i, 10, 80)
     put(vp, "auto_grown_20250101000000005", 11.0, 12.5, 10, 80)  # region B: one patch
+    a = [f"auto_grown_2025010100000000{i}" for i in range(3)]
+    link(vp / "paths", a[0], a[1:])
+    link(vp / "paths", a[1], a[2:])  # region A's patches have 2 links each
     t = load_truth(vp)
     pa, pb = t.point(t.theta0 + 8.8, 45), t.point(t.theta0 + 11.7, 45)
-    g = density_grid(vp, bin_size=8, tgt=3)
-    at = lambda p: g["counts"][int(p[2] // 8), int(p[1] // 8), int(p[0] // 8)]
+    g = density_grid(vp, bin_size=8, tgt=2)
+    at = lambda p, k="counts": g[k][int(p[2] // 8), int(p[1] // 8), int(p[0] // 8)]
     assert at(pa) == 3 and at(pb) == 1
+    assert at(pa, "under") == 0 and at(pb, "under") == 1  # only B's patch is below target (< 2 links)
     st = g["stats"]
-    assert st["patches"] == 4 and 0 < st["below_target_fraction"] < 1 and st["max_count"] == 3
+    assert st["patches"] == 4 and st["max_count"] == 3
+    # "below target" is the scheduler's measure: the share of patches with fewer than tgt links
+    assert st["below_target_fraction"] == 1 - collection_stats(vp, 2)["density"] == 0.25
+    assert st["patches_below_target"] == 1
     out = tmp_path / "d.png"
-    assert main(["preview", "density", str(vp), "--bin", "8", "--tgt", "3", "--out", str(out)]) == 0
+    assert main(["preview", "density", str(vp), "--bin", "8", "--tgt", "2", "--out", str(out)]) == 0
     lay = read_layout(out)
     xz = next(p for p in lay["panels"] if p["projected_axis"] == "y" and p["row"] == "count")
     img = np.asarray(Image.open(out).convert("L")).astype(int)

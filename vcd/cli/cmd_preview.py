@@ -29,8 +29,9 @@ def _density(args) -> int:
     from ..post.preview import preview_density
     out = args.out or "density.png"
     st = preview_density(args.volpkg, out, bin_size=args.bin, tgt=args.tgt)["stats"]
-    print(f"wrote {out}: {st['patches']} patches, {100 * st['below_target_fraction']:.1f}% of sheet bins below "
-          f"{st['tgt_overlap_count']} patches, {100 * st['uncovered_fraction']:.1f}% uncovered")
+    print(f"wrote {out}: {st['patches']} patches, {st['patches_below_target']} ({100 * st['below_target_fraction']:.1f}%)"
+          f" below target (fewer than {st['tgt_overlap_count']} links, as the scheduler counts), "
+          f"{100 * st['uncovered_fraction']:.1f}% of sheet bins uncovered")
     return 0
 
 
@@ -62,7 +63,7 @@ def register(sub) -> None:
     d = ps.add_parser("density", help="how many patches cover each region; where expansion still has work")
     d.add_argument("volpkg")
     d.add_argument("--bin", type=int, default=None, help="bin size in voxels (power of two; default: auto)")
-    d.add_argument("--tgt", type=int, default=None, help="target patches per region (default: tgt_overlap_count "
+    d.add_argument("--tgt", type=int, default=None, help="target links per patch (default: tgt_overlap_count "
                    "from expand.json / vcd.toml, else 20)")
     d.add_argument("--out", default=None)
     d.set_defaults(func=_density)

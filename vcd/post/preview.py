@@ -8,8 +8,12 @@
   CT sampled along the surface, or its QA map (``qa.tif``, green = fine … red = suspicious), with a
   legend strip of its supporting patches' annotation status (approved / defective / masked / plain).
 - :func:`render_density` — how many patches cover each bin of the volume (max projections along z,
-  y, x) and, per ray, the share of sheet bins still below ``tgt_overlap_count`` (where expansion
+  y, x) and, per ray, the share of covered bins holding a patch below target (fewer than
+  ``tgt_overlap_count`` links: the scheduler's rule, :mod:`vcd.post.coverage`; where expansion
   still has work).
+
+Every full preview is a figure (:mod:`vcd.figure`): a title, axes in voxels (or trace cells), colour
+bars with units and a legend on the image; traces are drawn white, on top of the patches.
 
 Coordinates: points are ``(x, y, z)`` level-0 voxels; volume arrays ``[z, y, x]``. A slice image
 shows columns = x, rows = y (axis z); columns = x, rows = z (axis y); columns = y, rows = z (axis x).
@@ -41,15 +45,16 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image, ImageDraw, ImageFont
-from PIL.PngImagePlugin import PngInfo
+from PIL import Image, ImageDraw
 
 from ..errors import FormatError, InputError
+from ..figure import Axis, ColorBar, compose, font as _font, save_png, upscale
 from ..formats.jsonio import atomic_write_json, read_json
 from ..formats.overlaps import read_overlaps
 from ..formats.tifxyz import INVALID, read_surface
 from ..formats.volpkg import list_patches, open_volpkg
 from ..formats.volume import Volume, open_volume
+from .coverage import below_target, collection_stats
 
 AXES = {"z": 0, "y": 1, "x": 2}          # index into the [z, y, x] volume shape
 _PT = {"z": 2, "y": 1, "x": 0}           # index into an (x, y, z) point
@@ -59,13 +64,6 @@ STATUS_COLORS = {"approved": (60, 200, 80), "defective": (230, 50, 50), "masked"
 
 
 # ------------------------------------------------------------------------------------------- helpers
-
-def _font(size: int = 12):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # very old Pillow
-        return ImageFont.load_default()
-
 
 def stable_color(name: str) -> tuple[int, int, int]:
     """A saturated RGB colour that depends only on ``name`` (sha1 → hue, saturation, value)."""
@@ -80,6 +78,15 @@ def count_color(n: int, tgt: int) -> tuple[int, int, int]:
     """Blue (0 links) → green → red (``tgt`` or more links)."""
     f = min(1.0, n / max(1, tgt))
     return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb((1 - f) * 2 / 3, 0.9, 1.0))
+
+
+def count_colors(v: np.ndarray, tgt: int) -> np.ndarray:
+    """:func:`count_color` of every value of ``v`` (a colour bar's map): uint8 RGB ``[..., 3]``."""
+    v = np.asarray(v, np.float64)
+    return np.array([count_color(x, tgt) for x in v.ravel()], np.uint8).reshape(v.shape + (3,))
+
+
+TRACE_COLOR = (255, 255, 255)   #: traces are drawn white, over a black outline, on top of the patches
 
 
 _HEAT = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float64)
@@ -125,14 +132,8 @@ def pick_volume(vp, name: str | None = None, prefer_ct: bool = True) -> Volume:
 
 
 def _save_png(img: Image.Image, out: Path, layout: dict) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    info = PngInfo()
-    info.add_text("vcd", json.dumps(layout))
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    img.save(tmp, format="PNG", pnginfo=info)
-    os.replace(tmp, out)
-    return out
+    """Atomic write (temp file + rename) with the layout in the ``vcd`` text chunk."""
+    return save_png(img, out, layout)
 
 
 def read_layout(png: str | os.PathLike) -> dict:
@@ -158,14 +159,6 @@ def _legend(width: int, entries: list[tuple[tuple[int, int, int], str]], header:
     if len(entries) > len(shown):
         d.text((4, 20 + 16 * (rows - 1)), f"+{len(entries) - len(shown)} more", fill=(220, 220, 220), font=font)
     return im
-
-
-def _stack(top: Image.Image, bottom: Image.Image) -> Image.Image:
-    w = max(top.width, bottom.width)
-    out = Image.new("RGB", (w, top.height + bottom.height), (20, 20, 20))
-    out.paste(top, (0, 0))
-    out.paste(bottom, (0, top.height))
-    return out
 
 
 # ------------------------------------------------------------------------------------------- slices
@@ -252,11 +245,8 @@ def render_slice(volpkg, axis: str = "z", index: int | None = None, volume: str 
     box = [0, ls[0], 0, ls[1], 0, ls[2]]
     box[2 * AXES[axis]], box[2 * AXES[axis] + 1] = il, il + 1
     img = np.squeeze(vol.read_region_u8(*box, level=level), axis=AXES[axis]).astype(np.float32)
-    if _is_pred(vol.path.name):
-        base = img * 0.55
-    else:
-        lo, hi = np.percentile(img, [1, 99.5])
-        base = np.clip((img - lo) / max(hi - lo, 1.0), 0, 1) * 215
+    grey = _grey_map(img, _is_pred(vol.path.name))
+    base = grey(img)
     if scale is None:
         scale = 1 if level > 0 else max(1, min(8, min_size // max(img.shape)))
     scale = max(1, int(scale))
@@ -269,7 +259,7 @@ def render_slice(volpkg, axis: str = "z", index: int | None = None, volume: str 
     ci, ri = _IMG[axis]
     patches, traces, legend_entries = [], [], []
     surfs = list(_surfaces_for_slice(vp, axis, index))
-    for kind in ("trace", "patch"):  # traces underneath (wider), patches on top
+    for kind in ("patch", "trace"):  # patches first, traces on top (white over a black outline)
         for k2, name, d in surfs:
             if k2 != kind:
                 continue
@@ -280,16 +270,19 @@ def render_slice(volpkg, axis: str = "z", index: int | None = None, volume: str 
             segs = plane_segments(s.points, axis, index)
             if not len(segs):
                 continue
-            if kind == "patch" and color_by == "overlaps":
-                nlinks = len(read_overlaps(d))
-                col = count_color(nlinks, tgt)
+            if kind == "trace":
+                col = TRACE_COLOR
+            elif color_by == "overlaps":
+                col = count_color(len(read_overlaps(d)), tgt)
             else:
                 col = stable_color(name)
             px = (segs[..., ci] + 0.5) * f - 0.5
             py = (segs[..., ri] + 0.5) * f - 0.5
-            lw = w + 2 if kind == "trace" else w
+            if kind == "trace":
+                for (x0, x1), (y0, y1) in zip(px, py):
+                    draw.line([(x0, y0), (x1, y1)], fill=(0, 0, 0), width=w + 4)
             for (x0, x1), (y0, y1) in zip(px, py):
-                draw.line([(x0, y0), (x1, y1)], fill=col, width=lw)
+                draw.line([(x0, y0), (x1, y1)], fill=col, width=w + 2 if kind == "trace" else w)
             (traces if kind == "trace" else patches).append(name)
             if kind == "trace" or color_by == "patch":
                 legend_entries.append((col, ("trace " if kind == "trace" else "") + name.replace("auto_grown_", "")))
@@ -297,13 +290,41 @@ def render_slice(volpkg, axis: str = "z", index: int | None = None, volume: str 
         legend_entries = [(count_color(c, tgt), f"{c}{'+' if c == tgt else ''} links")
                           for c in sorted({0, tgt // 4, tgt // 2, 3 * tgt // 4, tgt})] + \
                          [e for e in legend_entries if e[1].startswith("trace ")]
-    header = f"{vol.path.name}  {axis}={index}  level {level}  {len(patches)} patches  {len(traces)} traces"
-    slice_box = [0, 0, im.width, im.height]
-    out = _stack(im, _legend(max(im.width, 480), legend_entries, header)) if legend else im
     layout = {"kind": "slice", "axis": axis, "index": index, "level": level, "scale": scale, "factor": f,
-              "slice_box": slice_box, "volume": vol.path.name, "color_by": color_by,
-              "patches": patches, "traces": traces, "tgt_overlap_count": tgt}
-    return out, layout
+              "slice_box": [0, 0, im.width, im.height], "volume": vol.path.name, "color_by": color_by,
+              "patches": patches, "traces": traces, "tgt_overlap_count": tgt, "trace_color": list(TRACE_COLOR)}
+    if not legend:
+        return im, layout
+    cname, rname = "xyz"[ci], "xyz"[ri]
+    bars = [ColorBar(lambda v: np.repeat(grey(v)[..., None], 3, -1).astype(np.uint8), 0, 255, grey.label)]
+    if color_by == "overlaps":
+        bars.append(ColorBar(lambda v: count_colors(v, tgt), 0, tgt,
+                             f"links per patch (overlapping.json); red = tgt_overlap_count {tgt} or more"))
+    key = "colour per patch" if color_by == "patch" else "patches coloured by links"
+    fig, fl = compose(im, f"{vol.path.name}: {axis} = {index} voxels",
+                      x=Axis(f"{cname} (voxels)", -0.5, im.width / f - 0.5),
+                      y=Axis(f"{rname} (voxels)", -0.5, im.height / f - 0.5), colorbars=bars,
+                      subtitle=f"level {level}, {scale}x; {len(patches)} patches ({key}), "
+                               f"{len(traces)} traces (white, on top)",
+                      legend=_legend(max(im.width, 480), legend_entries, "legend"))
+    layout.update(fl, slice_box=fl["plot_box"])
+    return fig, layout
+
+
+def _grey_map(img: np.ndarray, pred: bool):
+    """The slice's display map uint8 value → grey (CT: 1–99.5 percentile stretch to 0..215;
+    prediction: × 0.55, so coloured lines stand out), with its colour-bar label."""
+    if pred:
+        def grey(v):
+            return (np.asarray(v, np.float32) * 0.55).astype(np.uint8)
+        grey.label = "prediction (uint8 voxel value; 255 = sheet)"
+    else:
+        lo, hi = np.percentile(img, [1, 99.5])
+
+        def grey(v):
+            return (np.clip((np.asarray(v, np.float32) - lo) / max(hi - lo, 1.0), 0, 1) * 215).astype(np.uint8)
+        grey.label = f"CT (uint8 voxel value; {lo:.0f}..{hi:.0f} stretched)"
+    return grey
 
 
 def preview_slice(volpkg, out, **kw) -> dict:
@@ -403,15 +424,9 @@ def render_trace(trace, qa: bool = False, volume: str | None = None, max_size: i
         if not (trace / "qa.tif").exists():
             raise InputError(trace / "qa.tif", "trace has no QA map", "retrace it with vcd (vcd trace writes qa.tif)")
         q = np.squeeze(tifffile.imread(trace / "qa.tif")).astype(np.float32)
-        rgb = np.zeros(q.shape + (3,), np.uint8)
-        ok = q >= 0
-        g = np.clip(q, 0, 1)
-        rgb[..., 0] = np.where(ok, 40 + 215 * g, 0)
-        rgb[..., 1] = np.where(ok, 200 * (1 - g) + 30, 0)
-        rgb[..., 2] = np.where(ok, 50, 0)
-        k = max(1, min(16, 512 // max(q.shape)))
-        img = np.repeat(np.repeat(rgb, k, 0), k, 1)
-        source = "qa.tif"
+        img, k = upscale(qa_rgb(q))
+        source, unit, per_unit = "qa.tif", "trace cells", k
+        bar = ColorBar(qa_rgb, 0.0, 1.0, "suspicion (0 = fine, >= 0.5 suspicious: mask there; black = no corner)")
     else:
         layers = sorted((trace / "layers").glob("*.tif")) if (trace / "layers").is_dir() else []
         if layers:
@@ -421,7 +436,7 @@ def render_trace(trace, qa: bool = False, volume: str | None = None, max_size: i
             elif lay.dtype != np.uint8:
                 lay = np.clip(lay, 0, 255).astype(np.uint8)
             source = f"layers/{layers[len(layers) // 2].name}"
-            gray = lay
+            gray, unit, per_unit = lay, "layer pixels", 1.0
         else:
             s = read_surface(trace)
             vol = _trace_volume(trace, meta, volume)
@@ -437,13 +452,17 @@ def render_trace(trace, qa: bool = False, volume: str | None = None, max_size: i
                 vals = vol.sampler(cache_bytes=2e8).sample(pts[ok])
                 gray[ok] = np.clip(vals, 0, 255).astype(np.uint8)
             source = f"sampled {vol.path.name}"
+            unit, per_unit = "trace grid points", float(factor)
         h = max(gray.shape)
         if h > max_size:
             st = int(np.ceil(h / max_size))
             gray = gray[::st, ::st]
-        k = max(1, min(8, 512 // max(gray.shape)))
-        gray = np.repeat(np.repeat(gray, k, 0), k, 1)
-        img = np.stack([gray] * 3, -1)
+            per_unit /= st
+        gray, k = upscale(gray[..., None])
+        per_unit *= k
+        img = np.repeat(gray, 3, -1)
+        bar = ColorBar(lambda v: np.repeat(np.clip(v, 0, 255).astype(np.uint8)[..., None], 3, -1), 0, 255,
+                       "CT along the surface (uint8 voxel value)")
     im = Image.fromarray(np.ascontiguousarray(img), "RGB")
     status = patch_status(trace)
     counts = {k2: sum(v == k2 for v in status.values()) for k2 in STATUS_COLORS}
@@ -453,10 +472,24 @@ def render_trace(trace, qa: bool = False, volume: str | None = None, max_size: i
     header = (f"{trace.name} ({source})  patches: " +
               ", ".join(f"{counts[k2]} {k2}" for k2 in ("approved", "defective", "masked", "plain") if counts[k2])
               if status else f"{trace.name} ({source})  no provenance")
-    box = [0, 0, im.width, im.height]
-    out = _stack(im, _legend(max(im.width, 480), entries, header))
-    return out, {"kind": "trace_qa" if qa else "trace", "trace": trace.name, "source": source, "image_box": box,
+    fig, fl = compose(im, f"{trace.name}: " + ("QA map, where a sheet jump is likely" if qa else "flattened"),
+                      x=Axis(f"column ({unit})", -0.5, im.width / per_unit - 0.5),
+                      y=Axis(f"row ({unit})", -0.5, im.height / per_unit - 0.5), colorbars=[bar],
+                      subtitle=f"source: {source}", legend=_legend(max(im.width, 480), entries, header))
+    return fig, {"kind": "trace_qa" if qa else "trace", "trace": trace.name, "source": source,
+                 "image_box": fl["plot_box"], "pixels_per_unit": per_unit, "unit": unit, **fl,
                  "patch_status": status, "status_counts": counts}
+
+
+def qa_rgb(q: np.ndarray) -> np.ndarray:
+    """QA colours of ``qa.tif`` values: green (0, fine) → red (1, suspicious); black = no corner (< 0)."""
+    q = np.asarray(q, np.float64)
+    ok, g = q >= 0, np.clip(q, 0, 1)
+    rgb = np.zeros(q.shape + (3,), np.uint8)
+    rgb[..., 0] = np.where(ok, 40 + 215 * g, 0)
+    rgb[..., 1] = np.where(ok, 200 * (1 - g) + 30, 0)
+    rgb[..., 2] = np.where(ok, 50, 0)
+    return rgb
 
 
 def preview_trace(trace, out, **kw) -> dict:
@@ -468,9 +501,17 @@ def preview_trace(trace, out, **kw) -> dict:
 # ------------------------------------------------------------------------------------------- density
 
 def density_grid(volpkg, bin_size: int | None = None, tgt: int | None = None) -> dict:
-    """Patch coverage per bin: ``counts`` int32 ``[bz, by, bx]`` (patches with a point in the bin),
-    ``sheet`` bool (the prediction has sheet voxels in the bin), ``bin`` (voxels, a power of two),
-    and statistics (``below_target_fraction`` of sheet bins with fewer than ``tgt`` patches)."""
+    """Patch coverage per bin of the volume (arrays ``[bz, by, bx]``, bins of ``bin`` voxels, a power
+    of two): ``counts`` int32 (patches with a point in the bin), ``under`` int32 (of those, patches
+    *below target* — fewer than ``tgt`` links, the scheduler's rule :func:`vcd.post.coverage.below_target`),
+    ``sheet`` bool (the prediction has sheet voxels in the bin), and ``stats``:
+
+    - ``below_target_fraction``: share of patches below target — exactly what the daemon's
+      scheduler compares with ``target_density`` (:func:`vcd.post.coverage.collection_stats`:
+      ``1 - density``), with ``patches_below_target`` / ``patches``;
+    - ``uncovered_fraction``: share of sheet bins no patch covers;
+    - ``under_bins_fraction``: share of covered bins holding a patch below target (where expansion
+      still has work)."""
     vp = open_volpkg(volpkg)
     pred = vp.volume(None)
     Z, Y, X = pred.shape
@@ -480,24 +521,48 @@ def density_grid(volpkg, bin_size: int | None = None, tgt: int | None = None) ->
             bin_size *= 2
     b = int(bin_size)
     nb = [(s + b - 1) // b for s in (Z, Y, X)]
+    tgt = int(tgt) if tgt else target_overlap_count(vp.path)
     counts = np.zeros(nb, np.int32)
+    under = np.zeros(nb, np.int32)
     n_patches = 0
     for d, _m in list_patches(vp.paths_dir):
-        try:
-            s = read_surface(d)
-        except FormatError:
-            continue
-        step = 1.0 / max(s.scale[0], 1e-6)
-        pts = _densify(s.points, max(1, int(np.ceil(step / (b / 2)))))
-        ok = (pts[..., 0] != INVALID) & (pts[..., 2] > 0)
-        if not ok.any():
+        flat = _patch_bins(d, b, nb)
+        if flat is None:
             continue
         n_patches += 1
-        ijk = np.floor(pts[ok][:, ::-1] / b).astype(np.int64)
-        ijk = np.clip(ijk, 0, np.array(nb) - 1)
-        flat = np.unique(np.ravel_multi_index(tuple(ijk.T), nb))
         counts.ravel()[flat] += 1
-    # sheet bins from the coarsest pyramid level not coarser than a bin
+        if below_target(len(read_overlaps(d)), tgt):
+            under.ravel()[flat] += 1
+    sheet = _sheet_bins(pred, b, nb)
+    col = collection_stats(vp.path, tgt)
+    ns, covered = int(sheet.sum()), counts > 0
+    stats = {"patches": n_patches, "bin": b, "bins": nb, "sheet_bins": ns, "tgt_overlap_count": tgt,
+             "below_target_fraction": 1.0 - col["density"] if col["patches"] else 1.0,
+             "patches_below_target": col["overlap_deficit"],
+             "uncovered_fraction": float((sheet & ~covered).sum() / ns) if ns else 1.0,
+             "under_bins_fraction": float((under > 0).sum() / max(1, covered.sum())),
+             "max_count": int(counts.max()) if counts.size else 0}
+    return {"counts": counts, "under": under, "sheet": sheet, "bin": b, "stats": stats}
+
+
+def _patch_bins(d: Path, b: int, nb: list[int]) -> np.ndarray | None:
+    """Flat indices of the ``b``-voxel bins (grid ``nb`` = [bz, by, bx]) patch ``d`` has points in."""
+    try:
+        s = read_surface(d)
+    except FormatError:
+        return None
+    step = 1.0 / max(s.scale[0], 1e-6)
+    pts = _densify(s.points, max(1, int(np.ceil(step / (b / 2)))))
+    ok = (pts[..., 0] != INVALID) & (pts[..., 2] > 0)
+    if not ok.any():
+        return None
+    ijk = np.clip(np.floor(pts[ok][:, ::-1] / b).astype(np.int64), 0, np.array(nb) - 1)
+    return np.unique(np.ravel_multi_index(tuple(ijk.T), nb))
+
+
+def _sheet_bins(pred: Volume, b: int, nb: list[int]) -> np.ndarray:
+    """Bins (bool [bz, by, bx]) where the prediction has sheet voxels (> 127), read from the
+    coarsest pyramid level not coarser than a bin."""
     level = 0
     while level + 1 < len(pred.levels) and 2 ** (level + 1) <= b:
         level += 1
@@ -506,59 +571,86 @@ def density_grid(volpkg, bin_size: int | None = None, tgt: int | None = None) ->
     r = b // 2 ** level
     pad = [(0, nb[i] * r - ls[i]) if nb[i] * r >= ls[i] else (0, 0) for i in range(3)]
     data = np.pad(data, pad)[:nb[0] * r, :nb[1] * r, :nb[2] * r]
-    sheet = data.reshape(nb[0], r, nb[1], r, nb[2], r).any(axis=(1, 3, 5))
-    tgt = int(tgt) if tgt else target_overlap_count(vp.path)
-    ns = int(sheet.sum())
-    stats = {"patches": n_patches, "bin": b, "bins": nb, "sheet_bins": ns, "tgt_overlap_count": tgt,
-             "below_target_fraction": float((sheet & (counts < tgt)).sum() / ns) if ns else 1.0,
-             "uncovered_fraction": float((sheet & (counts == 0)).sum() / ns) if ns else 1.0,
-             "max_count": int(counts.max()) if counts.size else 0}
-    return {"counts": counts, "sheet": sheet, "bin": b, "stats": stats}
+    return data.reshape(nb[0], r, nb[1], r, nb[2], r).any(axis=(1, 3, 5))
+
+
+UNCOVERED_COLOR = (40, 70, 170)   #: density map: sheet that no patch covers
+
+
+def under_colors(frac: np.ndarray) -> np.ndarray:
+    """Green (0: every covering patch at target) → red (1: all below target), uint8 RGB."""
+    f = np.clip(np.asarray(frac, np.float64), 0, 1)
+    return np.stack([40 + 190 * f, 170 * (1 - f) + 30, np.full(f.shape, 40.0)], -1).astype(np.uint8)
+
+
+def _density_panels(counts, under, sheet, tgt):
+    """Per projection (along z, y, x): the count row (max patches per bin, heat) and the target row
+    (share of the covered bins along the ray that hold a patch below target; blue: sheet nobody
+    covers; black: nothing)."""
+    views = [("XY (along z)", 0, "x", "y"), ("XZ (along y)", 1, "x", "z"), ("YZ (along x)", 2, "y", "z")]
+    out = []
+    for row in ("count", "below_target"):
+        for title, ax, cname, rname in views:
+            if row == "count":
+                rgb = heat(counts.max(axis=ax) / max(1, tgt))
+            else:
+                cov = (counts > 0).sum(axis=ax)
+                frac = (under > 0).sum(axis=ax) / np.maximum(cov, 1)
+                rgb = np.where((cov > 0)[..., None], under_colors(frac), 0).astype(np.uint8)
+                rgb[(cov == 0) & sheet.any(axis=ax)] = UNCOVERED_COLOR
+                title = title.split()[0] + " below target"
+            out.append((title, ax, cname, rname, row, rgb))
+    return out
 
 
 def render_density(volpkg, bin_size: int | None = None, panel: int = 256,
                    tgt: int | None = None) -> tuple[Image.Image, dict]:
     """Max projections of the per-bin patch count along z, y and x (top row, heat: 0 → black,
-    ≥ ``tgt_overlap_count`` → pale yellow) and, per ray, the share of sheet bins below the target
-    (bottom row: green = done, red = all below target, black = no sheet)."""
+    ≥ ``tgt_overlap_count`` → pale yellow) and, per ray, the share of covered bins holding a patch
+    below target — fewer than ``tgt_overlap_count`` links, the scheduler's rule (bottom row: green =
+    done, red = all below target, blue = sheet no patch covers, black = no sheet). Axes in voxels,
+    colour bars with units, the scheduler's density in the title."""
     g = density_grid(volpkg, bin_size, tgt)
-    counts, sheet, st = g["counts"], g["sheet"], g["stats"]
-    tgt = st["tgt_overlap_count"]
-    font = _font(12)
-    views = [("XY (along z)", 0), ("XZ (along y)", 1), ("YZ (along x)", 2)]
-    tiles, panels = [], []
-    for row in range(2):
-        for title, ax in views:
-            if row == 0:
-                rgb = heat(counts.max(axis=ax) / max(1, tgt))
-            else:
-                ns = sheet.sum(axis=ax)
-                below = (sheet & (counts < tgt)).sum(axis=ax)
-                frac = np.where(ns > 0, below / np.maximum(ns, 1), 0)
-                rgb = np.zeros(frac.shape + (3,), np.uint8)
-                rgb[..., 0] = np.where(ns > 0, 40 + 190 * frac, 0)
-                rgb[..., 1] = np.where(ns > 0, 170 * (1 - frac) + 30, 0)
-                rgb[..., 2] = np.where(ns > 0, 40, 0)
-            k = max(1, panel // max(rgb.shape[:2]))
-            tiles.append((title if row == 0 else title.split()[0] + " below target", ax,
-                          np.repeat(np.repeat(rgb, k, 0), k, 1), k))
-    pw = max(t[2].shape[1] for t in tiles) + 10
-    ph = max(t[2].shape[0] for t in tiles[:3]) + 22, max(t[2].shape[0] for t in tiles[3:]) + 22
-    head = 40
-    im = Image.new("RGB", (max(3 * pw + 10, 520), head + ph[0] + ph[1] + 5), (20, 20, 20))
-    d = ImageDraw.Draw(im)
-    d.text((6, 4), f"{st['patches']} patches, bins of {st['bin']} vx, target {tgt} patches per region", fill=(235,) * 3,
-           font=font)
-    d.text((6, 20), f"sheet bins below target: {100 * st['below_target_fraction']:.1f}%   uncovered: "
-                    f"{100 * st['uncovered_fraction']:.1f}%   max count {st['max_count']}", fill=(235,) * 3, font=font)
-    for i, (title, ax, rgb, k) in enumerate(tiles):
-        x0 = 6 + (i % 3) * pw
-        y0 = head + (0 if i < 3 else ph[0]) + 18
-        d.text((x0, y0 - 16), title, fill=(220,) * 3, font=font)
-        im.paste(Image.fromarray(rgb, "RGB"), (x0, y0))
-        panels.append({"title": title, "projected_axis": "zyx"[ax], "box": [x0, y0, rgb.shape[1], rgb.shape[0]],
-                       "pixels_per_bin": k, "row": "count" if i < 3 else "below_target"})
-    return im, {"kind": "density", "panels": panels, "stats": st}
+    counts, under, sheet, st = g["counts"], g["under"], g["sheet"], g["stats"]
+    tgt, b = st["tgt_overlap_count"], st["bin"]
+    framed = []
+    for title, ax, cname, rname, row, rgb in _density_panels(counts, under, sheet, tgt):
+        k = max(1, panel // max(rgb.shape[:2]))
+        img = Image.fromarray(np.ascontiguousarray(np.repeat(np.repeat(rgb, k, 0), k, 1)), "RGB")
+        fig, fl = compose(img, title, x=Axis(f"{cname} (voxels)", 0, rgb.shape[1] * b),
+                          y=Axis(f"{rname} (voxels)", 0, rgb.shape[0] * b))
+        framed.append((fig, fl, title, ax, row, k))
+    pw = max(f[0].width for f in framed)
+    ph = [max(f[0].height for f in framed[:3]), max(f[0].height for f in framed[3:])]
+    grid = Image.new("RGB", (3 * pw, ph[0] + ph[1]), (20, 20, 20))
+    panels = []
+    for i, (fig, fl, title, ax, row, k) in enumerate(framed):
+        x0, y0 = (i % 3) * pw, 0 if i < 3 else ph[0]
+        grid.paste(fig, (x0, y0))
+        bx, by, bw, bh = fl["plot_box"]
+        panels.append({"title": title, "projected_axis": "zyx"[ax], "box": [x0 + bx, y0 + by, bw, bh],
+                       "pixels_per_bin": k, "row": row})
+    legend = _legend(grid.width, [(UNCOVERED_COLOR, "sheet that no patch covers"), ((0, 0, 0), "no sheet")],
+                     "bottom row: green = every patch there has its links, red = patches below target")
+    below = st["below_target_fraction"]
+    fig, fl = compose(
+        grid, f"Density: {st['patches_below_target']} of {st['patches']} patches below target "
+              f"({100 * below:.1f}%, fewer than {tgt} links - the scheduler's rule)",
+        subtitle=f"bins of {b} vx; sheet uncovered: {100 * st['uncovered_fraction']:.1f}%; covered bins "
+                 f"with a patch below target: {100 * st['under_bins_fraction']:.1f}%; max {st['max_count']} "
+                 f"patches per bin",
+        colorbars=[ColorBar(lambda v: heat(v / max(1, tgt)), 0, tgt, f"top row: patches per {b}-voxel bin "
+                            f"(max along the ray; {tgt} = tgt_overlap_count)"),
+                   ColorBar(under_colors, 0, 1, "bottom row: share of the covered bins along the ray that hold a "
+                            "patch below target", ticks=[0, 0.25, 0.5, 0.75, 1],
+                            tick_labels=["0%", "25%", "50%", "75%", "100%"])],
+        legend=legend)
+    gx, gy = fl["plot_box"][:2]
+    for p_ in panels:
+        p_["box"][0] += gx
+        p_["box"][1] += gy
+    return fig, {"kind": "density", "panels": panels, "stats": st, "title_box": fl["title_box"],
+                 "colorbars": fl["colorbars"]}
 
 
 def preview_density(volpkg, out, **kw) -> dict:
@@ -579,7 +671,8 @@ def slice_preview(volpkg, axis: str = "z", index: int | None = None, volume: str
 
 
 def density_preview(volpkg, out=None, tgt: int | None = None) -> tuple[Path, float]:
-    """Write a density preview; returns ``(png, share of sheet bins below tgt)``."""
+    """Write a density preview; returns ``(png, share of patches below target)`` — the scheduler's
+    measure (``1 - density`` of :func:`vcd.post.coverage.collection_stats`)."""
     out = Path(out or Path(volpkg) / ".vcd" / "previews" / "density.png")
     st = preview_density(volpkg, out, tgt=tgt)["stats"]
     return out, st["below_target_fraction"]
