@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from vcd.formats.tifxyz import area_cm2, read_surface, surface_area_vx2
+from vcd.kernels.points import valid_mask, valid_quads
 from vcd.synth.score import jump_edges, score_surface
 
 DEFAULT_BIN = "/work/vc3d/build/bin/vc_grow_seg_from_segments"
@@ -89,11 +90,11 @@ def _subset(paths: Path, dst: Path, th_range: dict, lo: float, hi: float, seed: 
 def _jump_free_area_vx2(points: np.ndarray, truth) -> float:
     """Geometric area of the quads with 4 valid corners and no sheet jump on any of their 4 edges."""
     p = points.astype(np.float64)
-    v = (p[..., 0] != -1) & (p[..., 2] > 0)
+    v = valid_mask(p)
     th = np.zeros(v.shape)
     th[v] = truth.nearest(p[v])[1]
     hj, vj = jump_edges(th, v)
-    q = v[:-1, :-1] & v[1:, :-1] & v[:-1, 1:] & v[1:, 1:] & ~hj[:-1] & ~hj[1:] & ~vj[:, :-1] & ~vj[:, 1:]
+    q = valid_quads(v) & ~hj[:-1] & ~hj[1:] & ~vj[:, :-1] & ~vj[:, 1:]
     if not q.any():
         return 0.0
     a, b, c, d = p[:-1, :-1][q], p[:-1, 1:][q], p[1:, :-1][q], p[1:, 1:][q]

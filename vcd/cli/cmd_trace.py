@@ -78,9 +78,11 @@ def _trace(args) -> int:
 
 
 def _checkpoint(args) -> int:
+    from ..jobs import JobContext, run_job
     from ..trace.run import checkpoint
     name = checkpoint(args.trace, args.paths, args.mask, args.user)
-    print(f"wrote {Path(args.paths) / name} (approved superpatch, overlaps linked)")
+    linked = run_job("overlap", {"paths": str(args.paths), "segment": name}, JobContext())["linked"]  # the one linker
+    print(f"wrote {Path(args.paths) / name} (approved superpatch, linked to {len(linked)} patches)")
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import VcdError
+from ..formats.volpkg import state_dir as _state_dir
 
 LOCK_NAME = "daemon.lock"
 INFO_NAME = "daemon.json"
@@ -107,7 +108,7 @@ def running_daemon(volpkg: Path) -> dict | None:
 
     Probes with a shared, non-blocking ``flock`` (released at once); a daemon starting in that instant
     retries its exclusive lock for a moment, so the probe cannot make it fail."""
-    state_dir = Path(volpkg) / ".vcd"
+    state_dir = _state_dir(volpkg)
     path = state_dir / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 import sqlite_utils
 from sqlite_utils.db import DescIndex
 
+from ..formats.volpkg import state_dir
 from .store import SqliteStore, connect  # noqa: F401 (connect re-exported)
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -94,6 +95,14 @@ _EMPTY_GROWTH = (
     "COALESCE(json_extract(result, '$.reason'), '') NOT LIKE 'collection saturated%')))) GROUP BY kind")
 
 
+QUEUE_FILE = "vcd.sqlite"
+
+
+def queue_path(volpkg: str | os.PathLike) -> Path:
+    """``<volpkg>/.vcd/vcd.sqlite``: the daemon's queue and stores."""
+    return state_dir(volpkg) / QUEUE_FILE
+
+
 class JobQueue(SqliteStore):
     """The queue over ``<volpkg>/.vcd/vcd.sqlite`` (any path works)."""
 
@@ -111,7 +120,7 @@ class JobQueue(SqliteStore):
 
     @classmethod
     def for_volpkg(cls, volpkg: str | os.PathLike) -> "JobQueue":
-        return cls(Path(volpkg) / ".vcd" / "vcd.sqlite")
+        return cls(queue_path(volpkg))
 
     def _one(self, sql: str, args: Iterable = ()) -> dict | None:
         return next(self.db.query(sql, list(args)), None)

@@ -67,7 +67,7 @@ def plan_growth(schedule: dict, counts: dict[tuple[str, str], int], stats: dict,
 
 
 class Scheduler:
-    def __init__(self, volpkg: Path, queue_path: Path, cfg: dict, find_volume, watcher, log, pool=None):
+    def __init__(self, volpkg: Path, queue_path: Path, cfg: dict, find_volume, watcher, log):
         """``find_volume()`` returns the prediction volume's path or raises VcdError (checked on each
         expansion tick, so a volume fixed or converted while the daemon runs is picked up)."""
         self.volpkg = volpkg
@@ -78,7 +78,6 @@ class Scheduler:
         self._volume_error = ""
         self.watcher = watcher
         self.log = log
-        self.pool = pool
         self._lock = threading.Lock()
         self._params_error = ""
         self._params_warned: set[str] = set()

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
-from ..formats.volpkg import open_volpkg
+from ..formats.volpkg import open_volpkg, state_dir
 from . import logs, memdiag
 from .lock import DaemonLock
 from .metrics import Metrics
 from .pool import LocalPool
-from .queue import JobQueue
+from .queue import JobQueue, queue_path
 from .scheduler import Scheduler, collection_stats
 from .watcher import Watcher
 
@@ -51,9 +51,8 @@ def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event
     logs.configure(cfg["daemon"]["log_format"])
     log = logs.get_logger(volpkg=volpkg.name)
     open_volpkg(volpkg)  # a volpkg the daemon cannot use at all stops it with one line
-    state_dir = volpkg / ".vcd"
-    state_dir.mkdir(exist_ok=True)
-    lock = DaemonLock(state_dir)  # one daemon per volpkg; a second one stops here with one line
+    state_dir(volpkg).mkdir(exist_ok=True)
+    lock = DaemonLock(state_dir(volpkg))  # one daemon per volpkg; a second one stops here with one line
     lock.acquire(cfg["daemon"]["metrics_addr"] or "")
     try:
         return _run_locked(volpkg, cfg, log, stop_event)
@@ -62,11 +61,11 @@ def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event
 
 
 def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None) -> int:
-    state_dir = volpkg / ".vcd"
     (volpkg / "traces").mkdir(exist_ok=True)  # watched from the start (VC3D scans it too)
-    (state_dir / "tmp").mkdir(exist_ok=True)
-    queue_path = state_dir / "vcd.sqlite"
-    q = JobQueue(queue_path)
+    tmp_dir = state_dir(volpkg) / "tmp"
+    tmp_dir.mkdir(exist_ok=True)
+    qpath = queue_path(volpkg)
+    q = JobQueue(qpath)
     stop_event = stop_event or threading.Event()
     memdiag.start_from_env(log, stop_event)  # VCD_TRACEMALLOC=<seconds>: periodic allocation diffs in the log
 
@@ -81,12 +80,12 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
         signal.signal(signal.SIGINT, on_signal)
 
     metrics = Metrics()
-    watcher = Watcher(volpkg, queue_path, cfg, log, metrics)
+    watcher = Watcher(volpkg, qpath, cfg, log, metrics)
     if cfg["daemon"]["executor"] == "dask":
         from .dask_executor import DaskPool
-        pool = DaskPool(queue_path, volpkg, cfg, log)
+        pool = DaskPool(qpath, volpkg, cfg, log)
     else:
-        pool = LocalPool(queue_path, volpkg, cfg, log)
+        pool = LocalPool(qpath, volpkg, cfg, log)
     tgt = 20
     stats_cache = {"t": 0.0, "v": {}}
     stats_lock = threading.Lock()
@@ -97,7 +96,7 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
                 stats_cache["v"] = collection_stats(volpkg, tgt)
                 stats_cache["t"] = time.monotonic()
             return stats_cache["v"]
-    mq = JobQueue(queue_path)
+    mq = JobQueue(qpath)
     mq_lock = threading.Lock()
 
     def busy():
@@ -113,7 +112,7 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
                              "choose another --metrics-addr or stop the other daemon") from None
     # reclaim what a previous run left: expired leases, stale staging directories
     q.requeue_expired()
-    for stale in (state_dir / "tmp").iterdir():
+    for stale in tmp_dir.iterdir():
         if stale.is_dir() and time.time() - stale.stat().st_mtime > 3600:
             import shutil
             shutil.rmtree(stale, ignore_errors=True)
@@ -121,7 +120,7 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
     # used to be missed until the next reconcile when it landed between the scan and the watcher's start)
     watcher.start()
     n = watcher.scan()
-    sched = Scheduler(volpkg, queue_path, cfg, lambda: prediction_volume(volpkg, cfg), watcher, log, pool)
+    sched = Scheduler(volpkg, qpath, cfg, lambda: prediction_volume(volpkg, cfg), watcher, log)
     log.info("daemon_started", volume=str(sched.volume()), surfaces=n, metrics=addr, workers=cfg["daemon"]["workers"],
              executor=cfg["daemon"]["executor"], pid=os.getpid())
     pool.start()

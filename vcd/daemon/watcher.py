@@ -19,13 +19,10 @@ its old and new fingerprints and the trace index — tested in-process without a
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import tifffile
 from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
                              FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
@@ -33,34 +30,30 @@ from watchdog.observers import Observer
 from .. import jobs
 from ..errors import FormatError, VcdError
 from ..formats.jsonio import read_json
-from ..formats.tifxyz import TAGS_USED_BY_TRACER, read_approval, read_mask_grid
 from ..formats.overlaps import repair_links
+from ..formats.provenance import provenance_patches, read_provenance
+from ..formats.tifxyz import TAGS_USED_BY_TRACER, bitmap_sha1, grid_shape, mask_fingerprint, read_approval
 from ..formats.volpkg import is_debug_snapshot, is_patch, is_trace, name_is_utf8
 from ..jobs import overlap, retrace
-from ..trace.run import PROVENANCE
 from .queue import JobQueue
 from .store_index import SurfaceIndex
 
 
 def surface_fingerprint(d: Path, meta: dict) -> tuple[list[str], str | None]:
-    """(tracer-relevant tags, the per-vertex files' fingerprint or None). The fingerprint is the
-    sha1 of the mask keep-bitmap resized to the grid; with an ``approval.tif`` the sha1 of its
-    approved bitmap is appended (``"<mask sha1>+approval:<sha1>"``), so an approval edit is a change
-    like a mask edit, and surfaces without one keep the fingerprints stored before approvals counted."""
+    """(tracer-relevant tags, the per-vertex files' fingerprint or None). The fingerprint is
+    :func:`~vcd.formats.tifxyz.mask_fingerprint` (the value a trace's provenance records as
+    ``mask_sha1``); with an ``approval.tif`` the sha1 of its approved bitmap is appended
+    (``"<mask sha1>+approval:<sha1>"``), so an approval edit is a change like a mask edit, and
+    surfaces without one keep the fingerprints stored before approvals counted."""
     tags = sorted(set(meta.get("tags") or {}) & set(TAGS_USED_BY_TRACER)) if isinstance(meta.get("tags"), dict) else []
     has_mask, has_appr = (d / "mask.tif").exists(), (d / "approval.tif").exists()
     if not (has_mask or has_appr):
         return tags, None
-    with tifffile.TiffFile(d / "x.tif") as tf:
-        rows, cols = tf.pages[0].shape[:2]
-    mask = _bits_sha1(read_mask_grid(d / "mask.tif", rows, cols)) if has_mask else None
+    rows, cols = grid_shape(d)
+    mask = mask_fingerprint(d, rows, cols)
     if has_appr:
-        mask = f"{mask or ''}+approval:{_bits_sha1(read_approval(d, rows, cols))}"
+        mask = f"{mask or ''}+approval:{bitmap_sha1(read_approval(d, rows, cols))}"
     return tags, mask
-
-
-def _bits_sha1(bits: np.ndarray) -> str:
-    return hashlib.sha1(np.packbits(bits).tobytes() + f"{bits.shape[0]}x{bits.shape[1]}".encode()).hexdigest()
 
 
 def patch_jobs(patch_dir: Path, old: dict | None, tags: list[str], mask: str | None, trace_dirs: list[Path],
@@ -307,17 +300,14 @@ class Watcher:
         ix = self.index
         if ix.fingerprint(d.name) is not None:
             return True
-        prov_path = d / PROVENANCE
-        patches = []
-        if prov_path.exists():
-            try:
-                prov = read_json(prov_path, "trace provenance")
-                patches = sorted((prov.get("patches") or {}).keys())
-                old = prov.get("retrace_of")
-                if old:
-                    ix.record_trace(old, [])  # superseded: later edits retrace the new trace only
-            except FormatError:
-                return False
+        try:
+            prov = read_provenance(d)
+        except FormatError:
+            return False
+        patches = provenance_patches(prov)
+        old = (prov or {}).get("retrace_of")
+        if old:
+            ix.record_trace(old, [])  # superseded: later edits retrace the new trace only
         ix.record_trace(d.name, patches)
         ix.set_fingerprint(d.name, [], None)
         self.log.info("trace_recorded", trace=d.name, patches=len(patches))

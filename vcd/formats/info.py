@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import FormatError
 from .overlaps import asymmetric_links, read_overlaps
 from .tifxyz import area_cm2, read_surface
-from .volpkg import list_patches, open_volpkg
+from .volpkg import is_volpkg, list_patches, open_volpkg
 from .volume import open_volume
 
 
@@ -20,7 +20,7 @@ def describe(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
         raise FormatError(path, "does not exist", "check the path")
-    if (path / "config.json").exists():
+    if is_volpkg(path):
         return describe_volpkg(path)
     if (path / "x.tif").exists() or (path / "meta.json").exists() and not any(
             (path / d).is_dir() and d.isdigit() for d in os.listdir(path)):

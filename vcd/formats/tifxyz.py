@@ -12,10 +12,10 @@ Writes are atomic: a new surface is staged in a temporary directory and renamed 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import shutil
 import tempfile
-import uuid as _uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,10 +24,11 @@ import numpy as np
 import tifffile
 
 from ..errors import FormatError
+from ..kernels.points import INVALID, valid_mask, valid_quads
 from .jsonio import atomic_write_bytes, atomic_write_json, read_json, umask_mode, vc_dumps
 from .locks import dir_lock
+from .volpkg import is_volpkg, state_dir
 
-INVALID = -1.0
 TAGS_USED_BY_TRACER = ("approved", "defective")
 
 
@@ -44,8 +45,7 @@ class Surface:
     @property
     def valid(self) -> np.ndarray:
         """bool ``[rows, cols]``: True where the point is valid (``x != -1`` and ``z > 0``)."""
-        p = self.points
-        return (p[..., 0] != INVALID) & (p[..., 2] > 0)
+        return valid_mask(self.points)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -79,7 +79,7 @@ class Surface:
 
 def compute_bbox(points: np.ndarray) -> list[list[float]]:
     """``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` over valid points; all ``-1`` when none."""
-    v = (points[..., 0] != INVALID) & (points[..., 2] > 0)
+    v = valid_mask(points)
     if not v.any():
         return [[-1.0, -1.0, -1.0], [-1.0, -1.0, -1.0]]
     p = points[v]
@@ -89,8 +89,8 @@ def compute_bbox(points: np.ndarray) -> list[list[float]]:
 def surface_area_vx2(points: np.ndarray) -> float:
     """Geometric area (voxels²) of all quads whose four corners are valid (two triangles each)."""
     p = points.astype(np.float64)
-    v = (p[..., 0] != INVALID) & (p[..., 2] > 0)
-    q = v[:-1, :-1] & v[1:, :-1] & v[:-1, 1:] & v[1:, 1:]
+    v = valid_mask(p)
+    q = valid_quads(v)
     if not q.any():
         return 0.0
     a, b, c, d = p[:-1, :-1][q], p[:-1, 1:][q], p[1:, :-1][q], p[1:, 1:][q]
@@ -180,20 +180,8 @@ def read_surface(path: str | os.PathLike, apply_mask: bool = True, channels: boo
 def read_mask_page0(mask_path: str | os.PathLike) -> np.ndarray:
     """Page 0 of ``mask.tif`` as uint8 grayscale (RGB(A) → luminance). 0 = masked, else keep."""
     mask_path = Path(mask_path)
-    try:
-        with tifffile.TiffFile(mask_path) as tif:
-            if not tif.pages:
-                raise FormatError(mask_path, "mask.tif has no pages", "save the mask again from GIMP")
-            page = tif.pages[0].asarray()
-    except FormatError:
-        raise
-    except Exception as exc:
-        raise FormatError(mask_path, f"mask.tif cannot be read ({type(exc).__name__}: {exc})",
-                          "the file is truncated or still being written: save it again") from None
-    if page.dtype != np.uint8:
-        raise FormatError(mask_path, f"mask.tif page 0 has dtype {page.dtype}; VC3D needs 8-bit "
-                          "(a 16-bit mask masks everything in VC3D)",
-                          "export page 0 as 8-bit grayscale, 0 = masked, 255 = keep")
+    page = _read_page0_u8(mask_path, "mask.tif", "export page 0 as 8-bit grayscale, 0 = masked, 255 = keep",
+                          why=" (a 16-bit mask masks everything in VC3D)")
     if page.ndim == 3:  # RGB / RGBA / gray+alpha, samples last
         if page.shape[-1] in (3, 4):
             page = np.round(page[..., 0] * 0.299 + page[..., 1] * 0.587 + page[..., 2] * 0.114).astype(np.uint8)
@@ -230,8 +218,9 @@ def read_approval(surface_dir: str | os.PathLike, rows: int, cols: int) -> np.nd
     return page != 0
 
 
-def _read_page0_u8(path: Path, what: str, fix: str) -> np.ndarray:
-    """Page 0 of an 8-bit tif (``what`` names it in errors; ``fix`` is the hint for a bad dtype)."""
+def _read_page0_u8(path: Path, what: str, fix: str, why: str = "") -> np.ndarray:
+    """Page 0 of an 8-bit tif (``mask.tif``, ``approval.tif``): ``what`` names it in errors, ``fix``
+    is the hint for a bad dtype and ``why`` is appended to that error."""
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.pages:
@@ -243,7 +232,7 @@ def _read_page0_u8(path: Path, what: str, fix: str) -> np.ndarray:
         raise FormatError(path, f"{what} cannot be read ({type(exc).__name__}: {exc})",
                           "the file is truncated or still being written: save it again") from None
     if page.dtype != np.uint8:
-        raise FormatError(path, f"{what} page 0 has dtype {page.dtype}; it must be 8-bit", fix)
+        raise FormatError(path, f"{what} page 0 has dtype {page.dtype}; it must be 8-bit{why}", fix)
     return page
 
 
@@ -267,14 +256,42 @@ def read_mask_grid(mask_path: str | os.PathLike, rows: int, cols: int) -> np.nda
     return resize_nearest(page, rows, cols) != 0
 
 
+def bitmap_sha1(bits: np.ndarray) -> str:
+    """sha1 of a bool ``[rows, cols]`` bitmap and its shape: the fingerprint of per-vertex files."""
+    return hashlib.sha1(np.packbits(bits).tobytes() + f"{bits.shape[0]}x{bits.shape[1]}".encode()).hexdigest()
+
+
+def grid_shape(surface_dir: str | os.PathLike) -> tuple[int, int]:
+    """``(rows, cols)`` of a surface's grid, from the header of its ``x.tif`` (no pixels read)."""
+    path = Path(surface_dir) / "x.tif"
+    try:
+        with tifffile.TiffFile(path) as tf:
+            return tuple(tf.pages[0].shape[:2])
+    except Exception as exc:
+        raise FormatError(path, f"tif cannot be read ({type(exc).__name__}: {exc})",
+                          "the file is truncated or corrupt: restore it or delete the surface") from None
+
+
+def mask_fingerprint(surface_dir: str | os.PathLike, rows: int | None = None, cols: int | None = None) -> str | None:
+    """The mask's fingerprint: :func:`bitmap_sha1` of ``mask.tif``'s keep-bitmap on the ``rows × cols``
+    grid (read from ``x.tif`` when not given), or None without a ``mask.tif``. The daemon's watcher
+    and a trace's provenance (``mask_sha1``) both record this value, so they can be compared."""
+    path = Path(surface_dir) / "mask.tif"
+    if not path.exists():
+        return None
+    if rows is None or cols is None:
+        rows, cols = grid_shape(surface_dir)
+    return bitmap_sha1(read_mask_grid(path, rows, cols))
+
+
 # ----------------------------------------------------------------------------------------- writing
 
 def staging_root(target: Path) -> Path:
     """Where to stage a new surface: ``<volpkg>/.vcd/tmp`` for volpkg segment dirs, else
     ``<parent>/.vcd-tmp`` — always on the target's filesystem so the final rename is atomic."""
     parent = target.parent
-    if (parent.parent / "config.json").exists():
-        root = parent.parent / ".vcd" / "tmp"
+    if is_volpkg(parent.parent):
+        root = state_dir(parent.parent) / "tmp"
     else:
         root = parent / ".vcd-tmp"
     root.mkdir(parents=True, exist_ok=True)
@@ -408,6 +425,3 @@ def set_tag(surface_dir: str | os.PathLike, tag: str, on: bool = True, user: str
         meta["tags"] = tags
     return update_meta(surface_dir, change)
 
-
-def new_uuid() -> str:
-    return str(_uuid.uuid4())

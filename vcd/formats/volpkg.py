@@ -13,13 +13,36 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import FormatError
 from .jsonio import atomic_write_json, read_json
-from .volume import Volume, open_volume
+
+if TYPE_CHECKING:  # opening a volume imports zarr: only VolPkg.volume() needs it
+    from .volume import Volume
 
 PATCH_SOURCES = {"vc_grow_seg_from_seed", "vcd_grow", "vcd_checkpoint"}
 TRACE_SOURCES = {"vc_grow_seg_from_segments", "vcd_trace"}
+
+#: the directory inside a volpkg where vcd keeps what VC3D ignores (queue, lock, caches, previews)
+STATE_DIR = ".vcd"
+
+
+def is_volpkg(path: str | os.PathLike) -> bool:
+    """The quick test for "is this directory a volpkg": it holds a ``config.json`` (open it with
+    :func:`open_volpkg` to check the config itself)."""
+    return (Path(path) / "config.json").is_file()
+
+
+def state_dir(volpkg: str | os.PathLike) -> Path:
+    """``<volpkg>/.vcd``: daemon state, queue, lock, caches and previews (VC3D ignores it)."""
+    return Path(volpkg) / STATE_DIR
+
+
+def is_prediction_name(name: str) -> bool:
+    """VC's naming convention for volumes: a directory named ``*pred*`` or ``*surface*`` holds a
+    surface prediction (what the grower reads); any other volume is CT (what renders sample)."""
+    return "pred" in name or "surface" in name
 
 
 @dataclass
@@ -43,21 +66,23 @@ class VolPkg:
 
     @property
     def state_dir(self) -> Path:
-        return self.path / ".vcd"
+        return state_dir(self.path)
 
     def volume_names(self) -> list[str]:
         if not self.volumes_dir.is_dir():
             return []
         return sorted(p.name for p in self.volumes_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    def volume(self, name: str | None = None) -> Volume:
-        """Open a volume by directory name; default: the one named like ``*pred*``/``*surface*``, else the first."""
+    def volume(self, name: str | None = None) -> "Volume":
+        """Open a volume by directory name; default: the prediction (:func:`is_prediction_name`),
+        else the first."""
+        from .volume import open_volume
         names = self.volume_names()
         if not names:
             raise FormatError(self.volumes_dir, "volpkg has no volumes", "put an OME-Zarr volume in volumes/")
         if name is None:  # stray folders (no zarr metadata) are never chosen by default
             zarrs = [n for n in names if any((self.volumes_dir / n / f).exists() for f in (".zattrs", ".zgroup", "0"))]
-            preds = [n for n in zarrs if "pred" in n or "surface" in n]
+            preds = [n for n in zarrs if is_prediction_name(n)]
             name = (preds or zarrs or names)[0]
         if name not in names:
             raise FormatError(self.volumes_dir / name, "no such volume", f"choose one of {names}")

@@ -17,8 +17,10 @@ from .. import __version__
 from ..errors import InputError
 from ..formats.naming import unique_name  # noqa: F401 (re-exported: vcd.grow.run.unique_name)
 from ..formats.tifxyz import area_cm2, write_surface
+from ..formats.volpkg import is_volpkg, state_dir
 from ..formats.volume import open_volume
 from ..kernels.field import dist_many
+from ..kernels.points import valid_mask
 from .distance import DistanceField
 from .grower import grow_patch, grow_stats
 from .params import GrowParams
@@ -28,13 +30,13 @@ from .seeding import expansion_start, random_seed_point
 def default_cache_root(paths_dir: Path) -> Path:
     """``<volpkg>/.vcd/cache`` when ``paths_dir`` is in a volpkg, else ``<paths>/../.vcd-cache``."""
     vp = paths_dir.parent
-    return vp / ".vcd" / "cache" if (vp / "config.json").exists() else vp / ".vcd-cache"
+    return state_dir(vp) / "cache" if is_volpkg(vp) else vp / ".vcd-cache"
 
 
 def on_prediction_support(field: DistanceField, points: np.ndarray, accept: float) -> float:
     """Share (0-1) of a grid's valid vertices (``points[row, col] = (x, y, z)``, -1 invalid) within
     ``accept`` voxels of the predicted surface — VC3D's ``min_on_prediction_support`` measure."""
-    pts = points[points[..., 0] != -1].astype(np.float64)
+    pts = points[valid_mask(points)].astype(np.float64)
     if len(pts) == 0:
         return 0.0
     field.ensure_around(pts, 2)

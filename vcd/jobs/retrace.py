@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..formats.jsonio import read_json
+from ..formats.provenance import PROVENANCE, provenance_path, read_provenance
 from .spec import JobSpec, Retry, path_field
 
 KIND = "retrace"
@@ -17,7 +17,7 @@ KIND = "retrace"
 
 @dataclass(kw_only=True)
 class Params:
-    trace: str = path_field(help="trace directory (with vcd_provenance.json)")
+    trace: str = path_field(help=f"trace directory (with {PROVENANCE})")
 
 
 #: after an annotator's edit: above growth, below linking; one queued retrace per trace
@@ -26,15 +26,14 @@ SPEC = JobSpec(KIND, Params, priority=3, dedup=lambda p: f"retrace:{Path(p.trace
 
 
 def run(params: dict, ctx) -> dict:
-    from ..trace.run import PROVENANCE, run_trace  # imported here: submitting must stay light
+    from ..trace.run import run_trace  # imported here: submitting must stay light
     trace = Path(SPEC.parse(params).trace)
-    prov_path = trace / PROVENANCE
-    if not prov_path.exists():
+    prov = read_provenance(trace)
+    if prov is None:
         raise InputError(trace, f"trace has no {PROVENANCE}", "only traces made by vcd can be retraced")
-    prov = read_json(prov_path, "trace provenance")
     missing = [k for k in ("src_dir", "seed", "volume") if not prov.get(k)]
     if missing:
-        raise InputError(prov_path, f"provenance lacks {', '.join(missing)}",
+        raise InputError(provenance_path(trace), f"provenance lacks {', '.join(missing)}",
                          "retrace it by hand with vcd trace, or trace it again with vcd (which records them)")
     src = Path(prov["src_dir"])
     seed = src / prov["seed"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .points import valid_mask, valid_quads
 from .pointsearch import (build_vertex_hash, closest_on_grid, count_within, dist_to_grid, hash_cell, quad_edges,
                           vertex_reach)
 
@@ -35,7 +36,7 @@ class SurfaceSearch:
     @classmethod
     def from_points(cls, pts: np.ndarray) -> "SurfaceSearch":
         pts = np.ascontiguousarray(pts, dtype=np.float64)
-        valid = (pts[..., 0] != -1) & (pts[..., 2] > 0) & np.isfinite(pts).all(axis=-1)  # inf is nowhere
+        valid = valid_mask(pts) & np.isfinite(pts).all(axis=-1)  # inf is nowhere
         return cls(pts, valid)
 
     @property
@@ -71,7 +72,7 @@ class SurfaceSearch:
         """Valid vertices plus centres of valid quads (N×3; computed once)."""
         if self._samples is None:
             g, v = self.grid, self.valid
-            q = v[:-1, :-1] & v[1:, :-1] & v[:-1, 1:] & v[1:, 1:]
+            q = valid_quads(v)
             centres = 0.25 * (g[:-1, :-1][q] + g[1:, :-1][q] + g[:-1, 1:][q] + g[1:, 1:][q])
             self._samples = np.ascontiguousarray(np.concatenate([g[v], centres]))
         return self._samples

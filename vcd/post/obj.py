@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import FormatError
 from ..formats.tifxyz import read_surface, write_surface
+from ..kernels.points import valid_quads
 from .render import grid_normals
 
 
@@ -29,7 +30,7 @@ def to_obj(segment: str | os.PathLike, out: str | os.PathLike) -> dict:
     lines += [f"v {p[0]:.6f} {p[1]:.6f} {p[2]:.6f}\n" for p in s.points[v]]
     lines += [f"vt {c / sx:.6f} {r / sy:.6f}\n" for r, c in rc]
     lines += [f"vn {q[0]:.6f} {q[1]:.6f} {q[2]:.6f}\n" for q in n[v]]
-    q = v[:-1, :-1] & v[1:, :-1] & v[:-1, 1:] & v[1:, 1:]
+    q = valid_quads(v)
     faces = 0
     for r, c in np.argwhere(q):
         a, b, d, e = idx[r, c], idx[r, c + 1], idx[r + 1, c], idx[r + 1, c + 1]

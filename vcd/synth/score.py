@@ -21,6 +21,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from ..kernels.points import valid_mask, valid_quads
 from .truth import SheetTruth
 
 
@@ -47,7 +48,7 @@ def _components(valid, theta):
 def score_surface(points: np.ndarray, truth: SheetTruth) -> dict:
     """Accuracy of a ``[rows, cols, 3]`` surface grid against ``truth`` (see module docstring)."""
     points = np.asarray(points, dtype=np.float64)
-    valid = (points[..., 0] != -1) & (points[..., 2] > 0)
+    valid = valid_mask(points)
     n = int(valid.sum())
     if n == 0:
         return dict(n_valid=0, mean_dist=float("nan"), p95_dist=float("nan"), max_dist=float("nan"),
@@ -77,8 +78,8 @@ def score_surface(points: np.ndarray, truth: SheetTruth) -> dict:
 def densify(points: np.ndarray, factor: int) -> np.ndarray:
     """Bilinearly upsample the valid quads of a grid by ``factor`` → (N×3) points on the surface."""
     p = np.asarray(points, dtype=np.float64)
-    v = (p[..., 0] != -1) & (p[..., 2] > 0)
-    q = v[:-1, :-1] & v[1:, :-1] & v[:-1, 1:] & v[1:, 1:]
+    v = valid_mask(p)
+    q = valid_quads(v)
     out = [p[v]]
     if factor > 1 and q.any():
         a, b, c, d = p[:-1, :-1][q], p[:-1, 1:][q], p[1:, :-1][q], p[1:, 1:][q]

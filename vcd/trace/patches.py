@@ -15,7 +15,6 @@ one warning line for all of them.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,24 +22,10 @@ import numpy as np
 
 from ..errors import FormatError, InputError
 from ..formats.overlaps import read_overlaps
-from ..formats.tifxyz import read_approval, read_surface
+from ..formats.tifxyz import bitmap_sha1, mask_fingerprint, read_approval, read_surface
 from ..formats.volpkg import list_patches
 from ..kernels.surfsearch import SurfaceSearch
 from ..kernels.multisurface import PackedSurfaces
-
-
-def mask_fingerprint(surface_dir: Path, valid: np.ndarray) -> str | None:
-    """sha1 of the keep-bitmap (mask applied) when ``mask.tif`` exists, else None."""
-    if not (surface_dir / "mask.tif").exists():
-        return None
-    return hashlib.sha1(np.packbits(valid).tobytes() + f"{valid.shape[0]}x{valid.shape[1]}".encode()).hexdigest()
-
-
-def approval_fingerprint(approved: np.ndarray | None) -> str | None:
-    """sha1 of the per-vertex approval bitmap (``approval.tif`` nonzero), or None without one."""
-    if approved is None:
-        return None
-    return hashlib.sha1(np.packbits(approved).tobytes() + f"{approved.shape[0]}x{approved.shape[1]}".encode()).hexdigest()
 
 
 @dataclass
@@ -79,7 +64,7 @@ class PatchSet:
                 continue
             tags = sorted(s.tags)
             if "defective" in tags:
-                ps.info[d.name] = {"mask_sha1": mask_fingerprint(d, s.valid), "tags": tags, "excluded": True}
+                ps.info[d.name] = {"mask_sha1": mask_fingerprint(d, *s.shape), "tags": tags, "excluded": True}
                 continue
             if not s.valid.any():
                 continue
@@ -89,7 +74,7 @@ class PatchSet:
                 other_step.append(f"{d.name}: meta.json scale {list(s.scale)}")
             ps.names.append(d.name)
             ps.search.append(SurfaceSearch.from_points(s.points))
-            ps.info[d.name] = {"mask_sha1": mask_fingerprint(d, s.valid), "tags": tags}
+            ps.info[d.name] = {"mask_sha1": mask_fingerprint(d, *s.shape), "tags": tags}
             if "approved" in tags:
                 ps.approved.add(len(ps.names) - 1)
             ps._load_approval(d, s.valid.shape, warn)
@@ -116,7 +101,7 @@ class PatchSet:
             return
         if appr is not None and appr.any():
             self.approved_vertices[len(self.names) - 1] = appr
-            self.info[d.name]["approval_sha1"] = approval_fingerprint(appr)
+            self.info[d.name]["approval_sha1"] = bitmap_sha1(appr)
 
     @property
     def any_approved(self) -> bool:

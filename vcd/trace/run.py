@@ -3,12 +3,10 @@ provenance (``vcd_provenance.json`` + ``vcd_supporters.npz``), QA (``qa.tif``, `
 snapshots ``z_dbg_gen_<N>``. A crash mid-trace still writes the partial result (meta
 ``vcd_incomplete``) before the error propagates.
 
-Provenance (a file VC3D ignores) answers "which traces used patch P?":
-``{"version": 1, "seed": name, "params": {...}, "volume": path, "src_dir": path,
-"patches": {name: {"mask_sha1": sha1 | null, "tags": [...], "corners": n}}, "supporters":
-"vcd_supporters.npz", "retrace_of": name | null}``. The npz holds ``names`` and ``ids`` (int32
-[rows, cols, K] indices into ``names`` per trace corner, -1 = none) and the QA components per corner
-(``support``, ``disagree``, ``rival``, ``offsurf``; see :mod:`vcd.trace.qa`).
+Provenance (a file VC3D ignores; its layout in :mod:`vcd.formats.provenance`) answers "which traces
+used patch P?". The npz holds ``names`` and ``ids`` (int32 [rows, cols, K] indices into ``names`` per
+trace corner, -1 = none) and the QA components per corner (``support``, ``disagree``, ``rival``,
+``offsurf``; see :mod:`vcd.trace.qa`).
 """
 
 from __future__ import annotations
@@ -23,15 +21,15 @@ import tifffile
 
 from .. import __version__
 from ..errors import FormatError, InputError
-from ..formats.tifxyz import area_cm2, surface_area_vx2, write_surface
-from ..formats.volume import open_volume
 from ..formats.naming import unique_name
+from ..formats.provenance import PROVENANCE, SUPPORTERS
+from ..formats.tifxyz import area_cm2, surface_area_vx2, write_surface
+from ..kernels.points import INVALID, valid_mask
+from ..formats.volume import open_volume
 from . import qa
 from .params import TraceParams
 from .patches import PatchSet
 from .tracer import Tracer, TraceState, upsample
-
-PROVENANCE = "vcd_provenance.json"
 
 
 def _outputs(st: TraceState, ps: PatchSet, p: TraceParams):
@@ -58,7 +56,7 @@ def write_trace(path: Path, st: TraceState, ps: PatchSet, p: TraceParams, params
     area = surface_area_vx2(pts)
     used = sorted(ps.names[i] for i in counts)
     prov = {"version": 1, "seed": seed_name, "params": params_raw, "volume": str(volume), "src_dir": str(src_dir),
-            "retrace_of": retrace_of, "supporters": "vcd_supporters.npz",
+            "retrace_of": retrace_of, "supporters": SUPPORTERS,
             "patches": {ps.names[i]: {**{k: v for k, v in ps.info[ps.names[i]].items() if k != "excluded"},
                                       "corners": n} for i, n in sorted(counts.items())},
             "excluded_defective": sorted(n for n, i in ps.info.items() if i.get("excluded"))}
@@ -77,7 +75,7 @@ def write_trace(path: Path, st: TraceState, ps: PatchSet, p: TraceParams, params
         meta["retrace_of"] = retrace_of
     out = write_surface(path, pts, meta, scale=[1.0 / p.src_step] * 2,
                         extra_files={PROVENANCE: (json.dumps(prov, indent=2) + "\n").encode(),
-                                     "vcd_supporters.npz": buf.getvalue(), "qa.tif": qbuf.getvalue()})
+                                     SUPPORTERS: buf.getvalue(), "qa.tif": qbuf.getvalue()})
     qa.write_png(qmap, out / "qa.png")
     return out
 
@@ -143,29 +141,20 @@ def run_trace(volume: str | os.PathLike, src_dir: str | os.PathLike, tgt_dir: st
             "qa_suspicious": meta["qa"]["suspicious"], "skipped_patches": ps.skipped}
 
 
-def trace(volpkg: str | os.PathLike, seed_patch: str | os.PathLike, params: dict, out_dir: str | os.PathLike | None = None,
-          progress=None, warn=print) -> dict:
-    """Library API for the daemon: trace from ``seed_patch`` over ``<volpkg>/paths`` into ``out_dir``
-    (default ``<volpkg>/traces``), reading ``voxelsize`` from the volpkg's prediction volume."""
-    from ..formats.volpkg import open_volpkg
-    vp = open_volpkg(volpkg)
-    return run_trace(vp.volume().path, vp.paths_dir, out_dir or vp.traces_dir, params, seed_patch,
-                     progress=progress, warn=warn)
-
-
 def checkpoint(trace_dir: str | os.PathLike, paths: str | os.PathLike, mask: str | os.PathLike | None = None,
                user: str = "") -> str:
     """The tutorial's checkpointing: turn a trace (or its unmasked part) into an approved
-    ``auto_grown_*`` superpatch in ``paths`` and link its overlaps. ``mask`` is an extra mask image
-    (page 0, 0 = drop) applied on top of the trace's own ``mask.tif``."""
+    ``auto_grown_*`` superpatch in ``paths``; returns its name. ``mask`` is an extra mask image
+    (page 0, 0 = drop) applied on top of the trace's own ``mask.tif``. The superpatch is written
+    unlinked: linking is the overlap job's (the daemon queues it for every new patch; ``vcd
+    checkpoint`` links it in the foreground)."""
     from ..formats.tifxyz import read_mask_grid, read_surface, set_tag
-    from ..grow.linking import link_new_patch
     src = read_surface(trace_dir)
     pts = src.points.copy()
     if mask:
         keep = read_mask_grid(mask, pts.shape[0], pts.shape[1])
-        pts[~keep] = -1
-    if not ((pts[..., 0] != -1) & (pts[..., 2] > 0)).any():
+        pts[~keep] = INVALID
+    if not valid_mask(pts).any():
         raise InputError(trace_dir, "nothing left to checkpoint (everything masked)", "use a mask that keeps part of it")
     paths = Path(paths)
     name = unique_name(paths, "auto_grown_")
@@ -173,5 +162,4 @@ def checkpoint(trace_dir: str | os.PathLike, paths: str | os.PathLike, mask: str
             "area_vx2": surface_area_vx2(pts)}
     write_surface(paths / name, pts, meta, scale=list(src.scale))
     set_tag(paths / name, "approved", user=user)
-    link_new_patch(paths, name)
     return name

@@ -1,0 +1,62 @@
+"""Issue 17 item 4: one rule, one function — the rules every package shares, checked on real files."""
+
+import json
+
+import numpy as np
+
+from vcd.daemon.watcher import surface_fingerprint
+from vcd.formats.provenance import PROVENANCE, provenance_patches, read_provenance
+from vcd.formats.tifxyz import mask_fingerprint, read_meta, read_surface, write_mask, write_surface
+from vcd.formats.volpkg import create_volpkg, is_prediction_name, is_volpkg, state_dir
+from vcd.kernels.points import valid_mask, valid_quads
+from vcd.trace.patches import PatchSet
+
+
+def _grid() -> np.ndarray:
+    yy, xx = np.mgrid[0:6, 0:8].astype(np.float32)
+    return np.stack([xx * 5 + 10, yy * 5 + 10, np.full_like(xx, 30.0)], axis=-1)
+
+
+def test_point_validity_is_x_not_minus_one_and_z_positive():
+    g = _grid()
+    g[0, 0] = -1          # written invalid
+    g[1, 1, 2] = 0.0      # z <= 0 is invalid (VC3D's loader rule)
+    g[2, 2, 1] = -1.0     # y == -1 alone is a valid coordinate
+    v = valid_mask(g)
+    assert not v[0, 0] and not v[1, 1] and v[2, 2] and v.sum() == 6 * 8 - 2
+    q = valid_quads(v)
+    assert q.shape == (5, 7) and not q[0, 0] and not q[1, 1] and not q[0, 1] and q[3, 3]
+
+
+def test_volpkg_rules(tmp_path):
+    vp = create_volpkg(tmp_path / "s.volpkg")
+    assert is_volpkg(vp.path) and not is_volpkg(tmp_path) and not is_volpkg(vp.path / "paths")
+    assert state_dir(vp.path) == vp.state_dir == vp.path / ".vcd"
+    assert is_prediction_name("synth_pred.zarr") and is_prediction_name("surface_v2.zarr")
+    assert not is_prediction_name("20230205180739.zarr")
+
+
+def test_watcher_and_trace_record_the_same_mask_fingerprint(tmp_path):
+    """The fingerprint the daemon's watcher stores and the ``mask_sha1`` a trace's provenance records
+    for the same masked patch are the same value, so the two can be compared."""
+    paths = tmp_path / "paths"
+    patch = write_surface(paths / "auto_grown_20250101000000001", _grid(), {"source": "vcd_grow"}, scale=[0.2, 0.2])
+    keep = np.ones((6, 8), bool)
+    keep[:, :2] = False
+    write_mask(patch, keep)
+    _, watched = surface_fingerprint(patch, read_meta(patch))
+    ps = PatchSet.load(paths, warn=lambda m: None)
+    assert watched is not None and ps.info[patch.name]["mask_sha1"] == watched == mask_fingerprint(patch)
+    assert not read_surface(patch).valid[:, :2].any()
+    keep[:, 2] = False  # an edit changes both
+    write_mask(patch, keep)
+    assert mask_fingerprint(patch) != watched == ps.info[patch.name]["mask_sha1"]
+    assert PatchSet.load(paths, warn=lambda m: None).info[patch.name]["mask_sha1"] == mask_fingerprint(patch)
+
+
+def test_provenance_reader(tmp_path):
+    trace = tmp_path / "auto_trace_1"
+    trace.mkdir()
+    assert read_provenance(trace) is None and provenance_patches(None) == []
+    (trace / PROVENANCE).write_text(json.dumps({"version": 1, "patches": {"b": {}, "a": {}}}))
+    assert provenance_patches(read_provenance(trace)) == ["a", "b"]
