@@ -9,10 +9,10 @@ the volume read as *far* (31.9 voxels), so nothing grows there.
 
 from __future__ import annotations
 
-import math
-
 import numba as nb
 import numpy as np
+
+from .sample import cell_of, trilinear_blend
 
 UNITS = 8.0
 FAR = 255.0
@@ -31,28 +31,12 @@ def _vox(pool, slots, shape, iz, iy, ix):
 @nb.njit(cache=True)
 def dist_grad(pool, slots, shape, x, y, z):
     """Distance to the surface (voxels) at ``(x, y, z)`` and its gradient (d/dx, d/dy, d/dz)."""
-    fx, fy, fz = math.floor(x), math.floor(y), math.floor(z)
-    ix, iy, iz = int(fx), int(fy), int(fz)
-    dx, dy, dz = x - fx, y - fy, z - fz
-    c000 = _vox(pool, slots, shape, iz, iy, ix)
-    c001 = _vox(pool, slots, shape, iz, iy, ix + 1)
-    c010 = _vox(pool, slots, shape, iz, iy + 1, ix)
-    c011 = _vox(pool, slots, shape, iz, iy + 1, ix + 1)
-    c100 = _vox(pool, slots, shape, iz + 1, iy, ix)
-    c101 = _vox(pool, slots, shape, iz + 1, iy, ix + 1)
-    c110 = _vox(pool, slots, shape, iz + 1, iy + 1, ix)
-    c111 = _vox(pool, slots, shape, iz + 1, iy + 1, ix + 1)
-    c00 = c000 + (c001 - c000) * dx
-    c01 = c010 + (c011 - c010) * dx
-    c10 = c100 + (c101 - c100) * dx
-    c11 = c110 + (c111 - c110) * dx
-    c0 = c00 + (c01 - c00) * dy
-    c1 = c10 + (c11 - c10) * dy
-    v = c0 + (c1 - c0) * dz
-    gz = c1 - c0
-    gy = (c01 - c00) * (1 - dz) + (c11 - c10) * dz
-    gx = ((c001 - c000) * (1 - dy) + (c011 - c010) * dy) * (1 - dz) + \
-         ((c101 - c100) * (1 - dy) + (c111 - c110) * dy) * dz
+    ix, iy, iz, fx, fy, fz = cell_of(x, y, z)
+    v, gx, gy, gz = trilinear_blend(
+        _vox(pool, slots, shape, iz, iy, ix), _vox(pool, slots, shape, iz, iy, ix + 1),
+        _vox(pool, slots, shape, iz, iy + 1, ix), _vox(pool, slots, shape, iz, iy + 1, ix + 1),
+        _vox(pool, slots, shape, iz + 1, iy, ix), _vox(pool, slots, shape, iz + 1, iy, ix + 1),
+        _vox(pool, slots, shape, iz + 1, iy + 1, ix), _vox(pool, slots, shape, iz + 1, iy + 1, ix + 1), fx, fy, fz)
     return v / UNITS, gx / UNITS, gy / UNITS, gz / UNITS
 
 

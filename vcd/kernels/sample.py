@@ -17,6 +17,34 @@ import numpy as np
 
 
 @nb.njit(cache=True, inline="always")
+def cell_of(x, y, z):
+    """The voxel cell of a point ``(x, y, z)``: its lower corner ``(ix, iy, iz)`` (``floor``) and the
+    fractions ``(fx, fy, fz)`` in ``[0, 1)`` — the split every trilinear read starts from."""
+    fx, fy, fz = np.floor(x), np.floor(y), np.floor(z)
+    return int(fx), int(fy), int(fz), x - fx, y - fy, z - fz
+
+
+@nb.njit(cache=True, inline="always")
+def trilinear_blend(c000, c001, c010, c011, c100, c101, c110, c111, fx, fy, fz):
+    """The one trilinear interpolation of the kernels: value and analytic gradient
+    ``(v, dv/dx, dv/dy, dv/dz)`` (per voxel) of a cell's eight corner values at the fractions
+    ``(fx, fy, fz)``. Corner ``cZYX`` is the voxel ``[iz + Z, iy + Y, ix + X]``. Inlined into its
+    callers, so a caller that uses only the value pays nothing for the gradient."""
+    c00 = c000 + (c001 - c000) * fx
+    c01 = c010 + (c011 - c010) * fx
+    c10 = c100 + (c101 - c100) * fx
+    c11 = c110 + (c111 - c110) * fx
+    c0 = c00 + (c01 - c00) * fy
+    c1 = c10 + (c11 - c10) * fy
+    v = c0 + (c1 - c0) * fz
+    gz = c1 - c0
+    gy = (c01 - c00) * (1 - fz) + (c11 - c10) * fz
+    gx = ((c001 - c000) * (1 - fy) + (c011 - c010) * fy) * (1 - fz) + \
+         ((c101 - c100) * (1 - fy) + (c111 - c110) * fy) * fz
+    return v, gx, gy, gz
+
+
+@nb.njit(cache=True, inline="always")
 def _voxel_dense(vol, iz, iy, ix):
     if iz < 0 or iy < 0 or ix < 0 or iz >= vol.shape[0] or iy >= vol.shape[1] or ix >= vol.shape[2]:
         return 0.0
@@ -26,53 +54,13 @@ def _voxel_dense(vol, iz, iy, ix):
 @nb.njit(cache=True)
 def trilinear_dense(vol, x, y, z):
     """Sample the dense ``[z, y, x]`` array ``vol`` at the point ``(x, y, z)`` (voxels)."""
-    fx, fy, fz = np.floor(x), np.floor(y), np.floor(z)
-    ix, iy, iz = int(fx), int(fy), int(fz)
-    dx, dy, dz = x - fx, y - fy, z - fz
-    c000 = _voxel_dense(vol, iz, iy, ix)
-    c001 = _voxel_dense(vol, iz, iy, ix + 1)
-    c010 = _voxel_dense(vol, iz, iy + 1, ix)
-    c011 = _voxel_dense(vol, iz, iy + 1, ix + 1)
-    c100 = _voxel_dense(vol, iz + 1, iy, ix)
-    c101 = _voxel_dense(vol, iz + 1, iy, ix + 1)
-    c110 = _voxel_dense(vol, iz + 1, iy + 1, ix)
-    c111 = _voxel_dense(vol, iz + 1, iy + 1, ix + 1)
-    c00 = c000 + (c001 - c000) * dx
-    c01 = c010 + (c011 - c010) * dx
-    c10 = c100 + (c101 - c100) * dx
-    c11 = c110 + (c111 - c110) * dx
-    c0 = c00 + (c01 - c00) * dy
-    c1 = c10 + (c11 - c10) * dy
-    return c0 + (c1 - c0) * dz
-
-
-@nb.njit(cache=True)
-def trilinear_dense_grad(vol, x, y, z):
-    """Value and analytic gradient ``(v, dv/dx, dv/dy, dv/dz)`` of :func:`trilinear_dense`."""
-    fx, fy, fz = np.floor(x), np.floor(y), np.floor(z)
-    ix, iy, iz = int(fx), int(fy), int(fz)
-    dx, dy, dz = x - fx, y - fy, z - fz
-    c000 = _voxel_dense(vol, iz, iy, ix)
-    c001 = _voxel_dense(vol, iz, iy, ix + 1)
-    c010 = _voxel_dense(vol, iz, iy + 1, ix)
-    c011 = _voxel_dense(vol, iz, iy + 1, ix + 1)
-    c100 = _voxel_dense(vol, iz + 1, iy, ix)
-    c101 = _voxel_dense(vol, iz + 1, iy, ix + 1)
-    c110 = _voxel_dense(vol, iz + 1, iy + 1, ix)
-    c111 = _voxel_dense(vol, iz + 1, iy + 1, ix + 1)
-    c00 = c000 + (c001 - c000) * dx
-    c01 = c010 + (c011 - c010) * dx
-    c10 = c100 + (c101 - c100) * dx
-    c11 = c110 + (c111 - c110) * dx
-    c0 = c00 + (c01 - c00) * dy
-    c1 = c10 + (c11 - c10) * dy
-    v = c0 + (c1 - c0) * dz
-    gz = c1 - c0
-    gy = (c01 - c00) * (1 - dz) + (c11 - c10) * dz
-    gx0 = (c001 - c000) * (1 - dy) + (c011 - c010) * dy
-    gx1 = (c101 - c100) * (1 - dy) + (c111 - c110) * dy
-    gx = gx0 * (1 - dz) + gx1 * dz
-    return v, gx, gy, gz
+    ix, iy, iz, fx, fy, fz = cell_of(x, y, z)
+    v, _, _, _ = trilinear_blend(
+        _voxel_dense(vol, iz, iy, ix), _voxel_dense(vol, iz, iy, ix + 1),
+        _voxel_dense(vol, iz, iy + 1, ix), _voxel_dense(vol, iz, iy + 1, ix + 1),
+        _voxel_dense(vol, iz + 1, iy, ix), _voxel_dense(vol, iz + 1, iy, ix + 1),
+        _voxel_dense(vol, iz + 1, iy + 1, ix), _voxel_dense(vol, iz + 1, iy + 1, ix + 1), fx, fy, fz)
+    return v
 
 
 @nb.njit(cache=True)
@@ -102,24 +90,14 @@ def trilinear_chunked(pool, slots, cs, shape, x, y, z):
     (negative = absent/not loaded → 0), ``cs`` is the chunk shape (z, y, x), ``shape`` the volume
     shape (z, y, x).
     """
-    fx, fy, fz = np.floor(x), np.floor(y), np.floor(z)
-    ix, iy, iz = int(fx), int(fy), int(fz)
-    dx, dy, dz = x - fx, y - fy, z - fz
-    c000 = _voxel_chunked(pool, slots, cs, shape, iz, iy, ix)
-    c001 = _voxel_chunked(pool, slots, cs, shape, iz, iy, ix + 1)
-    c010 = _voxel_chunked(pool, slots, cs, shape, iz, iy + 1, ix)
-    c011 = _voxel_chunked(pool, slots, cs, shape, iz, iy + 1, ix + 1)
-    c100 = _voxel_chunked(pool, slots, cs, shape, iz + 1, iy, ix)
-    c101 = _voxel_chunked(pool, slots, cs, shape, iz + 1, iy, ix + 1)
-    c110 = _voxel_chunked(pool, slots, cs, shape, iz + 1, iy + 1, ix)
-    c111 = _voxel_chunked(pool, slots, cs, shape, iz + 1, iy + 1, ix + 1)
-    c00 = c000 + (c001 - c000) * dx
-    c01 = c010 + (c011 - c010) * dx
-    c10 = c100 + (c101 - c100) * dx
-    c11 = c110 + (c111 - c110) * dx
-    c0 = c00 + (c01 - c00) * dy
-    c1 = c10 + (c11 - c10) * dy
-    return c0 + (c1 - c0) * dz
+    ix, iy, iz, fx, fy, fz = cell_of(x, y, z)
+    v, _, _, _ = trilinear_blend(
+        _voxel_chunked(pool, slots, cs, shape, iz, iy, ix), _voxel_chunked(pool, slots, cs, shape, iz, iy, ix + 1),
+        _voxel_chunked(pool, slots, cs, shape, iz, iy + 1, ix), _voxel_chunked(pool, slots, cs, shape, iz, iy + 1, ix + 1),
+        _voxel_chunked(pool, slots, cs, shape, iz + 1, iy, ix), _voxel_chunked(pool, slots, cs, shape, iz + 1, iy, ix + 1),
+        _voxel_chunked(pool, slots, cs, shape, iz + 1, iy + 1, ix),
+        _voxel_chunked(pool, slots, cs, shape, iz + 1, iy + 1, ix + 1), fx, fy, fz)
+    return v
 
 
 @nb.njit(cache=True)
@@ -136,8 +114,7 @@ def mark_chunks(pts, cs, shape, grid_shape):
     """bool [cz, cy, cx] grid: True for every chunk a trilinear sample at ``pts`` (N×3, (x, y, z)) touches."""
     out = np.zeros((grid_shape[0], grid_shape[1], grid_shape[2]), dtype=np.bool_)
     for i in range(pts.shape[0]):
-        x, y, z = pts[i, 0], pts[i, 1], pts[i, 2]
-        ix, iy, iz = int(np.floor(x)), int(np.floor(y)), int(np.floor(z))
+        ix, iy, iz, _, _, _ = cell_of(pts[i, 0], pts[i, 1], pts[i, 2])
         for dz in range(2):
             zz = iz + dz
             if zz < 0 or zz >= shape[0]:
