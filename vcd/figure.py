@@ -121,11 +121,14 @@ def compose(plot: Image.Image, title: str, x: Axis | None = None, y: Axis | None
     fnt, tfnt = font(12), font(15)
     W, H = plot.size
     yl = _ylabel_image(y.label, fnt) if y else None
-    yticks = [(v, fmt_tick(v)) for v in nice_ticks(y.v0, y.v1)] if y else []
+    y_above = yl is not None and yl.height > H      # a flat plot: the y label goes above it, unrotated
+    if y_above:
+        yl = None
+    yticks = [(v, fmt_tick(v)) for v in nice_ticks(y.v0, y.v1, max(2, min(6, H // 28)))] if y else []
     left = 8 + (yl.width + 4 if yl else 0) + max([text_wh(s, fnt)[0] for _, s in yticks] or [0]) + (8 if y else 0)
     th = text_wh(title, tfnt)[1] + 10
     sh = text_wh(subtitle, fnt)[1] + 6 if subtitle else 0
-    top = 6 + th + sh + 4
+    top = 6 + th + sh + 4 + (text_wh(y.label, fnt)[1] + 6 if y_above else 0)
     bottom = (6 + 14 + text_wh(x.label, fnt)[1] + 8) if x else 6
     bars = [_colorbar_image(cb, max(200, min(W, 480)), fnt) for cb in colorbars]
     width = max(left + W + 24, text_wh(title, tfnt)[0] + 16, text_wh(subtitle, fnt)[0] + 16,
@@ -139,7 +142,7 @@ def compose(plot: Image.Image, title: str, x: Axis | None = None, y: Axis | None
     im.paste(plot, (left, top))
     d.rectangle([left - 1, top - 1, left + W, top + H], outline=(120, 120, 120))
     if x:
-        for v in nice_ticks(x.v0, x.v1):
+        for v in nice_ticks(x.v0, x.v1, max(2, min(8, W // 70))):
             px = left + (v - x.v0) / (x.v1 - x.v0) * W
             d.line([(px, top + H), (px, top + H + 4)], fill=FG)
             s = fmt_tick(v)
@@ -153,7 +156,10 @@ def compose(plot: Image.Image, title: str, x: Axis | None = None, y: Axis | None
             d.line([(left - 5, py), (left - 1, py)], fill=FG)
             tw, tth = text_wh(s, fnt)
             d.text((left - 7 - tw, py - tth / 2 - 1), s, fill=FG, font=fnt)
-        im.paste(yl, (6, top + max(0, (H - yl.height) // 2)))
+        if yl is not None:
+            im.paste(yl, (6, top + max(0, (H - yl.height) // 2)))
+        else:
+            d.text((6, top - text_wh(y.label, fnt)[1] - 6), y.label, fill=FG, font=fnt)
     layout = {"plot_box": [left, top, W, H], "title_box": [0, 0, width, top - 4], "colorbars": []}
     yy = top + H + bottom
     for cb, b in zip(colorbars, bars):
