@@ -41,3 +41,19 @@ def test_trace_progress_reaches_100_percent_with_corner_rate(collection_copy):
     # the share is the corners over the target, rising as the trace grows
     n = [int(re.search(r": (\d+) corners", m).group(1)) for m in msgs]
     assert n == sorted(n) and fr[:-1] == sorted(fr[:-1])
+
+
+def test_vcd_trace_prints_corners_rate_eta_and_done(collection_copy, tmp_path):
+    import json
+    import subprocess
+    import sys
+    vp = collection_copy
+    (tmp_path / "t.json").write_text(json.dumps(TRACE_PARAMS))
+    args = [vp / "volumes" / "synth_pred.zarr", vp / "paths", tmp_path / "out", tmp_path / "t.json",
+            vp / "paths" / seed_near(vp, 2.5)]
+    r = subprocess.run([sys.executable, "-m", "vcd", "trace", *map(str, args)], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("[")]
+    assert re.search(r"corners/s.*\| [\d.e+-]+ %/s, \d+ s, ETA \d+", lines[0]), lines[0]
+    assert re.match(r"\[100\.0%\] done: \d+ corners in \d+ s .*\| done in \d+ s", lines[-1]), lines[-1]
