@@ -70,7 +70,9 @@ class Progress:
             rate, eta = fraction / elapsed, (1.0 - fraction) * elapsed / fraction
         if rate is None:
             return f"{head}  | {fmt_seconds(elapsed)}, ETA unknown"
-        return f"{head}  | {100 * rate:.2g} %/s, {fmt_seconds(elapsed)}, ETA {fmt_seconds(eta)}"
+        pct = 100 * rate
+        r = f"{pct:.0f}" if pct >= 10 else f"{pct:.2g}"
+        return f"{head}  | {r} %/s, {fmt_seconds(elapsed)}, ETA {fmt_seconds(eta)}"
 
     def __call__(self, fraction: float, message: str = "") -> None:
         now = time.monotonic()
