@@ -182,6 +182,7 @@ def test_remote_v3_volume_grows_a_patch(v3_scroll, tmp_path):
     assert r.returncode == 0, r.stderr
     sc = score_surface(read_surface(r.stdout.split("wrote ")[1].split()[0]).points, t)
     assert sc["n_valid"] > 300 and sc["mean_dist"] <= 1.0 and sc["jumps"] == 0, sc
+    assert any((tmp_path / "cache" / "remote-chunks").iterdir())   # the chunks were kept under cache_root
 
 
 # ---------------------------------------------------------------------- the disk cache of remote volumes
@@ -287,3 +288,16 @@ def test_dropped_connection_is_retried_never_zeros_never_cached_torn(v3_scroll, 
     assert retries and all("\n" not in m for m in retries)
     again = open_volume(f"{base}/synth_pred_v3.zarr", cache_root=tmp_path / "cache")   # offline, from the cache
     np.testing.assert_array_equal(again.levels[0].read_all(), datas[0])
+
+
+def test_edge_chunk_padding_reads_zero(tmp_path):
+    """An edge chunk is stored full-size; whatever its writer put past the array's edge reads 0."""
+    from vcd.formats.zarrio import create_array, write_array
+    arr = create_array(tmp_path / "a", (40, 40, 40), chunks=(32, 32, 32))
+    write_array(arr, np.full((40, 40, 40), 5, np.uint8))
+    codec = arr.array.metadata.compressor
+    (tmp_path / "a" / "1" / "1" / "1").write_bytes(codec.encode(np.full((32, 32, 32), 7, np.uint8).tobytes()))
+    from vcd.formats.zarrio import ZarrLevel
+    chunk = ZarrLevel.open(tmp_path / "a").read_chunk(1, 1, 1)
+    assert chunk.shape == (32, 32, 32) and (chunk[:8, :8, :8] == 7).all()
+    assert chunk.sum() == 7 * 8 ** 3

@@ -16,8 +16,8 @@ Remote objects are kept in a bounded on-disk cache (:mod:`vcd.formats.remotecach
 ``$VCD_CACHE_DIR`` (default ``~/.cache/vcd``); the cap is ``$VCD_REMOTE_CACHE_BYTES`` (default 4 GiB,
 0 = no disk cache).
 
-Chunks of unsharded arrays are read as one store ``get`` per chunk, all at once, and decoded by the
-array's own codec pipeline in one batch (zarr's ``getitem`` adds selection bookkeeping and a copy per
+Chunks of unsharded arrays are read as one store ``get`` per chunk (at most zarr's
+``async.concurrency`` at once), and decoded by the array's own codec pipeline in one batch (zarr's ``getitem`` adds selection bookkeeping and a copy per
 chunk, ~2x slower); sharded v3 arrays go through ``getitem``.
 """
 
@@ -36,6 +36,7 @@ import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
 from ..errors import FormatError
 from .remotecache import DEFAULT_MAX_BYTES, CachedStore, DiskCache
@@ -273,7 +274,7 @@ class ZarrLevel:
         if not cidx:
             return []
         if self._direct:
-            datas = self._retry(f"chunks {cidx[0]}..", lambda: sync(self._fetch_decode(cidx)))
+            datas = self._retry(f"chunks {cidx[0]}..", lambda: self._read_direct(cidx))
             return [self._finish_direct(c, d) for c, d in zip(cidx, datas)]
         aa = self.array.async_array
 
@@ -283,15 +284,35 @@ class ZarrLevel:
         datas = self._retry(f"chunks {cidx[0]}..", lambda: sync(fetch()))
         return [self._finish(c, np.asarray(d)) for c, d in zip(cidx, datas)]
 
-    async def _fetch_decode(self, cidx) -> list[np.ndarray | None]:
-        """Stored bytes of every chunk at once (one ``get`` each), decoded together by the array's codec
-        pipeline; None for a chunk that is not stored."""
-        aa = self.array.async_array
-        store = aa.store_path.store
-        bufs = await asyncio.gather(*[store.get(self.chunk_key(c), prototype=self._proto) for c in cidx])
+    def _read_direct(self, cidx) -> list[np.ndarray | None]:
+        """Stored bytes of every chunk (one ``get`` each, at most zarr's ``async.concurrency`` at once;
+        a local directory's files are read in the calling thread: a thread hand-off per file costs more
+        than the read), decoded together by the array's codec pipeline; None for a chunk not stored."""
+        store = self.array.store_path.store
+        keys = [self.chunk_key(c) for c in cidx]
+        if isinstance(store, LocalStore):
+            return sync(self._decode([self._read_local(Path(store.root) / k) for k in keys]))
+        return sync(self._get_decode(store, keys))
+
+    async def _get_decode(self, store, keys) -> list[np.ndarray | None]:
+        limit = asyncio.Semaphore(max(1, int(zarr.config.get("async.concurrency") or 10)))
+
+        async def get(k):
+            async with limit:
+                return await store.get(k, prototype=self._proto)
+
+        return await self._decode(await asyncio.gather(*[get(k) for k in keys]))
+
+    async def _decode(self, bufs) -> list[np.ndarray | None]:
         present = [(b, self._spec) for b in bufs if b is not None]
-        decoded = iter(await aa.codec_pipeline.decode(present) if present else ())
+        decoded = iter(await self.array.async_array.codec_pipeline.decode(present) if present else ())
         return [None if b is None else next(decoded).as_numpy_array() for b in bufs]
+
+    def _read_local(self, path: Path):
+        try:
+            return self._proto.buffer.from_bytes(path.read_bytes())
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # as LocalStore.get: absent
+            return None
 
     def _finish_direct(self, c, data: np.ndarray | None) -> np.ndarray | None:
         """A decoded full-size chunk, or None when not stored (VC3D: reads 0) or all zero; voxels past
@@ -300,11 +321,10 @@ class ZarrLevel:
             return None
         box = self._box(c)
         if any(b.stop - b.start < n for b, n in zip(box, self.chunks)):
-            data = np.array(data)
             inside = tuple(slice(0, b.stop - b.start) for b in box)
-            keep = data[inside].copy()
-            data[...] = 0
-            data[inside] = keep
+            full = np.zeros(self.chunks, dtype=data.dtype)
+            full[inside] = data[inside]
+            data = full
         return data
 
     def _finish(self, c, data: np.ndarray) -> np.ndarray | None:
