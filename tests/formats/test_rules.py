@@ -60,3 +60,32 @@ def test_provenance_reader(tmp_path):
     assert read_provenance(trace) is None and provenance_patches(None) == []
     (trace / PROVENANCE).write_text(json.dumps({"version": 1, "patches": {"b": {}, "a": {}}}))
     assert provenance_patches(read_provenance(trace)) == ["a", "b"]
+
+
+def test_one_coercion_for_params_files_jobs_and_config(tmp_path):
+    """GrowParams, TraceParams, FillParams, a job's own params and the daemon config coerce alike:
+    integral numbers for ints, no booleans for numbers, "true"/"false" for booleans."""
+    import pytest
+
+    from vcd.daemon.config import load_config
+    from vcd.errors import InputError
+    from vcd.grow.params import GrowParams
+    from vcd.jobs import make_params
+    from vcd.post.fusion import FillParams
+    from vcd.trace.params import TraceParams
+
+    assert GrowParams.from_dict({"generations": "12", "require_on_prediction_support": "true"}).generations == 12
+    assert TraceParams.from_dict({"min_supporters": 3.0, "flip_x": "false"}).min_supporters == 3
+    assert FillParams.from_dict({"opt_w": "5"}).opt_w == 5
+    assert make_params("sleep", {"seconds": "2"}).seconds == 2.0
+    for build in (lambda v: GrowParams.from_dict({"generations": v}),
+                  lambda v: TraceParams.from_dict({"min_supporters": v}),
+                  lambda v: FillParams.from_dict({"opt_w": v})):
+        for bad in (2.5, True, None, "wide"):
+            with pytest.raises(InputError):
+                build(bad)
+    with pytest.raises(InputError):
+        FillParams.from_dict({"dist_w": True})
+    (tmp_path / "vcd.toml").write_text("[daemon]\nworkers = 2.5\n")
+    with pytest.raises(InputError, match="workers"):
+        load_config(tmp_path)

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..formats.jsonio import read_json
-from ..formats.paramkeys import parse_bool, unknown_keys
+from ..formats.paramkeys import coerce_value, type_name, unknown_keys
 
 
 def key(default: Any, help: str, choices: tuple = ()) -> Any:
@@ -198,31 +198,16 @@ def _unknown_line(d: Mapping, known, what: str, source) -> None:
 
 
 def _coerce(value: Any, hint: Any, where: str, source) -> Any:
-    """``value`` as ``hint`` (str, int, float, bool, tuple[str, ...]); InputError naming ``where``."""
+    """``value`` as ``hint`` by the one coercion rule (:func:`~vcd.formats.paramkeys.coerce_value`);
+    an InputError naming ``where`` (``[table] key``) otherwise."""
     try:
-        if hint is bool:
-            return parse_bool(value, where, str(source))
-        if hint in (int, float) and isinstance(value, bool):
-            raise TypeError
-        if hint is int:
-            f = float(value)
-            if f != int(f):
-                raise ValueError
-            return int(f)
-        if hint is float:
-            return float(value)
-        if hint is str and isinstance(value, str):
-            return value
-        if typing.get_origin(hint) is tuple and isinstance(value, (list, tuple)) \
-                and all(isinstance(v, str) for v in value):
-            return tuple(value)
-    except InputError:
-        raise InputError(source, f"{where} = {value!r} is not a boolean", "write true or false") from None
+        return coerce_value(value, hint)
     except (TypeError, ValueError, OverflowError):
         pass
-    name = "list of strings" if typing.get_origin(hint) is tuple else hint.__name__
+    name = "boolean" if hint is bool else type_name(hint)
     a = "an" if name[0] in "aeiou" else "a"
-    raise InputError(source, f"{where} = {value!r} is not {a} {name}", f"write {a} {name}")
+    raise InputError(source, f"{where} = {value!r} is not {a} {name}", "write true or false" if hint is bool
+                     else f"write {a} {name}")
 
 
 def _parse_fixed(cls: type, raw: Mapping, name: str, source) -> Any:

@@ -1,11 +1,15 @@
-"""Checks shared by the params files of the tools (``GrowParams``, ``TraceParams``): unknown keys
-(typos) named with the closest known key, and booleans parsed as JSON booleans."""
+"""The one way params are read, shared by the tools' params files (``GrowParams``, ``TraceParams``,
+``FillParams``) and the job kinds' ``Params`` (:mod:`vcd.jobs.spec`): unknown keys (typos) named
+with the closest known key, and one coercion rule per type (:func:`coerce`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
-from typing import Callable, Iterable
+import os
+import typing
+from typing import Any, Callable, Iterable
 
 from ..errors import InputError
 
@@ -41,9 +45,96 @@ def warn_unknown(d: dict, known: Iterable[str], source: str = "params",
 def parse_bool(value, key: str, source: str = "params") -> bool:
     """A JSON boolean, or the strings ``"true"``/``"false"`` (any case); anything else is an InputError
     (``bool("false")`` would be True)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in (_TRUE, _FALSE):
-        return value.strip().lower() == _TRUE
-    raise InputError(source, f"param {key!r} has invalid value {value!r} (not a boolean)",
-                     f"write \"{key}\": true or \"{key}\": false")
+    return coerce(value, bool, key, source)
+
+
+def coerce_value(value: Any, hint: Any) -> Any:
+    """``value`` (from JSON or TOML) as the annotated type ``hint`` — the one coercion rule of every
+    params file, job param and config key. Raises TypeError/ValueError when it is not one:
+
+    - ``X | None``: None stays None (for any other type None is refused);
+    - ``str``: a string or a path (never a number);
+    - ``int``: an integral number (``3``, ``3.0``, ``"3"``), never a boolean;
+    - ``float``: a number (or a numeric string), never a boolean;
+    - ``bool``: a JSON boolean or the strings ``"true"``/``"false"`` (any case) — ``bool("false")``
+      would be True;
+    - ``list``: a list or tuple (paths in it become strings); ``tuple[T, ...]``: a list or tuple of
+      ``T``s; ``dict``: an object."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    origin = typing.get_origin(hint) or hint
+    if origin is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in (_TRUE, _FALSE):
+            return value.strip().lower() == _TRUE
+        raise TypeError(value)
+    if value is None or isinstance(value, bool):
+        raise TypeError(value)
+    if origin is str:
+        if isinstance(value, (str, os.PathLike)):
+            return os.fspath(value)
+        raise TypeError(value)
+    if origin is int:
+        f = float(value)
+        if f != int(f):
+            raise ValueError(value)
+        return int(f)
+    if origin is float:
+        return float(value)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(value)
+        if origin is tuple:
+            return tuple(coerce_value(v, args[0]) for v in value)
+        return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+    if origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise TypeError(value)
+    return value
+
+
+def type_name(hint: Any) -> str:
+    """A short name of an annotated type for messages (``int``, ``list of str``)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if type(None) in typing.get_args(hint):
+        hint = args[0]
+        args = list(typing.get_args(hint))
+    origin = typing.get_origin(hint) or hint
+    if origin is tuple and args:
+        return "list of strings" if args[0] is str else f"list of {getattr(args[0], '__name__', args[0])}"
+    return getattr(origin, "__name__", str(origin))
+
+
+def coerce(value: Any, hint: Any, key: str, source: Any = "params", example: Any = None) -> Any:
+    """:func:`coerce_value` for the params files of the tools: a wrong value is an InputError from
+    ``source`` naming ``key``, the type and an example value."""
+    try:
+        return coerce_value(value, hint)
+    except (TypeError, ValueError, OverflowError):
+        name = type_name(hint)
+        fix = (f"write \"{key}\": true or \"{key}\": false" if name == "bool"
+               else f"use a {name} like {example!r}")
+        raise InputError(source, f"param {key!r} has invalid value {value!r} (not a {name})", fix) from None
+
+
+def fields_from_dict(cls: type, d: dict, source: Any = "params", warn: Callable[[str], None] | None = None,
+                     known: Iterable[str] | None = None, examples: dict | None = None) -> dict:
+    """Keyword arguments for the params dataclass ``cls`` from the JSON object ``d``: every field
+    present in ``d`` through :func:`coerce` (by its annotation), unknown keys (not in ``known``,
+    default the fields) warned about once each. Raises InputError (naming ``source``) when ``d``
+    is not an object or a value has the wrong type."""
+    if not isinstance(d, dict):
+        raise InputError(source, "params must be a JSON object", "write {\"key\": value, ...}")
+    hints = typing.get_type_hints(cls)
+    flds = dataclasses.fields(cls)
+    warn_unknown(d, {f.name for f in flds} if known is None else known, source, warn)
+    defaults = cls()
+    examples = examples or {}
+    return {f.name: coerce(d[f.name], hints[f.name], f.name, source, examples.get(f.name, getattr(defaults, f.name)))
+            for f in flds if f.name in d}

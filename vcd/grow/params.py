@@ -15,19 +15,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import InputError
-from ..formats.paramkeys import warn_unknown
+from ..formats.paramkeys import fields_from_dict
 
 #: VC3D keys vcd accepts without using them (no "unknown param" warning)
 VC3D_IGNORED = ("use_cuda", "rewind_gen")
-
-
-def _as_bool(v) -> bool:
-    """A JSON boolean, or the strings "true"/"false" (any case); anything else is a ValueError."""
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
-        return v.strip().lower() == "true"
-    raise ValueError(v)
 
 
 @dataclass
@@ -55,29 +46,7 @@ class GrowParams:
     def from_dict(cls, d: dict, source: str = "params", warn=None) -> "GrowParams":
         """Build from a params JSON object; wrong types raise InputError, unknown keys are left out
         with one warning each naming the closest known key (``warn``, default the log)."""
-        if not isinstance(d, dict):
-            raise InputError(source, "params must be a JSON object", "write {\"mode\": \"seed\", ...}")
-        warn_unknown(d, cls.known_keys(), source, warn)
-        kw = {}
-        for f in fields(cls):
-            if f.name not in d or d[f.name] is None:
-                continue
-            v = d[f.name]
-            try:
-                if f.type in ("int", "int | None"):
-                    if isinstance(v, bool) or float(v) != int(float(v)):
-                        raise ValueError
-                    v = int(float(v))
-                elif f.type == "float":
-                    v = float(v)
-                elif f.type == "str":
-                    v = str(v)
-                elif f.type == "bool":
-                    v = _as_bool(v)
-            except (TypeError, ValueError):
-                raise InputError(source, f"param {f.name!r} has invalid value {v!r}",
-                                 f"use a {f.type} like the default {getattr(cls(), f.name)!r}") from None
-            kw[f.name] = v
+        kw = fields_from_dict(cls, d, source, warn, cls.known_keys())
         p = cls(**kw)
         if p.mode not in ("seed", "expansion", "random_seed", "explicit_seed"):
             raise InputError(source, f"mode {p.mode!r} is not supported", "use \"seed\" or \"expansion\"")

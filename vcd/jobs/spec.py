@@ -13,12 +13,12 @@ directories are declared with :func:`path_field`; a tool's own params dataclass 
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable
 
 from ..errors import InputError
+from ..formats.paramkeys import coerce_value, type_name
 
 #: added to a kind's priority when a person (``vcdctl``, ``vcd demo``) asks for the job
 USER_BOOST = 2
@@ -60,43 +60,14 @@ def _embedded_field(params_cls: type) -> dataclasses.Field | None:
 
 
 def _coerce(value: Any, hint: Any, key: str, kind: str) -> Any:
-    """``value`` as the annotated type ``hint`` (str, int, float, bool, list, dict, ``X | None``)."""
-    args = typing.get_args(hint)
-    if type(None) in args:
-        if value is None:
-            return None
-        hint = next(a for a in args if a is not type(None))
-    origin = typing.get_origin(hint) or hint
+    """``value`` as the annotated type ``hint`` by the one coercion rule
+    (:func:`~vcd.formats.paramkeys.coerce_value`); an InputError naming the job param otherwise."""
     try:
-        if origin is str:
-            if isinstance(value, (str, os.PathLike)):
-                return os.fspath(value)
-            raise TypeError
-        if origin is bool:
-            if isinstance(value, bool):
-                return value
-            raise TypeError
-        if origin is int:
-            if isinstance(value, bool) or float(value) != int(float(value)):
-                raise TypeError
-            return int(float(value))
-        if origin is float:
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if origin is list:
-            if isinstance(value, (list, tuple)):
-                return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
-            raise TypeError
-        if origin is dict:
-            if isinstance(value, dict):
-                return dict(value)
-            raise TypeError
-    except (TypeError, ValueError):
-        name = getattr(origin, "__name__", str(origin))
+        return coerce_value(value, hint)
+    except (TypeError, ValueError, OverflowError):
+        name = type_name(hint)
         raise InputError(None, f"{kind} job param {key!r} = {value!r} is not a {name}",
                          f"pass a {name} (see `vcdctl submit {kind} --help`)") from None
-    return value
 
 
 @dataclass(frozen=True)

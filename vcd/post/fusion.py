@@ -30,6 +30,7 @@ from scipy import ndimage, sparse
 from scipy.sparse.linalg import spsolve
 
 from ..errors import InputError
+from ..formats.paramkeys import fields_from_dict
 from ..formats.tifxyz import read_surface, timestamp_name, write_surface
 from ..kernels.surfsearch import SurfaceSearch
 from ..kernels.pointsearch import closest_on_grid
@@ -50,16 +51,10 @@ class FillParams:
     opt_w: int = 4
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FillParams":
-        kw = {}
-        for k, v in (d or {}).items():
-            if k in cls.__dataclass_fields__:
-                t = type(getattr(cls(), k))
-                try:
-                    kw[k] = t(v)
-                except (TypeError, ValueError):
-                    raise InputError(None, f"param {k!r} = {v!r} is not a {t.__name__}", "fix the params JSON") from None
-        return cls(**kw)
+    def from_dict(cls, d: dict | None, source: str = "fill params", warn=None) -> "FillParams":
+        """Build from a params JSON object (:func:`~vcd.formats.paramkeys.fields_from_dict`: wrong
+        types are an InputError, unknown keys one warning each)."""
+        return cls(**fields_from_dict(cls, d or {}, source, warn))
 
 
 def biharmonic_fill(points: np.ndarray, valid: np.ndarray, holes: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import InputError
-from ..formats.paramkeys import parse_bool, warn_unknown
+from ..formats.paramkeys import coerce, fields_from_dict
 
 #: keys of VC3D's tracer params vcd accepts without using them (no "unknown param" warning);
 #: ``tgt_dir`` is what VC3D records in a trace's meta
@@ -64,31 +64,12 @@ class TraceParams:
     def from_dict(cls, d: dict, source: str = "params", warn=None) -> "TraceParams":
         """Build from a params JSON object; wrong types raise InputError (booleans must be JSON
         booleans or "true"/"false"), unknown keys get one warning each naming the closest known key."""
-        if not isinstance(d, dict):
-            raise InputError(source, "params must be a JSON object", "write {\"step\": 10, ...}")
-        warn_unknown(d, cls.known_keys(), source, warn)
-        kw = {}
-        for f in fields(cls):
-            if f.name not in d:
-                continue
-            v = d[f.name]
-            try:
-                if f.type == "bool":
-                    v = parse_bool(v, f.name, source)
-                elif f.type == "int":
-                    v = int(v)
-                elif f.type == "float":
-                    v = float(v)
-                elif f.name in ("z_min", "z_max") and v is not None:
-                    v = float(v)
-                elif f.name == "z_range" and v is not None:
-                    if not (isinstance(v, list) and len(v) == 2):
-                        raise TypeError
-                    v = sorted([float(v[0]), float(v[1])])
-            except (TypeError, ValueError):
-                raise InputError(source, f"param {f.name!r} has invalid value {v!r}",
-                                 f"use a value like {_EXAMPLE.get(f.name, getattr(cls(), f.name))!r}") from None
-            kw[f.name] = v
+        kw = fields_from_dict(cls, d, source, warn, cls.known_keys(), _EXAMPLE)
+        if kw.get("z_range") is not None:
+            if len(kw["z_range"]) != 2:
+                raise InputError(source, f"param 'z_range' has invalid value {d['z_range']!r} (not two numbers)",
+                                 f"use a value like {_EXAMPLE['z_range']!r}")
+            kw["z_range"] = sorted(coerce(z, float, "z_range", source, _EXAMPLE["z_range"]) for z in kw["z_range"])
         p = cls(**kw)
         if p.step <= 0 or p.src_step <= 0:
             raise InputError(source, "step and src_step must be > 0", "use the patches' step_size as src_step")
