@@ -135,9 +135,13 @@ def _read_float_tif(path: Path) -> np.ndarray:
 def read_meta(path: str | os.PathLike) -> dict:
     """Read and minimally validate a surface's ``meta.json``."""
     path = Path(path)
+    if not (path / "x.tif").exists() and any((path / p).exists() for p in _VOLUME_FILES):
+        raise _volume_not_surface(path)
     meta = read_json(path / "meta.json", "surface meta.json")
     if not isinstance(meta, dict):
         raise FormatError(path / "meta.json", "meta.json is not a JSON object", "restore the file")
+    if meta.get("format") == "zarr":
+        raise _volume_not_surface(path)
     if meta.get("format") != "tifxyz":
         raise FormatError(path / "meta.json", f"format is {meta.get('format')!r}, not \"tifxyz\"",
                           "add \"format\": \"tifxyz\" if this is a tifxyz surface")
@@ -147,6 +151,16 @@ def read_meta(path: str | os.PathLike) -> dict:
         raise FormatError(path / "meta.json", f"scale must be two positive numbers, got {scale!r}",
                           "set \"scale\": [1/step, 1/step]")
     return meta
+
+
+#: files that make a directory a zarr volume (VC's layout: group metadata, level 0)
+_VOLUME_FILES = (".zgroup", "zarr.json", "0/.zarray", "0/zarr.json")
+
+
+def _volume_not_surface(path) -> FormatError:
+    """The error for a volume passed where a tifxyz surface belongs (arguments swapped)."""
+    return FormatError(path, "is a zarr volume, not a tifxyz surface",
+                       "check the argument order (`vcd render VOLUME OUTPUT SEGMENT ...`)")
 
 
 def read_surface(path: str | os.PathLike, apply_mask: bool = True, channels: bool = False) -> Surface:

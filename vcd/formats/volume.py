@@ -84,6 +84,8 @@ def open_volume(path: str | os.PathLike, cache_root: str | os.PathLike | None = 
     path = Path(path)
     if not path.is_dir():
         raise FormatError(path, "volume directory does not exist", "pass the path of a .zarr volume directory")
+    if all((path / f"{c}.tif").is_file() for c in "xyz"):
+        raise _surface_not_volume(path)
     meta = _check_meta(path / "meta.json", read_bytes(path / "meta.json"))
     subdirs = sorted(p.name for p in path.iterdir() if p.is_dir())
     if "0" not in subdirs:
@@ -126,6 +128,8 @@ def _check_meta(meta_path, raw: bytes | None) -> dict:
         raise FormatError(meta_path, f"volume meta.json is not valid JSON ({exc})", "fix or rewrite it") from None
     if not isinstance(meta, dict):
         raise FormatError(meta_path, "meta.json is not a JSON object", "rewrite it as an object")
+    if meta.get("format") == "tifxyz":
+        raise _surface_not_volume(str(meta_path).rsplit("/", 1)[0])
     if meta.get("format") != "zarr":
         raise FormatError(meta_path, "meta.json lacks \"format\": \"zarr\" (VC3D then shows no data)",
                           "add \"format\": \"zarr\" to meta.json")
@@ -133,6 +137,12 @@ def _check_meta(meta_path, raw: bytes | None) -> dict:
         raise FormatError(meta_path, "meta.json lacks a numeric \"voxelsize\" (µm per voxel)",
                           "add \"voxelsize\": <µm>, e.g. 7.91")
     return meta
+
+
+def _surface_not_volume(path) -> FormatError:
+    """The error for a tifxyz surface passed where a volume belongs (arguments swapped)."""
+    return FormatError(path, "is a tifxyz surface, not a volume",
+                       "check the argument order (`vcd render VOLUME OUTPUT SEGMENT ...`)")
 
 
 def _ordered(path, subdirs: list[str], levels: list[ZarrLevel]) -> list[ZarrLevel]:
