@@ -119,3 +119,36 @@ def test_uint16_read_on_the_fly_and_convert(tmp_path, caplog):
     np.testing.assert_array_equal(v8.levels[0].read_all(), (data16 // 257).astype(np.uint8))
     np.testing.assert_array_equal(v8.levels[1].read_all()[:2, :2, :2],
                                   (data16 // 257).astype(np.uint8)[:4, :4, :4].reshape(2, 2, 2, 2, 2, 2).max(axis=(1, 3, 5)))
+
+
+def test_chunk_pool_evicts_fifo_and_spares_the_batch():
+    from vcd.formats.volume import ChunkPool
+    pool = ChunkPool((1, 1, 4), (2, 2, 2), capacity=3)
+    for i in range(3):
+        pool._put((0, 0, i), np.full((2, 2, 2), i + 1, np.uint8), needed=set())
+    assert list(pool.slots[0, 0]) == [0, 1, 2, -1]
+    needed = pool._batch([(0, 0, 0), (0, 0, 3)])       # chunk 0 (the oldest) is needed: chunk 1 goes
+    pool._put((0, 0, 3), np.full((2, 2, 2), 9, np.uint8), needed)
+    assert list(pool.slots[0, 0]) == [0, -1, 2, 1] and (pool.pool[1] == 9).all() and (pool.pool[0] == 1).all()
+    with pytest.raises(MemoryError, match="raise cache_size"):
+        pool._batch([(0, 0, i) for i in range(4)])
+
+
+def test_distance_field_evicts_through_the_shared_pool(tmp_path):
+    """More distance chunks than the pool holds: loaded batch after batch, each held chunk is its own."""
+    from vcd.formats.volume import write_ome_zarr
+    from vcd.grow.distance import DistanceField
+    data = np.zeros((64, 64, 64 * 30), np.uint8)
+    data[30:33] = 255                                  # a sheet at z = 30..32 through every chunk
+    vol = write_ome_zarr(tmp_path / "v.zarr", data, 7.91, n_levels=1)
+    field = DistanceField(vol.levels[0], cache_bytes=0)
+    assert field.capacity == 27 < field.slots.size == 30
+    for start in (0, 10, 20, 3):
+        batch = [(0, 0, i) for i in range(start, start + 10)]
+        field._load(batch)
+        for c in batch:
+            np.testing.assert_array_equal(field.pool[field.slots[c]], field.compute_chunk(c))
+    held = field.slots[field.slots >= 0]
+    assert len(held) == 27 and len(set(held.tolist())) == 27
+    chunk = field.pool[field.slots[0, 0, 3]]          # 1/8 voxel units: on the sheet 0, 30 voxels off 240
+    assert chunk[31, 0, 0] == 0 and chunk[0, 0, 0] == 30 * 8

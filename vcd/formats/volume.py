@@ -160,11 +160,44 @@ def _ordered(path, subdirs: list[str], levels: list[ZarrLevel]) -> list[ZarrLeve
     return ordered
 
 
-class ChunkCache:
-    """Loads zarr chunks on demand into a fixed pool that numba kernels sample directly.
+class ChunkPool:
+    """A fixed pool of equal-size uint8 chunks that numba kernels index directly.
 
-    ``pool[slot, z, y, x]`` (uint8) holds loaded chunks; ``slots[cz, cy, cx]`` is the slot of a
-    chunk, ``-1`` if not loaded, ``-2`` if known absent on disk (reads 0). Eviction is FIFO.
+    ``pool[slot, z, y, x]`` holds loaded chunks; ``slots[cz, cy, cx]`` is the slot of a chunk, ``-1``
+    if not loaded, ``-2`` if known absent (reads 0). Eviction is FIFO, but never of a chunk the batch
+    being loaded needs. Used by :class:`ChunkCache` (volume chunks) and the grower's distance field."""
+
+    def __init__(self, grid, chunk_shape, capacity: int, fill: int = 0):
+        self.capacity = int(capacity)
+        self.pool = np.full((self.capacity,) + tuple(int(c) for c in chunk_shape), fill, dtype=np.uint8)
+        self.slots = np.full(tuple(int(g) for g in grid), -1, dtype=np.int32)
+        self._owner = np.full(self.capacity, -1, dtype=np.int64)  # flat chunk index held by a slot
+        self._next = 0
+
+    def _batch(self, cidx, what: str = "chunks") -> set[int]:
+        """The flat indices of a batch of chunks ``cidx``; MemoryError when they cannot all be held."""
+        if len(cidx) > self.capacity:
+            raise MemoryError(f"{len(cidx)} {what} needed at once but the cache holds {self.capacity}; "
+                              "raise cache_size")
+        return {int(np.ravel_multi_index(tuple(c), self.slots.shape)) for c in cidx}
+
+    def _put(self, c: tuple, data: np.ndarray, needed: set[int]) -> None:
+        """Store chunk ``c`` (``[z, y, x]`` uint8) in the next slot not holding a ``needed`` chunk."""
+        for _ in range(self.capacity):
+            slot = self._next
+            self._next = (self._next + 1) % self.capacity
+            if self._owner[slot] not in needed:
+                break
+        if self._owner[slot] >= 0:
+            self.slots[np.unravel_index(self._owner[slot], self.slots.shape)] = -1
+        self.pool[slot] = data
+        self.slots[c] = slot
+        self._owner[slot] = np.ravel_multi_index(c, self.slots.shape)
+
+
+class ChunkCache(ChunkPool):
+    """Loads zarr chunks on demand into a :class:`ChunkPool` that numba kernels sample directly.
+
     Kernels call :func:`vcd.kernels.sample.trilinear_chunked` with ``(pool, slots, chunk_shape,
     shape)``; Python callers use :meth:`sample`.
     """
@@ -175,11 +208,7 @@ class ChunkCache:
         self.shape = np.asarray(array.shape, dtype=np.int64)
         chunk_bytes = int(np.prod(array.chunks))
         n_chunks = int(np.prod(array.chunk_grid))
-        self.capacity = max(8, min(n_chunks, int(cache_bytes // chunk_bytes)))
-        self.pool = np.zeros((self.capacity,) + tuple(array.chunks), dtype=np.uint8)
-        self.slots = np.full(array.chunk_grid, -1, dtype=np.int32)
-        self._owner = np.full(self.capacity, -1, dtype=np.int64)  # flat chunk index held by a slot
-        self._next = 0
+        super().__init__(array.chunk_grid, array.chunks, max(8, min(n_chunks, int(cache_bytes // chunk_bytes))))
 
     def ensure_box(self, lo_xyz, hi_xyz) -> None:
         """Load every chunk touching the box ``lo..hi`` ((x, y, z) voxels, inclusive, +1 for trilinear)."""
@@ -200,25 +229,13 @@ class ChunkCache:
         self._load(np.argwhere(marked))
 
     def _load(self, cidx: np.ndarray) -> None:
+        needed = self._batch(cidx)
         missing = [tuple(c) for c in cidx if self.slots[tuple(c)] == -1]
-        if len(cidx) > self.capacity:
-            raise MemoryError(f"{len(cidx)} chunks needed at once but the cache holds {self.capacity}; "
-                              "raise cache_size")
-        needed = {int(np.ravel_multi_index(tuple(c), self.slots.shape)) for c in cidx}
         for c, data in zip(missing, self.array.read_chunks(missing)):
             if data is None:
                 self.slots[c] = -2
-                continue
-            for _ in range(self.capacity):  # FIFO, but never evict a chunk this batch needs
-                slot = self._next
-                self._next = (self._next + 1) % self.capacity
-                if self._owner[slot] not in needed:
-                    break
-            if self._owner[slot] >= 0:
-                self.slots[np.unravel_index(self._owner[slot], self.slots.shape)] = -1
-            self.pool[slot] = _to_u8(data, self.array.path)
-            self.slots[c] = slot
-            self._owner[slot] = np.ravel_multi_index(c, self.slots.shape)
+            else:
+                self._put(c, _to_u8(data, self.array.path), needed)
 
     def sample(self, pts: np.ndarray) -> np.ndarray:
         """Trilinear values (float32) at ``pts`` (N×3, (x, y, z) level voxels); outside reads 0."""

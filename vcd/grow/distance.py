@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..formats.jsonio import umask_mode
+from ..formats.volume import ChunkPool
 from ..formats.zarrio import ZarrLevel
 
 CHUNK = 64
@@ -36,8 +37,9 @@ UNITS = 8.0          #: uint8 value per voxel of distance
 FAR = 255            #: stored value for ≥ 31.9 voxels, unloaded chunks and outside the volume
 
 
-class DistanceField:
-    """Chunk pool of the distance field, loaded lazily; kernels sample ``pool``/``slots`` directly."""
+class DistanceField(ChunkPool):
+    """Chunk pool of the distance field, loaded lazily; kernels sample ``pool``/``slots`` directly
+    (unloaded slots read :data:`FAR`)."""
 
     def __init__(self, pred: ZarrLevel, threshold: int = 170, cache_root: str | os.PathLike | None = None,
                  cache_bytes: float = 1e9):
@@ -46,11 +48,7 @@ class DistanceField:
         self.shape = np.asarray(pred.shape, dtype=np.int64)
         self.chunk_shape = np.asarray([CHUNK] * 3, dtype=np.int64)
         grid = tuple(int(-(-s // CHUNK)) for s in pred.shape)
-        self.capacity = max(27, min(int(np.prod(grid)), int(cache_bytes // CHUNK ** 3)))
-        self.pool = np.full((self.capacity, CHUNK, CHUNK, CHUNK), FAR, dtype=np.uint8)
-        self.slots = np.full(grid, -1, dtype=np.int32)
-        self._owner = np.full(self.capacity, -1, dtype=np.int64)
-        self._next = 0
+        super().__init__(grid, (CHUNK,) * 3, max(27, min(int(np.prod(grid)), int(cache_bytes // CHUNK ** 3))), FAR)
         self.cache_dir = None
         if cache_root:
             self.cache_dir = Path(cache_root) / f"dist-v1-t{self.threshold}-c{CHUNK}-b{BORDER}"
@@ -116,24 +114,10 @@ class DistanceField:
     # ------------------------------------------------------------------ pool management
     def _load(self, cidx) -> None:
         cidx = [tuple(int(v) for v in c) for c in cidx]
-        if len(cidx) > self.capacity:
-            raise MemoryError(f"{len(cidx)} distance chunks needed at once, cache holds {self.capacity}; "
-                              "raise cache_size")
-        needed = {int(np.ravel_multi_index(c, self.slots.shape)) for c in cidx}
+        needed = self._batch(cidx, "distance chunks")
         for c in cidx:
-            if self.slots[c] >= 0:
-                continue
-            data = self._get_chunk(c)
-            for _ in range(self.capacity):
-                slot = self._next
-                self._next = (self._next + 1) % self.capacity
-                if self._owner[slot] not in needed:
-                    break
-            if self._owner[slot] >= 0:
-                self.slots[np.unravel_index(self._owner[slot], self.slots.shape)] = -1
-            self.pool[slot] = data
-            self.slots[c] = slot
-            self._owner[slot] = np.ravel_multi_index(c, self.slots.shape)
+            if self.slots[c] < 0:
+                self._put(c, self._get_chunk(c), needed)
 
     def ensure_around(self, pts: np.ndarray, radius: float) -> None:
         """Load every chunk within ``radius`` voxels of any point of ``pts`` (N×3, (x, y, z))."""
