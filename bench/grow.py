@@ -202,7 +202,7 @@ def vs_run(tool: str, cmd_base, vol: Path, pfile: Path, seed, tgt: Path, env, tr
 
 def vs_inprocess(vol_path: Path, seeds, params: dict) -> dict:
     """Our grower through the library API in this process, after one untimed warm-up (JIT, caches)."""
-    from vcd.grow.api import grow_patch as api_grow
+    from vcd.grow.run import grow_surface as api_grow
     vol = open_volume(vol_path)
     api_grow(vol, params, seeds[0])
     area = cpu = 0.0

@@ -23,7 +23,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from vcd.formats.tifxyz import read_surface, surface_area_vx2  # noqa: E402
-from vcd.grow.api import link_overlaps  # noqa: E402
+from vcd.grow.linking import link_new_patch  # noqa: E402
 from vcd.synth import load_truth  # noqa: E402
 from vcd.synth.score import score_surface  # noqa: E402
 
@@ -59,7 +59,7 @@ def main():
             k = int(round(share * len(names) / (1 - share)))
             more = tiling.plant_jumps(vp, k - len(wrong), seed=7 + k, prefix=f"auto_grown_8{k:02d}")
             for n in more:
-                link_overlaps(vp / "paths", n)
+                link_new_patch(vp / "paths", n)
             wrong += more
             trace(f"{share:.0%} wrong ({len(wrong)}), 20-vx cells", vp, seed, step=1.0)
         vp = tiling.realistic_scroll(Path(tmp) / "r.volpkg", seed=3)

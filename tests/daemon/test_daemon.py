@@ -354,7 +354,7 @@ def test_ctrl_c_in_a_foreground_command_is_one_line_and_130(scroll_copy, tmp_pat
     seen = []
     for line in p.stderr:
         seen.append(line)
-        if "vcd.grow.api" in line or "vcd.kernels.grow" in line:
+        if "vcd.grow.run" in line or "vcd.kernels.grow" in line:
             break
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=WAIT_CAP)

@@ -14,7 +14,7 @@ import pytest
 import tifffile
 
 from vcd.formats.tifxyz import read_surface, set_tag
-from vcd.grow.api import link_overlaps
+from vcd.grow.linking import link_new_patch
 from vcd.kernels.multisurface import PackedSurfaces
 from vcd.synth import load_truth
 from vcd.synth.score import jump_edges, score_surface
@@ -99,7 +99,7 @@ def _with_wrong(tiled, tmp_path, share):
     k = int(round(share * len(names) / (1 - share)))
     more = tiling.plant_jumps(vp, k - len(jumps), seed=7, prefix="auto_grown_8") if k > len(jumps) else []
     for n in more:
-        link_overlaps(vp / "paths", n)
+        link_new_patch(vp / "paths", n)
     return vp, names, jumps + more
 
 

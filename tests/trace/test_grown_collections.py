@@ -21,7 +21,7 @@ import tifffile
 from vcd.errors import InputError
 from vcd.formats.tifxyz import read_surface
 from vcd.formats.volume import open_volume
-from vcd.grow.api import link_overlaps
+from vcd.grow.linking import link_new_patch
 from vcd.grow.distance import DistanceField
 from vcd.grow.grower import grow_patch
 from vcd.synth import load_truth, make_scroll
@@ -89,7 +89,7 @@ def _with_grown_wrong(fused_tiled, tmp_path, share):
     assert len(jumpy) >= k, f"only {len(jumpy)} grown patches with jumps, {k} needed"
     wrong = [tiling.add(dst, f"{WRONG}{i:016d}", g) for i, (g, _) in enumerate(jumpy[:k])]
     for n in wrong:
-        link_overlaps(dst / "paths", n)
+        link_new_patch(dst / "paths", n)
     return dst, names, wrong, int(sum(sc["jumps"] for _, sc in jumpy[:k]))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from vcd.formats.tifxyz import write_surface
 from vcd.formats.volpkg import create_volpkg
 from vcd.formats.volume import write_ome_zarr
-from vcd.grow.api import link_overlaps
+from vcd.grow.linking import link_new_patch
 from vcd.synth import load_truth
 from vcd.synth.generate import build_truth, render_volumes
 from vcd.trace.run import run_trace
@@ -148,7 +148,7 @@ def link(vp: Path) -> None:
     """Link every patch with the real linker (``vcd seg-add-overlap``'s library call)."""
     for p in sorted((vp / "paths").iterdir()):
         if p.name.startswith("auto_grown_"):
-            link_overlaps(vp / "paths", p)
+            link_new_patch(vp / "paths", p)
 
 
 def middle_seed(vp: Path, names: list[str]) -> str:

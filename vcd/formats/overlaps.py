@@ -230,15 +230,3 @@ def link(parent: str | os.PathLike, a: str, others: list[str] | set[str]) -> Non
     with Linker(parent, a) as linker:
         for b in sorted(others):
             linker.add(b)
-
-
-def unlink_all(parent: str | os.PathLike, a: str) -> None:
-    """Remove ``a`` from its neighbours' lists (e.g. when ``a`` was deleted)."""
-    parent = Path(parent)
-    if (parent / a).is_dir():
-        peers = read_overlaps(parent / a)
-    else:  # gone: every surface that still lists it
-        peers = {b for b, names in own_links(parent).items() if a in names}
-    for b in sorted(peers):
-        if (parent / b).is_dir():
-            _write_links(parent / b, set(), {a})

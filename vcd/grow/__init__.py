@@ -1,5 +1,7 @@
 """Patch growth (``vc_grow_seg_from_seed``): distance field, quad-grid grower, seeding, linking.
 
-Library API (:mod:`vcd.grow.api`): ``grow_patch(volume, params, seed=None) -> Surface``,
-``expand_once(volpkg, params) -> Path | None``, ``link_overlaps(paths_dir, segment) -> set[str]``.
+What the jobs, the CLI and notebooks call: :func:`vcd.grow.run.run_grow` (one patch written to a
+``paths/`` directory; the ``seed``/``expand`` jobs and ``vcd grow``), :func:`vcd.grow.run.grow_surface`
+(one patch in memory) and :func:`vcd.grow.linking.link_new_patch` (``vc_seg_add_overlap``; the
+``overlap`` job, the one linker).
 """

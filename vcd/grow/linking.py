@@ -222,14 +222,6 @@ def _overlap_or_warn(mine: SurfaceSearch, other: SurfaceSearch, name: str, warn)
         return False
 
 
-def find_overlaps(paths_dir: str | os.PathLike, patch_name: str, index: PatchIndex | None = None,
-                  warn=None) -> list[str]:
-    """Names of the patches in ``paths_dir`` that overlap ``patch_name`` (not linking anything)."""
-    paths_dir = Path(paths_dir)
-    index = index if index is not None else shared_index(paths_dir)
-    return sorted(_iter_overlaps(_own_search(paths_dir, patch_name, index), patch_name, index, warn))
-
-
 def link_new_patch(paths_dir: str | os.PathLike, patch_name: str, search_effort: int = 10,
                    index: PatchIndex | None = None, also: list[str] = (), warn=None) -> list[str]:
     """Find the overlaps of ``patch_name`` and write symmetric ``overlapping.json`` links.

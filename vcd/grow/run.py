@@ -1,6 +1,9 @@
-"""One ``vc_grow_seg_from_seed`` run: choose the start, grow, write ``auto_grown_<ts>``, link.
+"""One ``vc_grow_seg_from_seed`` run: choose the start, grow, write ``auto_grown_<ts>``.
 
-Library entry point shared by the ``vcd grow`` command and the ``seed`` / ``expand`` job kinds.
+:func:`run_grow` is the entry point shared by the ``vcd grow`` command and the ``seed`` / ``expand``
+job kinds (linking the new patch is the ``overlap`` job's, :mod:`vcd.grow.linking`);
+:func:`grow_surface` grows one patch in memory for notebooks and benchmarks (nothing written).
+Points are ``(x, y, z)`` level-0 voxels.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from ..formats.naming import unique_name  # noqa: F401 (re-exported: vcd.grow.run.unique_name)
-from ..formats.tifxyz import area_cm2, write_surface
+from ..formats.tifxyz import Surface, area_cm2, write_surface
 from ..formats.volpkg import is_volpkg, state_dir
-from ..formats.volume import open_volume
+from ..formats.volume import Volume, open_volume
 from ..kernels.field import dist_many
 from ..kernels.points import valid_mask
 from .distance import DistanceField
@@ -43,6 +46,41 @@ def on_prediction_support(field: DistanceField, points: np.ndarray, accept: floa
     return round(float(np.mean(dist_many(field.pool, field.slots, field.shape, pts) <= accept)), 4)
 
 
+def _distance_field(vol: Volume, params: GrowParams, cache_root: Path | None) -> DistanceField:
+    """The prediction's distance field (``cache_root``: where computed chunks are kept, or None)."""
+    return DistanceField(vol.levels[0], params.threshold, cache_root, params.cache_size)
+
+
+def _grow_from(field: DistanceField, start, params: GrowParams, rng, progress=None):
+    """:func:`~vcd.grow.grower.grow_patch` from ``start`` (x, y, z voxels) with ``params``."""
+    return grow_patch(field, np.asarray(start, np.float64), float(params.step_size), int(params.generations),
+                      params.accept_dist, rng, progress, sheet_gap=params.sheet_gap, bridge_cells=params.bridge_cells)
+
+
+def grow_surface(volume: str | os.PathLike | Volume, params, seed=None) -> Surface:
+    """Grow one patch in memory (no file written) from ``seed`` (x, y, z voxels) or, if None, from a
+    random point of predicted surface (reproducible with the ``seed`` param). ``params``: a
+    :class:`GrowParams` or its JSON dict. Returns an unsaved :class:`Surface` whose meta has
+    ``area_cm2``, ``area_vx2``, ``scale`` and ``vcd_stop_reason``; raises :class:`InputError` when
+    nothing could be grown."""
+    p = params if isinstance(params, GrowParams) else GrowParams.from_dict(dict(params or {}))
+    cache_root = Path(p.cache_root) if p.cache_root else None
+    vol = volume if isinstance(volume, Volume) else open_volume(volume, cache_root=cache_root)
+    field = _distance_field(vol, p, cache_root)
+    rng = np.random.default_rng(p.seed)
+    if seed is None:
+        seed = random_seed_point(vol.sampler(cache_bytes=min(p.cache_size, 2e8)), rng, None, p.max_tries, p.threshold)
+        if seed is None:
+            raise InputError(None, f"no predicted surface found in {p.max_tries} random probes",
+                             "check the volume (values >= threshold mark the surface) or give a seed")
+    r = _grow_from(field, seed, p, rng)
+    if r.n_corners == 0:
+        raise InputError(None, f"nothing grown: {r.reason}", "seed on a predicted surface voxel")
+    meta = {"area_vx2": r.area_vx2, "area_cm2": area_cm2(r.area_vx2, vol.voxelsize), "scale": [1.0 / p.step_size] * 2,
+            "seed": [float(v) for v in seed], "max_gen": r.max_gen, "source": "vcd_grow", "vcd_stop_reason": r.reason}
+    return Surface(r.points, meta, channels={"generations": r.generations})
+
+
 def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowParams,
              seed_point=None, progress=None, warn=None, params_raw: dict | None = None) -> dict:
     """Grow one patch. Returns ``{"written": name or None, "reason": str, "area_cm2": float, ...}``.
@@ -63,8 +101,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
     except OSError as exc:
         raise InputError(paths, f"PATHS directory is not writable ({exc.strerror})",
                          "fix its permissions or choose another directory") from None
-    level0 = vol.levels[0]
-    field = DistanceField(level0, params.threshold, cache_root, params.cache_size)
+    field = _distance_field(vol, params, cache_root)
     rng = np.random.default_rng(params.seed)
     pred = vol.sampler(cache_bytes=min(params.cache_size, 2e8))
     mode = params.mode
@@ -91,8 +128,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
                               f"{params.max_tries} random probes",
                     "fix": "check that the volume is a surface prediction; for soft predictions lower `threshold`"}
         vc_mode = "random_seed"
-    result = grow_patch(field, p, float(params.step_size), int(params.generations), params.accept_dist, rng,
-                        progress, sheet_gap=params.sheet_gap, bridge_cells=params.bridge_cells)
+    result = _grow_from(field, p, params, rng, progress)
     attempts = 1
     while result.n_corners == 0 and vc_mode != "explicit_seed" and attempts < 20:
         # a start where the seed quad does not fit (a hole, a tight curve): try another one, as VC3D does
@@ -104,8 +140,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
         p, sp, so = start
         if vc_mode == "expansion":
             source_patch, seed_overlap = sp, so
-        result = grow_patch(field, p, float(params.step_size), int(params.generations), params.accept_dist, rng,
-                            progress, sheet_gap=params.sheet_gap, bridge_cells=params.bridge_cells)
+        result = _grow_from(field, p, params, rng, progress)
     stats = grow_stats(result)
     if result.n_corners == 0:
         if vc_mode == "explicit_seed":
