@@ -62,3 +62,31 @@ def test_patch_loader_trusts_approved_vertices_only(tmp_path):
     ps = PatchSet.load(tmp_path / "paths", warn=msgs.append)
     assert ps.names == [d.name] and not ps.any_approved
     assert len(msgs) == 1 and "approval.tif" in msgs[0] and d.name in msgs[0]
+
+
+def test_trace_provenance_records_the_approval_fingerprint(tmp_path):
+    """Beside ``mask_sha1``, each used patch's provenance has ``approval_sha1``: the fingerprint of its
+    ``approval.tif`` as read (null without one); an approval edit changes it."""
+    from vcd.formats.provenance import read_provenance
+    from vcd.formats.tifxyz import bitmap_sha1
+    from vcd.synth import load_truth, make_scroll
+    from tests.trace.conftest import STEP, add_patch, link_all
+    from tests.trace.test_trace import trace
+
+    vp = make_scroll(tmp_path / "a.volpkg", shape=(60, 128, 128), preset="easy", seed=3, ct=False)
+    t = load_truth(vp)
+    a = add_patch(vp, "auto_grown_00000000000000001", t.sample_grid(t.theta0 + 8.0, t.theta0 + 8.8, 10, 50, STEP))
+    c = add_patch(vp, "auto_grown_00000000000000002", t.sample_grid(t.theta0 + 8.2, t.theta0 + 9.0, 10, 50, STEP))
+    link_all(vp)
+    shape = tifffile.imread(vp / "paths" / c / "x.tif").shape
+    seen = set()
+    for share in (0.0, 0.5):
+        img = np.zeros(shape, np.uint8)
+        img[:, :int(share * shape[1])] = 255
+        tifffile.imwrite(vp / "paths" / c / "approval.tif", img)
+        prov = read_provenance(vp / "traces" / trace(vp, a)["written"])
+        pa, pc = prov["patches"][a], prov["patches"][c]
+        assert list(pc)[:2] == ["mask_sha1", "approval_sha1"] and pa["approval_sha1"] is None
+        assert pc["approval_sha1"] == bitmap_sha1(read_approval(vp / "paths" / c, *shape))
+        seen.add(pc["approval_sha1"])
+    assert len(seen) == 2

@@ -2,9 +2,11 @@
 
 VC3D ignores both files. The JSON answers "which traces used patch P?" and holds what a retrace
 needs: ``{"version": 1, "seed": name, "params": {...}, "volume": path, "src_dir": path, "patches":
-{name: {"mask_sha1": sha1 | null, "tags": [...], "corners": n}}, "supporters": "vcd_supporters.npz",
-"retrace_of": name | null}`` (written by :func:`vcd.trace.run.write_trace`; ``mask_sha1`` is
-:func:`vcd.formats.tifxyz.mask_fingerprint`, the same value the daemon's watcher stores).
+{name: {"mask_sha1": sha1 | null, "approval_sha1": sha1 | null, "tags": [...], "corners": n}},
+"supporters": "vcd_supporters.npz", "retrace_of": name | null}`` (written by
+:func:`vcd.trace.run.write_trace`; ``mask_sha1`` is :func:`vcd.formats.tifxyz.mask_fingerprint`, the
+same value the daemon's watcher stores; ``approval_sha1`` is :func:`vcd.formats.tifxyz.bitmap_sha1`
+of the patch's ``approval.tif`` as read, null without one).
 """
 
 from __future__ import annotations

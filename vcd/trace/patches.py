@@ -99,9 +99,11 @@ class PatchSet:
         except FormatError as exc:
             warn(f"ignoring approvals of patch {d.name}: {exc.message}")
             return
-        if appr is not None and appr.any():
+        if appr is None:
+            return
+        self.info[d.name]["approval_sha1"] = bitmap_sha1(appr)  # the approval.tif's fingerprint, as provenance
+        if appr.any():
             self.approved_vertices[len(self.names) - 1] = appr
-            self.info[d.name]["approval_sha1"] = bitmap_sha1(appr)
 
     @property
     def any_approved(self) -> bool:

@@ -57,7 +57,8 @@ def write_trace(path: Path, st: TraceState, ps: PatchSet, p: TraceParams, params
     used = sorted(ps.names[i] for i in counts)
     prov = {"version": 1, "seed": seed_name, "params": params_raw, "volume": str(volume), "src_dir": str(src_dir),
             "retrace_of": retrace_of, "supporters": SUPPORTERS,
-            "patches": {ps.names[i]: {**{k: v for k, v in ps.info[ps.names[i]].items() if k != "excluded"},
+            "patches": {ps.names[i]: {"mask_sha1": None, "approval_sha1": None,  # null: no mask.tif / approval.tif
+                                      **{k: v for k, v in ps.info[ps.names[i]].items() if k != "excluded"},
                                       "corners": n} for i, n in sorted(counts.items())},
             "excluded_defective": sorted(n for n, i in ps.info.items() if i.get("excluded"))}
     import io
