@@ -164,6 +164,24 @@ class PipelineTable(_Table):
     after_trace: tuple[str, ...] = key((), "job kinds queued for each finished trace, e.g. [\"winding\", \"render\"]")
 
 
+@dataclass(frozen=True, eq=True)
+class AutosegTable(_Table):
+    """``[autoseg]``: tracing, QA-gating and fusing by itself (``vcd autoseg``; docs/autoseg.md)."""
+
+    enabled: bool = key(False, "trace, QA-gate and fuse by itself once growth is finished (vcd autoseg sets it)")
+    interval_seconds: float = key(5.0, "autoseg check period")
+    parallel_traces: int = key(2, "trace jobs kept queued or running at once")
+    max_traces: int = key(40, "stop planning traces after this many")
+    min_links: int = key(0, "links a seed patch needs (0 = half the collection's median, at least 2)")
+    core_cells: float = key(3.0, "seeds lie at least this many trace cells from the collection's axis")
+    covered_max: float = key(0.5, "a patch with more than this share near an accepted trace seeds no trace")
+    cover_tol: float = key(0.0, "voxels within which a point counts as on a trace (0 = patch step / 3, >= 2)")
+    qa_threshold: float = key(0.5, "QA suspicion at which a trace corner is a hot spot")
+    qa_dilate: int = key(2, "hot spots are cut with this many corners around them")
+    min_kept_share: float = key(0.2, "a trace keeping less than this share after the cut is rejected")
+    fuse: bool = key(True, "fuse overlapping accepted traces of the same sheet (fuse job)")
+
+
 def _table(cls: type, help: str) -> Any:
     return field(default_factory=cls, metadata={"help": help, "table": cls})
 
@@ -178,6 +196,7 @@ class Config(_Table):
     params: ParamsTable = _table(ParamsTable, "single-key overrides on top of the files (VC3D keys)")
     schedule: ScheduleTable = _table(ScheduleTable, "what the daemon queues by itself")
     pipeline: PipelineTable = _table(PipelineTable, "jobs chained after others")
+    autoseg: AutosegTable = _table(AutosegTable, "tracing, QA-gating and fusing by itself")
 
     def replace(self, **tables: dict) -> "Config":
         """A copy with single keys changed, e.g. ``cfg.replace(pipeline={"after_trace": ["winding"]})``
@@ -384,7 +403,7 @@ def example_toml() -> str:
 DEFAULTS.update(to_dict(Config()))
 
 __all__ = ["Config", "DaemonTable", "ConcurrencyTable", "ParamsFilesTable", "ParamsTable", "ScheduleTable",
-           "PipelineTable", "DEFAULTS", "load_config", "parse", "to_dict", "job_params", "example_toml"]
+           "PipelineTable", "AutosegTable", "DEFAULTS", "load_config", "parse", "to_dict", "job_params", "example_toml"]
 
 if __name__ == "__main__":
     sys.stdout.write(example_toml())

@@ -85,10 +85,12 @@ def _run_one(q: JobQueue, job: dict, volpkg: str, lease_s: float, log) -> None:
                      cancelled_cb=lambda: state["cancel"], log=jlog)
     hb = threading.Thread(target=beat, daemon=True)
     hb.start()
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     jlog.info("job_started", attempt=job["attempts"])
     try:
         outcome = execute(job["kind"], job["params"], ctx)
+        if isinstance(outcome.result, dict):  # the worker's CPU seconds (autoseg's timing report)
+            outcome.result.setdefault("cpu_seconds", round(time.process_time() - c0, 3))
         record_outcome(q, job, outcome, jlog, seconds=round(time.monotonic() - t0, 3))
     finally:
         done.set()

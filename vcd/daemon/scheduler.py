@@ -202,6 +202,12 @@ class Scheduler:
         self.sched.add_job(self.housekeeping, "interval", seconds=s["housekeeping_seconds"], max_instances=1,
                            coalesce=True)
         self.sched.add_job(self.reconcile, "interval", seconds=s["reconcile_seconds"], max_instances=1, coalesce=True)
+        auto = self.cfg.get("autoseg")
+        if auto is not None and auto["enabled"]:  # docs/autoseg.md
+            from .autoseg import Autoseg
+            self.autoseg = Autoseg(self.volpkg, self.queue.path, self.cfg, self.volume, self.log)
+            self.sched.add_job(self.autoseg.tick, "interval", seconds=auto["interval_seconds"], max_instances=1,
+                               coalesce=True)
         if s["preview_seconds"] > 0:
             self.sched.add_job(self.refresh_previews, "interval", seconds=s["preview_seconds"], max_instances=1,
                                coalesce=True)

@@ -1,0 +1,557 @@
+"""Autosegmentation inside the daemon (``[autoseg] enabled = true``; ``vcd autoseg`` runs it to the end).
+
+Every ``[autoseg] interval_seconds`` the :class:`Autoseg` tick, on the scheduler's thread:
+
+1. **QA gate** — every new trace in ``traces/`` (with provenance, not a debug snapshot) is gated once:
+   its hot spots (``qa.tif`` >= ``qa_threshold``, grown by ``qa_dilate`` corners) are cut, only the
+   piece holding the seed patch is kept (:func:`~vcd.daemon.autoseg_plan.qa_gate`), the result is
+   written as the trace's ``mask.tif`` (VC3D's mask: 255 = kept — the prize's accepted-area mask) and
+   what was cut and why goes into its ``meta.json`` under ``vcd_autoseg`` and into
+   ``autoseg_qa.json`` beside it. A trace keeping less than ``min_kept_share`` is rejected.
+2. **Trace planning** — once growth is finished by the scheduler's own rule
+   (:func:`~vcd.daemon.autoseg_plan.growth_finished`) or the kv flag ``autoseg_force_trace`` is set
+   (``vcd autoseg`` sets it when the growth share of its time budget is spent), up to
+   ``parallel_traces`` trace jobs are kept queued/running, seeded by
+   :func:`~vcd.daemon.autoseg_plan.plan_traces` on the collection's geometry (patch centres, distance
+   from the collection's axis, links) minus what accepted traces already cover.
+3. **Fusion** — when no trace is pending and no seed is left, accepted traces are compared
+   (:func:`~vcd.daemon.autoseg_plan.sheet_relations`): duplicates are dropped, overlapping traces of
+   the same sheet (shared supporting patches) are fused with the ``fuse`` job (holes of the larger
+   filled from the other).
+4. **State** — kv ``autoseg_state`` (phase, done, counts) for ``vcd autoseg`` and ``vcdctl``; the
+   report (:func:`write_report`) when the run becomes done.
+
+Durable: everything is derived from ``paths/``, ``traces/`` and the queue each tick, so a killed
+run resumes from what exists.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import jobs
+from ..errors import VcdError
+from ..formats.jsonio import atomic_write_json, read_json
+from ..formats.overlaps import read_overlaps
+from ..formats.provenance import read_provenance
+from ..formats.tifxyz import read_surface, surface_area_vx2, update_meta, write_mask
+from ..formats.volpkg import is_debug_snapshot, list_patches
+from ..post.coverage import collection_stats
+from . import autoseg_plan as ap
+from .config import job_params
+from .queue import JobQueue
+
+#: trace params autoseg uses where ``trace_params.json`` / ``[params.trace]`` say nothing (``src_step``:
+#: the patches' step): one-patch-step cells, the windowed optimisation on, no debug snapshots
+TRACE_DEFAULTS = {"step": 1, "global_steps_per_window": 1, "snapshot_every": 0, "consensus_default_th": 6,
+                  "consensus_limit_th": 2, "inlier_base_threshold": 8}
+KV_STATE = "autoseg_state"
+KV_FORCE = "autoseg_force_trace"
+KV_FUSED = "autoseg_fused"
+KV_CPU = "autoseg_cpu_s"
+KV_RUNS = "autoseg_runs"
+GATE_FILE = "autoseg_qa.json"
+REPORT = "autoseg_report"
+PENDING = ("queued", "running")
+
+
+def trace_dirs(volpkg: Path) -> list[Path]:
+    """Complete ``auto_trace_*`` directories in ``traces/`` (no debug snapshots), oldest first."""
+    root = volpkg / "traces"
+    out = []
+    if not root.is_dir():
+        return out
+    for d in sorted(root.iterdir()):
+        if not d.name.startswith("auto_trace_") or not (d / "meta.json").exists() or not (d / "z.tif").exists():
+            continue
+        try:
+            meta = read_json(d / "meta.json", "trace meta.json")
+        except VcdError:
+            continue
+        if isinstance(meta, dict) and not is_debug_snapshot(d.name, meta) and not meta.get("vcd_incomplete"):
+            out.append(d)
+    return out
+
+
+def _meta(d: Path) -> dict:
+    try:
+        m = read_json(d / "meta.json", "surface meta.json")
+        return m if isinstance(m, dict) else {}
+    except VcdError:
+        return {}
+
+
+def _jobs(q: JobQueue, kinds: tuple[str, ...] | None = None, limit: int = 100000) -> list[dict]:
+    """Full rows (params and result parsed) of the queue's jobs of ``kinds`` (all kinds: None)."""
+    out = []
+    for row in q.list(limit=limit):
+        if kinds is None or row["kind"] in kinds:
+            full = q.get(row["id"])
+            if full is None:
+                continue
+            try:
+                full["result"] = json.loads(full["result"]) if full.get("result") else None
+            except ValueError:
+                full["result"] = None
+            out.append(full)
+    return out
+
+
+class Autoseg:
+    """The autosegmentation tick (see the module docstring). ``find_volume()`` returns the prediction
+    volume's path or None (the scheduler's :meth:`~vcd.daemon.scheduler.Scheduler.volume`)."""
+
+    def __init__(self, volpkg: Path, queue_path: Path, cfg, find_volume, log):
+        self.volpkg = Path(volpkg)
+        self.queue = JobQueue(queue_path)
+        self.cfg = cfg
+        self.a = cfg["autoseg"]
+        self.find_volume = find_volume
+        self.log = log
+        self._lock = threading.Lock()
+        self._geom_key = None
+        self._geom: tuple = ([], {}, (0.0, 0.0))
+        self.last_state: dict = {}
+
+    # ------------------------------------------------------------------ the tick
+    def tick(self) -> dict:
+        """One round: gate, plan, fuse, publish the state (errors are logged, never raised)."""
+        with self._lock:
+            t0 = time.thread_time()
+            try:
+                state = self._tick()
+            except Exception as exc:  # never stop the scheduler
+                self.log.warning("autoseg_error", error=f"{type(exc).__name__}: {exc}")
+                state = {**self.last_state, "error": f"{type(exc).__name__}: {exc}"}
+            q = self.queue
+            q.set_kv(KV_CPU, float(q.get_kv(KV_CPU, 0.0)) + time.thread_time() - t0)
+            if state.get("done") and not self.last_state.get("done"):
+                self.log.info("autoseg_done", **{k: v for k, v in state.items() if k != "done"})
+                try:
+                    write_report(self.volpkg, self.cfg, status="done")
+                except Exception as exc:
+                    self.log.warning("autoseg_report_failed", error=f"{type(exc).__name__}: {exc}")
+            self.last_state = state
+            q.set_kv(KV_STATE, state)
+            return state
+
+    def _tick(self) -> dict:
+        q = self.queue
+        traces = trace_dirs(self.volpkg)
+        for d in traces:
+            if "vcd_autoseg" not in _meta(d):
+                self.gate(d)
+        tjobs = _jobs(q, ("trace", "retrace", "fuse", "overlap"))
+        pending = {k: sum(1 for j in tjobs if j["kind"] == k and j["state"] in PENDING)
+                   for k in ("trace", "retrace", "fuse", "overlap")}
+        stats = collection_stats(self.volpkg, self.tgt_overlap_count())
+        why = ap.growth_finished(self.cfg["schedule"], stats, q.recent_results("expand", 4),
+                                 bool(q.get_kv(KV_FORCE, False)))
+        state = {"phase": "growing", "done": False, "patches": stats["patches"], "density": round(stats["density"], 3),
+                 "traces": len(traces), "pending": pending, "ready": why}
+        if why is None:
+            return state
+        sheets = final_sheets(self.volpkg)
+        patches, clouds, axis = self.geometry(sheets["accepted"])
+        tried = {Path(j["params"].get("seed", "")).name for j in tjobs if j["kind"] == "trace"}
+        seeds = [(p.center[2], p.radius) for p in patches if p.name in tried]
+        n_traces = sum(1 for j in tjobs if j["kind"] == "trace")
+        room = min(int(self.a["parallel_traces"]) - pending["trace"] - pending["retrace"],
+                   int(self.a["max_traces"]) - n_traces)
+        planned = []
+        if room > 0 and not pending["overlap"]:
+            planned = ap.plan_traces(patches, tried, seeds, room, min_links=self.min_links(patches),
+                                     core_radius=self.core_radius(), covered_max=float(self.a["covered_max"]))
+            for name in planned:
+                self.submit_trace(self.volpkg / "paths" / name)
+        state.update(phase="tracing", planned=planned, accepted=len(sheets["accepted"]))
+        if planned or pending["trace"] or pending["retrace"] or pending["overlap"]:
+            return state
+        fused = self.fuse(sheets)
+        if fused or pending["fuse"]:
+            return {**state, "phase": "fusing"}
+        return {**state, "phase": "done", "done": True}
+
+    # ------------------------------------------------------------------ inputs
+    def tgt_overlap_count(self) -> int:
+        try:
+            return int(job_params(self.cfg, self.volpkg, "expand").get("tgt_overlap_count", 20))
+        except VcdError:
+            return 20
+
+    def min_links(self, patches) -> int:
+        """``[autoseg] min_links``, or (0) half the median links, at least 2."""
+        if int(self.a["min_links"]) > 0:
+            return int(self.a["min_links"])
+        links = [p.links for p in patches]
+        return max(2, int(np.median(links) // 2)) if links else 2
+
+    def patch_step(self) -> float:
+        """Voxels per patch pixel (the patches' ``step_size``): ``1 / scale`` of a patch, else expand.json's."""
+        for _, meta in list_patches(self.volpkg / "paths")[:1]:
+            s = meta.get("scale")
+            if isinstance(s, list) and s and s[0]:
+                return float(round(1.0 / float(s[0]), 3))
+        try:
+            return float(job_params(self.cfg, self.volpkg, "expand").get("step_size", 20))
+        except VcdError:
+            return 20.0
+
+    def trace_params(self) -> dict:
+        """The autoseg trace params: :data:`TRACE_DEFAULTS` and ``src_step``, under the volpkg's
+        ``trace_params.json`` / ``[params.trace]``."""
+        return {**TRACE_DEFAULTS, "src_step": self.patch_step(), **job_params(self.cfg, self.volpkg, "trace")}
+
+    def cell(self) -> float:
+        p = self.trace_params()
+        return float(p["step"]) * float(p["src_step"])
+
+    def core_radius(self) -> float:
+        return float(self.a["core_cells"]) * self.cell()
+
+    def tol(self) -> float:
+        """Voxels within which a point counts as on an accepted trace: ``[autoseg] cover_tol`` or
+        (0) a third of the patch step, at least 2."""
+        t = float(self.a["cover_tol"])
+        return t if t > 0 else max(2.0, self.patch_step() / 3.0)
+
+    def geometry(self, accepted: list[Path]):
+        """(:class:`~vcd.daemon.autoseg_plan.PatchGeom` list, name → N×3 valid points, axis), cached
+        until a patch or an accepted trace changes."""
+        patches = list_patches(self.volpkg / "paths")
+        key = (tuple((p.name, (p / "overlapping.json").stat().st_mtime if (p / "overlapping.json").exists() else 0)
+                     for p, _ in patches), tuple(a.name for a in accepted))
+        if key == self._geom_key:
+            return self._geom
+        clouds = {}
+        for p, _ in patches:
+            try:
+                s = read_surface(p)
+                clouds[p.name] = s.points[s.valid].astype(np.float64)
+            except VcdError:
+                continue
+        axis = ap.collection_axis(list(clouds.values()))
+        tree = sheets_tree(accepted, self.tol())
+        out = []
+        for p, meta in patches:
+            pts = clouds.get(p.name)
+            if pts is None or not len(pts):
+                continue
+            tags = meta.get("tags") if isinstance(meta.get("tags"), dict) else {}
+            r = float(np.median(np.hypot(pts[:, 0] - axis[0], pts[:, 1] - axis[1])))
+            out.append(ap.PatchGeom(p.name, tuple(pts.mean(0)), r, (float(pts[:, 2].min()), float(pts[:, 2].max())),
+                                    len(read_overlaps(p)), float(meta.get("area_cm2") or 0), "approved" in tags,
+                                    "defective" in tags, ap.covered_share(pts, tree, self.tol())))
+        self._geom_key, self._geom = key, (out, clouds, axis)
+        return self._geom
+
+    # ------------------------------------------------------------------ actions
+    def submit_trace(self, seed: Path) -> int | None:
+        """Queue a trace job from ``seed`` with :meth:`trace_params` (None while no volume is usable)."""
+        vol = self.find_volume()
+        if vol is None:
+            return None
+        params = {**self.trace_params(), "volume": str(vol), "src_dir": str(self.volpkg / "paths"),
+                  "tgt_dir": str(self.volpkg / "traces"), "seed": str(seed)}
+        jid = jobs.submit(self.queue, "trace", params, max_attempts=2)
+        self.log.info("autoseg_trace_queued", seed=seed.name, job_id=jid)
+        return jid
+
+    def gate(self, trace: Path) -> dict:
+        """The QA gate of one trace (see the module docstring); returns its record."""
+        rec = gate_trace(trace, self.volpkg / "paths", float(self.a["qa_threshold"]), int(self.a["qa_dilate"]),
+                         float(self.a["min_kept_share"]), self.tol())
+        self.log.info("autoseg_gated", trace=trace.name, status=rec["status"], cut_px=rec["cut_px"],
+                      kept_px=rec["kept_px"], hot=rec["hot_corners"])
+        return rec
+
+    def fuse(self, sheets: dict) -> list[int]:
+        """Queue the ``fuse`` jobs :func:`final_sheets` asks for that were never queued; returns their ids."""
+        if not self.a["fuse"]:
+            return []
+        q = self.queue
+        done = dict(q.get_kv(KV_FUSED, {}) or {})
+        out = []
+        for ref, others in sheets["fuse"].items():
+            key = "+".join([ref] + sorted(others))
+            if key in done:
+                continue
+            root = self.volpkg / "traces"
+            inputs = [[str(root / n), str(root / n / "winding.tif") if (root / n / "winding.tif").exists() else None, 1.0]
+                      for n in [ref] + sorted(others)]
+            jid = jobs.submit(q, "fuse", {"inputs": inputs, "params": {}, "out_dir": str(root)}, max_attempts=2)
+            done[key] = jid
+            out.append(jid)
+            self.log.info("autoseg_fuse_queued", ref=ref, others=sorted(others), job_id=jid)
+        q.set_kv(KV_FUSED, done)
+        return out
+
+
+# ---------------------------------------------------------------------------- the gate, on disk
+
+def _anchor(trace_pts: np.ndarray, valid: np.ndarray, seed_dir: Path, tol: float) -> np.ndarray | None:
+    """Written pixels of the trace within ``tol`` voxels of its seed patch (None if unreadable)."""
+    from scipy.spatial import cKDTree
+    try:
+        s = read_surface(seed_dir)
+    except VcdError:
+        return None
+    cloud = ap.densify_grid(s.points, tol)
+    if not len(cloud):
+        return None
+    d, _ = cKDTree(cloud).query(trace_pts[valid], distance_upper_bound=tol + 1e-6)
+    out = np.zeros(valid.shape, bool)
+    out[valid] = np.isfinite(d)
+    return out
+
+
+def gate_trace(trace: Path, paths: Path, threshold: float = 0.5, dilate: int = 2, min_kept_share: float = 0.2,
+               tol: float = 2.0) -> dict:
+    """Gate one trace on disk: cut (``mask.tif``), record (``meta.json`` ``vcd_autoseg`` and
+    ``autoseg_qa.json``); returns the record. Status ``accepted`` or ``rejected`` (kept share below
+    ``min_kept_share``, or no QA map)."""
+    import tifffile
+    s = read_surface(trace, apply_mask=False)
+    meta = s.meta
+    valid = s.valid
+    params = meta.get("vc_grow_seg_from_segments_params") or {}
+    step = max(1, int(round(float(params.get("step", 1)))))
+    prov = read_provenance(trace) or {}
+    rec = {"trace": trace.name, "threshold": threshold, "dilate_corners": dilate, "seed": prov.get("seed"),
+           "retrace_of": prov.get("retrace_of"), "valid_px": int(valid.sum())}
+    if not (trace / "qa.tif").exists():
+        rec.update(status="rejected", why="no qa.tif", cut_px=int(valid.sum()), kept_px=0, hot_corners=0,
+                   corners=0, reasons={}, pieces_dropped=0)
+        return _record(trace, rec, np.zeros(valid.shape, bool))
+    qmap = tifffile.imread(trace / "qa.tif").astype(np.float64)
+    comps = {}
+    if (trace / "vcd_supporters.npz").exists():
+        with np.load(trace / "vcd_supporters.npz") as z:
+            comps = {k: z[k] for k in ("support", "disagree", "rival", "offsurf") if k in z.files}
+    s0 = float(params.get("inlier_base_threshold", 20))
+    anchor = _anchor(s.points, valid, paths / str(prov.get("seed", "")), tol) if prov.get("seed") else None
+    g = ap.qa_gate(qmap, valid, step, threshold, dilate, comps, s0, anchor)
+    share = g.kept_px / max(1, int(valid.sum()))
+    status = "accepted" if share >= min_kept_share and g.kept_px >= 4 else "rejected"
+    rec.update(status=status, why=("kept share %.2f" % share) + ("" if status == "accepted" else
+                                                                  f" < min_kept_share {min_kept_share}"),
+               hot_corners=g.hot, corners=g.corners, flagged_share=round(g.flagged_share, 5), reasons=g.reasons,
+               cut_px=g.cut_px, hot_cut_px=g.hot_cut_px, kept_px=g.kept_px, pieces_dropped=g.pieces_dropped,
+               kept_share=round(share, 5), residual_suspicion=_residual(qmap, g.keep, step, threshold))
+    return _record(trace, rec, g.keep if status == "accepted" else np.zeros(valid.shape, bool))
+
+
+def _residual(qmap: np.ndarray, keep: np.ndarray, step: int, threshold: float) -> float:
+    """Share of the kept corners whose suspicion is at least 0.7 × ``threshold``: the QA's estimate of
+    the sheet-switch share left in what was kept."""
+    rows = np.arange(0, keep.shape[0], step)
+    cols = np.arange(0, keep.shape[1], step)
+    k = keep[rows][:, cols]
+    h, w = min(k.shape[0], qmap.shape[0]), min(k.shape[1], qmap.shape[1])
+    k, q = k[:h, :w], qmap[:h, :w]
+    kept = k & (q >= 0)
+    return float((kept & (q >= 0.7 * threshold)).sum() / kept.sum()) if kept.any() else 0.0
+
+
+def _record(trace: Path, rec: dict, keep: np.ndarray) -> dict:
+    """Write the accepted-area mask (only when something is cut) and the record."""
+    rec["gated_at"] = time.time()
+    if rec["cut_px"]:
+        write_mask(trace, np.where(keep, 255, 0).astype(np.uint8))
+    atomic_write_json(trace / GATE_FILE, rec)
+    update_meta(trace, lambda m: {**m, "vcd_autoseg": {k: rec[k] for k in ("status", "why", "cut_px", "kept_px",
+                                                                           "hot_corners", "reasons")}})
+    return rec
+
+
+# ---------------------------------------------------------------------------- final sheets
+
+def sheets_tree(traces: list[Path], tol: float):
+    """A KD-tree of the (masked, densified) points of ``traces`` (None without points)."""
+    from scipy.spatial import cKDTree
+    clouds = []
+    for t in traces:
+        try:
+            clouds.append(ap.densify_grid(read_surface(t).points, tol))
+        except VcdError:
+            continue
+    clouds = [c for c in clouds if len(c)]
+    return cKDTree(np.concatenate(clouds)) if clouds else None
+
+
+def gate_records(volpkg: Path) -> dict[str, dict]:
+    """name → gate record of every gated trace."""
+    out = {}
+    for d in trace_dirs(Path(volpkg)):
+        if (d / GATE_FILE).exists():
+            try:
+                out[d.name] = read_json(d / GATE_FILE, "autoseg QA record")
+            except VcdError:
+                continue
+    return out
+
+
+def final_sheets(volpkg: Path, tol: float = 2.0) -> dict:
+    """The final sheets from what is on disk: accepted traces not superseded by a retrace, minus
+    duplicates, with fusion pairs and finished fusions. Returns ``{"accepted": [dirs], "kept": [names],
+    "duplicates": {name: of}, "fuse": {ref: [others]}, "fused": {ref: fuse dir}, "sheets": [dirs]}``."""
+    volpkg = Path(volpkg)
+    recs = gate_records(volpkg)
+    superseded = {r.get("retrace_of") for r in recs.values() if r.get("retrace_of")}
+    accepted = [volpkg / "traces" / n for n, r in sorted(recs.items())
+                if r.get("status") == "accepted" and n not in superseded]
+    clouds, patches = {}, {}
+    for d in accepted:
+        clouds[d.name] = ap.densify_grid(read_surface(d).points, tol)
+        patches[d.name] = set(((read_provenance(d) or {}).get("patches") or {}).keys())
+    order = sorted(clouds, key=lambda n: (-len(clouds[n]), n))
+    rel = ap.sheet_relations(clouds, order, tol, shared_patches=patches)
+    fused = {}
+    root = volpkg / "traces"
+    if root.is_dir():
+        for d in sorted(root.glob("fuse_fill_*")):
+            m = _meta(d)
+            ins = [Path(i.get("trace", "")).name for i in m.get("vcd_inputs", []) if isinstance(i, dict)]
+            if ins and ins[0] in rel["fuse"] and set(ins[1:]) == set(rel["fuse"][ins[0]]):
+                fused[ins[0]] = d
+    sheets = [fused.get(n, volpkg / "traces" / n) for n in rel["kept"]]
+    return {"accepted": accepted, "kept": rel["kept"], "duplicates": rel["duplicates"], "fuse": rel["fuse"],
+            "fused": {k: v.name for k, v in fused.items()}, "sheets": sheets}
+
+
+# ---------------------------------------------------------------------------- the report
+
+def _voxelsize(volpkg: Path) -> float:
+    for _, meta in list_patches(volpkg / "paths")[:5]:
+        a, v = meta.get("area_cm2"), meta.get("area_vx2")
+        if a and v:
+            return float((a / v) ** 0.5 * 1e4)
+    return 7.91
+
+
+def report_data(volpkg: Path, cfg, status: str, truth_score: dict | None = None, wall_s: float | None = None) -> dict:
+    """The report's content (see :func:`write_report`)."""
+    volpkg = Path(volpkg)
+    q = JobQueue.for_volpkg(volpkg)
+    try:
+        tgt = int(job_params(cfg, volpkg, "expand").get("tgt_overlap_count", 20))
+    except VcdError:
+        tgt = 20
+    stats = collection_stats(volpkg, tgt)
+    fs = final_sheets(volpkg)
+    recs = gate_records(volpkg)
+    vx_cm = _voxelsize(volpkg) * 1e-4
+    sheets = []
+    for d in fs["sheets"]:
+        s = read_surface(d)
+        sheets.append({"name": d.name, "area_cm2": round(surface_area_vx2(s.points) * vx_cm ** 2, 6),
+                       "fused_from": [d.name] if not d.name.startswith("fuse_fill_") else
+                       [Path(i["trace"]).name for i in _meta(d).get("vcd_inputs", [])],
+                       "accepted_area_mask": "mask.tif" if (d / "mask.tif").exists() else None})
+    tree = sheets_tree(fs["sheets"], 2.0)
+    pts = []
+    for p, _ in list_patches(volpkg / "paths"):
+        try:
+            s = read_surface(p)
+            pts.append(s.points[s.valid])
+        except VcdError:
+            continue
+    cov = ap.covered_share(np.concatenate(pts), tree, max(2.0, _patch_step(volpkg) / 3.0)) if pts else 0.0
+    kept = [recs[n] for n in fs["kept"] if n in recs]
+    corners = sum(r.get("corners", 0) for r in recs.values())
+    flagged = sum(r.get("hot_corners", 0) for r in recs.values())
+    resid = (sum(r.get("residual_suspicion", 0.0) * r.get("kept_px", 0) for r in kept)
+             / max(1, sum(r.get("kept_px", 0) for r in kept)))
+    rows = _jobs(q)
+    stages = ap.stage_timing(rows)
+    cpu_auto = float(q.get_kv(KV_CPU, 0.0))
+    runs = q.get_kv(KV_RUNS, []) or []
+    human_edits = sum(1 for j in rows if j["kind"] == "retrace")
+    data = {
+        "volpkg": str(volpkg), "status": status, "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "patches": stats["patches"], "patch_area_cm2": round(stats["patch_area_cm2"], 6),
+        "density": round(stats["density"], 4), "traces": len(recs),
+        "accepted_traces": len(fs["accepted"]), "duplicates": fs["duplicates"], "fused": fs["fused"],
+        "final_sheets": sheets, "traced_area_cm2": round(sum(s["area_cm2"] for s in sheets), 6),
+        "coverage_of_predicted_surface": round(cov, 4),
+        "qa_flagged_share": round(flagged / corners, 5) if corners else 0.0,
+        "est_switch_share": round(resid, 5),
+        "stages": stages, "autoseg_cpu_s": round(cpu_auto, 3),
+        "cpu_s_total": round(sum(s["cpu_s"] or 0.0 for s in stages.values()) + cpu_auto, 3),
+        "wall_s": round(wall_s, 1) if wall_s is not None else round(sum(r.get("last", 0) - r.get("start", 0)
+                                                                          for r in runs), 1),
+        "runs": len(runs), "human_edits": human_edits, "human_hours": round(human_edits * 0.05, 2),
+        "gates": recs, "truth": truth_score,
+    }
+    return data
+
+
+def _patch_step(volpkg: Path) -> float:
+    for _, meta in list_patches(volpkg / "paths")[:1]:
+        s = meta.get("scale")
+        if isinstance(s, list) and s and s[0]:
+            return 1.0 / float(s[0])
+    return 20.0
+
+
+def report_markdown(d: dict) -> str:
+    """The readable report (``autoseg_report.md``)."""
+    lines = [f"# Autosegmentation report: {Path(d['volpkg']).name}", "",
+             f"status: **{d['status']}**, generated {d['generated_utc']}, wall time {d['wall_s']:.0f} s over "
+             f"{d['runs']} run(s), human hours {d['human_hours']}", "",
+             "| measure | value |", "|---|---|",
+             f"| patches | {d['patches']} ({d['patch_area_cm2']:.4f} cm², density {d['density']:.2f}) |",
+             f"| traces gated / accepted | {d['traces']} / {d['accepted_traces']} |",
+             f"| final sheets | {len(d['final_sheets'])} |",
+             f"| traced area | {d['traced_area_cm2']:.4f} cm² |",
+             f"| coverage of the predicted surface (patch points on a final sheet) | {d['coverage_of_predicted_surface'] * 100:.1f} % |",
+             f"| QA: corners flagged before cutting | {d['qa_flagged_share'] * 100:.2f} % |",
+             f"| QA: estimated sheet-switch share kept | {d['est_switch_share'] * 100:.2f} % |",
+             f"| CPU total | {d['cpu_s_total']:.0f} s ({d['cpu_s_total'] / 3600:.3f} h) |"]
+    t = d.get("truth")
+    if t:
+        lines += [f"| **true coverage** (same wrap, within {t['tol_vx']:g} vx) | **{t['true_coverage'] * 100:.1f} %** |",
+                  f"| **true sheet-switch rate** | **{t['true_switch_rate'] * 100:.3f} %** |",
+                  f"| prize line (>= 70 % at <= 0.5 %) | {'met' if t['prize_line_met'] else 'not met'} |"]
+    lines += ["", "## Time per stage", "", "| stage | jobs | wall s | job s | CPU s |", "|---|---|---|---|---|"]
+    for name, s in d["stages"].items():
+        cpu = "" if s["cpu_s"] is None else f"{s['cpu_s']:.1f}"
+        lines.append(f"| {name} | {s['jobs']} | {s['wall_s']:.1f} | {s['job_s']:.1f} | {cpu} |")
+    lines.append(f"| autoseg planning/QA (daemon) | | | | {d['autoseg_cpu_s']:.1f} |")
+    lines += ["", "## Sheets", "", "| sheet | area cm² | from | accepted-area mask |", "|---|---|---|---|"]
+    for s in d["final_sheets"]:
+        lines.append(f"| {s['name']} | {s['area_cm2']:.4f} | {', '.join(s['fused_from'])} | "
+                     f"{s['accepted_area_mask'] or 'all kept'} |")
+    lines += ["", "## QA gate (what was cut and why)", "",
+              "| trace | status | kept px | cut px | hot corners | pieces dropped | reasons |", "|---|---|---|---|---|---|---|"]
+    for n, r in sorted(d["gates"].items()):
+        reasons = ", ".join(f"{k} {v}" for k, v in (r.get("reasons") or {}).items() if v) or "-"
+        lines.append(f"| {n} | {r['status']} | {r.get('kept_px', 0)} | {r.get('cut_px', 0)} | "
+                     f"{r.get('hot_corners', 0)} | {r.get('pieces_dropped', 0)} | {reasons} |")
+    if d["duplicates"]:
+        lines += ["", "Duplicates dropped: " + ", ".join(f"{a} (of {b})" for a, b in d["duplicates"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(volpkg: Path, cfg, status: str, truth_score: dict | None = None,
+                 wall_s: float | None = None) -> dict:
+    """Write ``traces/autoseg_report.json``, ``.md`` and ``autoseg_timing.csv``; returns the data."""
+    volpkg = Path(volpkg)
+    d = report_data(volpkg, cfg, status, truth_score, wall_s)
+    root = volpkg / "traces"
+    root.mkdir(exist_ok=True)
+    atomic_write_json(root / f"{REPORT}.json", d)
+    _write_text(root / f"{REPORT}.md", report_markdown(d))
+    _write_text(root / "autoseg_timing.csv", ap.timing_csv(d["stages"], {"autoseg": {"cpu_s": d["autoseg_cpu_s"]}}))
+    return d
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
