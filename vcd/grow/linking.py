@@ -222,15 +222,17 @@ def _overlap_or_warn(mine: SurfaceSearch, other: SurfaceSearch, name: str, warn)
         return False
 
 
-def link_new_patch(paths_dir: str | os.PathLike, patch_name: str, search_effort: int = 10,
+def link_new_patch(paths_dir: str | os.PathLike, patch_name: str | os.PathLike, search_effort: int = 10,
                    index: PatchIndex | None = None, also: list[str] = (), warn=None) -> list[str]:
     """Find the overlaps of ``patch_name`` and write symmetric ``overlapping.json`` links.
 
     ``also`` names patches to link regardless (the expansion source, as VC3D does). Returns the
     linked neighbour names. ``search_effort`` is accepted for VC3D compatibility (the search here
     is exhaustive). Each neighbour's file is written (in the background) as soon as the overlap
-    is found, while the search goes on; ``patch_name``'s own list is written last."""
+    is found, while the search goes on; ``patch_name``'s own list is written last. ``patch_name`` may
+    also be the patch's path (as ``vc_seg_add_overlap`` takes it)."""
     paths_dir = Path(paths_dir)
+    patch_name = Path(patch_name).name
     index = index if index is not None else shared_index(paths_dir)
     mine = _own_search(paths_dir, patch_name, index)  # a malformed patch raises before anything is written
     found = set(also)
