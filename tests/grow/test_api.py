@@ -55,3 +55,24 @@ def test_expansion_through_the_jobs_and_linking(scroll_copy):
     linked = run_job("overlap", {"paths": str(paths), "segment": new.name}, ctx)["linked"]
     assert res["source_patch"] in linked and read_overlaps(new) == set(linked)
     assert all(new.name in read_overlaps(paths / n) for n in linked)
+
+
+def test_vcd_grow_in_expansion_mode_links_through_the_overlap_job(scroll_copy, tmp_path):
+    """The foreground ``vcd grow`` in expansion mode links the new patch as VC3D does — through the
+    same overlap job the daemon queues (source patch included)."""
+    import json
+    import subprocess
+    import sys
+    t = load_truth(scroll_copy)
+    paths = scroll_copy / "paths"
+    th = t.theta0 + 0.5 * (t.theta1 - t.theta0)
+    write_surface(paths / "auto_grown_20250101000000001", t.sample_grid(th, th + 1.0, 20, 70, 5.0),
+                  {"scale": [0.2, 0.2], "source": "vcd_grow"})
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({**PARAMS, "mode": "expansion"}))
+    r = subprocess.run([sys.executable, "-m", "vcd", "grow", "-v", scroll_copy / "volumes" / "synth_pred.zarr",
+                        "-t", paths, "-p", params], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    new = r.stdout.split("wrote ")[1].split()[0]
+    assert read_overlaps(new) and "auto_grown_20250101000000001" in read_overlaps(new)
+    assert r.stdout.strip().endswith(f"{len(read_overlaps(new))} overlaps")

@@ -11,20 +11,11 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..formats.jsonio import read_json
+from .args import checked_tool_params, named_or_positional
 
 
-def _named_or_positional(args, pairs) -> None:
-    """Fill ``args.<dest>`` from the named option or the positional; both given and different is an error."""
-    for dest, flag in pairs:
-        named, pos = getattr(args, f"opt_{dest}"), getattr(args, dest)
-        if named is not None and pos is not None and named != pos:
-            raise InputError(None, f"{flag} {named!r} and the positional {pos!r} disagree", "give only one of them")
-        setattr(args, dest, named if named is not None else pos)
-        if getattr(args, dest) is None:
-            raise InputError(None, f"missing {flag}", "vcd grow -v VOLUME -t PATHS -p PARAMS.json [-s X Y Z] "
-                             "(or the positional form: vcd grow VOLUME PATHS PARAMS.json [X Y Z])")
-
-
+_USAGE = ("vcd grow -v VOLUME -t PATHS -p PARAMS.json [-s X Y Z] "
+          "(or the positional form: vcd grow VOLUME PATHS PARAMS.json [X Y Z])")
 _JOB_KEYS = ("volume", "paths", "seed_point")
 
 
@@ -35,15 +26,13 @@ def _checked_params(path) -> dict:
     params = read_json(path, "params JSON")
     if not isinstance(params, dict):
         raise InputError(path, "params must be a JSON object", "write {\"mode\": \"seed\", ...}")
-    tool = {k: v for k, v in params.items() if k not in _JOB_KEYS}
-    GrowParams.from_dict(tool, source=str(path), warn=lambda m: print(f"warning: {m}", file=sys.stderr))
-    known = GrowParams.known_keys() | set(_JOB_KEYS)
-    return {k: v for k, v in params.items() if k in known}
+    return checked_tool_params(params, GrowParams, path, keep=_JOB_KEYS)
 
 
 def _grow(args) -> int:
     from ..jobs import JobContext
-    _named_or_positional(args, [("volume", "-v/--volume"), ("paths", "-t/--target-dir"), ("params", "-p/--params")])
+    named_or_positional(args, [("volume", "-v/--volume"), ("paths", "-t/--target-dir"), ("params", "-p/--params")],
+                        _USAGE)
     if args.opt_seed is not None:
         if args.xyz:
             raise InputError(None, "seed given twice (-s and positional X Y Z)", "give only one of them")
@@ -68,10 +57,9 @@ def _grow(args) -> int:
         raise InputError(args.volume, res["reason"], res["fix"])
     if res.get("written"):
         print(f"wrote {Path(args.paths) / res['written']} ({res['area_cm2']:.4f} cm², {res['corners']} corners)")
-        if res.get("mode") == "expansion":  # as VC3D's expansion does; in the daemon the overlap job links
-            from ..grow.linking import link_new_patch
-            linked = link_new_patch(args.paths, res["written"], also=[res["source_patch"]] if res.get(
-                "source_patch") else [], warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+        if res.get("mode") == "expansion":  # as VC3D's expansion does, through the daemon's one linker
+            from ..jobs import run_job
+            linked = run_job("overlap", {"paths": str(args.paths), "segment": res["written"]}, JobContext())["linked"]
             print(f"{res['written']}: {len(linked)} overlaps")
         return 0
     print(f"nothing written: {res['reason']}" + (f" — fix: {res['fix']}" if res.get("fix") else ""),

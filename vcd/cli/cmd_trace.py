@@ -11,6 +11,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..formats.jsonio import read_json
+from ..formats.provenance import PROVENANCE, read_provenance
+from .args import checked_tool_params, named_or_positional
 
 
 _FLAGS = [("volume", "-v/--volume"), ("paths", "-s/--src-dir"), ("out_dir", "-t/--target-dir"),
@@ -23,37 +25,25 @@ def _resolve(args) -> dict | None:
     """Named options over positionals; with ``--resume`` the trace's recorded provenance fills the rest.
 
     Returns the resumed trace's recorded params (or None)."""
-    recorded = {}
+    recorded, prov = {}, None
     if args.resume:
-        from ..trace.run import PROVENANCE
         trace = Path(args.resume)
-        prov_path = trace / PROVENANCE
-        if not prov_path.exists():
+        prov = read_provenance(trace)
+        if prov is None:
             raise InputError(trace, f"--resume: the trace has no {PROVENANCE}",
                              "only traces made by vcd can be resumed; give all arguments to trace anew")
-        prov = read_json(prov_path, "trace provenance")
         recorded = {"volume": prov.get("volume"), "paths": prov.get("src_dir"), "out_dir": str(trace.parent),
                     "seed": str(Path(prov["src_dir"]) / prov["seed"]) if prov.get("src_dir") and prov.get("seed")
                     else None}
-    for dest, flag in _FLAGS:
-        named, pos = getattr(args, f"opt_{dest}"), getattr(args, dest)
-        if named is not None and pos is not None and named != pos:
-            raise InputError(None, f"{flag} {named!r} and the positional {pos!r} disagree", "give only one of them")
-        value = named if named is not None else pos if pos is not None else recorded.get(dest)
-        if value is None and not (dest == "params" and args.resume):
-            raise InputError(None, f"missing {flag}", _USAGE)
-        setattr(args, dest, value)
+    named_or_positional(args, _FLAGS, _USAGE, recorded, optional=("params",) if args.resume else ())
     return (prov.get("params") or {}) if args.resume else None
 
 
 def _checked_params(params: dict, source) -> dict:
     """``params`` checked once (types; unknown keys: one warning each naming the file and the closest
     key), without its unknown keys (so the tracer does not warn again)."""
-    import sys
     from ..trace.params import TraceParams
-    TraceParams.from_dict(params, source=str(source), warn=lambda m: print(f"warning: {m}", file=sys.stderr))
-    known = TraceParams.known_keys()
-    return {k: v for k, v in params.items() if k in known}
+    return checked_tool_params(params, TraceParams, source)
 
 
 def _trace(args) -> int:

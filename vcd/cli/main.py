@@ -33,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
-    parser = build_parser()
+    return dispatch(build_parser(), argv)
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse ``argv`` and run the chosen subcommand's ``func(args) -> int``; without a subcommand,
+    print the help and return 2. The body of ``vcd`` and ``vcdctl`` (run it under :func:`guarded`)."""
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

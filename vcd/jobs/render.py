@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..formats.volpkg import is_prediction_name
 from .spec import JobSpec, Retry, param, path_field
 
 KIND = "render"
@@ -37,7 +38,7 @@ def _default_volume(seg: Path, volpkg) -> Path:
     for root in roots:
         vols = sorted(p for p in (root / "volumes").glob("*") if p.is_dir()) if (root / "volumes").is_dir() else []
         if vols:
-            ct = [v for v in vols if "pred" not in v.name and "surface" not in v.name]
+            ct = [v for v in vols if not is_prediction_name(v.name)]  # render the CT, not the prediction
             return (ct or vols)[0]
     raise InputError(seg, "no volume given and no volpkg volumes/ found", "pass volume=<path to .zarr>")
 
