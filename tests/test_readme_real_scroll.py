@@ -176,3 +176,16 @@ def test_rehearsal_trace_params_fit_the_synth_seed_json(tmp_path):
     for toml in heredocs(text, "TOML"):
         cfg = parse_config(tomllib.loads(toml))
         assert (out / "volumes" / cfg["daemon"]["volume"]).is_dir()
+
+
+def test_performance_figures_live_in_one_place():
+    """README repeats no benchmark figure (no ms, jobs/s, samples/s, vx²/CPU-s, MiB) and links
+    docs/capacity.md, which names every bench/ script and the anchor the README points to."""
+    readme = (ROOT / "README.md").read_text()
+    figures = re.findall(r"\d[\d,.]*\s?(?:ms\b|jobs/s|samples/s|vx²/CPU|cm²/CPU|MiB)", readme)
+    assert figures == [], figures
+    assert "docs/capacity.md#measured-by-the-heavy-tests" in readme
+    capacity = (ROOT / "docs" / "capacity.md").read_text()
+    assert "\n## Measured by the heavy tests\n" in capacity
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        assert f"bench/{script.name}" in capacity, script.name
