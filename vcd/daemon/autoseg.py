@@ -58,6 +58,8 @@ KV_RUNS = "autoseg_runs"
 GATE_FILE = "autoseg_qa.json"
 REPORT = "autoseg_report"
 PENDING = ("queued", "running")
+#: an accepted trace with more than this share of its points on a larger kept one adds nothing: dropped
+DUP_SHARE = 0.95
 
 
 def trace_dirs(volpkg: Path) -> list[Path]:
@@ -410,7 +412,7 @@ def final_sheets(volpkg: Path, tol: float = 2.0) -> dict:
         clouds[d.name] = ap.densify_grid(read_surface(d).points, tol)
         patches[d.name] = set(((read_provenance(d) or {}).get("patches") or {}).keys())
     order = sorted(clouds, key=lambda n: (-len(clouds[n]), n))
-    rel = ap.sheet_relations(clouds, order, tol, shared_patches=patches)
+    rel = ap.sheet_relations(clouds, order, tol, DUP_SHARE, shared_patches=patches)
     fused = {}
     root = volpkg / "traces"
     if root.is_dir():

@@ -325,7 +325,7 @@ def stage_timing(jobs: list[dict]) -> dict:
     ``state``, ``started``, ``finished`` (epoch s) and ``result`` (dict or None)."""
     out = {}
     for stage, kinds in STAGES.items():
-        rows = [j for j in jobs if j["kind"] in kinds and j.get("started") and j.get("finished")
+        rows = [j for j in jobs if j["kind"] in kinds and j.get("started") is not None and j.get("finished") is not None
                 and j["state"] in ("done", "failed")]
         cpu = [float((j.get("result") or {}).get("cpu_seconds")) for j in rows
                if isinstance(j.get("result"), dict) and (j.get("result") or {}).get("cpu_seconds") is not None]
