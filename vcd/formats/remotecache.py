@@ -21,6 +21,7 @@ changed volume, delete the directory.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -86,6 +87,13 @@ class DiskCache:
             os.utime(path)
         self.hits += 1
         return data
+
+    def known(self, name: str) -> bool | None:
+        """True if ``name`` is kept, False if it is known absent, None if the cache does not know."""
+        path = self._path(name)
+        if path.exists():
+            return True
+        return False if path.with_suffix(".none").exists() else None
 
     # ------------------------------------------------------------------ writing
     def put(self, name: str, data: bytes | None) -> None:
@@ -189,7 +197,6 @@ class CachedStore(WrapperStore[Store]):
     async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
                   ) -> Buffer | None:
         """The object ``key`` from the disk cache, else from the wrapped store (then kept)."""
-        import asyncio
         name = self._name(key, byte_range)
         kept = await asyncio.to_thread(self.cache.get, name)
         if kept is ABSENT:
@@ -201,7 +208,5 @@ class CachedStore(WrapperStore[Store]):
         return buf
 
     async def exists(self, key: str) -> bool:
-        kept = self.cache.get(self._name(key))
-        if kept is ABSENT:
-            return False
-        return True if kept is not None else await self._store.exists(key)
+        known = self.cache.known(self._name(key))
+        return known if known is not None else await self._store.exists(key)
