@@ -2,7 +2,7 @@
 and are accepted as written: every ``vcd`` / ``vcdctl`` command in it parses with the real CLI parsers
 (and its subcommand is listed by ``--help``), every params JSON block is accepted by the params
 dataclasses without an unknown-key warning, the grid relation it spells out holds for its own blocks
-(trace ``src_step`` = the patches' ``step_size``; cells narrower than the wrap spacing), every TOML
+(trace ``src_step`` = the patches' ``step_size``; cells no wider than the wrap spacing), every TOML
 block is a valid daemon config, the files it points to are in the repository, and the rehearsal's
 ``trace_params.json`` fits the ``seed.json`` that ``vcd synth`` writes for the rehearsal's scroll."""
 
@@ -53,7 +53,8 @@ def heredocs(text: str, tag: str) -> list[str]:
 def commands(text: str) -> list[list[str]]:
     """Every ``vcd ...`` / ``vcdctl ...`` command in the section's code (fenced and inline), as argv
     lists without the program name's path; shell operators, comments and here-documents end a command."""
-    code = fenced(text, "bash") + re.findall(r"(?<!`)`([^`\n]+)`(?!`)", text)
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    code = fenced(text, "bash") + [span.replace("\n", " ") for span in re.findall(r"`([^`]+)`", prose)]
     out = []
     for chunk in code:
         chunk = re.sub(r"<<'(\w+)'\n.*?\n\1\n", "\n", chunk, flags=re.S)
@@ -189,3 +190,29 @@ def test_performance_figures_live_in_one_place():
     assert "\n## Measured by the heavy tests\n" in capacity
     for script in sorted((ROOT / "bench").glob("*.py")):
         assert f"bench/{script.name}" in capacity, script.name
+
+
+def test_submitted_jobs_are_accepted_by_their_kind(tmp_path):
+    """Every ``vcdctl submit KIND`` in the section, with what ``--params FILE`` names (the section's own
+    ``trace_params.json`` block, or the rehearsal's) and the keys the volpkg supplies, parses with the
+    job kind's own params definition and no unknown-key warning."""
+    from vcd.jobs import get_spec
+    text = section()
+    files = {"trace_params.json": [_params(b)[0] for b in fenced(text, "json") if "mode" not in json.loads(b)]
+             + [json.loads(b) for b in heredocs(text, "JSON")]}
+    supplied = {"trace": {"volume": "v", "src_dir": "paths", "tgt_dir": "traces"}}
+    submits = [c for c in commands(text) if c[:2] == ["vcdctl", "submit"] and "--help" not in c]
+    assert {c[2] for c in submits} >= {"trace", "render"}
+    for argv in submits:
+        args = ctl_parser().parse_args(argv[1:])
+        given = {}
+        for kv in args.param or []:
+            k, v = kv.split("=", 1)
+            try:
+                given[k] = json.loads(v)
+            except json.JSONDecodeError:
+                given[k] = v
+        for body in files.get(args.params, [{}]) if args.params else [{}]:
+            warnings: list[str] = []
+            get_spec(args.kind).parse({**supplied.get(args.kind, {}), **body, **given}, warn=warnings.append)
+            assert warnings == [], (argv, warnings)
