@@ -301,3 +301,18 @@ def test_edge_chunk_padding_reads_zero(tmp_path):
     chunk = ZarrLevel.open(tmp_path / "a").read_chunk(1, 1, 1)
     assert chunk.shape == (32, 32, 32) and (chunk[:8, :8, :8] == 7).all()
     assert chunk.sum() == 7 * 8 ** 3
+
+
+def test_unwritable_cache_reads_on(v3_scroll, tmp_path, caplog):
+    """A cache directory that cannot be written (full disk, read-only mount; here its lock file cannot be
+    opened): one warning, the data are still read."""
+    pytest.importorskip("aiohttp")
+    vp, _, datas = v3_scroll
+    with http_server(vp / "volumes") as base:
+        vol = open_volume(f"{base}/synth_pred_v3.zarr", cache_root=tmp_path / "cache")
+        lock = tmp_path / "cache" / "remote-chunks" / ".lock"
+        lock.unlink()
+        lock.mkdir()                                    # open(".lock") now fails with an OSError
+        with caplog.at_level("WARNING", logger="vcd.formats.remotecache"):
+            np.testing.assert_array_equal(vol.levels[0].read_all(), datas[0])
+    assert sum("not kept" in r.getMessage() for r in caplog.records) == 1

@@ -63,6 +63,7 @@ class DiskCache:
         self.max_bytes = int(max_bytes)
         self.hits = 0      # objects served from disk, for tests and benchmarks
         self.misses = 0    # objects fetched
+        self.warned = False
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -204,7 +205,12 @@ class CachedStore(WrapperStore[Store]):
         if kept is not None:
             return prototype.buffer.from_bytes(kept)
         buf = await self._store.get(key, prototype, byte_range)  # transport errors propagate: nothing kept
-        await asyncio.to_thread(self.cache.put, name, None if buf is None else buf.to_bytes())
+        try:
+            await asyncio.to_thread(self.cache.put, name, None if buf is None else buf.to_bytes())
+        except OSError as exc:  # a full or read-only disk: read on without keeping, say so once
+            if not self.cache.warned:
+                self.cache.warned = True
+                log.warning("%s: remote chunks are not kept (%s)", self.cache.dir, exc.strerror or exc)
         return buf
 
     async def exists(self, key: str) -> bool:
