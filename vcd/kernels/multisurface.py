@@ -21,23 +21,15 @@ import numba as nb
 import numpy as np
 
 from .pointsearch import _closest_on_triangle, hash_bucket, hash_cells_within
+from .solve import lstsq2
 
 
 @nb.njit(cache=True)
 def _tri_params(a, b, c, p):
     """``(s, t)`` with ``p = a + s (b - a) + t (c - a)`` (p on the triangle's plane)."""
-    e0x, e0y, e0z = b[0] - a[0], b[1] - a[1], b[2] - a[2]
-    e1x, e1y, e1z = c[0] - a[0], c[1] - a[1], c[2] - a[2]
-    vx, vy, vz = p[0] - a[0], p[1] - a[1], p[2] - a[2]
-    A = e0x * e0x + e0y * e0y + e0z * e0z
-    B = e0x * e1x + e0y * e1y + e0z * e1z
-    C = e1x * e1x + e1y * e1y + e1z * e1z
-    D = e0x * vx + e0y * vy + e0z * vz
-    E = e1x * vx + e1y * vy + e1z * vz
-    det = A * C - B * B
-    if det <= 1e-12:
-        return 0.0, 0.0
-    return (C * D - B * E) / det, (A * E - B * D) / det
+    s, t, _ = lstsq2(b[0] - a[0], b[1] - a[1], b[2] - a[2], c[0] - a[0], c[1] - a[1], c[2] - a[2],
+                     p[0] - a[0], p[1] - a[1], p[2] - a[2], 1e-12)
+    return s, t
 
 
 @nb.njit(cache=True)

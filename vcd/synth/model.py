@@ -25,6 +25,8 @@ import math
 import numba as nb
 import numpy as np
 
+from ..kernels.solve import lstsq2
+
 TWO_PI = 2.0 * math.pi
 
 # layout of the flat parameter vector P (float64)
@@ -101,18 +103,10 @@ def nearest_on_sheet(P, bumps, x, y, z):
         h = 1e-4
         ax, ay, az = sheet_point(P, bumps, th + h, zz)
         bx, by, bz = sheet_point(P, bumps, th, zz + h)
-        j00, j10, j20 = (ax - sx) / h, (ay - sy) / h, (az - sz) / h
-        j01, j11, j21 = (bx - sx) / h, (by - sy) / h, (bz - sz) / h
-        a = j00 * j00 + j10 * j10 + j20 * j20
-        b = j00 * j01 + j10 * j11 + j20 * j21
-        c = j01 * j01 + j11 * j11 + j21 * j21
-        g0 = j00 * rx + j10 * ry + j20 * rz
-        g1 = j01 * rx + j11 * ry + j21 * rz
-        det = a * c - b * b
-        if det <= 1e-12:
+        d0, d1, ok = lstsq2((ax - sx) / h, (ay - sy) / h, (az - sz) / h, (bx - sx) / h, (by - sy) / h,
+                            (bz - sz) / h, rx, ry, rz, 1e-12)
+        if not ok:
             break
-        d0 = (c * g0 - b * g1) / det
-        d1 = (a * g1 - b * g0) / det
         # limit the step so we stay on the chosen wrap
         lim = 0.5
         if d0 > lim:

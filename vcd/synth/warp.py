@@ -31,6 +31,8 @@ import math
 import numba as nb
 import numpy as np
 
+from ..kernels.solve import lstsq2
+
 TWO_PI = 2.0 * math.pi
 
 # flat parameter vector layout (float64)
@@ -157,18 +159,10 @@ def project_local(P, bumps, a, b, s, th, ss, tol=1e-8):
         h = 1e-5
         ax, ay, az = local_point(P, bumps, th + h, ss)
         bx, by, bz = local_point(P, bumps, th, ss + h)
-        j00, j10, j20 = (ax - px) / h, (ay - py) / h, (az - pz) / h
-        j01, j11, j21 = (bx - px) / h, (by - py) / h, (bz - pz) / h
-        m00 = j00 * j00 + j10 * j10 + j20 * j20
-        m01 = j00 * j01 + j10 * j11 + j20 * j21
-        m11 = j01 * j01 + j11 * j11 + j21 * j21
-        g0 = j00 * rx + j10 * ry + j20 * rz
-        g1 = j01 * rx + j11 * ry + j21 * rz
-        det = m00 * m11 - m01 * m01
-        if det <= 1e-14:
+        d0, d1, ok = lstsq2((ax - px) / h, (ay - py) / h, (az - pz) / h, (bx - px) / h, (by - py) / h,
+                            (bz - pz) / h, rx, ry, rz, 1e-14)
+        if not ok:
             break
-        d0 = (m11 * g0 - m01 * g1) / det
-        d1 = (m00 * g1 - m01 * g0) / det
         lim = 0.3
         if d0 > lim:
             d0 = lim

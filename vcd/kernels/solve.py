@@ -1,0 +1,23 @@
+"""Small dense solves shared by kernels (numba, inlined into their callers)."""
+
+from __future__ import annotations
+
+import numba as nb
+
+
+@nb.njit(cache=True, inline="always")
+def lstsq2(ax, ay, az, bx, by, bz, rx, ry, rz, min_det):
+    """The ``(s, t)`` minimising ``|s·a + t·b − r|²`` for 3-vectors ``a``, ``b``, ``r`` (normal
+    equations of the 3×2 system ``[a b]``): the Gauss-Newton step of a two-parameter fit, or the
+    plane coordinates of ``r`` over the edges ``a``, ``b`` of a triangle. Returns ``(s, t, ok)``;
+    ``ok`` is False (and ``s = t = 0``) when ``det = |a|²|b|² − (a·b)² <= min_det`` (``a``, ``b``
+    parallel or zero)."""
+    A = ax * ax + ay * ay + az * az
+    B = ax * bx + ay * by + az * bz
+    C = bx * bx + by * by + bz * bz
+    g0 = ax * rx + ay * ry + az * rz
+    g1 = bx * rx + by * ry + bz * rz
+    det = A * C - B * B
+    if det <= min_det:
+        return 0.0, 0.0, False
+    return (C * g0 - B * g1) / det, (A * g1 - B * g0) / det, True
