@@ -216,3 +216,13 @@ def test_submitted_jobs_are_accepted_by_their_kind(tmp_path):
             warnings: list[str] = []
             get_spec(args.kind).parse({**supplied.get(args.kind, {}), **body, **given}, warn=warnings.append)
             assert warnings == [], (argv, warnings)
+
+
+def test_no_other_doc_repeats_a_figure():
+    """Apart from docs/capacity.md (and the VC3D comparison with its method), the docs state no
+    timing or throughput figure either."""
+    pattern = r"\d[\d,.–-]*\s?(?:ms\b|jobs/s|samples/s|vx²/CPU|cm²/CPU)"
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        if doc.name in ("capacity.md", "vc3d-comparison.md"):
+            continue
+        assert re.findall(pattern, doc.read_text()) == [], doc.name
