@@ -214,6 +214,21 @@ def test_remote_volume_is_read_from_the_disk_cache_once_served(v3_scroll, tmp_pa
     assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+def test_cli_reads_a_remote_volume_offline_after_a_restart(v3_scroll, monkeypatch):
+    """`vcd info URL` while served fills the default disk cache; a new process reads it offline."""
+    pytest.importorskip("aiohttp")
+    vp, _, _ = v3_scroll
+    with http_server(vp / "volumes") as base:
+        url = f"{base}/synth_pred_v3.zarr"
+        served = _vcd("info", url, "--json")
+    assert served.returncode == 0, served.stderr
+    offline = _vcd("info", url, "--json")
+    assert offline.returncode == 0 and json.loads(offline.stdout) == json.loads(served.stdout), offline.stderr
+    monkeypatch.setenv("VCD_REMOTE_CACHE_BYTES", "0")      # no disk cache: the server is needed
+    r = _vcd("info", url, "--json")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def _stored_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
