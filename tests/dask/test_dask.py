@@ -11,15 +11,7 @@ distributed = pytest.importorskip("distributed")
 
 from vcd.formats.volpkg import list_patches  # noqa: E402
 
-from ..daemon.conftest import Daemon  # noqa: E402
-
-
-@pytest.fixture
-def cluster():
-    c = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                 worker_dashboard_address=None)
-    yield c
-    c.close()
+from .conftest import dask_daemon  # noqa: E402
 
 
 def test_seeds_expansion_and_trace_on_dask(scroll_copy, cluster):
@@ -27,17 +19,7 @@ def test_seeds_expansion_and_trace_on_dask(scroll_copy, cluster):
     grow = {"generations": 12, "step_size": 5, "min_area_cm": 0.0001, "tgt_overlap_count": 4}
     (vp / "seed.json").write_text(json.dumps(grow))
     (vp / "expand.json").write_text(json.dumps(grow))
-    d = Daemon(vp, f"""
-[daemon]
-executor = "dask"
-dask_scheduler = "{cluster.scheduler_address}"
-lease_seconds = 10
-[schedule]
-seed_count = 2
-expand_queue = 2
-interval_seconds = 1.0
-max_patches = 8
-""")
+    d = dask_daemon(vp, cluster, "seed_count = 2\nexpand_queue = 2\ninterval_seconds = 1.0\nmax_patches = 8")
     d.start()
     q = d.queue()
     d.wait_for(lambda: len(list_patches(vp / "paths")) >= 6, 120, "patches on dask")
@@ -56,14 +38,7 @@ max_patches = 8
 
 def test_killed_dask_worker_still_every_job_done_once(scroll_copy, cluster, tmp_path):
     vp = scroll_copy
-    d = Daemon(vp, f"""
-[daemon]
-executor = "dask"
-dask_scheduler = "{cluster.scheduler_address}"
-lease_seconds = 10
-[schedule]
-expansion = false
-""")
+    d = dask_daemon(vp, cluster)
     d.start()
     q = d.queue()
     marker = d.volpkg / ".vcd" / "m.jsonl"  # daemon jobs may only write inside their volpkg

@@ -6,19 +6,11 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from ..daemon.conftest import Daemon  # noqa: E402
-from .test_dask import cluster  # noqa: E402,F401  (the LocalCluster fixture)
+from .conftest import dask_daemon  # noqa: E402
 
 
-def test_dask_job_progress_cancel_and_traceback(scroll_copy, cluster):  # noqa: F811
-    d = Daemon(scroll_copy, f"""
-[daemon]
-executor = "dask"
-dask_scheduler = "{cluster.scheduler_address}"
-lease_seconds = 10
-[schedule]
-expansion = false
-""")
+def test_dask_job_progress_cancel_and_traceback(scroll_copy, cluster):
+    d = dask_daemon(scroll_copy, cluster)
     d.start()
     q = d.queue()
     marker = d.volpkg / ".vcd" / "m.jsonl"
