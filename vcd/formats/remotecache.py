@@ -33,7 +33,9 @@ from pathlib import Path
 
 from zarr.abc.store import ByteRequest, RangeByteRequest, OffsetByteRequest, SuffixByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype
-from zarr.storage._wrapper import WrapperStore  # zarr-python 3's base for store wrappers
+from zarr.storage import WrapperStore  # zarr-python 3's base for store wrappers
+
+from .jsonio import umask_mode
 
 log = logging.getLogger("vcd.formats.remotecache")
 
@@ -64,6 +66,7 @@ class DiskCache:
         self.hits = 0      # objects served from disk, for tests and benchmarks
         self.misses = 0    # objects fetched
         self.warned = False
+        self._mode = umask_mode()   # read once: it briefly changes the process umask
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -110,6 +113,7 @@ class DiskCache:
                 total = self._evict(int(self.max_bytes * LOW_WATER) - size)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.dir)
             try:
+                os.fchmod(fd, self._mode)   # as any new file (mkstemp's 0600 would hide it from other users)
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data or b"")
                 os.replace(tmp, target)
