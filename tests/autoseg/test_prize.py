@@ -31,7 +31,7 @@ def test_the_true_sheet_scores_full_coverage_and_no_switch():
 
 def test_a_sheet_switch_counts_the_smaller_piece_and_wrong_wrap_covers_nothing_extra():
     t = _truth()
-    th_mid = t.theta0 + 2.5 * math.pi
+    th_mid = t.theta0 + 1.5
     a = t.sample_grid(th_mid - 1.0, th_mid, 5, 30, 2.0)
     b = t.sample_grid(th_mid + 2 * math.pi, th_mid + 2 * math.pi + 0.5, 5, 30, 2.0)  # one wrap outward
     rows = min(a.shape[0], b.shape[0])
