@@ -7,6 +7,7 @@ Lives in ``kernels`` (the lowest package) so kernels, formats and every tool sha
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 #: the coordinate value of an invalid vertex
@@ -23,3 +24,20 @@ def valid_quads(valid: np.ndarray) -> np.ndarray:
     """bool ``[rows-1, cols-1]``: True for each quad (``[r, c]`` .. ``[r+1, c+1]``) whose four corners
     are valid in the bool ``[rows, cols]`` map ``valid``."""
     return valid[:-1, :-1] & valid[1:, :-1] & valid[:-1, 1:] & valid[1:, 1:]
+
+
+@nb.njit(cache=True, inline="always")
+def quad_valid(valid, r, c):
+    """The numba twin of :func:`valid_quads` for one quad: True when the quad ``[r, c]`` ..
+    ``[r+1, c+1]`` lies inside the bool ``[rows, cols]`` map ``valid`` and its four corners are valid."""
+    return (0 <= r and 0 <= c and r + 1 < valid.shape[0] and c + 1 < valid.shape[1] and valid[r, c]
+            and valid[r + 1, c] and valid[r, c + 1] and valid[r + 1, c + 1])
+
+
+@nb.njit(cache=True, inline="always")
+def quad_triangle(grid, r, c, t):
+    """Corners ``(a, b, c)`` (views of ``grid[row, col] = (x, y, z)``) of triangle ``t`` (0 or 1) of
+    the quad ``[r, c]`` .. ``[r+1, c+1]``: ``(P00, P01, P10)`` and ``(P11, P10, P01)``."""
+    if t == 0:
+        return grid[r, c], grid[r, c + 1], grid[r + 1, c]
+    return grid[r + 1, c + 1], grid[r + 1, c], grid[r, c + 1]

@@ -16,7 +16,16 @@ import numba as nb
 import numpy as np
 
 
+from .points import quad_triangle, quad_valid
+
 DEGENERATE = 1e-10  #: a triangle with sin² of its angle at corner a below this is treated as its edges
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _along_dist2(px, py, pz, o, dx, dy, dz, u):
+    """Squared distance from point p to the point ``o + u·(dx, dy, dz)``."""
+    qx, qy, qz = o[0] + u * dx - px, o[1] + u * dy - py, o[2] + u * dz - pz
+    return qx * qx + qy * qy + qz * qz
 
 
 @nb.njit(cache=True, nogil=True)
@@ -31,8 +40,7 @@ def _segment_dist2(px, py, pz, a, b):
             u = 0.0
         elif u > 1.0:
             u = 1.0
-    qx, qy, qz = a[0] + u * dx - px, a[1] + u * dy - py, a[2] + u * dz - pz
-    return qx * qx + qy * qy + qz * qz
+    return _along_dist2(px, py, pz, a, dx, dy, dz, u)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -70,9 +78,7 @@ def point_triangle_dist2(px, py, pz, a, b, c):
     if vc <= 0 and d1 >= 0 and d3 <= 0:
         if d1 - d3 <= 0:
             return _edges_dist2(px, py, pz, a, b, c)
-        v = d1 / (d1 - d3)
-        qx, qy, qz = a[0] + v * abx - px, a[1] + v * aby - py, a[2] + v * abz - pz
-        return qx * qx + qy * qy + qz * qz
+        return _along_dist2(px, py, pz, a, abx, aby, abz, d1 / (d1 - d3))  # on edge ab
     cpx, cpy, cpz = px - c[0], py - c[1], pz - c[2]
     d5 = abx * cpx + aby * cpy + abz * cpz
     d6 = acx * cpx + acy * cpy + acz * cpz
@@ -82,18 +88,13 @@ def point_triangle_dist2(px, py, pz, a, b, c):
     if vb <= 0 and d2 >= 0 and d6 <= 0:
         if d2 - d6 <= 0:
             return _edges_dist2(px, py, pz, a, b, c)
-        w = d2 / (d2 - d6)
-        qx, qy, qz = a[0] + w * acx - px, a[1] + w * acy - py, a[2] + w * acz - pz
-        return qx * qx + qy * qy + qz * qz
+        return _along_dist2(px, py, pz, a, acx, acy, acz, d2 / (d2 - d6))  # on edge ac
     va = d3 * d6 - d5 * d4
     if va <= 0 and (d4 - d3) >= 0 and (d5 - d6) >= 0:
         if (d4 - d3) + (d5 - d6) <= 0:
             return _edges_dist2(px, py, pz, a, b, c)
-        w = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-        qx = b[0] + w * (c[0] - b[0]) - px
-        qy = b[1] + w * (c[1] - b[1]) - py
-        qz = b[2] + w * (c[2] - b[2]) - pz
-        return qx * qx + qy * qy + qz * qz
+        return _along_dist2(px, py, pz, b, c[0] - b[0], c[1] - b[1], c[2] - b[2],
+                            (d4 - d3) / ((d4 - d3) + (d5 - d6)))  # on edge bc
     if not va + vb + vc > 0:  # zero-area (or NaN) triangle
         return _edges_dist2(px, py, pz, a, b, c)
     denom = 1.0 / (va + vb + vc)
@@ -110,7 +111,6 @@ def dist_to_grid(grid, valid, queries, cand_r, cand_c):
     """Distance (voxels) from each query (N×3, (x, y, z)) to the quads touching its candidate
     vertices ``(cand_r[i, k], cand_c[i, k])``; vertices of quads with an invalid corner are used
     as isolated points. Returns float64[N] (inf if no candidate)."""
-    R, C = valid.shape
     out = np.full(queries.shape[0], np.inf)
     for i in range(queries.shape[0]):
         px, py, pz = queries[i, 0], queries[i, 1], queries[i, 2]
@@ -125,16 +125,13 @@ def dist_to_grid(grid, valid, queries, cand_r, cand_c):
             for dr in range(-1, 1):
                 for dc in range(-1, 1):
                     r0, c0 = r + dr, c + dc
-                    if r0 < 0 or c0 < 0 or r0 + 1 >= R or c0 + 1 >= C:
+                    if not quad_valid(valid, r0, c0):
                         continue
-                    if not (valid[r0, c0] and valid[r0 + 1, c0] and valid[r0, c0 + 1] and valid[r0 + 1, c0 + 1]):
-                        continue
-                    d = point_triangle_dist2(px, py, pz, grid[r0, c0], grid[r0, c0 + 1], grid[r0 + 1, c0])
-                    if d < best:
-                        best = d
-                    d = point_triangle_dist2(px, py, pz, grid[r0 + 1, c0 + 1], grid[r0 + 1, c0], grid[r0, c0 + 1])
-                    if d < best:
-                        best = d
+                    for t in range(2):
+                        ta, tb, tc = quad_triangle(grid, r0, c0, t)
+                        d = point_triangle_dist2(px, py, pz, ta, tb, tc)
+                        if d < best:
+                            best = d
         out[i] = math.sqrt(best)
     return out
 
@@ -191,7 +188,6 @@ def _closest_on_triangle(px, py, pz, a, b, c, out):
 def closest_on_grid(grid, valid, queries, cand_r, cand_c):
     """Like :func:`dist_to_grid` but also returns the closest surface points (N×3) and the grid
     location (row, col, continuous) of each."""
-    R, C = valid.shape
     n = queries.shape[0]
     dist = np.full(n, np.inf)
     pts = np.full((n, 3), -1.0)
@@ -212,20 +208,15 @@ def closest_on_grid(grid, valid, queries, cand_r, cand_c):
             for dr in range(-1, 1):
                 for dc in range(-1, 1):
                     r0, c0 = r + dr, c + dc
-                    if r0 < 0 or c0 < 0 or r0 + 1 >= R or c0 + 1 >= C:
+                    if not quad_valid(valid, r0, c0):
                         continue
-                    if not (valid[r0, c0] and valid[r0 + 1, c0] and valid[r0, c0 + 1] and valid[r0 + 1, c0 + 1]):
-                        continue
-                    d = _closest_on_triangle(px, py, pz, grid[r0, c0], grid[r0, c0 + 1], grid[r0 + 1, c0], tmp)
-                    if d < best:
-                        best = d
-                        pts[i, 0], pts[i, 1], pts[i, 2] = tmp[0], tmp[1], tmp[2]
-                        loc[i, 0], loc[i, 1] = r0 + 0.5, c0 + 0.5
-                    d = _closest_on_triangle(px, py, pz, grid[r0 + 1, c0 + 1], grid[r0 + 1, c0], grid[r0, c0 + 1], tmp)
-                    if d < best:
-                        best = d
-                        pts[i, 0], pts[i, 1], pts[i, 2] = tmp[0], tmp[1], tmp[2]
-                        loc[i, 0], loc[i, 1] = r0 + 0.5, c0 + 0.5
+                    for t in range(2):
+                        ta, tb, tc = quad_triangle(grid, r0, c0, t)
+                        d = _closest_on_triangle(px, py, pz, ta, tb, tc, tmp)
+                        if d < best:
+                            best = d
+                            pts[i, 0], pts[i, 1], pts[i, 2] = tmp[0], tmp[1], tmp[2]
+                            loc[i, 0], loc[i, 1] = r0 + 0.5, c0 + 0.5
         dist[i] = math.sqrt(best)
     return dist, pts, loc
 
@@ -240,7 +231,7 @@ def max_quad_edge(grid, valid):
     best = 0.0
     for r in range(R - 1):
         for c in range(C - 1):
-            if not (valid[r, c] and valid[r + 1, c] and valid[r, c + 1] and valid[r + 1, c + 1]):
+            if not quad_valid(valid, r, c):
                 continue
             for e in range(5):
                 if e == 0:
@@ -405,7 +396,7 @@ def hash_bucket(keys, starts, dims, ix, iy, iz):
 def _bucket_within(px, py, pz, grid, valid, vreach, order, b0, b1, tol):
     """True if p is within ``tol`` of a quad touching one of the vertices ``order[b0:b1]`` (or of
     such a vertex itself); a vertex farther than ``tol + vreach[vertex]`` is skipped."""
-    R, C = valid.shape
+    C = valid.shape[1]
     tol2 = tol * tol
     for m in range(b0, b1):
         v = order[m]
@@ -418,14 +409,12 @@ def _bucket_within(px, py, pz, grid, valid, vreach, order, b0, b1, tol):
         for dr in range(-1, 1):
             for dc in range(-1, 1):
                 r0, c0 = r + dr, c + dc
-                if r0 < 0 or c0 < 0 or r0 + 1 >= R or c0 + 1 >= C:
+                if not quad_valid(valid, r0, c0):
                     continue
-                if not (valid[r0, c0] and valid[r0 + 1, c0] and valid[r0, c0 + 1] and valid[r0 + 1, c0 + 1]):
-                    continue
-                if point_triangle_dist2(px, py, pz, grid[r0, c0], grid[r0, c0 + 1], grid[r0 + 1, c0]) <= tol2 or \
-                        point_triangle_dist2(px, py, pz, grid[r0 + 1, c0 + 1], grid[r0 + 1, c0],
-                                             grid[r0, c0 + 1]) <= tol2:
-                    return True
+                for t in range(2):
+                    ta, tb, tc = quad_triangle(grid, r0, c0, t)
+                    if point_triangle_dist2(px, py, pz, ta, tb, tc) <= tol2:
+                        return True
     return False
 
 
