@@ -90,17 +90,17 @@ def _meta(d: Path) -> dict:
 
 def _jobs(q: JobQueue, kinds: tuple[str, ...] | None = None, limit: int = 100000) -> list[dict]:
     """Full rows (params and result parsed) of the queue's jobs of ``kinds`` (all kinds: None)."""
+    rows = [r for k in kinds for r in q.list(kind=k, limit=limit)] if kinds else q.list(limit=limit)
     out = []
-    for row in q.list(limit=limit):
-        if kinds is None or row["kind"] in kinds:
-            full = q.get(row["id"])
-            if full is None:
-                continue
-            try:
-                full["result"] = json.loads(full["result"]) if full.get("result") else None
-            except ValueError:
-                full["result"] = None
-            out.append(full)
+    for row in rows:
+        full = q.get(row["id"])
+        if full is None:
+            continue
+        try:
+            full["result"] = json.loads(full["result"]) if full.get("result") else None
+        except ValueError:
+            full["result"] = None
+        out.append(full)
     return out
 
 
@@ -118,6 +118,7 @@ class Autoseg:
         self._lock = threading.Lock()
         self._geom_key = None
         self._geom: tuple = ([], {}, (0.0, 0.0))
+        self._clouds: dict[str, tuple] = {}  # patch name -> ((x.tif, mask.tif mtimes), valid points N×3)
         self.last_state: dict = {}
 
     # ------------------------------------------------------------------ the tick
@@ -232,9 +233,16 @@ class Autoseg:
             return self._geom
         clouds = {}
         for p, _ in patches:
+            stamp = (p / "x.tif").stat().st_mtime if (p / "x.tif").exists() else 0
+            stamp = (stamp, (p / "mask.tif").stat().st_mtime if (p / "mask.tif").exists() else 0)
+            hit = self._clouds.get(p.name)
+            if hit is not None and hit[0] == stamp:
+                clouds[p.name] = hit[1]
+                continue
             try:
                 s = read_surface(p)
                 clouds[p.name] = s.points[s.valid].astype(np.float64)
+                self._clouds[p.name] = (stamp, clouds[p.name])
             except VcdError:
                 continue
         axis = ap.collection_axis(list(clouds.values()))
