@@ -17,6 +17,7 @@ import numpy as np
 
 
 from .points import quad_triangle, quad_valid
+from .solve import lstsq2
 
 DEGENERATE = 1e-10  #: a triangle with sin² of its angle at corner a below this is treated as its edges
 
@@ -142,19 +143,9 @@ def _closest_on_triangle(px, py, pz, a, b, c, out):
     Barycentric clamping (projection, then edge clamps)."""
     e0x, e0y, e0z = b[0] - a[0], b[1] - a[1], b[2] - a[2]
     e1x, e1y, e1z = c[0] - a[0], c[1] - a[1], c[2] - a[2]
-    vx, vy, vz = a[0] - px, a[1] - py, a[2] - pz
-    A = e0x * e0x + e0y * e0y + e0z * e0z
-    B = e0x * e1x + e0y * e1y + e0z * e1z
-    C = e1x * e1x + e1y * e1y + e1z * e1z
-    D = e0x * vx + e0y * vy + e0z * vz
-    E = e1x * vx + e1y * vy + e1z * vz
-    det = A * C - B * B
-    degenerate = not det > DEGENERATE * A * C  # zero-area triangle (repeated or collinear corners): its edges
-    s = t = 0.0
-    if not degenerate:
-        s = (B * E - C * D) / det
-        t = (B * D - A * E) / det
-    if degenerate or s < 0 or t < 0 or s + t > 1:
+    # p's plane coordinates; a zero-area triangle (repeated or collinear corners) is its edges
+    s, t, ok = lstsq2(e0x, e0y, e0z, e1x, e1y, e1z, px - a[0], py - a[1], pz - a[2], 0.0, DEGENERATE)
+    if not ok or s < 0 or t < 0 or s + t > 1:
         # clamp to the best of the three edges
         best = np.inf
         out[0], out[1], out[2] = a[0], a[1], a[2]

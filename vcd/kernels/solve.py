@@ -6,18 +6,18 @@ import numba as nb
 
 
 @nb.njit(cache=True, inline="always")
-def lstsq2(ax, ay, az, bx, by, bz, rx, ry, rz, min_det):
+def lstsq2(ax, ay, az, bx, by, bz, rx, ry, rz, min_det, rel_det=0.0):
     """The ``(s, t)`` minimising ``|s·a + t·b − r|²`` for 3-vectors ``a``, ``b``, ``r`` (normal
     equations of the 3×2 system ``[a b]``): the Gauss-Newton step of a two-parameter fit, or the
     plane coordinates of ``r`` over the edges ``a``, ``b`` of a triangle. Returns ``(s, t, ok)``;
-    ``ok`` is False (and ``s = t = 0``) when ``det = |a|²|b|² − (a·b)² <= min_det`` (``a``, ``b``
-    parallel or zero)."""
+    ``ok`` is False (and ``s = t = 0``) when ``det = |a|²|b|² − (a·b)²`` is at most ``min_det`` or
+    at most ``rel_det·|a|²|b|²`` (``a``, ``b`` parallel or zero; a NaN ``det`` too)."""
     A = ax * ax + ay * ay + az * az
     B = ax * bx + ay * by + az * bz
     C = bx * bx + by * by + bz * bz
     g0 = ax * rx + ay * ry + az * rz
     g1 = bx * rx + by * ry + bz * rz
     det = A * C - B * B
-    if det <= min_det:
+    if det <= min_det or not det > rel_det * A * C:
         return 0.0, 0.0, False
     return (C * g0 - B * g1) / det, (A * g1 - B * g0) / det, True
