@@ -29,6 +29,13 @@ def _along_dist2(px, py, pz, o, dx, dy, dz, u):
     return qx * qx + qy * qy + qz * qz
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _from_corner(px, py, pz, o, abx, aby, abz, acx, acy, acz):
+    """``p − o`` (3 values) and its dot products with the edges ``ab`` and ``ac`` of a triangle."""
+    qx, qy, qz = px - o[0], py - o[1], pz - o[2]
+    return qx, qy, qz, abx * qx + aby * qy + abz * qz, acx * qx + acy * qy + acz * qz
+
+
 @nb.njit(cache=True, nogil=True)
 def _segment_dist2(px, py, pz, a, b):
     """Squared distance from point p to segment (a, b); a zero-length segment is the point a."""
@@ -65,14 +72,10 @@ def point_triangle_dist2(px, py, pz, a, b, c):
     if not nx * nx + ny * ny + nz * nz > DEGENERATE * (abx * abx + aby * aby + abz * abz) * \
             (acx * acx + acy * acy + acz * acz):
         return _edges_dist2(px, py, pz, a, b, c)  # zero area to rounding: the region tests are unreliable
-    apx, apy, apz = px - a[0], py - a[1], pz - a[2]
-    d1 = abx * apx + aby * apy + abz * apz
-    d2 = acx * apx + acy * apy + acz * apz
+    apx, apy, apz, d1, d2 = _from_corner(px, py, pz, a, abx, aby, abz, acx, acy, acz)
     if d1 <= 0 and d2 <= 0:
         return apx * apx + apy * apy + apz * apz
-    bpx, bpy, bpz = px - b[0], py - b[1], pz - b[2]
-    d3 = abx * bpx + aby * bpy + abz * bpz
-    d4 = acx * bpx + acy * bpy + acz * bpz
+    bpx, bpy, bpz, d3, d4 = _from_corner(px, py, pz, b, abx, aby, abz, acx, acy, acz)
     if d3 >= 0 and d4 <= d3:
         return bpx * bpx + bpy * bpy + bpz * bpz
     vc = d1 * d4 - d3 * d2
@@ -80,9 +83,7 @@ def point_triangle_dist2(px, py, pz, a, b, c):
         if d1 - d3 <= 0:
             return _edges_dist2(px, py, pz, a, b, c)
         return _along_dist2(px, py, pz, a, abx, aby, abz, d1 / (d1 - d3))  # on edge ab
-    cpx, cpy, cpz = px - c[0], py - c[1], pz - c[2]
-    d5 = abx * cpx + aby * cpy + abz * cpz
-    d6 = acx * cpx + acy * cpy + acz * cpz
+    cpx, cpy, cpz, d5, d6 = _from_corner(px, py, pz, c, abx, aby, abz, acx, acy, acz)
     if d6 >= 0 and d5 <= d6:
         return cpx * cpx + cpy * cpy + cpz * cpz
     vb = d5 * d2 - d1 * d6
