@@ -21,3 +21,12 @@ def lstsq2(ax, ay, az, bx, by, bz, rx, ry, rz, min_det, rel_det=0.0):
     if det <= min_det or not det > rel_det * A * C:
         return 0.0, 0.0, False
     return (C * g0 - B * g1) / det, (A * g1 - B * g0) / det, True
+
+
+@nb.njit(cache=True, inline="always")
+def gauss_newton2(fx, fy, fz, ux, uy, uz, vx, vy, vz, h, tx, ty, tz, min_det):
+    """One Gauss-Newton step ``(du, dv, ok)`` to subtract from ``(u, v)`` that brings a two-parameter
+    map ``f(u, v) -> (x, y, z)`` closest to the target ``t``, from ``f(u, v)``, ``f(u + h, v)`` and
+    ``f(u, v + h)`` (forward differences of step ``h``); ``ok`` as in :func:`lstsq2`."""
+    return lstsq2((ux - fx) / h, (uy - fy) / h, (uz - fz) / h, (vx - fx) / h, (vy - fy) / h, (vz - fz) / h,
+                  fx - tx, fy - ty, fz - tz, min_det)

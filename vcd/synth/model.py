@@ -25,7 +25,7 @@ import math
 import numba as nb
 import numpy as np
 
-from ..kernels.solve import lstsq2
+from ..kernels.solve import gauss_newton2
 
 TWO_PI = 2.0 * math.pi
 
@@ -98,13 +98,11 @@ def nearest_on_sheet(P, bumps, x, y, z):
     th, _ = coarse_theta(P, bumps, x, y, z)
     zz = z
     for _ in range(12):
-        sx, sy, sz = sheet_point(P, bumps, th, zz)
-        rx, ry, rz = sx - x, sy - y, sz - z
         h = 1e-4
+        sx, sy, sz = sheet_point(P, bumps, th, zz)
         ax, ay, az = sheet_point(P, bumps, th + h, zz)
         bx, by, bz = sheet_point(P, bumps, th, zz + h)
-        d0, d1, ok = lstsq2((ax - sx) / h, (ay - sy) / h, (az - sz) / h, (bx - sx) / h, (by - sy) / h,
-                            (bz - sz) / h, rx, ry, rz, 1e-12)
+        d0, d1, ok = gauss_newton2(sx, sy, sz, ax, ay, az, bx, by, bz, h, x, y, z, 1e-12)
         if not ok:
             break
         # limit the step so we stay on the chosen wrap

@@ -31,7 +31,7 @@ import math
 import numba as nb
 import numpy as np
 
-from ..kernels.solve import lstsq2
+from ..kernels.solve import gauss_newton2
 
 TWO_PI = 2.0 * math.pi
 
@@ -154,13 +154,11 @@ def project_local(P, bumps, a, b, s, th, ss, tol=1e-8):
     Returns ``(distance, theta, s_on_sheet)``; theta is clamped to ``[theta0, theta1]``; stops when a step
     moves the point less than ``tol`` voxels."""
     for _ in range(30):
-        px, py, pz = local_point(P, bumps, th, ss)
-        rx, ry, rz = px - a, py - b, pz - s
         h = 1e-5
+        px, py, pz = local_point(P, bumps, th, ss)
         ax, ay, az = local_point(P, bumps, th + h, ss)
         bx, by, bz = local_point(P, bumps, th, ss + h)
-        d0, d1, ok = lstsq2((ax - px) / h, (ay - py) / h, (az - pz) / h, (bx - px) / h, (by - py) / h,
-                            (bz - pz) / h, rx, ry, rz, 1e-14)
+        d0, d1, ok = gauss_newton2(px, py, pz, ax, ay, az, bx, by, bz, h, a, b, s, 1e-14)
         if not ok:
             break
         lim = 0.3
