@@ -1,5 +1,6 @@
-"""Job kind ``expand``: grow one patch from an under-covered point of an existing patch and link it.
-Params: GrowParams keys + ``volume``, ``paths``."""
+"""Job kind ``expand``: grow one patch from an under-covered point of an existing patch, written with
+that patch's name in its meta (``vcd_source_patch``) for the ``overlap`` job, the one linker, to link
+both. Params: GrowParams keys + ``volume``, ``paths``."""
 
 from __future__ import annotations
 
