@@ -122,3 +122,17 @@ def test_stage_timing_and_csv():
     assert t["fusion"]["cpu_s"] is None
     csv = ap.timing_csv(t).splitlines()
     assert csv[0] == "stage,jobs,wall_s,job_s,cpu_s" and "tracing,1,10.000,10.000,9.000" in csv
+
+
+def test_fused_keep_cuts_inpainted_fills_and_fills_that_cross_a_wrap():
+    pts = _grid(6, 10, step=2.0)
+    ref_valid = np.ones((6, 10), bool)
+    ref_valid[2:4, 3:7] = False  # a hole the fusion filled
+    on_other = np.zeros((6, 10), bool)
+    on_other[2:4, 3:5] = True  # the left half of the fill lies on another trace
+    keep, cut, filled = ap.fused_keep(pts, ref_valid, on_other)
+    assert filled == 8 and cut == 4 and keep[2:4, 3:5].all() and not keep[2:4, 5:7].any()
+    jumped = pts.copy()
+    jumped[2, 3] += [0, 14.0, 0]  # a snapped fill on the next wrap: long edges to its neighbours
+    keep, cut, _ = ap.fused_keep(jumped, ref_valid, on_other)
+    assert not keep[2, 3] and keep[3, 4] and cut == 7  # both ends of a long edge go, if filled

@@ -149,6 +149,10 @@ class Autoseg:
         for d in traces:
             if "vcd_autoseg" not in _meta(d):
                 self.gate(d)
+        for d in sorted((self.volpkg / "traces").glob("fuse_fill_*")):
+            if (d / "meta.json").exists() and not (d / GATE_FILE).exists():
+                rec = gate_fused(d)
+                self.log.info("autoseg_fused_gated", sheet=d.name, status=rec["status"], cut_px=rec["cut_px"])
         tjobs = _jobs(q, ("trace", "retrace", "fuse", "overlap"))
         pending = {k: sum(1 for j in tjobs if j["kind"] == k and j["state"] in PENDING)
                    for k in ("trace", "retrace", "fuse", "overlap")}
@@ -167,7 +171,7 @@ class Autoseg:
         room = min(int(self.a["parallel_traces"]) - pending["trace"] - pending["retrace"],
                    int(self.a["max_traces"]) - n_traces)
         planned = []
-        if room > 0 and not pending["overlap"]:
+        if room > 0:  # (patches not linked yet have no links: never candidates)
             planned = ap.plan_traces(patches, tried, seeds, room, min_links=self.min_links(patches),
                                      core_radius=self.core_radius(), covered_max=float(self.a["covered_max"]))
             for name in planned:
@@ -178,6 +182,8 @@ class Autoseg:
         fused = self.fuse(sheets)
         if fused or pending["fuse"]:
             return {**state, "phase": "fusing"}
+        if why == ap.FORCED:  # growth goes on (time budget): new patches may seed more traces
+            return {**state, "phase": "tracing while growing"}
         return {**state, "phase": "done", "done": True}
 
     # ------------------------------------------------------------------ inputs
@@ -379,6 +385,38 @@ def _record(trace: Path, rec: dict, keep: np.ndarray) -> dict:
     return rec
 
 
+def fuse_inputs(fused: Path) -> list[str]:
+    """Names of a fused sheet's input traces, the reference first (from its ``vcd_inputs``)."""
+    return [Path(i.get("trace", "")).name for i in _meta(fused).get("vcd_inputs", []) if isinstance(i, dict)]
+
+
+def gate_fused(fused: Path, tol: float = 2.0) -> dict:
+    """Gate a ``fuse_fill_*`` sheet (:func:`~vcd.daemon.autoseg_plan.fused_keep`): filled cells that
+    are only inpainted or that cross to another wrap are cut (``mask.tif``), the record written to
+    ``autoseg_qa.json``; returns it."""
+    from scipy.spatial import cKDTree
+    s = read_surface(fused, apply_mask=False)
+    names = fuse_inputs(fused)
+    root = fused.parent
+    ref = read_surface(root / names[0]) if names and (root / names[0]).is_dir() else None
+    rec = {"trace": fused.name, "fused_from": names, "valid_px": int(s.valid.sum())}
+    if ref is None or ref.points.shape != s.points.shape:
+        rec.update(status="rejected", why="reference trace missing or of another grid", cut_px=int(s.valid.sum()),
+                   kept_px=0, hot_corners=0, reasons={})
+        return _record(fused, rec, np.zeros(s.valid.shape, bool))
+    others = [ap.densify_grid(read_surface(root / n).points, tol) for n in names[1:] if (root / n).is_dir()]
+    others = [o for o in others if len(o)]
+    on_other = np.zeros(s.valid.shape, bool)
+    if others:
+        d, _ = cKDTree(np.concatenate(others)).query(s.points[s.valid], distance_upper_bound=tol + 1e-6)
+        on_other[s.valid] = np.isfinite(d)
+    keep, cut_fill, filled = ap.fused_keep(s.points, ref.valid, on_other)
+    rec.update(status="accepted", why=f"{filled - cut_fill} of {filled} filled cells kept (on traced data, no long "
+                                      "edge)", cut_px=int((s.valid & ~keep).sum()), kept_px=int(keep.sum()),
+               filled_px=filled, filled_cut_px=cut_fill, hot_corners=0, reasons={})
+    return _record(fused, rec, keep)
+
+
 # ---------------------------------------------------------------------------- final sheets
 
 def sheets_tree(traces: list[Path], tol: float):
@@ -425,9 +463,9 @@ def final_sheets(volpkg: Path, tol: float = 2.0) -> dict:
     root = volpkg / "traces"
     if root.is_dir():
         for d in sorted(root.glob("fuse_fill_*")):
-            m = _meta(d)
-            ins = [Path(i.get("trace", "")).name for i in m.get("vcd_inputs", []) if isinstance(i, dict)]
-            if ins and ins[0] in rel["fuse"] and set(ins[1:]) == set(rel["fuse"][ins[0]]):
+            ins = fuse_inputs(d)
+            rec = read_json(d / GATE_FILE, "autoseg QA record") if (d / GATE_FILE).exists() else {}
+            if rec.get("status") == "accepted" and ins and ins[0] in rel["fuse"] and set(ins[1:]) == set(rel["fuse"][ins[0]]):
                 fused[ins[0]] = d
     sheets = [fused.get(n, volpkg / "traces" / n) for n in rel["kept"]]
     return {"accepted": accepted, "kept": rel["kept"], "duplicates": rel["duplicates"], "fuse": rel["fuse"],
@@ -496,7 +534,9 @@ def report_data(volpkg: Path, cfg, status: str, truth_score: dict | None = None,
         "wall_s": round(wall_s, 1) if wall_s is not None else round(sum(r.get("last", 0) - r.get("start", 0)
                                                                           for r in runs), 1),
         "runs": len(runs), "human_edits": human_edits, "human_hours": round(human_edits * 0.05, 2),
-        "gates": recs, "truth": truth_score,
+        "gates": recs, "fused_gates": {d.name: read_json(d / GATE_FILE, "autoseg QA record")
+                                       for d in sorted((volpkg / "traces").glob("fuse_fill_*")) if (d / GATE_FILE).exists()},
+        "truth": truth_score,
     }
     return data
 
@@ -543,6 +583,9 @@ def report_markdown(d: dict) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in (r.get("reasons") or {}).items() if v) or "-"
         lines.append(f"| {n} | {r['status']} | {r.get('kept_px', 0)} | {r.get('cut_px', 0)} | "
                      f"{r.get('hot_corners', 0)} | {r.get('pieces_dropped', 0)} | {reasons} |")
+    for n, r in sorted(d.get("fused_gates", {}).items()):
+        lines.append(f"| {n} (fused) | {r['status']} | {r.get('kept_px', 0)} | {r.get('cut_px', 0)} | - | - | "
+                     f"{r.get('why', '')} |")
     if d["duplicates"]:
         lines += ["", "Duplicates dropped: " + ", ".join(f"{a} (of {b})" for a, b in d["duplicates"].items())]
     return "\n".join(lines) + "\n"

@@ -101,7 +101,11 @@ def growth_finished(schedule, stats: dict, recent_expand: list, forced: bool = F
         return "expansion off"
     if not plan_growth(schedule, {}, stats, recent_expand, {"active": False}, 0.0):
         return "the scheduler plans no more growth"
-    return "growth time share spent" if forced else None
+    return FORCED if forced else None
+
+
+#: :func:`growth_finished`'s answer when only the time budget's growth share made it ready
+FORCED = "growth time share spent"
 
 
 # ---------------------------------------------------------------------------- trace planning
@@ -272,6 +276,34 @@ def offending_patches(ids: np.ndarray, names: list[str], hot: np.ndarray, min_sh
 
 
 # ---------------------------------------------------------------------------- duplicates and fusion
+
+def fused_keep(points: np.ndarray, ref_valid: np.ndarray, on_other: np.ndarray, long_factor: float = 1.5):
+    """The part of a fused sheet to keep (bool [rows, cols]) and the filled cells cut.
+
+    ``points``: the fused grid; ``ref_valid``: where its reference trace (masked) was valid — the
+    rest of the valid cells were filled by fusion; ``on_other``: bool, filled cells lying on another
+    input trace (snapped onto traced data). A filled cell is cut when it is only inpainted (not on
+    another trace) or when an edge to a valid neighbour is longer than ``long_factor`` × the median
+    edge (a fill that crosses to the next wrap); then one piece is kept (the reference's)."""
+    v = valid_mask(points)
+    filled = v & ~ref_valid
+    p = np.asarray(points, np.float64)
+    h = v[:, :-1] & v[:, 1:]
+    w = v[:-1, :] & v[1:, :]
+    lh = np.linalg.norm(p[:, 1:] - p[:, :-1], axis=-1)
+    lw = np.linalg.norm(p[1:] - p[:-1], axis=-1)
+    med = float(np.median(np.concatenate([lh[h], lw[w]]))) if (h.any() or w.any()) else 1.0
+    longh, longw = h & (lh > long_factor * med), w & (lw > long_factor * med)
+    touch = np.zeros(v.shape, bool)
+    touch[:, :-1] |= longh
+    touch[:, 1:] |= longh
+    touch[:-1, :] |= longw
+    touch[1:, :] |= longw
+    cut = filled & (~on_other | touch)
+    keep, _ = keep_piece(v & ~cut, ref_valid & v)
+    return keep, int(cut.sum()), int(filled.sum())
+
+
 
 def near_share(points: np.ndarray, other: cKDTree | None, tol: float) -> float:
     """Share of ``points`` (N×3) within ``tol`` voxels of ``other``'s points."""
