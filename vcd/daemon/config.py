@@ -177,7 +177,8 @@ class AutosegTable(_Table):
     covered_max: float = key(0.5, "a patch with more than this share near an accepted trace seeds no trace")
     cover_tol: float = key(0.0, "voxels within which a point counts as on a trace (0 = patch step / 3, >= 2)")
     qa_threshold: float = key(0.5, "QA suspicion at which a trace corner is a hot spot")
-    qa_dilate: int = key(1, "hot spots are cut with this many corners around them (2 also catches jumps two cells from a hot corner)")
+    qa_dilate: int = key(1, "hot spots are cut with this many corners around them (2: also jumps two cells "
+                            "from a hot corner)")
     min_kept_share: float = key(0.2, "a trace keeping less than this share after the cut is rejected")
     fuse: bool = key(True, "fuse overlapping accepted traces of the same sheet (fuse job)")
 
