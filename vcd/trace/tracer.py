@@ -57,6 +57,7 @@ import numpy as np
 from ..errors import InputError
 from ..kernels.gridopt import regularise_window
 from . import qa
+from .guide import find_guides, transport
 from .params import TraceParams
 from .patches import PatchSet
 from .progress import trace_progress
@@ -618,34 +619,74 @@ class Tracer:
 
     def _plan_bridge(self, st: TraceState, r: int, c: int, dr: int, dc: int, back, n_max: int):
         """``(n, cells, points between, far point, far locs)`` of the shortest bridge from (r, c) in
-        direction (dr, dc), or None."""
+        direction (dr, dc), or None. Where the wraps on both sides of the trace have patches, the
+        bridge is carried by them (:mod:`vcd.trace.guide`: they follow the scroll's own curvature);
+        only where they do not (the outermost wrap, the core) does it follow the circle through the
+        last three corners, for at most ``BRIDGE_MAX_TURN`` radians of turn."""
         p1, p2, p3 = back
-        H, W = st.valid.shape
+        path = self._guided_path(st, r, c, dr, dc, p1, p2, n_max + 1)
+        if path:
+            return self._plan_along(st, r, c, dr, dc, p1, path, min(n_max, len(path) - 1))
         a, b = p2 - p3, p1 - p2
         turn = math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))  # per cell, radians
-        n_max = min(n_max, int(self.BRIDGE_MAX_TURN / max(turn, 1e-6)))
+        n_arc = min(n_max, int(self.BRIDGE_MAX_TURN / max(turn, 1e-6)))
+        path = [self._continue(p3, p2, p1, k + 1, r + k * dr if dc else None) for k in range(n_arc + 1)]
+        return self._plan_along(st, r, c, dr, dc, p1, path, n_arc)
+
+    def _plan_along(self, st: TraceState, r: int, c: int, dr: int, dc: int, p1, path, n_max: int):
+        """The shortest bridge along the continuation points ``path`` (``path[k]``: ``k + 1`` cells
+        beyond ``p1``, one more than ``n_max``): the first ``n`` where far patches agree with
+        ``path[n - 1]`` and continue to ``path[n]``; or None. (A guide patch may be a far patch too:
+        on a spiral the wrap beside the trace is the same sheet one turn on.)"""
+        H, W = st.valid.shape
         for k in range(n_max):
             rk, ck = r + k * dr, c + k * dc
             if not (0 <= rk < H and 0 <= ck < W) or st.valid[rk, ck]:
                 return None
             n = k + 1  # cells from p1
-            q = self._continue(p3, p2, p1, n, rk if dc else None)
+            q = path[k]
             slack = min(0.05 * self.S * n, self.p.same_surface_th)
             far = self._far_group(q, slack, p1, n)
             if far is None or not self._geometry_ok(st, rk, ck, far[0]):
                 continue
             qf, locs = far
-            # the far patches must continue the arc one cell further too (same slope, not a crossing)
-            q_next = self._continue(p3, p2, p1, n + 1, rk if dc else None) + (qf - q)
+            # the far patches must continue the path one cell further too (same slope, not a crossing)
+            q_next = path[k + 1] + (qf - q)
             ids = np.array(sorted(locs), np.int64)
             if (self.ps.packed.closest(q_next[None], ids, 2 * slack + self.p.same_surface_th)[0][0]
                     > 2 * slack + self.p.same_surface_th).sum() * 2 > len(ids):
                 continue
             cells = tuple([(r + j * dr, c + j * dc) for j in range(n)])
-            between = [self._continue(p3, p2, p1, j + 1, cells[j][0] if dc else None) + (j + 1) / n * (qf - q)
-                       for j in range(n - 1)]
+            between = [path[j] + (j + 1) / n * (qf - q) for j in range(n - 1)]
             return n, cells, between, qf, locs
         return None
+
+    def _guided_path(self, st: TraceState, r: int, c: int, dr: int, dc: int, p1, p2, n: int):
+        """Up to ``n`` continuation points beyond ``p1`` carried by the wraps beside the trace
+        (:func:`vcd.trace.guide.transport`); none if there is no guide or no normal."""
+        rb, cb = r - dr, c - dc
+        side = [st.pos[rb + s * dc, cb + s * dr] for s in (1, -1)
+                if 0 <= rb + s * dc < st.valid.shape[0] and 0 <= cb + s * dr < st.valid.shape[1]
+                and st.valid[rb + s * dc, cb + s * dr]]
+        if not side:
+            return []
+        w = side[0] - p1 if len(side) == 1 else side[0] - side[1]
+        n1 = np.cross(p1 - p2, w)
+        if np.linalg.norm(n1) < 1e-9:
+            return []
+        n1 /= np.linalg.norm(n1)
+        th = self.p.same_surface_th
+        reach = max(4 * th, min(2 * self.S, 80.0))
+        own = set(st.locs.get((rb, cb), {}))
+        cand = np.array([t for t in self.ps.near(p1, reach) if t not in own], np.int64)
+        guides = find_guides(self.ps.packed, cand, p1, n1, th, reach)
+        if not guides:
+            return []
+        path = transport(self.ps.packed, guides, p1, p2, n1, self.S, n, self.kcell, keep_z=dc != 0)
+        if path and dc:
+            for k, q in enumerate(path):
+                q[2] = self.z_of_row(r)  # a row is a z level
+        return path
 
     def _continue(self, p3, p2, p1, n: int, row: int | None) -> np.ndarray:
         q = _arc_extrapolate(p3, p2, p1, n)
@@ -771,7 +812,8 @@ def upsample(st: TraceState, ps: PatchSet, factor: int, snap_th: float) -> np.nd
     read from the patches that support all four corners, at the bilinear blend of their four
     (row, col) there (mean over up to 4 such patches) — so it lies on those patches' sheet; where no
     patch supports the whole quad, the bilinear point is snapped onto the closest of the quad's
-    supporters (if within ``snap_th`` voxels)."""
+    supporters (:func:`_snap`); a point no patch reaches stays on the Catmull–Rom surface through
+    the corners around the quad (:func:`_curved_quad`), not on the chord."""
     v = st.valid
     rows, cols = np.nonzero(v.any(1))[0], np.nonzero(v.any(0))[0]
     r0, r1, c0, c1 = rows[0], rows[-1], cols[0], cols[-1]
@@ -786,7 +828,7 @@ def upsample(st: TraceState, ps: PatchSet, factor: int, snap_th: float) -> np.nd
             if not (v[r, c] and v[r + 1, c] and v[r, c + 1] and v[r + 1, c + 1]):
                 continue
             keys = ((r, c), (r, c + 1), (r + 1, c), (r + 1, c + 1))
-            flat = wts @ np.array([st.pos[k] for k in keys])
+            flat = _curved_quad(st, r, c, t)
             snapped = _from_common_patches(st, ps, keys, wts)
             if snapped is None:
                 snapped = _snap(st, ps, keys, flat, snap_th)
@@ -799,6 +841,41 @@ def upsample(st: TraceState, ps: PatchSet, factor: int, snap_th: float) -> np.nd
                 if out[rr, cc, 0] == -1:
                     out[rr, cc] = st.pos[r, c]
     return out.astype(np.float32)
+
+
+def _catmull_rom(t: np.ndarray) -> np.ndarray:
+    """Catmull–Rom weights [len(t), 4] of the points at -1, 0, 1, 2 for parameters ``t`` in [0, 1]."""
+    t2, t3 = t * t, t * t * t
+    return 0.5 * np.stack([-t3 + 2 * t2 - t, 3 * t3 - 5 * t2 + 2, -3 * t3 + 4 * t2 + t, t3 - t2], 1)
+
+
+def _curved_quad(st: TraceState, r: int, c: int, t: np.ndarray) -> np.ndarray:
+    r"""Points of quad (r, c) at the parameters ``t`` (row-major over (u along rows, w along columns),
+    as :func:`upsample` orders them) on the bicubic Catmull–Rom surface through the 4×4 corners around
+    it, :math:`P(u, w) = \sum_{i,j} B_i(u) B_j(w) G_{ij}`; a missing outer corner is extrapolated
+    linearly from the two inside it (both missing on a side: that side is the bilinear chord). The
+    sag of a chord across a sheet of radius R is :math:`s^2/8R` (2.3 voxels for 20-voxel cells at
+    R = 22); the curve follows the sheet."""
+    H, W = st.valid.shape
+    G = np.full((4, 4, 3), np.nan)
+    for i in range(4):
+        for j in range(4):
+            rr, cc = r - 1 + i, c - 1 + j
+            if 0 <= rr < H and 0 <= cc < W and st.valid[rr, cc]:
+                G[i, j] = st.pos[rr, cc]
+    for i in (1, 2):  # the quad's own rows: outer columns
+        if np.isnan(G[i, 0, 0]):
+            G[i, 0] = 2 * G[i, 1] - G[i, 2]
+        if np.isnan(G[i, 3, 0]):
+            G[i, 3] = 2 * G[i, 2] - G[i, 1]
+    for j in range(4):  # outer rows
+        if np.isnan(G[0, j, 0]):
+            G[0, j] = 2 * G[1, j] - G[2, j]
+        if np.isnan(G[3, j, 0]):
+            G[3, j] = 2 * G[2, j] - G[1, j]
+    B = _catmull_rom(t)
+    pts = np.einsum("ui,wj,ijk->uwk", B, B, G)
+    return pts.reshape(-1, 3)
 
 
 def _from_common_patches(st: TraceState, ps: PatchSet, keys, wts, k_max: int = 4):
@@ -820,12 +897,25 @@ def _from_common_patches(st: TraceState, ps: PatchSet, keys, wts, k_max: int = 4
 
 
 def _snap(st: TraceState, ps: PatchSet, keys, flat, snap_th: float):
-    sup = set()
+    """Points ``flat`` (N×3, the bilinear blend of a quad whose corners share no patch) moved onto the
+    quad's supporters: each patch supporting a corner walks its own grid from there towards every
+    point (so it stays on its own sheet, never a wrap passing nearby); a point takes the closest
+    walked point within ``snap_th`` plus a quarter of the quad's diagonal (the sag of a chord across
+    a curved sheet) and reached without stopping short; else it stays where it is."""
+    starts = {}
     for key in keys:
-        sup |= set(st.supporters.get(key, ()))
-    if not sup:
+        for t, loc in st.locs.get(key, {}).items():
+            starts.setdefault(int(t), loc)
+    if not starts:
         return flat
-    dd, qq = ps.packed.closest(flat, sorted(sup), snap_th)
-    k = dd.argmin(1)
-    best_d, best_p = dd[np.arange(len(flat)), k], qq[np.arange(len(flat)), k]
-    return np.where((best_d <= snap_th)[:, None], best_p, flat)
+    diag = max(float(np.linalg.norm(st.pos[keys[0]] - st.pos[keys[3]])),
+               float(np.linalg.norm(st.pos[keys[1]] - st.pos[keys[2]])))
+    reach = snap_th + 0.25 * diag
+    n = len(flat)
+    best_d, best_p = np.full(n, np.inf), flat.copy()
+    for t, loc in starts.items():
+        _, P, ok, tg = ps.packed.walk(np.full(n, t), np.tile(loc, (n, 1)), flat, 1e6)
+        d = np.linalg.norm(P - flat, axis=1)
+        good = ok & (tg <= snap_th) & (d <= reach) & (d < best_d)
+        best_d[good], best_p[good] = d[good], P[good]
+    return best_p
