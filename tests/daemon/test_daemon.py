@@ -396,6 +396,11 @@ def test_submit_trace_as_the_readme_shows_with_paths_from_the_callers_directory(
     assert "required keys" in _ctl(vp, "submit", "--help").stdout
     h = _ctl(vp, "submit", "trace", "--help")
     assert h.returncode == 0 and "seed" in h.stdout and "src_step" in h.stdout, h.stdout
+    # the volpkg's trace_params.json ([params_files] trace) is the default; --param wins over it
+    (vp / "trace_params.json").write_text(json.dumps({"src_step": 4, "consensus_default_th": 4}))
+    r = _ctl(vp, "submit", "trace", "--param", f"seed=paths/{names[0]}", "--param", "consensus_default_th=5", cwd=vp)
+    job = q.get(int(r.stdout.strip()))
+    assert job["params"]["src_step"] == 4 and job["params"]["consensus_default_th"] == 5, job["params"]
     assert d.stop() == 0
 
 

@@ -87,8 +87,9 @@ def _is_number(text: str) -> bool:
 
 
 def _defaults(kind: str, vp: Path) -> dict:
-    """What the volpkg supplies when the user does not: the prediction volume and directories
-    (seed, expand: also the volpkg's seed.json / expand.json and vcd.toml params)."""
+    """What the volpkg supplies when the user does not: the prediction volume and directories, and
+    the kind's params file (``[params_files]``: seed.json, expand.json, trace_params.json) with the
+    vcd.toml overrides — keys given with ``--params`` / ``--param`` win."""
     from ..daemon.config import job_params, load_config
     from ..daemon.service import prediction_volume
     if kind in ("seed", "expand"):
@@ -97,8 +98,9 @@ def _defaults(kind: str, vp: Path) -> dict:
         base.update(volume=str(prediction_volume(vp, cfg)), paths=str(vp / "paths"))
         return base
     if kind == "trace":
-        return {"volume": str(prediction_volume(vp, load_config(vp))), "src_dir": str(vp / "paths"),
-                "tgt_dir": str(vp / "traces")}
+        cfg = load_config(vp)
+        return {**job_params(cfg, vp, kind), "volume": str(prediction_volume(vp, cfg)),
+                "src_dir": str(vp / "paths"), "tgt_dir": str(vp / "traces")}
     return {}
 
 
