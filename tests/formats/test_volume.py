@@ -152,3 +152,28 @@ def test_distance_field_evicts_through_the_shared_pool(tmp_path):
     assert len(held) == 27 and len(set(held.tolist())) == 27
     chunk = field.pool[field.slots[0, 0, 3]]          # 1/8 voxel units: on the sheet 0, 30 voxels off 240
     assert chunk[31, 0, 0] == 0 and chunk[0, 0, 0] == 30 * 8
+
+
+def test_convert_writes_beside_and_renames_and_reports_done(tmp_path):
+    """vcd convert: the output appears only complete (a failure leaves nothing at the destination,
+    no temporary directory behind) and the progress ends at 100 %."""
+    import numpy as np
+    from vcd.formats.volume import open_volume, write_ome_zarr
+    src = tmp_path / "in.zarr"
+    data = (np.arange(40 * 48 * 56) % 251).astype(np.uint8).reshape(40, 48, 56)
+    write_ome_zarr(src, data, 7.91, n_levels=1)
+    seen = []
+    out = convert_volume(src, tmp_path / "out.zarr", chunks=(16, 16, 16), progress=lambda f, m: seen.append((f, m)))
+    assert seen[-1][0] == 1.0 and seen[-1][1].startswith("done")
+    assert np.array_equal(open_volume(out).levels[0].read_region(0, 40, 0, 48, 0, 56), data)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    def interrupt(f, m):
+        if f > 0.3:
+            raise KeyboardInterrupt
+    try:
+        convert_volume(src, tmp_path / "cut.zarr", chunks=(16, 16, 16), progress=interrupt)
+    except KeyboardInterrupt:
+        pass
+    assert not (tmp_path / "cut.zarr").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

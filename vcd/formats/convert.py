@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..errors import FormatError, InputError
-from .jsonio import atomic_write_json
+from .jsonio import atomic_write_json, umask_mode
 from .volume import _to_u8, downsample2, volume_meta, write_ome_metadata
 from .zarrio import ZarrLevel, create_array, is_remote, join, multiscale_paths, open_group_attrs, read_bytes, \
     write_chunk
@@ -49,7 +51,9 @@ def _source_voxelsize(src):
 def convert_volume(src: str | os.PathLike, dst: str | os.PathLike, n_bytes: int = 1, algorithm: str = "mean",
                    n_levels: int = 6, chunks=(64, 64, 64), voxelsize: float | None = None,
                    progress: Callable[[float, str], None] | None = None) -> Path:
-    """Convert ``src`` (a .zarr with level ``0``, or a bare zarr array) into ``dst``."""
+    """Convert ``src`` (a .zarr with level ``0``, or a bare zarr array) into ``dst``. The volume is
+    written into a hidden temporary directory beside ``dst`` and renamed into place when complete,
+    so an interrupted conversion leaves no half-written ``dst``."""
     src = str(src).rstrip("/") if is_remote(src) else Path(src)
     dst = Path(dst)
     if n_bytes != 1:
@@ -63,7 +67,27 @@ def convert_volume(src: str | os.PathLike, dst: str | os.PathLike, n_bytes: int 
         voxelsize = _source_voxelsize(src)
         if voxelsize is None:
             raise InputError(src, "no meta.json with voxelsize next to the input", "pass --voxelsize <µm>")
-    # level 0
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    os.chmod(work, umask_mode(0o777))
+    try:
+        n_levels = _write_pyramid(arr, work, n_levels, chunks, algorithm, progress)
+        write_ome_metadata(work, n_levels)
+        atomic_write_json(work / "meta.json", volume_meta(dst.stem, dst.stem, arr.shape, float(voxelsize)))
+        if dst.exists():
+            dst.rmdir()  # checked empty above
+        os.replace(work, dst)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if progress:
+        progress(1.0, f"done: {n_levels} levels")
+    return dst
+
+
+def _write_pyramid(arr, dst: Path, n_levels: int, chunks, algorithm: str, progress) -> int:
+    """Level 0 from ``arr`` (as uint8) and up to ``n_levels - 1`` halvings into ``dst``; returns the
+    number of levels written."""
     out = create_array(dst / "0", arr.shape, chunks=chunks)
     total = int(np.prod(out.chunk_grid)) * 2
     done = 0
@@ -97,6 +121,4 @@ def convert_volume(src: str | os.PathLike, dst: str | os.PathLike, n_bytes: int 
         if max(shape) <= max(chunks):
             n_levels = n + 1
             break
-    write_ome_metadata(dst, n_levels)
-    atomic_write_json(dst / "meta.json", volume_meta(dst.stem, dst.stem, arr.shape, float(voxelsize)))
-    return dst
+    return n_levels
