@@ -51,9 +51,11 @@ from ..errors import FormatError, InputError
 from ..figure import Axis, ColorBar, compose, font as _font, save_png, upscale
 from ..formats.jsonio import atomic_write_json, read_json
 from ..formats.overlaps import read_overlaps
+from ..formats.provenance import read_provenance
 from ..formats.tifxyz import INVALID, read_surface
-from ..formats.volpkg import list_patches, open_volpkg
+from ..formats.volpkg import is_prediction_name, is_volpkg, list_patches, open_volpkg, state_dir
 from ..formats.volume import Volume, open_volume
+from ..kernels.points import valid_mask, valid_quads
 from .coverage import below_target, collection_stats
 
 AXES = {"z": 0, "y": 1, "x": 2}          # index into the [z, y, x] volume shape
@@ -117,15 +119,11 @@ def target_overlap_count(volpkg: Path) -> int:
     return 20
 
 
-def _is_pred(name: str) -> bool:
-    return "pred" in name or "surface" in name
-
-
 def pick_volume(vp, name: str | None = None, prefer_ct: bool = True) -> Volume:
     """The named volume, else the CT (a volume not named ``*pred*``/``*surface*``), else the prediction."""
     names = vp.volume_names()
     if name is None and prefer_ct:
-        ct = [n for n in names if not _is_pred(n)]
+        ct = [n for n in names if not is_prediction_name(n)]
         if ct:
             name = ct[0]
     return vp.volume(name)
@@ -171,8 +169,7 @@ def plane_segments(points: np.ndarray, axis: str, index: float) -> np.ndarray:
     ``s = coord - index``) contributes the segment between its two crossing edges.
     """
     p = np.asarray(points, np.float64)
-    v = (p[..., 0] != INVALID) & (p[..., 2] > 0)
-    q = v[:-1, :-1] & v[:-1, 1:] & v[1:, :-1] & v[1:, 1:]
+    q = valid_quads(valid_mask(p))
     if not q.any():
         return np.zeros((0, 2, 3))
     a, b, c, d = p[:-1, :-1][q], p[:-1, 1:][q], p[1:, :-1][q], p[1:, 1:][q]
@@ -245,7 +242,7 @@ def render_slice(volpkg, axis: str = "z", index: int | None = None, volume: str 
     box = [0, ls[0], 0, ls[1], 0, ls[2]]
     box[2 * AXES[axis]], box[2 * AXES[axis] + 1] = il, il + 1
     img = np.squeeze(vol.read_region_u8(*box, level=level), axis=AXES[axis]).astype(np.float32)
-    grey = _grey_map(img, _is_pred(vol.path.name))
+    grey = _grey_map(img, is_prediction_name(vol.path.name))
     base = grey(img)
     if scale is None:
         scale = 1 if level > 0 else max(1, min(8, min_size // max(img.shape)))
@@ -341,7 +338,7 @@ def _densify(points: np.ndarray, factor: int) -> np.ndarray:
     if factor <= 1:
         return points
     p = points.astype(np.float64)
-    v = (p[..., 0] != INVALID) & (p[..., 2] > 0)
+    v = valid_mask(p)
     R, C = p.shape[:2]
     rr = np.linspace(0, R - 1, (R - 1) * factor + 1)
     cc = np.linspace(0, C - 1, (C - 1) * factor + 1)
@@ -353,33 +350,31 @@ def _densify(points: np.ndarray, factor: int) -> np.ndarray:
     R0, C0 = r0[:, None], c0[None, :]
     out = (p[R0, C0] * (1 - fr) * (1 - fc) + p[R0, C0 + 1] * (1 - fr) * fc + p[R0 + 1, C0] * fr * (1 - fc)
            + p[R0 + 1, C0 + 1] * fr * fc)
-    ok = v[R0, C0] & v[R0, C0 + 1] & v[R0 + 1, C0] & v[R0 + 1, C0 + 1]
+    ok = valid_quads(v)[R0, C0]
     out[~ok] = INVALID
     return out.astype(np.float32)
 
 
 def _trace_volume(trace: Path, meta: dict, volume: str | None) -> Volume:
     cands = [volume]
-    prov = trace / "vcd_provenance.json"
-    if prov.exists():
-        try:
-            cands.append(read_json(prov, "trace provenance").get("volume"))
-        except (FormatError, AttributeError):
-            pass
+    try:
+        cands.append((read_provenance(trace) or {}).get("volume"))
+    except FormatError:
+        pass
     params = meta.get("vc_grow_seg_from_segments_params")
     if isinstance(params, dict):
         cands += [params.get("volume"), params.get("volume_path")]
     for c in cands:
         if c and Path(c).is_dir():
             v = open_volume(c)
-            if _is_pred(Path(c).name):  # prefer the CT beside the prediction, if any
-                ct = [p for p in Path(c).parent.iterdir() if p.is_dir() and not _is_pred(p.name)
+            if is_prediction_name(Path(c).name):  # prefer the CT beside the prediction, if any
+                ct = [p for p in Path(c).parent.iterdir() if p.is_dir() and not is_prediction_name(p.name)
                       and (p / "meta.json").exists()] if volume is None else []
                 if ct:
                     return open_volume(sorted(ct)[0])
             return v
     for root in (trace.parent.parent, trace.parent.parent.parent):
-        if (root / "config.json").exists():
+        if is_volpkg(root):
             return pick_volume(open_volpkg(root))
     raise InputError(trace, "cannot find the volume to sample the trace from",
                      "pass --volume PATH.zarr (or render layers/ first)")
@@ -389,10 +384,9 @@ def patch_status(trace: Path) -> dict[str, str]:
     """Annotation status of a trace's supporting patches (provenance ``patches``): approved,
     defective, masked or plain — read from the patch on disk when it still exists, else from
     the provenance; ``missing`` when neither says anything."""
-    prov_path = trace / "vcd_provenance.json"
-    if not prov_path.exists():
+    prov = read_provenance(trace)
+    if prov is None:
         return {}
-    prov = read_json(prov_path, "trace provenance")
     src = Path(prov.get("src_dir") or trace.parent)
     out = {}
     names = dict(prov.get("patches") or {})
@@ -446,7 +440,7 @@ def render_trace(trace, qa: bool = False, volume: str | None = None, max_size: i
             while factor > 1 and max(R, C) * factor > max_size:
                 factor -= 1
             pts = _densify(s.points, factor)
-            ok = (pts[..., 0] != INVALID) & (pts[..., 2] > 0)
+            ok = valid_mask(pts)
             gray = np.zeros(pts.shape[:2], np.uint8)
             if ok.any():
                 vals = vol.sampler(cache_bytes=2e8).sample(pts[ok])
@@ -553,7 +547,7 @@ def _patch_bins(d: Path, b: int, nb: list[int]) -> np.ndarray | None:
         return None
     step = 1.0 / max(s.scale[0], 1e-6)
     pts = _densify(s.points, max(1, int(np.ceil(step / (b / 2)))))
-    ok = (pts[..., 0] != INVALID) & (pts[..., 2] > 0)
+    ok = valid_mask(pts)
     if not ok.any():
         return None
     ijk = np.clip(np.floor(pts[ok][:, ::-1] / b).astype(np.int64), 0, np.array(nb) - 1)
@@ -665,7 +659,7 @@ def slice_preview(volpkg, axis: str = "z", index: int | None = None, volume: str
                   color_by: str = "patch", out=None, zoom: int | None = None, legend: bool = False) -> Path:
     """Write a slice preview (default without the legend strip, so pixel (row, col) is the slice
     pixel at ``zoom``× enlargement); returns the PNG path."""
-    out = Path(out or Path(volpkg) / ".vcd" / "previews" / f"slice_{axis}.png")
+    out = Path(out or state_dir(volpkg) / "previews" / f"slice_{axis}.png")
     preview_slice(volpkg, out, axis=axis, index=index, volume=volume, color_by=color_by, scale=zoom, legend=legend)
     return out
 
@@ -673,16 +667,9 @@ def slice_preview(volpkg, axis: str = "z", index: int | None = None, volume: str
 def density_preview(volpkg, out=None, tgt: int | None = None) -> tuple[Path, float]:
     """Write a density preview; returns ``(png, share of patches below target)`` — the scheduler's
     measure (``1 - density`` of :func:`vcd.post.coverage.collection_stats`)."""
-    out = Path(out or Path(volpkg) / ".vcd" / "previews" / "density.png")
+    out = Path(out or state_dir(volpkg) / "previews" / "density.png")
     st = preview_density(volpkg, out, tgt=tgt)["stats"]
     return out, st["below_target_fraction"]
-
-
-def trace_preview(trace_dir, out=None, qa: bool = False, volume: str | None = None) -> Path:
-    """Write a trace preview (``--qa``: the QA map); returns the PNG path."""
-    out = Path(out or Path(trace_dir).with_name(Path(trace_dir).name + ("_qa" if qa else "") + ".png"))
-    preview_trace(trace_dir, out, qa=qa, volume=volume)
-    return out
 
 
 # ------------------------------------------------------------------------------------------- folder
