@@ -30,6 +30,7 @@ from PIL import Image
 
 from ..figure import Axis, ColorBar, compose, save_png, upscale
 from ..formats.tifxyz import read_surface
+from ..kernels.points import valid_mask
 
 
 def row_turning(points: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -52,7 +53,7 @@ def row_turning(points: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def winding_map(points: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Relative winding (turns, float) per grid point; NaN where invalid (see module docstring)."""
     if valid is None:
-        valid = (points[..., 0] != -1) & (points[..., 2] > 0)
+        valid = valid_mask(points)
     w = row_turning(points, valid)
     ok = ~np.isnan(w)
     if not ok.any():
