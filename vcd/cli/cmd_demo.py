@@ -95,7 +95,8 @@ def _make_volpkg(out: Path, args) -> list[str]:
 
 def _start_daemon(out: Path, port: int) -> subprocess.Popen:
     """Step 2: the real daemon in a child process, JSON log in ``.vcd/daemon.log``."""
-    log_path = out / ".vcd" / "daemon.log"
+    from ..formats.volpkg import state_dir
+    log_path = state_dir(out) / "daemon.log"
     print(f"[2/5] starting the daemon (metrics: http://127.0.0.1:{port}/metrics, log: {log_path})", flush=True)
     log_path.parent.mkdir(exist_ok=True)
     with open(log_path, "w") as log:
@@ -239,7 +240,7 @@ def _summary(q, out: Path, patches, job: dict, after: list[str], verdict: str) -
 
 def _demo(args) -> int:
     from ..daemon.queue import JobQueue
-    from ..formats.volpkg import list_patches
+    from ..formats.volpkg import list_patches, state_dir
     out = Path(args.out).resolve()
     if out.exists():
         if not args.force:
@@ -250,7 +251,7 @@ def _demo(args) -> int:
     after = _make_volpkg(out, args)
     proc = _start_daemon(out, port)
     try:
-        _wait(lambda: (out / ".vcd" / "vcd.sqlite").exists(), "the daemon to create its queue", proc)
+        _wait(lambda: (state_dir(out) / "vcd.sqlite").exists(), "the daemon to create its queue", proc)
         q = JobQueue.for_volpkg(out)
         verdict = _grow(q, out, args, proc)
         patches = list_patches(out / "paths")
