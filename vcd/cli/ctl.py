@@ -18,15 +18,17 @@ from ..errors import InputError, VcdError
 
 
 def _find_volpkg(arg: str | None) -> Path:
+    """``--volpkg DIR``, else ``$VCD_VOLPKG``, else the volpkg containing the current directory."""
+    from ..formats.volpkg import is_volpkg
     cand = arg or os.environ.get("VCD_VOLPKG")
     if cand:
         p = Path(cand)
-        if not (p / "config.json").exists():
+        if not is_volpkg(p):
             raise InputError(p, "not a volpkg (no config.json)", "pass --volpkg DIR of a .volpkg")
         return p
     p = Path.cwd()
     for d in (p, *p.parents):
-        if (d / "config.json").exists():
+        if is_volpkg(d):
             return d
     raise InputError(None, "no volpkg given and none contains the current directory",
                      "pass --volpkg DIR or set VCD_VOLPKG")
@@ -67,23 +69,15 @@ def resolve_paths(params: dict, cwd: Path) -> dict:
     """Params with every relative path (keys in ``vcd.jobs.PATH_KEYS``, also inside lists) made
     absolute against ``cwd`` — the caller's working directory, not the daemon's. Numbers and
     ``segment`` (a patch name) are left alone."""
-    from ..jobs import PATH_KEYS
+    from ..jobs import PATH_KEYS, is_number
 
     def fix(v):
         if isinstance(v, (list, tuple)):
             return [fix(x) for x in v]
-        if isinstance(v, str) and v and not _is_number(v) and not os.path.isabs(v):
+        if isinstance(v, str) and v and not is_number(v) and not os.path.isabs(v):
             return os.path.normpath(os.path.join(cwd, os.path.expanduser(v)))
         return v
     return {k: fix(v) if k in PATH_KEYS and k not in NAME_KEYS else v for k, v in params.items()}
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _defaults(kind: str, vp: Path) -> dict:
@@ -432,17 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .main import guarded
-    return guarded(lambda: _main(argv))
-
-
-def _main(argv) -> int:
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if not getattr(args, "func", None):
-        ap.print_help()
-        return 2
-    return int(args.func(args) or 0)
+    """``vcdctl``: :func:`vcd.cli.main.dispatch` under :func:`vcd.cli.main.guarded`, as ``vcd`` (exit 1
+    with one ``error:`` line, 130 on Ctrl-C, 141 silently on a closed pipe)."""
+    from .main import dispatch, guarded
+    return guarded(lambda: dispatch(build_parser(), argv))
 
 
 if __name__ == "__main__":

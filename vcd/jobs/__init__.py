@@ -139,11 +139,13 @@ def _path_values(params: dict, keys: frozenset[str]):
             v = stack.pop()
             if isinstance(v, (list, tuple)):
                 stack.extend(v)
-            elif isinstance(v, str) and not _is_number(v):
+            elif isinstance(v, str) and not is_number(v):
                 yield key, v
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """True when ``text`` parses as a float ("12", "-3.5", "1e3"): a param value that is a number
+    written as a string, never a path (used here and by ``vcdctl``'s path resolution)."""
     try:
         float(text)
         return True
