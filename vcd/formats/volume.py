@@ -210,16 +210,6 @@ class ChunkCache(ChunkPool):
         n_chunks = int(np.prod(array.chunk_grid))
         super().__init__(array.chunk_grid, array.chunks, max(8, min(n_chunks, int(cache_bytes // chunk_bytes))))
 
-    def ensure_box(self, lo_xyz, hi_xyz) -> None:
-        """Load every chunk touching the box ``lo..hi`` ((x, y, z) voxels, inclusive, +1 for trilinear)."""
-        lo = np.floor(np.asarray(lo_xyz, dtype=np.float64)[::-1]).astype(np.int64)
-        hi = np.floor(np.asarray(hi_xyz, dtype=np.float64)[::-1]).astype(np.int64) + 1
-        clo = np.clip(lo // self.chunk_shape, 0, np.asarray(self.slots.shape) - 1)
-        chi = np.clip(hi // self.chunk_shape, 0, np.asarray(self.slots.shape) - 1)
-        idx = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(clo, chi)], indexing="ij"),
-                       -1).reshape(-1, 3)
-        self._load(idx)
-
     def ensure_points(self, pts: np.ndarray) -> None:
         """Load every chunk that trilinear sampling at ``pts`` (N×3, (x, y, z)) touches."""
         if len(pts) == 0:
