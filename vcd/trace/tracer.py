@@ -56,6 +56,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..kernels.gridopt import regularise_window
+from ..kernels.points import valid_quads
 from . import qa
 from .guide import find_guides, transport
 from .params import TraceParams
@@ -211,7 +212,7 @@ class Tracer:
         s = self.ps.search[self.seed]
         g, v = s.grid, s.valid
         quad = np.zeros_like(v)
-        quad[:-1, :-1] = v[:-1, :-1] & v[1:, :-1] & v[:-1, 1:] & v[1:, 1:]
+        quad[:-1, :-1] = valid_quads(v)
         rc = np.argwhere(quad if quad.any() else v)
         centre = rc.mean(0)
         r0, c0 = rc[np.argmin(((rc - centre) ** 2).sum(1))]
