@@ -116,7 +116,8 @@ def cmd_submit(args) -> int:
     if args.kind == "trace" and "seed" not in params:
         raise InputError(None, "a trace job needs a seed patch",
                          "add --param seed=paths/<patch> (relative paths are taken from the current directory)")
-    jid = q.submit(args.kind, params, priority=args.priority)
+    from .. import jobs
+    jid = jobs.submit(q, args.kind, params, priority=args.priority, by_user=True)
     print(jid)
     _warn_if_no_daemon(vp)
     return 0
@@ -224,19 +225,10 @@ def _pct(progress) -> str:
     return "?" if progress is None or progress < 0 else f"{progress * 100:.0f}%"
 
 
-def finished_since(q, since: float) -> dict[str, dict[str, int]]:
-    """Jobs finished at or after ``since`` (unix seconds): kind -> state -> count."""
-    out: dict[str, dict[str, int]] = {}
-    for r in q.db.query("SELECT kind, state, COUNT(*) AS n FROM jobs WHERE finished >= ? GROUP BY kind, state",
-                        [since]):
-        out.setdefault(r["kind"], {})[r["state"]] = r["n"]
-    return out
-
-
 def rates_text(q, window_s: float, now: float) -> str:
     """``rates (last 60 s): expand 0.12 jobs/s (7 done, 1 failed), ...`` — finished jobs per second
     and kind over the last ``window_s`` seconds."""
-    fin = finished_since(q, now - window_s)
+    fin = q.finished_since(now - window_s)
     if not fin:
         return f"rates (last {window_s:g} s): nothing finished"
     parts = []
@@ -303,6 +295,7 @@ def cmd_seed(args) -> int:
     for b in bad:
         print(f"skipped (no [x, y, z] found): {b}", file=sys.stderr)
     vp = _find_volpkg(args.volpkg)
+    from .. import jobs
     from ..daemon.config import job_params, load_config
     from ..daemon.service import prediction_volume
     cfg = load_config(vp)
@@ -312,12 +305,12 @@ def cmd_seed(args) -> int:
     ids = []
     for x, y, z in pts:
         for dx in (0.0, -args.offset, args.offset) if args.offset else (0.0,):
-            ids.append(q.submit("seed", {**base, "seed_point": [x + dx, y, z]}, priority=4))
+            ids.append(jobs.submit(q, "seed", {**base, "seed_point": [x + dx, y, z]}, by_user=True))
     if args.then_expand:
         ebase = job_params(cfg, vp, "expand")
         ebase.update(volume=base["volume"], paths=base["paths"])
         for _ in pts:
-            ids.append(q.submit("expand", ebase, priority=3))
+            ids.append(jobs.submit(q, "expand", ebase, by_user=True))
     print(f"queued {len(ids)} jobs for {len(pts)} points: {' '.join(map(str, ids))}")
     return 0 if pts or not bad else 1
 
@@ -393,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", metavar="KIND")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="key=value (JSON values allowed)")
     p.add_argument("--params", metavar="FILE", help="params JSON file (an object of key: value)")
-    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--priority", type=int, default=None,
+                   help="queue priority (default: the kind's own, raised for jobs a person asks for)")
     p.set_defaults(func=cmd_submit)
     p = sub.add_parser("ls", help="list jobs")
     p.add_argument("--state")

@@ -335,6 +335,14 @@ class JobQueue(SqliteStore):
                              [int(since_id), int(limit)])
         return [{**r, "result": _loads(r["result"])} for r in rows]
 
+    def finished_since(self, since: float) -> dict[str, dict[str, int]]:
+        """Jobs finished at or after ``since`` (unix seconds): kind -> state -> count."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self.db.query("SELECT kind, state, COUNT(*) AS n FROM jobs WHERE finished >= ? GROUP BY kind, state",
+                               [since]):
+            out.setdefault(r["kind"], {})[r["state"]] = r["n"]
+        return out
+
     def growth_states_since(self, since: float) -> dict[str, int]:
         """Seed/expand jobs finished after ``since`` (epoch s), per state."""
         return {r["state"]: r["n"] for r in self.db.query(
