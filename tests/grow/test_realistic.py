@@ -4,13 +4,15 @@ Crushed, tilted, twisted spirals whose sheets are 1-6 voxels thick (varying alon
 binary, 0-40 % missing in blobs plus large holes, with fused zones, false fragments and speckle. The
 grower must stay on one wrap and on the sheet everywhere, and grow usable patches across dropout.
 
-Family draws used to tune the grower: 1, 2, 3, 4, 5. Draws kept out of tuning and checked last: 6-12
-(``heavy``). Measured (5 spread seeds, step 10, 60 generations, 128×256×256): median patch 0.041 /
-0.025 / 0.035 / 0.040 / 0.0003 cm² on draws 1-5 and 0.058 / 0.048 / 0.041 / 0.035 / 0.0005 / 0.035 /
-0.011 on 6-12, every patch within 0.4 voxel of the sheet on average, at most one patch per draw with
-a jump. The draws that fall short of 0.02 cm² — 5, 10 and 12 — are exactly those with 34-40 %
-dropout (3-5-voxel bands riddled with holes: growth stalls in the dropout); every draw at or under
-26 % dropout passes. High dropout is the open part of issue 13.
+Family draws used to tune the grower: 1-12. Draws kept out of tuning and checked last: 13-16.
+Measured (5 spread seeds, step 10, 60 generations, 128×256×256): median patch 0.041 / 0.053 / 0.035 /
+0.056 / 0.026 / 0.059 / 0.050 / 0.047 / 0.034 / 0.045 / 0.054 / 0.048 cm² on draws 1-12, every patch
+within 0.3 voxel of the sheet on average, at most one patch per draw with a jump. The draws with
+34-40 % dropout (3-5-voxel bands riddled with blob holes: 5, 10, 12) pass since the band profile is
+read on a disc of parallel lines (:mod:`vcd.kernels.sheetband`); two of their five seeds still fail
+to place a seed quad (draws 5 and 10), so their medians are the tightest (0.026 / 0.045).
+Held-out draws 13-16 (39 / 23 / 39 / 32 % dropout), checked once after that tuning: 0.049 / 0.049 /
+0.041 / 0.038 cm², no jump, mean distance ≤ 0.22 voxel.
 """
 
 import json
@@ -72,13 +74,8 @@ def test_realistic_family_draws_grow_large_patches_on_one_wrap(tmp_path, draw):
     check_family(grow_family_draw(tmp_path, draw))
 
 
-SHORT = pytest.mark.xfail(reason="34-40 % dropout in 3-5-voxel bands: growth stalls (issue 13, open)",
-                          strict=False)
-
-
 @pytest.mark.heavy
-@pytest.mark.parametrize("draw", [2, 4, pytest.param(5, marks=SHORT), 6, 7, 8, 9, pytest.param(10, marks=SHORT),
-                                  11, pytest.param(12, marks=SHORT)])
+@pytest.mark.parametrize("draw", [2, 4, 5, 6, 7, 8, 9, 10, 11, 12])
 def test_realistic_family_more_draws(tmp_path, draw):
     check_family(grow_family_draw(tmp_path, draw))
 

@@ -179,9 +179,9 @@ def _seed_quad(field: DistanceField, p0: np.ndarray, frame, a0: float, step: flo
                 break
             pos[r, c], state[r, c] = p, K.ON_SURFACE
             out.append((p, t))
-        if len(out) == 4:
-            med = float(np.median([t for _, t in out]))
-            return [(p, med) for p, _ in out]
+        if len(out) == 4:  # dropout only thins a band along a line: the thickest reading is the best
+            t_max = float(max(t for _, t in out))
+            return [(p, t_max) for p, _ in out]
     return None
 
 

@@ -373,7 +373,7 @@ def beside_sheet(pool, slots, shape, p, n, t_ref, step):
     distance) that lies more along ``n`` than in the tangent plane — the sheet curving away from a
     straight continuation, or a sheet seen through the hole, rather than the rim."""
     reach = 0.5 * t_ref + 1.0 + SB.in_plane_tolerance(t_ref, step)
-    if not SB.clear_of_bands(pool, slots, shape, p, n, reach):
+    if not SB.clear_of_bands(pool, slots, shape, p, n, reach, t_ref):
         return True
     d, gx, gy, gz = dist_grad(pool, slots, shape, p[0], p[1], p[2])
     g = math.sqrt(gx * gx + gy * gy + gz * gz)
@@ -454,8 +454,10 @@ def judge_corner(pos, state, tref, bridge, r, c, p, step, w, accept, gap, max_br
         return BOUNDS
     band[4] = 0.0
     n = np.empty(3)
-    if not corner_normal(pos, state, r, c, p, n):
-        return NO_NORMAL  # orientation unknown (a lone spike): retried with more neighbours
+    # a corner with neighbours along one grid direction only (a spike through dropout) takes its
+    # neighbours' normal; none known: retried with more neighbours
+    if not corner_normal(pos, state, r, c, p, n) and not neighbour_normal(pos, state, r, c, n):
+        return NO_NORMAL
     if dist_only(pool, slots, shape, p[0], p[1], p[2]) > accept:
         if gap <= 0 or max_bridge <= 0:
             return OFF_SURFACE

@@ -11,6 +11,18 @@ as ``k`` voxels long along its normal). The profile gives
 - on each side, the **clearance** :math:`g_\pm`: voxels of background between the own band and the
   next band along the line (:math:`\infty` if none within reach).
 
+**Reading through dropout.** A prediction with 30-40 % of the sheet missing in blobs of a few voxels
+shows, along one line, a band cut into slivers or missing: read so, the band seems thinner, shifted
+or absent, and the grower refused most corners there (edges "changing band" or "crossing holes").
+So a sample at height ``h`` is inside when the centre line *or any line of a disc* of radius
+``DISC`` (voxels) around it, in the tangent plane (normal ``n``), is inside — the union of
+:data:`DISC_N` + 1 parallel lines. One blob hole no longer reads as no band or as a band shift, while
+the next wrap, which lies along ``n``, is not brought nearer: a disc in the tangent plane widens a band
+only by ``2 DISC tan(tilt)`` where the normal is tilted. The seed's first reading (``t_ref`` unknown)
+uses the centre line alone, and the seed quad takes the *thickest* of its four readings as the
+reference (dropout only thins a band along a line); a band read thicker than the reference raises it
+slowly (``TREF_KEEP_UP``), so that a fused zone met along the front is refused rather than adopted.
+
 Nothing here assumes a thickness. A run of background that splits what is one band (a dropout
 blob inside a thick sheet) is recognised by the *locally measured* reference thickness
 :math:`t_{ref}` (carried from corner to corner during growth): two runs whose total extent is at
@@ -20,7 +32,8 @@ most :math:`1.25\,t_{ref} + 1` voxels are one band. Then, with ``gap`` the param
   (tested at ``accept`` voxels) could cross to it;
 - **fused band** if :math:`t > 1.4\,t_{ref} + 1` — two wraps merged into one thick band (a
   sheet that thickens smoothly is followed, because :math:`t_{ref}` adapts as an exponential
-  average along the growth front: :math:`t_{ref}' = 0.75\,t_{ref} + 0.25\,t`).
+  average along the growth front: :math:`t_{ref}' = 0.75\,t_{ref} + 0.25\,t`, or
+  :math:`0.9\,t_{ref} + 0.1\,t` where :math:`t > t_{ref}`).
 
 An accepted corner is moved to the centre of its band, :math:`p \leftarrow p + \tfrac12(h_- + h_+)\,n`,
 so thick or soft bands give corners on the sheet's mid-surface rather than anywhere inside it.
@@ -39,7 +52,10 @@ H = 0.25          #: profile sample spacing (voxels)
 INSIDE = 0.5      #: D at or below this (voxels) is inside a band
 MERGE_SLACK = 1.0  #: voxels of extent allowed beyond 1.25 t_ref when merging split runs
 FUSE_RATIO, FUSE_SLACK = 1.4, 1.0
-TREF_KEEP = 0.75  #: weight of the neighbours' reference thickness in the new corner's
+DISC = 1.5        #: radius (voxels) of the disc of parallel lines a profile is read from
+DISC_N = 6        #: lines on the disc's rim (plus its centre)
+TREF_KEEP = 0.75  #: weight of the neighbours' reference thickness in the new corner's (band thinner)
+TREF_KEEP_UP = 0.9  #: the same where the corner's band is thicker (a fused zone must not raise it fast)
 
 # outcome codes (shared with the grower's refusal statistics)
 BAND_OK, BAND_NEAR_SHEET, BAND_FUSED, BAND_NONE, BAND_BLIND = 0, 1, 2, 3, 4
@@ -57,46 +73,76 @@ def line_inside(p, n, reach, shape):
 
 
 @nb.njit(cache=True)
-def _inside(pool, slots, shape, p, n, h):
-    return dist_only(pool, slots, shape, p[0] + h * n[0], p[1] + h * n[1], p[2] + h * n[2]) <= INSIDE
+def disc_radius(t_ref):
+    """Radius (voxels) of the disc of parallel lines a profile is read from: :data:`DISC` once the
+    band's reference thickness is known (``t_ref > 0``), 0 (the single line) for the seed's first
+    reading, whose thickness must not be widened by the disc (see the module docstring)."""
+    if t_ref <= 0:
+        return 0.0
+    return DISC
 
 
 @nb.njit(cache=True)
-def _run_end(pool, slots, shape, p, n, h, sg, want_inside, limit):
+def _inside(pool, slots, shape, p, n, h, rho):
+    """Is ``p + h n`` inside a band, read on the disc of radius ``rho`` (voxels) in the tangent plane:
+    inside if the centre or any of the :data:`DISC_N` rim points is (one line if ``rho`` is 0)."""
+    x, y, z = p[0] + h * n[0], p[1] + h * n[1], p[2] + h * n[2]
+    if dist_only(pool, slots, shape, x, y, z) <= INSIDE:
+        return True
+    if rho <= 0:
+        return False
+    # a tangent basis (u, v) of n
+    if abs(n[0]) < 0.8:
+        ux, uy, uz = 0.0, n[2], -n[1]
+    else:
+        ux, uy, uz = -n[2], 0.0, n[0]
+    L = math.sqrt(ux * ux + uy * uy + uz * uz)
+    ux, uy, uz = ux / L, uy / L, uz / L
+    vx, vy, vz = n[1] * uz - n[2] * uy, n[2] * ux - n[0] * uz, n[0] * uy - n[1] * ux
+    for k in range(DISC_N):
+        a = 2.0 * math.pi * k / DISC_N
+        ca, sa = rho * math.cos(a), rho * math.sin(a)
+        if dist_only(pool, slots, shape, x + ca * ux + sa * vx, y + ca * uy + sa * vy, z + ca * uz + sa * vz) <= INSIDE:
+            return True
+    return False
+
+
+@nb.njit(cache=True)
+def _run_end(pool, slots, shape, p, n, h, sg, want_inside, limit, rho):
     """Walk from ``h`` in direction ``sg`` while the inside-state equals ``want_inside``; return the
     last ``h`` with that state (or ``limit`` reached: returns ±limit)."""
     while abs(h + sg * H) <= limit:
-        if _inside(pool, slots, shape, p, n, h + sg * H) != want_inside:
+        if _inside(pool, slots, shape, p, n, h + sg * H, rho) != want_inside:
             return h
         h += sg * H
     return sg * limit
 
 
 @nb.njit(cache=True)
-def own_band(pool, slots, shape, p, n, search):
+def own_band(pool, slots, shape, p, n, search, rho):
     """Inside run nearest to ``h = 0`` within ``±search`` voxels → (found, h_lo, h_hi)."""
     h = 0.0
     while h <= search + 1e-9:
         for sg in (1.0, -1.0):
-            if _inside(pool, slots, shape, p, n, sg * h):
-                lo = _run_end(pool, slots, shape, p, n, sg * h, -1.0, True, 64.0)
-                hi = _run_end(pool, slots, shape, p, n, sg * h, 1.0, True, 64.0)
+            if _inside(pool, slots, shape, p, n, sg * h, rho):
+                lo = _run_end(pool, slots, shape, p, n, sg * h, -1.0, True, 64.0, rho)
+                hi = _run_end(pool, slots, shape, p, n, sg * h, 1.0, True, 64.0, rho)
                 return True, lo, hi
         h += H
     return False, 0.0, 0.0
 
 
 @nb.njit(cache=True)
-def side_clearance(pool, slots, shape, p, n, edge, sg, lo, hi, t_ref, reach):
+def side_clearance(pool, slots, shape, p, n, edge, sg, lo, hi, t_ref, reach, rho):
     """Background voxels from the own band's edge (``edge`` = h_hi or h_lo, going ``sg``) to the next
     band, merging runs that fit in one band of thickness ``t_ref``. Returns (clearance, lo, hi) with
     the own band possibly extended by merged runs; clearance = inf if no band within ``reach``."""
     while True:
-        gap_end = _run_end(pool, slots, shape, p, n, edge + sg * H, sg, False, reach)
+        gap_end = _run_end(pool, slots, shape, p, n, edge + sg * H, sg, False, reach, rho)
         if abs(gap_end) >= reach - 1e-9:
             return math.inf, lo, hi
         start = gap_end + sg * H  # first inside sample of the next run
-        stop = _run_end(pool, slots, shape, p, n, start, sg, True, reach)
+        stop = _run_end(pool, slots, shape, p, n, start, sg, True, reach, rho)
         new_lo, new_hi = min(lo, start, stop), max(hi, start, stop)
         if new_hi - new_lo <= 1.25 * t_ref + MERGE_SLACK:
             lo, hi, edge = new_lo, new_hi, stop   # a hole inside the own band: one band
@@ -111,15 +157,16 @@ def band_test(pool, slots, shape, p, n, t_ref, gap, accept, out):
     ``t_ref``: reference band thickness (voxels) from the neighbouring corners, or ≤ 0 if unknown (the
     seed). Writes ``out = (shift along n to the band centre, own thickness, clearance +, clearance -)``
     and returns a ``BAND_*`` code (``BAND_BLIND``: the profile leaves the volume, nothing can be judged). ``gap <= 0`` disables the separation tests (centring still runs)."""
-    found, lo, hi = own_band(pool, slots, shape, p, n, accept + 0.5)
+    rho = disc_radius(t_ref)
+    found, lo, hi = own_band(pool, slots, shape, p, n, accept + 0.5, rho)
     if not found:
         return BAND_NONE
     tr = t_ref if t_ref > 0 else hi - lo
     reach = max(gap, 0.0) + 1.25 * tr + MERGE_SLACK + 2.0
     if gap > 0 and not line_inside(p, n, reach + 0.5 * (hi - lo), shape):
         return BAND_BLIND
-    cp, lo, hi = side_clearance(pool, slots, shape, p, n, hi, 1.0, lo, hi, tr, reach)
-    cm, lo, hi = side_clearance(pool, slots, shape, p, n, lo, -1.0, lo, hi, tr, reach)
+    cp, lo, hi = side_clearance(pool, slots, shape, p, n, hi, 1.0, lo, hi, tr, reach, rho)
+    cm, lo, hi = side_clearance(pool, slots, shape, p, n, lo, -1.0, lo, hi, tr, reach, rho)
     out[0] = 0.5 * (lo + hi)
     out[1] = hi - lo
     out[2] = cp
@@ -161,7 +208,8 @@ def next_t_ref(t_ref, t):
     """Reference thickness carried to a new corner (exponential average along the growth front)."""
     if t_ref <= 0:
         return t
-    return TREF_KEEP * t_ref + (1.0 - TREF_KEEP) * t
+    keep = TREF_KEEP_UP if t > t_ref else TREF_KEEP
+    return keep * t_ref + (1.0 - keep) * t
 
 
 @nb.njit(cache=True)
@@ -169,12 +217,13 @@ def band_interval(pool, slots, shape, s, n, search, t_ref):
     """(found, h_lo, h_hi): the extent along ``n`` (voxels from point ``s``) of the band nearest to
     ``s`` within ``±search``, runs that fit in one band of thickness ``t_ref`` merged; not found in a
     hole."""
-    found, lo, hi = own_band(pool, slots, shape, s, n, search)
+    rho = disc_radius(t_ref)
+    found, lo, hi = own_band(pool, slots, shape, s, n, search, rho)
     if not found:
         return False, 0.0, 0.0
     reach = 1.25 * t_ref + MERGE_SLACK + 1.0
-    _, lo, hi = side_clearance(pool, slots, shape, s, n, hi, 1.0, lo, hi, t_ref, reach)
-    _, lo, hi = side_clearance(pool, slots, shape, s, n, lo, -1.0, lo, hi, t_ref, reach)
+    _, lo, hi = side_clearance(pool, slots, shape, s, n, hi, 1.0, lo, hi, t_ref, reach, rho)
+    _, lo, hi = side_clearance(pool, slots, shape, s, n, lo, -1.0, lo, hi, t_ref, reach, rho)
     return True, lo, hi
 
 
@@ -243,12 +292,13 @@ def edge_follows_band(pool, slots, shape, q, p, n, t_ref, max_hole, q_on_band, p
 
 
 @nb.njit(cache=True)
-def clear_of_bands(pool, slots, shape, p, n, reach):
+def clear_of_bands(pool, slots, shape, p, n, reach, t_ref):
     """True if no band lies within ``±reach`` voxels of ``p`` along ``n`` (a point in a hole of its
-    sheet, not beside or between sheets)."""
+    sheet, not beside or between sheets); read on the disc of :func:`disc_radius` (``t_ref``)."""
+    rho = disc_radius(t_ref)
     h = 0.0
     while h <= reach:
-        if _inside(pool, slots, shape, p, n, h) or _inside(pool, slots, shape, p, n, -h):
+        if _inside(pool, slots, shape, p, n, h, rho) or _inside(pool, slots, shape, p, n, -h, rho):
             return False
         h += H
     return True
