@@ -9,8 +9,8 @@ Measured (5 spread seeds, step 10, 60 generations, 128×256×256): median patch 
 0.056 / 0.026 / 0.059 / 0.050 / 0.047 / 0.034 / 0.045 / 0.054 / 0.048 cm² on draws 1-12, every patch
 within 0.3 voxel of the sheet on average, at most one patch per draw with a jump. The draws with
 34-40 % dropout (3-5-voxel bands riddled with blob holes: 5, 10, 12) pass since the band profile is
-read on a disc of parallel lines (:mod:`vcd.kernels.sheetband`); two of their five seeds still fail
-to place a seed quad (draws 5 and 10), so their medians are the tightest (0.026 / 0.045).
+read on a disc of parallel lines (:mod:`vcd.kernels.sheetband`); seeds still fail to place a seed
+quad there (two of five on draw 5, one on draw 10), so draw 5's median is the tightest (0.026).
 Held-out draws 13-16 (39 / 23 / 39 / 32 % dropout), checked once after that tuning: 0.049 / 0.049 /
 0.041 / 0.038 cm², no jump, mean distance ≤ 0.22 voxel.
 """
