@@ -13,8 +13,11 @@ twice); the daemon restarts dead workers and requeues their jobs at once.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -58,7 +61,20 @@ def record_outcome(q: JobQueue, job: dict, outcome, log, seconds: float | None =
     return st
 
 
-def _run_one(q: JobQueue, job: dict, volpkg: str, lease_s: float, log) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this worker when the daemon dies (Linux ``PR_SET_PDEATHSIG``): a worker
+    orphaned by a kill -9 of the daemon must not finish its job while the restarted daemon runs the
+    requeued copy. Elsewhere the heartbeat thread's parent check (:func:`_run_one`) does it."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the daemon died before the request above
+        os._exit(1)
+
+
+def _run_one(q: JobQueue, job: dict, volpkg: str, lease_s: float, log, parent_pid: int | None = None) -> None:
     from ..jobs import JobContext, execute
 
     state = {"progress": 0.0, "message": "", "cancel": False}
@@ -69,6 +85,8 @@ def _run_one(q: JobQueue, job: dict, volpkg: str, lease_s: float, log) -> None:
         # every 0.1 s, so every job, however short, cost its worker up to 0.1 s more)
         hq = None
         while not done.wait(max(1.0, lease_s / 3)):
+            if parent_pid is not None and os.getppid() != parent_pid:
+                os._exit(1)  # orphaned: the daemon died; its successor reruns the job
             try:
                 hq = hq or JobQueue(q.path)
                 state["cancel"] = hq.heartbeat(job["id"], lease_s, state["progress"], state["message"]) or state["cancel"]
@@ -105,13 +123,14 @@ def worker_main(queue_path: str, volpkg: str, name: str, stop, kind_limits: dict
     log = logs.get_logger(worker=name)
     if thread_limit:
         os.environ["NUMBA_NUM_THREADS"] = str(thread_limit)
+    _die_with_parent(parent_pid)
     q = JobQueue(queue_path)
     while not stop.is_set() and os.getppid() == parent_pid:
         job = q.claim(name, lease_s=lease_s, kind_limits=kind_limits)
         if job is None:
             time.sleep(0.1)
             continue
-        _run_one(q, job, volpkg, lease_s, log)
+        _run_one(q, job, volpkg, lease_s, log, parent_pid)
     q.close()
 
 
