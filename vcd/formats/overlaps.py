@@ -104,6 +104,20 @@ def own_links(parent: str | os.PathLike) -> dict[str, set[str]]:
     return {n: set(v[1]) for n, v in new.items()}
 
 
+def link_sets(parent: str | os.PathLike) -> dict[str, set[str]]:
+    """:func:`read_overlaps` (symmetric) of every surface in ``parent`` at once: ``{name: names}``
+    (surfaces with no link in either direction are absent). One pass over the directory — a loop
+    calling :func:`read_overlaps` per surface re-reads every surface's link stamps each time."""
+    own = own_links(parent)
+    out = {a: set(bs) for a, bs in own.items()}
+    for a, bs in own.items():
+        for b in bs:
+            out.setdefault(b, set()).add(a)
+    for a, bs in out.items():
+        bs.discard(a)
+    return out
+
+
 def _reverse_links(parent: Path) -> dict[str, set[str]]:
     rev: dict[str, set[str]] = {}
     for a, bs in own_links(parent).items():

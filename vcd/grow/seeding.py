@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
-from ..formats.overlaps import read_overlaps
+from ..formats.overlaps import link_sets
 from ..formats.tifxyz import read_surface
 from ..formats.volume import ChunkCache
 from ..kernels.surfsearch import OVERLAP_TOL, SurfaceSearch
@@ -76,7 +76,8 @@ def expansion_start(paths_dir: Path, pred: ChunkCache, rng: np.random.Generator,
     rng.shuffle(names)
     # patches with fewer links first (VC3D's choice), but a well-linked patch can still have an
     # uncovered edge: the start point's own coverage decides saturation
-    links = {n: len(read_overlaps(paths_dir / n)) for n in names}
+    sets = link_sets(paths_dir)
+    links = {n: len(sets.get(n, ())) for n in names}
     names.sort(key=lambda n: min(links[n], tgt_overlap_count))
     cache: dict = {}
     for name in names:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..formats.overlaps import read_overlaps
+from ..formats.overlaps import link_sets
 from ..formats.volpkg import list_patches
 
 
@@ -25,7 +25,8 @@ def collection_stats(volpkg: Path, tgt_overlap_count: int) -> dict:
     ``density`` (share of patches at target; 0 without patches) of ``<volpkg>/paths`` (+ traces)."""
     volpkg = Path(volpkg)
     patches = list_patches(volpkg / "paths")
-    deficit = sum(below_target(len(read_overlaps(p)), tgt_overlap_count) for p, _ in patches)
+    links = link_sets(volpkg / "paths")
+    deficit = sum(below_target(len(links.get(p.name, ())), tgt_overlap_count) for p, _ in patches)
     traces = [p for root in ("paths", "traces") if (volpkg / root).is_dir()
               for p in (volpkg / root).iterdir() if p.name.startswith("auto_trace_") and (p / "meta.json").exists()]
     return {"patches": len(patches), "traces": len(traces), "overlap_deficit": deficit,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError, InputError
-from ..formats.overlaps import read_overlaps
+from ..formats.overlaps import link_sets
 from ..formats.tifxyz import bitmap_sha1, mask_fingerprint, read_approval, read_surface
 from ..formats.volpkg import list_patches
 from ..kernels.surfsearch import SurfaceSearch
@@ -83,8 +83,9 @@ class PatchSet:
                  f"(e.g. {other_step[0]}); each is followed in its own grid units")
         index = {n: i for i, n in enumerate(ps.names)}
         ps.links = [set() for _ in ps.names]
+        links = link_sets(src_dir)
         for i, n in enumerate(ps.names):
-            for m in read_overlaps(src_dir / n):
+            for m in links.get(n, ()):
                 j = index.get(m)
                 if j is not None and j != i:
                     ps.links[i].add(j)
