@@ -37,7 +37,7 @@ import numpy as np
 from .. import jobs
 from ..errors import VcdError
 from ..formats.jsonio import atomic_write_json, read_json
-from ..formats.overlaps import read_overlaps
+from ..formats.overlaps import link_sets
 from ..formats.provenance import read_provenance
 from ..formats.tifxyz import read_surface, surface_area_vx2, update_meta, write_mask
 from ..formats.volpkg import is_debug_snapshot, list_patches
@@ -253,6 +253,7 @@ class Autoseg:
                 continue
         axis = ap.collection_axis(list(clouds.values()))
         tree = sheets_tree(accepted, self.tol())
+        links = link_sets(self.volpkg / "paths")
         out = []
         for p, meta in patches:
             pts = clouds.get(p.name)
@@ -261,7 +262,7 @@ class Autoseg:
             tags = meta.get("tags") if isinstance(meta.get("tags"), dict) else {}
             r = float(np.median(np.hypot(pts[:, 0] - axis[0], pts[:, 1] - axis[1])))
             out.append(ap.PatchGeom(p.name, tuple(pts.mean(0)), r, (float(pts[:, 2].min()), float(pts[:, 2].max())),
-                                    len(read_overlaps(p)), float(meta.get("area_cm2") or 0), "approved" in tags,
+                                    len(links.get(p.name, ())), float(meta.get("area_cm2") or 0), "approved" in tags,
                                     "defective" in tags, ap.covered_share(pts, tree, self.tol())))
         self._geom_key, self._geom = key, (out, clouds, axis)
         return self._geom

@@ -50,7 +50,7 @@ from PIL import Image, ImageDraw
 from ..errors import FormatError, InputError
 from ..figure import Axis, ColorBar, compose, font as _font, save_png, upscale
 from ..formats.jsonio import atomic_write_json, read_json
-from ..formats.overlaps import read_overlaps
+from ..formats.overlaps import link_sets
 from ..formats.provenance import read_provenance
 from ..formats.tifxyz import INVALID, read_surface
 from ..formats.volpkg import is_prediction_name, is_volpkg, list_patches, open_volpkg, state_dir
@@ -256,6 +256,7 @@ def render_slice(volpkg, axis: str = "z", index: int | None = None, volume: str 
     ci, ri = _IMG[axis]
     patches, traces, legend_entries = [], [], []
     surfs = list(_surfaces_for_slice(vp, axis, index))
+    links = link_sets(vp.paths_dir) if color_by == "overlaps" else {}
     for kind in ("patch", "trace"):  # patches first, traces on top (white over a black outline)
         for k2, name, d in surfs:
             if k2 != kind:
@@ -270,7 +271,7 @@ def render_slice(volpkg, axis: str = "z", index: int | None = None, volume: str 
             if kind == "trace":
                 col = TRACE_COLOR
             elif color_by == "overlaps":
-                col = count_color(len(read_overlaps(d)), tgt)
+                col = count_color(len(links.get(d.name, ())), tgt)
             else:
                 col = stable_color(name)
             px = (segs[..., ci] + 0.5) * f - 0.5
@@ -519,13 +520,14 @@ def density_grid(volpkg, bin_size: int | None = None, tgt: int | None = None) ->
     counts = np.zeros(nb, np.int32)
     under = np.zeros(nb, np.int32)
     n_patches = 0
+    links = link_sets(vp.paths_dir)
     for d, _m in list_patches(vp.paths_dir):
         flat = _patch_bins(d, b, nb)
         if flat is None:
             continue
         n_patches += 1
         counts.ravel()[flat] += 1
-        if below_target(len(read_overlaps(d)), tgt):
+        if below_target(len(links.get(d.name, ())), tgt):
             under.ravel()[flat] += 1
     sheet = _sheet_bins(pred, b, nb)
     col = collection_stats(vp.path, tgt)
