@@ -14,6 +14,7 @@ PNGs are written atomically (temp file + rename, :func:`save_png`).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -173,17 +174,24 @@ def compose(plot: Image.Image, title: str, x: Axis | None = None, y: Axis | None
     return im, layout
 
 
+def png_bytes(img: Image.Image, text: dict | None = None) -> bytes:
+    """``img`` encoded as PNG; ``text`` goes into a ``vcd`` PNG text chunk as JSON."""
+    info = PngInfo()
+    if text is not None:
+        info.add_text("vcd", json.dumps(text))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
 def save_png(img: Image.Image, out, text: dict | None = None) -> Path:
     """Write ``img`` to ``out`` atomically (temp file + rename); ``text`` goes into a ``vcd`` PNG
     text chunk as JSON."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = PngInfo()
-    if text is not None:
-        info.add_text("vcd", json.dumps(text))
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        img.save(tmp, format="PNG", pnginfo=info)
+        tmp.write_bytes(png_bytes(img, text))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

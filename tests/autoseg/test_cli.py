@@ -46,6 +46,7 @@ def _independent(volpkg, report):
     return switch, coverage(grids, truth, tol=2.0), scores
 
 
+@pytest.mark.heavy  # ~2 CPU-minutes; bench/autoseg.py measures the same on a larger scroll
 def test_autoseg_covers_a_small_scroll_and_reports_true_numbers(autoseg_copy):
     vp = autoseg_copy
     p = _start(vp)

@@ -69,7 +69,7 @@ def check_family(results):
     assert np.median(areas) >= 0.02, areas
 
 
-@pytest.mark.parametrize("draw", [1, 3])
+@pytest.mark.parametrize("draw", [pytest.param(1, marks=pytest.mark.heavy), 3])
 def test_realistic_family_draws_grow_large_patches_on_one_wrap(tmp_path, draw):
     check_family(grow_family_draw(tmp_path, draw))
 
@@ -80,7 +80,8 @@ def test_realistic_family_more_draws(tmp_path, draw):
     check_family(grow_family_draw(tmp_path, draw))
 
 
-@pytest.mark.parametrize("thickness,dropout", [(1, 0.0), (2, 0.2), (3, 0.4), (4, 0.1), (5, 0.3)])
+@pytest.mark.parametrize("thickness,dropout", [(1, 0.0), pytest.param(2, 0.2, marks=pytest.mark.heavy), (3, 0.4),
+                                               pytest.param(4, 0.1, marks=pytest.mark.heavy), (5, 0.3)])
 def test_thickness_and_dropout_sweep_stays_on_the_sheet(tmp_path, thickness, dropout):
     """Fixed thickness and dropout over the realistic geometry (draw 11): every patch on the sheet, at
     most one of three with a jump (issue 13's bar for the family: 4 of 5 jump-free), and growth gets

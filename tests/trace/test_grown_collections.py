@@ -95,7 +95,8 @@ def _with_grown_wrong(fused_tiled, tmp_path, share):
     return dst, names, wrong, int(sum(sc["jumps"] for _, sc in jumpy[:k]))
 
 
-@pytest.mark.parametrize("share", [0.05, 0.10, 0.20])
+@pytest.mark.parametrize("share", [pytest.param(0.05, marks=pytest.mark.heavy), 0.10,
+                                   pytest.param(0.20, marks=pytest.mark.heavy)])
 def test_grower_made_wrong_patches_are_outvoted(fused_tiled, tmp_path, share):
     """0 jumps and on the sheet at 5 % and 10 % grown jump patches; at 20 % every jump is on the QA map."""
     vp, names, wrong, n_jump_edges = _with_grown_wrong(fused_tiled, tmp_path, share)
@@ -182,6 +183,7 @@ def seam_crossings(trace_dir, links) -> list:
     return out
 
 
+@pytest.mark.heavy  # its collection takes ~1 CPU-minute to grow; bench/trace_grown.py runs it
 def test_grown_collection_trace_stays_on_one_sheet(grown_trace):
     """0 jumps and every point within 2 voxels of the sheet on grown (not sampled) patches. The draw's
     holes and fused zone are smaller than a patch, so the patches grow around them; the collection's

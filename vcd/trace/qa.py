@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..figure import Axis, ColorBar, compose, save_png, upscale
+from ..figure import Axis, ColorBar, compose, png_bytes, save_png, upscale
 
 
 def suspicion_map(pos, valid, support, disagree, rival, s0: float, offsurf=None) -> np.ndarray:
@@ -103,22 +103,33 @@ def qa_colors(q: np.ndarray) -> np.ndarray:
 
 
 def write_png(q: np.ndarray, path, threshold: float = 0.5) -> dict:
-    """``qa.png``: the suspicion map enlarged (nearest neighbour) to at least
-    :data:`vcd.figure.MIN_WIDTH` pixels wide, axes in trace cells (row, column of the corner grid),
-    a colour bar and a title naming the trace (the directory ``path`` is in); written atomically.
+    """Write :func:`figure` (titled with the directory ``path`` is in) to ``path`` atomically.
     Returns the figure layout (also stored in the PNG's ``vcd`` text chunk)."""
     path = Path(path)
+    fig, layout = figure(q, path.parent.name, threshold)
+    save_png(fig, path, layout)
+    return layout
+
+
+def png(q: np.ndarray, trace_name: str, threshold: float = 0.5) -> bytes:
+    """:func:`figure` as PNG bytes, for writing inside a staged surface directory."""
+    return png_bytes(*figure(q, trace_name, threshold))
+
+
+def figure(q: np.ndarray, trace_name: str, threshold: float = 0.5):
+    """``qa.png``'s image and layout: the suspicion map enlarged (nearest neighbour) to at least
+    :data:`vcd.figure.MIN_WIDTH` pixels wide, axes in trace cells (row, column of the corner grid),
+    a colour bar and a title naming the trace."""
     big, k = upscale(qa_colors(q))
     s = summary(q, threshold)
     fig, layout = compose(
-        Image.fromarray(big, "RGB"), f"QA of {path.parent.name}: where a sheet jump is likely",
+        Image.fromarray(big, "RGB"), f"QA of {trace_name}: where a sheet jump is likely",
         x=Axis("column (trace cells)", -0.5, q.shape[1] - 0.5), y=Axis("row (trace cells)", -0.5, q.shape[0] - 0.5),
         colorbars=[ColorBar(qa_colors, 0.0, 1.0, f"suspicion (0 = fine, >= {threshold:g} suspicious: mask there; "
                                                  "black = no corner)")],
         subtitle=f"{s['suspicious']} of {s['corners']} corners suspicious (>= {threshold:g}), max {s['max']:.2f}")
     layout.update(kind="qa", pixels_per_cell=k, shape=list(q.shape))
-    save_png(fig, path, layout)
-    return layout
+    return fig, layout
 
 
 def summary(q: np.ndarray, threshold: float = 0.5) -> dict:

@@ -76,8 +76,8 @@ def write_trace(path: Path, st: TraceState, ps: PatchSet, p: TraceParams, params
         meta["retrace_of"] = retrace_of
     out = write_surface(path, pts, meta, scale=[1.0 / p.src_step] * 2,
                         extra_files={PROVENANCE: (json.dumps(prov, indent=2) + "\n").encode(),
-                                     SUPPORTERS: buf.getvalue(), "qa.tif": qbuf.getvalue()})
-    qa.write_png(qmap, out / "qa.png")
+                                     SUPPORTERS: buf.getvalue(), "qa.tif": qbuf.getvalue(),
+                                     "qa.png": qa.png(qmap, path.name)})  # staged: the directory appears whole
     return out
 
 
