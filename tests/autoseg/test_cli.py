@@ -103,6 +103,7 @@ def test_kill9_resumes_and_ctrl_c_exits_130(autoseg_copy):
     assert rep["truth"]["true_switch_rate"] <= 0.005 and rep["truth"]["true_coverage"] > 0.3
 
 
+@pytest.mark.heavy  # ~1 CPU-minute; autoseg's parts are checked in test_plan.py / test_prize.py
 def test_daemon_mode_traces_gates_and_reports(autoseg_copy):
     vp = autoseg_copy
     toml = (vp / "vcd.toml").read_text().replace("[autoseg]\n", "[autoseg]\nenabled = true\n")

@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pytest
 from scipy.spatial import cKDTree
 
 from vcd.formats.overlaps import read_overlaps
@@ -33,6 +34,8 @@ def true_overlaps(vp, names, tol=2.0):
     return pairs
 
 
+@pytest.mark.heavy  # ~1.5 CPU-minutes of growth; the default suite's expansion check is
+# test_realistic.py::test_random_seed_and_expansion_modes_make_patches_on_the_realistic_family
 def test_expansion_fills_medium_scroll_with_correct_links(tmp_path):
     vp = make_scroll(tmp_path / "e.volpkg", shape=(48, 144, 144), preset="medium", seed=5, ct=False)
     vol, paths = vp / "volumes" / "synth_pred.zarr", vp / "paths"

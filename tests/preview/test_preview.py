@@ -186,6 +186,26 @@ def test_trace_views_show_ct_along_the_sheet_qa_and_patch_status(scroll_copy, tm
     assert lay["source"] == "layers/01.tif" and (img[y0:y0 + h, x0:x0 + w] == 123).all()
 
 
+def test_density_target_follows_the_daemons_config(scroll_copy, tmp_path, monkeypatch, capsys):
+    """The density preview counts "below target" with the tgt_overlap_count the daemon uses: from
+    --config / $VCD_CONFIG when the daemon runs with one, and the daemon's own previews pass theirs."""
+    vp = scroll_copy
+    a = [put(vp, f"auto_grown_2025010100000000{i}", 8.0 + 0.1 * i, 9.5 + 0.1 * i, 10, 80).name for i in range(3)]
+    link(vp / "paths", a[0], a[1:])
+    link(vp / "paths", a[1], a[2:])  # 2 links each
+    cfg = tmp_path / "elsewhere.toml"
+    cfg.write_text("[params.expand]\ntgt_overlap_count = 3\n")
+    out = tmp_path / "d.png"
+    assert main(["preview", "density", str(vp), "--config", str(cfg), "--out", str(out)]) == 0
+    assert read_layout(out)["stats"]["tgt_overlap_count"] == 3 and "3 (100.0%) below target" in capsys.readouterr().out
+    monkeypatch.setenv("VCD_CONFIG", str(cfg))
+    assert main(["preview", "density", str(vp), "--out", str(out)]) == 0
+    assert read_layout(out)["stats"]["tgt_overlap_count"] == 3
+    refresh_previews(vp, tgt=2)
+    idx = json.loads((vp / ".vcd" / "previews" / "index.json").read_text())
+    assert idx["density"]["tgt_overlap_count"] == 2 and idx["density"]["patches_below_target"] == 0
+
+
 def test_refresh_previews_writes_the_documented_folder(scroll_copy):
     vp = scroll_copy
     ps = [put(vp, f"auto_grown_2025010100000000{i}", 2.5 + i, 4.0 + i, 15, 65).name for i in range(2)]

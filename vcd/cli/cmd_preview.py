@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -28,7 +29,12 @@ def _trace(args) -> int:
 def _density(args) -> int:
     from ..post.preview import preview_density
     out = args.out or "density.png"
-    st = preview_density(args.volpkg, out, bin_size=args.bin, tgt=args.tgt)["stats"]
+    tgt = args.tgt
+    if tgt is None and (args.config or os.environ.get("VCD_CONFIG")):  # the daemon's own target
+        from ..daemon.config import job_params, load_config
+        cfg = load_config(args.volpkg, args.config)
+        tgt = int(job_params(cfg, Path(args.volpkg), "expand").get("tgt_overlap_count", 20))
+    st = preview_density(args.volpkg, out, bin_size=args.bin, tgt=tgt)["stats"]
     print(f"wrote {out}: {st['patches']} patches, {st['patches_below_target']} ({100 * st['below_target_fraction']:.1f}%)"
           f" below target (fewer than {st['tgt_overlap_count']} links, as the scheduler counts), "
           f"{100 * st['uncovered_fraction']:.1f}% of sheet bins uncovered")
@@ -64,7 +70,9 @@ def register(sub) -> None:
     d.add_argument("volpkg")
     d.add_argument("--bin", type=int, default=None, help="bin size in voxels (power of two; default: auto)")
     d.add_argument("--tgt", type=int, default=None, help="target links per patch (default: tgt_overlap_count "
-                   "from expand.json / vcd.toml, else 20)")
+                   "from vcd.toml / expand.json, else 20)")
+    d.add_argument("--config", default=None, help="the daemon's TOML config, if not VOLPKG/vcd.toml "
+                   "(default: $VCD_CONFIG); its tgt_overlap_count is the target")
     d.add_argument("--out", default=None)
     d.set_defaults(func=_density)
     r = ps.add_parser("refresh", help="rewrite <volpkg>/.vcd/previews/ (what the daemon does)")

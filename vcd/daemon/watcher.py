@@ -35,6 +35,7 @@ from ..formats.provenance import provenance_patches, read_provenance
 from ..formats.tifxyz import TAGS_USED_BY_TRACER, bitmap_sha1, grid_shape, mask_fingerprint, read_approval
 from ..formats.volpkg import is_debug_snapshot, is_patch, is_trace, name_is_utf8
 from ..jobs import overlap, retrace
+from .config import job_params
 from .queue import JobQueue
 from .store_index import SurfaceIndex
 
@@ -106,9 +107,10 @@ class PreviewRefresher:
     accelerated soak under tracemalloc, ~90 such threads and 580 MiB RSS — and the daemon's RSS grew
     by 0.33 MiB per soak cycle without it; 0.01 with this.)"""
 
-    def __init__(self, volpkg: Path, log):
+    def __init__(self, volpkg: Path, log, cfg: dict | None = None):
         self.volpkg = volpkg
         self.log = log
+        self.cfg = cfg  # the daemon's config: its tgt_overlap_count colours the density preview
         self.runs = 0
         self._running = False
         self._wanted = threading.Event()
@@ -146,7 +148,10 @@ class PreviewRefresher:
     def refresh(self) -> None:
         try:
             from ..post.preview import refresh_previews
-            refresh_previews(self.volpkg)
+            tgt = None
+            if self.cfg is not None:
+                tgt = int(job_params(self.cfg, self.volpkg, "expand").get("tgt_overlap_count", 20))
+            refresh_previews(self.volpkg, tgt=tgt)
         except Exception as exc:  # previews are a convenience; never disturb the daemon
             self.log.warning("preview_failed", error=f"{type(exc).__name__}: {exc}")
         self.runs += 1
@@ -170,7 +175,7 @@ class Watcher:
         self._stop = threading.Event()
         self._observer = None
         self._thread = None
-        self.previews = PreviewRefresher(self.volpkg, log)
+        self.previews = PreviewRefresher(self.volpkg, log, cfg)
 
     # ------------------------------------------------------------------ events
     def note(self, path: Path) -> None:

@@ -676,8 +676,9 @@ def density_preview(volpkg, out=None, tgt: int | None = None) -> tuple[Path, flo
 
 # ------------------------------------------------------------------------------------------- folder
 
-def refresh_previews(volpkg, n_traces: int = 3) -> list[Path]:
-    """Write the standard previews into ``<volpkg>/.vcd/previews/`` (see the module docstring).
+def refresh_previews(volpkg, n_traces: int = 3, tgt: int | None = None) -> list[Path]:
+    """Write the standard previews into ``<volpkg>/.vcd/previews/`` (see the module docstring);
+    ``tgt``: the daemon's ``tgt_overlap_count`` (default: :func:`target_overlap_count`).
 
     Each preview that fails (e.g. no volume yet) is skipped; returns the files written."""
     vp = open_volpkg(volpkg)
@@ -704,7 +705,7 @@ def refresh_previews(volpkg, n_traces: int = 3) -> list[Path]:
         for pct in (25, 50, 75):
             attempt(f"slice_z{pct}.png", lambda p, pct=pct: preview_slice(vp.path, p, axis="z", index=Z * pct // 100))
         attempt("slice_y50.png", lambda p: preview_slice(vp.path, p, axis="y"))
-    dens = attempt("density.png", lambda p: preview_density(vp.path, p))
+    dens = attempt("density.png", lambda p: preview_density(vp.path, p, tgt=tgt))
     if dens:
         index["density"] = dens["stats"]
     traces = [d for root in (vp.paths_dir, vp.traces_dir) if root.is_dir() for d in root.iterdir()
