@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -186,24 +187,28 @@ def render_layers(args, tick=None) -> list[str]:
     queues = [_queue.Queue(maxsize=4 * ((W + TILE - 1) // TILE)) for _ in outs]
     errors: list = []
 
+    ended: set[int] = set()  # writers whose queue delivered its end marker
+
     def tiles(q):
         while True:
             t = q.get()
             if t is None:
+                ended.add(id(q))
                 return
             yield t
 
     def writer(q, out_path):
+        tmp = Path(out_path).with_name(f".{Path(out_path).name}.part")
         try:
-            tmp = Path(out_path).with_name(f".{Path(out_path).name}.part")
             Path(out_path).parent.mkdir(parents=True, exist_ok=True)
             tifffile.imwrite(tmp, tiles(q), shape=(H, W), dtype=np.uint8, tile=(TILE, TILE), compression="lzw",
                              predictor=2, bigtiff=True)
             os.replace(tmp, out_path)
-        except BaseException as exc:  # surfaced to the caller below
-            errors.append(exc)
-            while q.get() is not None:
-                pass
+        except BaseException as exc:  # surfaced to the caller below (an interrupted layer is never renamed:
+            errors.append(exc)        # its tiles stop short and tifffile raises)
+            tmp.unlink(missing_ok=True)
+            while id(q) not in ended and q.get() is not None:  # let the producer finish (an interrupted
+                pass                                           # one has already sent the end marker)
     threads = [threading.Thread(target=writer, args=(q, o), daemon=True) for q, (o, _) in zip(queues, outs)]
     for t in threads:
         t.start()
@@ -231,6 +236,31 @@ def render_layers(args, tick=None) -> list[str]:
     if errors:
         raise errors[0]
     return [str(o) for o, _ in outs]
+
+
+_RENDERING = False  # in a pool worker: True while it writes layers
+
+
+def _worker_sigint(signum, frame):
+    """Ctrl-C reaches the pool workers too (the terminal signals the whole process group): a worker
+    writing layers stops them (their ``.part`` files are removed) and reports back; an idle one ignores
+    it (instead of printing multiprocessing's traceback) and exits when the interrupted parent shuts
+    the pool down."""
+    if _RENDERING:
+        raise KeyboardInterrupt
+
+
+def _init_worker() -> None:
+    signal.signal(signal.SIGINT, _worker_sigint)
+
+
+def _render_layers_in_worker(args) -> list[str]:
+    global _RENDERING
+    _RENDERING = True
+    try:
+        return render_layers(args)
+    finally:
+        _RENDERING = False
 
 
 def layer_paths(out_pattern: str, n: int) -> list[Path]:
@@ -263,8 +293,8 @@ def render(volume: str | os.PathLike, out_pattern: str, segment: str | os.PathLi
         done = len(render_layers(jobs[0], tick))
     else:
         import multiprocessing as mp
-        with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as ex:
-            for written in ex.map(render_layers, jobs):
+        with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn"), initializer=_init_worker) as ex:
+            for written in ex.map(_render_layers_in_worker, jobs):
                 done += len(written)
                 if progress:
                     progress(done / layers, f"{done}/{layers} layers")
