@@ -285,7 +285,9 @@ def test_disk_cache_evicts_least_recently_used(tmp_path):
 
 def test_dropped_connection_is_retried_never_zeros_never_cached_torn(v3_scroll, tmp_path, caplog):
     """Every chunk's first transfer is cut half-way: each is retried (one warning line each), the data
-    equal the local volume's, and what the cache keeps is whole."""
+    equal the local volume's, and what the cache keeps is whole. (Chunks are retried one by one: when a
+    whole batch was retried, its first failure ended the attempt before the batch's other chunks had
+    been asked for, so under load all 4 attempts could meet a first transfer and give up.)"""
     pytest.importorskip("aiohttp")
     vp, v3, datas = v3_scroll
     from vcd.formats import zarrio

@@ -252,14 +252,33 @@ class ZarrLevel:
             except FormatError:
                 raise
             except Exception as exc:  # noqa: BLE001 - transport/decoding errors: retried, then one line
-                if attempt == RETRIES:
-                    raise FormatError(self.location, f"{what} cannot be read after {RETRIES + 1} attempts "
-                                      f"({type(exc).__name__}: {exc})",
-                                      "check the network / the files; nothing was read as zeros") from None
-                log.warning("%s: %s could not be read (%s: %s); retrying in %.1f s", self.location, what,
-                            type(exc).__name__, exc, wait)
+                self._failed_attempt(what, attempt, exc, wait)
                 time.sleep(wait)
                 wait *= 2
+
+    async def _retry_async(self, what: str, fn):
+        """:meth:`_retry` for one awaitable read (``fn()`` makes a fresh one per attempt): a batch of
+        chunks retries each chunk on its own, so every attempt of a chunk is a new request for it."""
+        wait = RETRY_WAIT_S
+        for attempt in range(RETRIES + 1):
+            try:
+                return await fn()
+            except FormatError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as in _retry
+                self._failed_attempt(what, attempt, exc, wait)
+                await asyncio.sleep(wait)
+                wait *= 2
+
+    def _failed_attempt(self, what: str, attempt: int, exc: Exception, wait: float) -> None:
+        """Log the retry in ``wait`` seconds (one line) or, after the last attempt, raise the one-line
+        FormatError."""
+        if attempt == RETRIES:
+            raise FormatError(self.location, f"{what} cannot be read after {RETRIES + 1} attempts "
+                              f"({type(exc).__name__}: {exc})",
+                              "check the network / the files; nothing was read as zeros") from None
+        log.warning("%s: %s could not be read (%s: %s); retrying in %.1f s", self.location, what,
+                    type(exc).__name__, exc, wait)
 
     def _store_get(self, key: str) -> bytes | None:
         """Bytes of ``key`` relative to this array, read through its store (and disk cache)."""
@@ -297,9 +316,12 @@ class ZarrLevel:
     async def _get_decode(self, store, keys) -> list[np.ndarray | None]:
         limit = asyncio.Semaphore(max(1, int(zarr.config.get("async.concurrency") or 10)))
 
-        async def get(k):
+        async def get_once(k):
             async with limit:
                 return await store.get(k, prototype=self._proto)
+
+        async def get(k):
+            return await self._retry_async(k, lambda: get_once(k))
 
         return await self._decode(await asyncio.gather(*[get(k) for k in keys]))
 
