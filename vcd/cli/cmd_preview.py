@@ -31,9 +31,8 @@ def _density(args) -> int:
     out = args.out or "density.png"
     tgt = args.tgt
     if tgt is None and (args.config or os.environ.get("VCD_CONFIG")):  # the daemon's own target
-        from ..daemon.config import job_params, load_config
-        cfg = load_config(args.volpkg, args.config)
-        tgt = int(job_params(cfg, Path(args.volpkg), "expand").get("tgt_overlap_count", 20))
+        from ..daemon.config import load_config, tgt_overlap_count
+        tgt = tgt_overlap_count(load_config(args.volpkg, args.config), Path(args.volpkg))
     st = preview_density(args.volpkg, out, bin_size=args.bin, tgt=tgt)["stats"]
     print(f"wrote {out}: {st['patches']} patches, {st['patches_below_target']} ({100 * st['below_target_fraction']:.1f}%)"
           f" below target (fewer than {st['tgt_overlap_count']} links, as the scheduler counts), "

@@ -201,9 +201,9 @@ def status_text(args) -> str:
     running = q.list(state="running", limit=20)
     if running:
         lines.append("running: " + ", ".join(f"#{r['id']} {r['kind']} {_pct(r['progress'])}" for r in running))
-    from ..daemon.config import job_params, load_config
+    from ..daemon.config import load_config, tgt_overlap_count
     try:
-        tgt = int(job_params(load_config(vp), vp, "expand").get("tgt_overlap_count", 20))
+        tgt = tgt_overlap_count(load_config(vp), vp)
     except VcdError:
         tgt = 20
     st = collection_stats(vp, tgt)

@@ -43,7 +43,7 @@ from ..formats.tifxyz import read_surface, surface_area_vx2, update_meta, write_
 from ..formats.volpkg import is_debug_snapshot, list_patches
 from ..post.coverage import collection_stats
 from . import autoseg_plan as ap
-from .config import job_params
+from .config import job_params, tgt_overlap_count
 from .queue import JobQueue
 
 #: trace params autoseg uses where ``trace_params.json`` / ``[params.trace]`` say nothing (``src_step``:
@@ -189,7 +189,7 @@ class Autoseg:
     # ------------------------------------------------------------------ inputs
     def tgt_overlap_count(self) -> int:
         try:
-            return int(job_params(self.cfg, self.volpkg, "expand").get("tgt_overlap_count", 20))
+            return tgt_overlap_count(self.cfg, self.volpkg)
         except VcdError:
             return 20
 
@@ -488,7 +488,7 @@ def report_data(volpkg: Path, cfg, status: str, truth_score: dict | None = None,
     volpkg = Path(volpkg)
     q = JobQueue.for_volpkg(volpkg)
     try:
-        tgt = int(job_params(cfg, volpkg, "expand").get("tgt_overlap_count", 20))
+        tgt = tgt_overlap_count(cfg, volpkg)
     except VcdError:
         tgt = 20
     stats = collection_stats(volpkg, tgt)

@@ -353,6 +353,13 @@ def job_params(cfg: Config, volpkg: Path, kind: str) -> dict:
     return params
 
 
+def tgt_overlap_count(cfg: Config, volpkg: Path) -> int:
+    """The links per patch the scheduler's density rule counts against: ``tgt_overlap_count`` of the
+    ``expand`` params (:func:`job_params`), else VC3D's default, 20. Raises :class:`InputError` when the
+    params file does not parse (callers that must go on fall back to 20)."""
+    return int(job_params(cfg, Path(volpkg), "expand").get("tgt_overlap_count", 20))
+
+
 # ---------------------------------------------------------------------------- the example file
 
 EXAMPLE_HEADER = """\

@@ -35,7 +35,7 @@ from ..formats.provenance import provenance_patches, read_provenance
 from ..formats.tifxyz import TAGS_USED_BY_TRACER, bitmap_sha1, grid_shape, mask_fingerprint, read_approval
 from ..formats.volpkg import is_debug_snapshot, is_patch, is_trace, name_is_utf8
 from ..jobs import overlap, retrace
-from .config import job_params
+from .config import tgt_overlap_count
 from .queue import JobQueue
 from .store_index import SurfaceIndex
 
@@ -148,9 +148,7 @@ class PreviewRefresher:
     def refresh(self) -> None:
         try:
             from ..post.preview import refresh_previews
-            tgt = None
-            if self.cfg is not None:
-                tgt = int(job_params(self.cfg, self.volpkg, "expand").get("tgt_overlap_count", 20))
+            tgt = None if self.cfg is None else tgt_overlap_count(self.cfg, self.volpkg)
             refresh_previews(self.volpkg, tgt=tgt)
         except Exception as exc:  # previews are a convenience; never disturb the daemon
             self.log.warning("preview_failed", error=f"{type(exc).__name__}: {exc}")
