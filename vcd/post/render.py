@@ -187,28 +187,26 @@ def render_layers(args, tick=None) -> list[str]:
     queues = [_queue.Queue(maxsize=4 * ((W + TILE - 1) // TILE)) for _ in outs]
     errors: list = []
 
-    ended: set[int] = set()  # writers whose queue delivered its end marker
-
-    def tiles(q):
-        while True:
-            t = q.get()
-            if t is None:
-                ended.add(id(q))
-                return
-            yield t
-
     def writer(q, out_path):
         tmp = Path(out_path).with_name(f".{Path(out_path).name}.part")
+        ended = False  # the producer's end marker (None) has been taken from q
+
+        def tiles():
+            nonlocal ended
+            while (t := q.get()) is not None:
+                yield t
+            ended = True
+
         try:
             Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-            tifffile.imwrite(tmp, tiles(q), shape=(H, W), dtype=np.uint8, tile=(TILE, TILE), compression="lzw",
+            tifffile.imwrite(tmp, tiles(), shape=(H, W), dtype=np.uint8, tile=(TILE, TILE), compression="lzw",
                              predictor=2, bigtiff=True)
             os.replace(tmp, out_path)
         except BaseException as exc:  # surfaced to the caller below (an interrupted layer is never renamed:
             errors.append(exc)        # its tiles stop short and tifffile raises)
             tmp.unlink(missing_ok=True)
-            while id(q) not in ended and q.get() is not None:  # let the producer finish (an interrupted
-                pass                                           # one has already sent the end marker)
+            while not ended and q.get() is not None:  # let the producer finish
+                pass
     threads = [threading.Thread(target=writer, args=(q, o), daemon=True) for q, (o, _) in zip(queues, outs)]
     for t in threads:
         t.start()
