@@ -60,6 +60,54 @@ def test_trilinear_sampler_dense_and_chunked_agree(tmp_path):
     assert s.sample(np.array([[-3.0, 1.0, 1.0]]))[0] == 0.0
 
 
+
+def _near_chunk_borders(rng, shape_zyx, n, chunk):
+    """(x, y, z) points, half spread over the volume and past its faces, half within a voxel of a
+    chunk border, where a cell's eight voxels straddle two chunks."""
+    hi = np.asarray(shape_zyx[::-1], float)
+    spread = rng.random((n, 3)) * (hi + 3) - 1.5
+    border = (rng.integers(1, hi // chunk + 1, (n, 3)) * chunk - 1 + rng.random((n, 3)) * 1.999 - 0.5)
+    return np.vstack([spread, np.minimum(border, hi + 1)])
+
+
+def test_chunked_samplers_match_a_voxel_by_voxel_reference_at_chunk_borders(tmp_path):
+    """The samplers' one-chunk fast case and the voxel-by-voxel case agree with plain numpy indexing
+    of the same data, inside chunks, across chunk borders, at the volume's faces and beside chunks
+    that are not loaded (distance field: far; volume: 0)."""
+    from vcd.grow.distance import DistanceField
+    from vcd.kernels.field import FAR, UNITS, dist_grad
+    from vcd.kernels.sample import trilinear_blend
+    rng = np.random.default_rng(7)
+    data = np.zeros((70, 140, 100), np.uint8)                        # [z, y, x]: 2×3×2 distance chunks
+    zz, yy, xx = np.mgrid[:70, :140, :100]
+    data[np.abs(zz - 35 - 8 * np.sin(xx / 9.0) - 0.1 * yy) < 1.5] = 255
+    vol = write_ome_zarr(tmp_path / "v.zarr", data, 7.91, chunks=(16, 32, 16), n_levels=1)
+    field = DistanceField(vol.levels[0])
+    field._load([(0, 0, 0), (0, 1, 0), (1, 1, 1), (0, 2, 1)])          # the others stay unloaded: far
+    dense = np.full(data.shape, FAR)
+    for c in zip(*np.nonzero(field.slots >= 0)):
+        ext = [min(64, n - 64 * k) for k, n in zip(c, data.shape)]   # the volume's last chunks are partial
+        dense[64 * c[0]:, 64 * c[1]:, 64 * c[2]:][:ext[0], :ext[1], :ext[2]] = \
+            field.pool[field.slots[c]][:ext[0], :ext[1], :ext[2]]
+
+    def reference(arr, x, y, z, outside):
+        ix, iy, iz = int(np.floor(x)), int(np.floor(y)), int(np.floor(z))
+        def at(k, j, i):
+            inside = 0 <= k < arr.shape[0] and 0 <= j < arr.shape[1] and 0 <= i < arr.shape[2]
+            return float(arr[k, j, i]) if inside else outside
+        return trilinear_blend.py_func(
+            at(iz, iy, ix), at(iz, iy, ix + 1), at(iz, iy + 1, ix), at(iz, iy + 1, ix + 1),
+            at(iz + 1, iy, ix), at(iz + 1, iy, ix + 1), at(iz + 1, iy + 1, ix), at(iz + 1, iy + 1, ix + 1),
+            x - ix, y - iy, z - iz)
+
+    for x, y, z in _near_chunk_borders(rng, data.shape, 400, 64):
+        got = dist_grad(field.pool, field.slots, field.shape, x, y, z)
+        np.testing.assert_allclose(got, np.asarray(reference(dense, x, y, z, FAR)) / UNITS, atol=1e-9)
+    sampler = vol.sampler(cache_bytes=16 * 32 * 16 * 8)               # holds 8 of the 45 chunks at a time
+    pts = _near_chunk_borders(rng, data.shape, 400, 16)
+    want = [reference(data, x, y, z, 0.0)[0] for x, y, z in pts]
+    np.testing.assert_allclose(sampler.sample(pts), want, rtol=1e-6, atol=1e-4)
+
 def _break(vol_path, what):
     zpath = vol_path / "0" / ".zarray"
     za = json.loads(zpath.read_text())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .sample import cell_of, trilinear_blend
+from .sample import blend_in_chunk, cell_of, trilinear_blend
 
 UNITS = 8.0
 FAR = 255.0
@@ -32,6 +32,13 @@ def _vox(pool, slots, shape, iz, iy, ix):
 def dist_grad(pool, slots, shape, x, y, z):
     """Distance to the surface (voxels) at ``(x, y, z)`` and its gradient (d/dx, d/dy, d/dz)."""
     ix, iy, iz, fx, fy, fz = cell_of(x, y, z)
+    # fast case, all but a few % of reads: the cell lies inside one loaded 64³ chunk
+    if ix >= 0 and iy >= 0 and iz >= 0 and iz + 1 < shape[0] and iy + 1 < shape[1] and ix + 1 < shape[2] \
+            and (ix & 63) != 63 and (iy & 63) != 63 and (iz & 63) != 63:
+        s = slots[iz >> 6, iy >> 6, ix >> 6]
+        if s >= 0:
+            v, gx, gy, gz = blend_in_chunk(pool, s, iz & 63, iy & 63, ix & 63, fx, fy, fz)
+            return v / UNITS, gx / UNITS, gy / UNITS, gz / UNITS
     v, gx, gy, gz = trilinear_blend(
         _vox(pool, slots, shape, iz, iy, ix), _vox(pool, slots, shape, iz, iy, ix + 1),
         _vox(pool, slots, shape, iz, iy + 1, ix), _vox(pool, slots, shape, iz, iy + 1, ix + 1),

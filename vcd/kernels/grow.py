@@ -188,12 +188,8 @@ def solve_corner(pos, state, r, c, p0, step, w, pool, slots, shape, J, res, iter
                 improved = True
                 break
             lam *= 4.0
-        if not improved:
-            n = _residuals(pos, state, r, c, p, step, w, pool, slots, shape, J, res)
+        if not improved or L < 1e-4:
             break
-        if L < 1e-4:
-            break
-    n = _residuals(pos, state, r, c, p, step, w, pool, slots, shape, J, res)
     return p, cost
 
 

@@ -73,6 +73,33 @@ def sample_dense(vol, pts):
 
 
 @nb.njit(cache=True, inline="always")
+def one_chunk_cell(slots, cs, shape, ix, iy, iz):
+    """The fast case of a chunked read: the slot of the one loaded chunk that holds all eight voxels
+    of the cell with lower corner ``(ix, iy, iz)`` and the corner's offsets ``(bz, by, bx)`` in it;
+    slot ``-1`` when the cell straddles a chunk border, leaves the volume or its chunk is not loaded
+    (the caller then reads voxel by voxel). ``cs`` and ``shape`` are (z, y, x)."""
+    if ix < 0 or iy < 0 or iz < 0 or iz + 1 >= shape[0] or iy + 1 >= shape[1] or ix + 1 >= shape[2]:
+        return -1, 0, 0, 0
+    cz, cy, cx = iz // cs[0], iy // cs[1], ix // cs[2]
+    bz, by, bx = iz - cz * cs[0], iy - cy * cs[1], ix - cx * cs[2]
+    if bz + 1 >= cs[0] or by + 1 >= cs[1] or bx + 1 >= cs[2]:
+        return -1, 0, 0, 0
+    s = slots[cz, cy, cx]
+    return (s if s >= 0 else -1), bz, by, bx
+
+
+@nb.njit(cache=True, inline="always")
+def blend_in_chunk(pool, s, bz, by, bx, fx, fy, fz):
+    """:func:`trilinear_blend` of the cell at offsets ``(bz, by, bx)`` of chunk slot ``s`` (all eight
+    voxels inside it, as :func:`one_chunk_cell` found)."""
+    return trilinear_blend(
+        float(pool[s, bz, by, bx]), float(pool[s, bz, by, bx + 1]),
+        float(pool[s, bz, by + 1, bx]), float(pool[s, bz, by + 1, bx + 1]),
+        float(pool[s, bz + 1, by, bx]), float(pool[s, bz + 1, by, bx + 1]),
+        float(pool[s, bz + 1, by + 1, bx]), float(pool[s, bz + 1, by + 1, bx + 1]), fx, fy, fz)
+
+
+@nb.njit(cache=True, inline="always")
 def _voxel_chunked(pool, slots, cs, shape, iz, iy, ix):
     if iz < 0 or iy < 0 or ix < 0 or iz >= shape[0] or iy >= shape[1] or ix >= shape[2]:
         return 0.0
@@ -91,6 +118,10 @@ def trilinear_chunked(pool, slots, cs, shape, x, y, z):
     shape (z, y, x).
     """
     ix, iy, iz, fx, fy, fz = cell_of(x, y, z)
+    s, bz, by, bx = one_chunk_cell(slots, cs, shape, ix, iy, iz)
+    if s >= 0:
+        v, _, _, _ = blend_in_chunk(pool, s, bz, by, bx, fx, fy, fz)
+        return v
     v, _, _, _ = trilinear_blend(
         _voxel_chunked(pool, slots, cs, shape, iz, iy, ix), _voxel_chunked(pool, slots, cs, shape, iz, iy, ix + 1),
         _voxel_chunked(pool, slots, cs, shape, iz, iy + 1, ix), _voxel_chunked(pool, slots, cs, shape, iz, iy + 1, ix + 1),
