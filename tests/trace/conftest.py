@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from vcd.formats.tifxyz import write_surface
-from vcd.grow.linking import link_new_patch
 from vcd.synth import load_truth, make_scroll
+
+from .tiling import link as link_all  # noqa: F401 (used here and by other test modules)
 
 STEP = 5.0
 TRACE_PARAMS = {"step": 2, "src_step": 5, "consensus_default_th": 6, "inlier_base_threshold": 12,
@@ -34,12 +35,6 @@ def truth_patches(vp: Path, n: int, seed: int = 0, size: float = 40.0) -> list[s
         dth = size / max(t.radius(th, z0 + size / 2), 5.0)
         names.append(add_patch(vp, f"auto_grown_{i + 1:017d}", t.sample_grid(th, th + dth, z0, z0 + size, STEP)))
     return names
-
-
-def link_all(vp: Path) -> None:
-    for p in sorted((vp / "paths").iterdir()):
-        if p.name.startswith("auto_grown_"):
-            link_new_patch(vp / "paths", p.name)
 
 
 def seed_near(vp: Path, theta_rel: float) -> str:

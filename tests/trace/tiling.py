@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -145,10 +146,19 @@ def plant_jumps(vp: Path, k: int, seed: int = 1, prefix: str = "auto_grown_9") -
 
 
 def link(vp: Path) -> None:
-    """Link every patch with the real linker (``vcd seg-add-overlap``'s library call)."""
-    for p in sorted((vp / "paths").iterdir()):
-        if p.name.startswith("auto_grown_"):
-            link_new_patch(vp / "paths", p)
+    """Link every ``auto_grown_*`` patch with the real linker (``vcd seg-add-overlap``'s library call)
+    as if the patches had appeared one by one, as the daemon sees them: each is moved back into
+    ``paths/`` and linked against those already there, so every pair is tested once (the links are
+    symmetric, so the result is the same as linking each against all)."""
+    paths, staging = vp / "paths", vp / "unlinked"
+    names = sorted(p.name for p in paths.iterdir() if p.name.startswith("auto_grown_"))
+    staging.mkdir()
+    for name in names:
+        os.rename(paths / name, staging / name)
+    for name in names:
+        os.rename(staging / name, paths / name)
+        link_new_patch(paths, name)
+    staging.rmdir()
 
 
 def middle_seed(vp: Path, names: list[str]) -> str:
