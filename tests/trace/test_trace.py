@@ -10,7 +10,8 @@ import pytest
 import tifffile
 
 from vcd.errors import InputError
-from vcd.formats.overlaps import link
+from vcd.formats.jsonio import atomic_write_json
+from vcd.formats.overlaps import link, read_own_overlaps
 from vcd.formats.tifxyz import read_surface, set_tag, write_mask
 from vcd.formats.volpkg import list_patches
 from vcd.synth import load_truth
@@ -133,13 +134,13 @@ def thin_out(vp, t, th_lo, th_hi, keep):
         th = th - t.theta0
         if th.max() >= th_lo and th.min() <= th_hi:
             hits.append(p)
-    for p in hits[keep:]:
-        shutil.rmtree(p)
-    from .conftest import link_all
+    gone = {p.name for p in hits[keep:]}
+    for name in gone:
+        shutil.rmtree(vp / "paths" / name)
+    # the links among the patches that stay are unchanged: only the deleted names leave their lists
     for p in (vp / "paths").iterdir():
-        if p.is_dir():
-            (p / "overlapping.json").unlink(missing_ok=True)
-    link_all(vp)
+        if p.is_dir() and read_own_overlaps(p) & gone:
+            atomic_write_json(p / "overlapping.json", {"overlapping": sorted(read_own_overlaps(p) - gone)})
 
 
 def test_bridge_jump_found_by_qa_and_fixed_by_masking(collection_copy):
