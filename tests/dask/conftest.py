@@ -9,7 +9,7 @@ from ..daemon.conftest import Daemon  # noqa: E402
 
 @pytest.fixture
 def cluster():
-    c = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    c = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                  worker_dashboard_address=None)
     yield c
     c.close()
