@@ -261,6 +261,24 @@ def _render_layers_in_worker(args) -> list[str]:
         _RENDERING = False
 
 
+def _abandon_pool(ex: ProcessPoolExecutor, paths: list[Path], grace_s: float = 30.0) -> None:
+    """After an error or Ctrl-C in the parent: cancel the pool's pending work, give its workers
+    ``grace_s`` seconds to end (a Ctrl-C reaches them too; a worker writing layers removes its
+    ``.part`` files), end the rest, then remove any ``.part`` file left. The parent never waits on an
+    interrupted pool shutdown (at interpreter exit that wait could hang after ``interrupted``)."""
+    import multiprocessing as mp
+    ex.shutdown(wait=False, cancel_futures=True)
+    workers = mp.active_children()
+    for w in workers:
+        w.join(grace_s / max(len(workers), 1))
+    for w in workers:
+        if w.is_alive():
+            w.kill()
+            w.join()
+    for p in paths:
+        Path(p).with_name(f".{Path(p).name}.part").unlink(missing_ok=True)
+
+
 def layer_paths(out_pattern: str, n: int) -> list[Path]:
     """Paths from a printf pattern (``out/%02d.tif``) or a directory (``out/``: 2-digit names)."""
     if "%" in out_pattern:
@@ -291,11 +309,16 @@ def render(volume: str | os.PathLike, out_pattern: str, segment: str | os.PathLi
         done = len(render_layers(jobs[0], tick))
     else:
         import multiprocessing as mp
-        with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn"), initializer=_init_worker) as ex:
+        ex = ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn"), initializer=_init_worker)
+        try:
             for written in ex.map(_render_layers_in_worker, jobs):
                 done += len(written)
                 if progress:
                     progress(done / layers, f"{done}/{layers} layers")
+            ex.shutdown()
+        except BaseException:  # also a Ctrl-C that lands while the finished pool shuts down
+            _abandon_pool(ex, paths)
+            raise
     if progress:
         progress(1.0, f"{done}/{layers} layers")
     centre = paths[(layers - 1) // 2]
