@@ -5,8 +5,9 @@ of ``flat`` (float64 [N, 3], (x, y, z) voxels, row-major over its grid) and ``fv
 is answered from one sparse uniform hash over all valid vertices: every vertex within
 ``d_max + max_edge`` voxels of the query whose surface is wanted is examined. For each such vertex
 the kernel tests the vertex and both
-triangles ``(P00, P01, P10)``, ``(P11, P10, P01)`` of the (up to 4) valid quads touching it, and
-keeps the minimum per (query, surface column).
+triangles ``(P00, P01, P10)``, ``(P11, P10, P01)`` of the (up to 4) valid quads touching it (each
+quad once per query, however many of its vertices are in reach), and keeps the minimum per (query,
+surface column).
 
 Exactness: a point of a triangle is at most the triangle's longest edge from each of its vertices, so
 the closest point of a surface within ``d_max`` of the query always lies on a quad whose vertices are
@@ -20,7 +21,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .pointsearch import _closest_on_triangle, hash_bucket, hash_cells_within
+from .pointsearch import _closest_on_triangle, hash_cells_within, hash_row_span
 from .solve import lstsq2
 
 
@@ -34,7 +35,7 @@ def _tri_params(a, b, c, p):
 
 @nb.njit(cache=True)
 def closest_per_surface(flat, fvalid, off, shape, gsurf, lo, dims, cell, keys, starts, order, queries, colmap,
-                        ncol, reach, max_edge, enough):
+                        ncol, reach, max_edge, enough, tested, stamp0):
     """Closest point of each wanted surface to each query.
 
     ``queries`` float64 [Q, 3]; ``colmap[s]`` = output column of surface ``s`` (-1: not wanted); the
@@ -44,7 +45,11 @@ def closest_per_surface(flat, fvalid, off, shape, gsurf, lo, dims, cell, keys, s
     far + ``max_edge`` (they cannot be closer), nor anything more for a pair already within ``enough``
     voxels (0: exact closest points). Returns ``dist`` float64 [Q, ncol] (inf where nothing was in
     reach), ``pts`` float64 [Q, ncol, 3] (voxels) and ``locs`` float64 [Q, ncol, 2]: the closest
-    point's fractional (row, col) in its surface's grid (-1 where nothing was in reach)."""
+    point's fractional (row, col) in its surface's grid (-1 where nothing was in reach).
+
+    ``tested`` int64 [N] is scratch kept by the caller across calls: query ``i`` marks each quad it has
+    tested (by its first vertex) with ``stamp0 + i + 1``, so the caller passes a ``stamp0`` above every
+    mark already there (nothing is allocated per call, however many surfaces are packed)."""
     nq = queries.shape[0]
     dist2 = np.full((nq, ncol), np.inf)
     pts = np.full((nq, ncol, 3), -1.0)
@@ -60,53 +65,55 @@ def closest_per_surface(flat, fvalid, off, shape, gsurf, lo, dims, cell, keys, s
         ix0, ix1, iy0, iy1, iz0, iz1 = hash_cells_within(px, py, pz, reach, lo, dims, cell)
         for iz in range(iz0, iz1 + 1):
             for iy in range(iy0, iy1 + 1):
-                for ix in range(ix0, ix1 + 1):
-                    b0, b1 = hash_bucket(keys, starts, dims, ix, iy, iz)
-                    for m in range(b0, b1):
-                        g = order[m]
-                        s = gsurf[g]
-                        j = colmap[s]
-                        if j < 0:
-                            continue
-                        d = (flat[g, 0] - px) ** 2 + (flat[g, 1] - py) ** 2 + (flat[g, 2] - pz) ** 2
-                        if d > reach2:
-                            continue
-                        best = dist2[i, j]
-                        if best <= enough2:
-                            continue
-                        H, W = shape[s, 0], shape[s, 1]
-                        r, cc = (g - off[s]) // W, (g - off[s]) % W
-                        if d < best:
-                            dist2[i, j] = d
-                            pts[i, j, 0], pts[i, j, 1], pts[i, j, 2] = flat[g, 0], flat[g, 1], flat[g, 2]
-                            locs[i, j, 0], locs[i, j, 1] = r, cc
-                        elif d > (math.sqrt(best) + max_edge) ** 2:
-                            continue
-                        for dr in range(-1, 1):
-                            for dc in range(-1, 1):
-                                r0, c0 = r + dr, cc + dc
-                                if r0 < 0 or c0 < 0 or r0 + 1 >= H or c0 + 1 >= W:
-                                    continue
-                                g00 = off[s] + r0 * W + c0
-                                g01, g10, g11 = g00 + 1, g00 + W, g00 + W + 1
-                                if not (fvalid[g00] and fvalid[g01] and fvalid[g10] and fvalid[g11]):
-                                    continue
-                                for t in range(2):
+                b0, b1 = hash_row_span(px, py, pz, reach, lo, dims, cell, keys, starts, iy, iz, ix0, ix1)
+                for m in range(b0, b1):
+                    g = order[m]
+                    s = gsurf[g]
+                    j = colmap[s]
+                    if j < 0:
+                        continue
+                    d = (flat[g, 0] - px) ** 2 + (flat[g, 1] - py) ** 2 + (flat[g, 2] - pz) ** 2
+                    if d > reach2:
+                        continue
+                    best = dist2[i, j]
+                    if best <= enough2:
+                        continue
+                    H, W = shape[s, 0], shape[s, 1]
+                    r, cc = (g - off[s]) // W, (g - off[s]) % W
+                    if d < best:
+                        dist2[i, j] = d
+                        pts[i, j, 0], pts[i, j, 1], pts[i, j, 2] = flat[g, 0], flat[g, 1], flat[g, 2]
+                        locs[i, j, 0], locs[i, j, 1] = r, cc
+                    elif d > (math.sqrt(best) + max_edge) ** 2:
+                        continue
+                    for dr in range(-1, 1):
+                        for dc in range(-1, 1):
+                            r0, c0 = r + dr, cc + dc
+                            if r0 < 0 or c0 < 0 or r0 + 1 >= H or c0 + 1 >= W:
+                                continue
+                            g00 = off[s] + r0 * W + c0
+                            g01, g10, g11 = g00 + 1, g00 + W, g00 + W + 1
+                            if tested[g00] == stamp0 + i + 1:  # reached before from another of its vertices
+                                continue
+                            tested[g00] = stamp0 + i + 1
+                            if not (fvalid[g00] and fvalid[g01] and fvalid[g10] and fvalid[g11]):
+                                continue
+                            for t in range(2):
+                                if t == 0:
+                                    ga, gb, gc = g00, g01, g10
+                                else:
+                                    ga, gb, gc = g11, g10, g01
+                                for q in range(3):
+                                    a[q], b[q], c[q] = flat[ga, q], flat[gb, q], flat[gc, q]
+                                d = _closest_on_triangle(px, py, pz, a, b, c, tmp)
+                                if d < dist2[i, j]:
+                                    dist2[i, j] = d
+                                    pts[i, j, 0], pts[i, j, 1], pts[i, j, 2] = tmp[0], tmp[1], tmp[2]
+                                    su, sv = _tri_params(a, b, c, tmp)
                                     if t == 0:
-                                        ga, gb, gc = g00, g01, g10
+                                        locs[i, j, 0], locs[i, j, 1] = r0 + sv, c0 + su
                                     else:
-                                        ga, gb, gc = g11, g10, g01
-                                    for q in range(3):
-                                        a[q], b[q], c[q] = flat[ga, q], flat[gb, q], flat[gc, q]
-                                    d = _closest_on_triangle(px, py, pz, a, b, c, tmp)
-                                    if d < dist2[i, j]:
-                                        dist2[i, j] = d
-                                        pts[i, j, 0], pts[i, j, 1], pts[i, j, 2] = tmp[0], tmp[1], tmp[2]
-                                        su, sv = _tri_params(a, b, c, tmp)
-                                        if t == 0:
-                                            locs[i, j, 0], locs[i, j, 1] = r0 + sv, c0 + su
-                                        else:
-                                            locs[i, j, 0], locs[i, j, 1] = r0 + 1 - sv, c0 + 1 - su
+                                        locs[i, j, 0], locs[i, j, 1] = r0 + 1 - sv, c0 + 1 - su
     return np.sqrt(dist2), pts, locs
 
 
@@ -129,6 +136,8 @@ class PackedSurfaces:
         self.max_edge = max([max_quad_edge(np.ascontiguousarray(g, dtype=np.float64), v)
                              for g, v in zip(grids, valids)] + [0.0])
         self._colmap = np.full(len(grids), -1, np.int64)
+        self._tested = np.zeros(len(self.flat), np.int64)  # closest_per_surface's scratch and its last mark
+        self._stamp = 0
 
     def closest(self, queries: np.ndarray, surfaces, d_max: float, enough: float = 0.0):
         """``(dist [Q, S], pts [Q, S, 3])`` from each (x, y, z) query (Q×3) to each of ``surfaces``
@@ -147,9 +156,10 @@ class PackedSurfaces:
         try:
             return closest_per_surface(self.flat, self.fvalid, self.off, self.shape, self.gsurf, lo, dims, self.CELL,
                                        keys, starts, order, queries, self._colmap, len(surfaces),
-                                       d_max + self.max_edge, self.max_edge, enough)
+                                       d_max + self.max_edge, self.max_edge, enough, self._tested, self._stamp)
         finally:
             self._colmap[surfaces] = -1
+            self._stamp += len(queries)
 
     def walk(self, surfaces, locs, targets, max_disp, iters: int = 12, span=0.0):
         """Walk each surface's own grid from ``locs`` (N×2 fractional (row, col)) towards the (x, y, z)

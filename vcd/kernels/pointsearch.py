@@ -375,6 +375,33 @@ def hash_cells_within(px, py, pz, reach, lo, dims, cell):
 
 
 @nb.njit(cache=True, nogil=True)
+def hash_row_span(px, py, pz, reach, lo, dims, cell, keys, starts, iy, iz, ix0, ix1):
+    """``(start, stop)`` into ``order`` of every vertex hashed in the cells of row ``(iy, iz)`` that the
+    ball of radius ``reach`` voxels around point p touches, within ``ix0 .. ix1`` (from
+    :func:`hash_cells_within`).
+
+    Cell ids run with x fastest, so the cells of one row are consecutive ``keys`` and their vertices one
+    run of ``order``, in the same order as visiting the cells one by one: two binary searches per row
+    instead of one per cell. The row's x range is where the ball meets it: half-width
+    ``sqrt(reach² − dy² − dz²)`` with dy, dz the distances (voxels) from p to the row's cell slab; a
+    vertex of a cell outside that range is farther than ``reach`` from p."""
+    y0 = lo[1] + iy * cell
+    dy = y0 - py if py < y0 else (py - y0 - cell if py > y0 + cell else 0.0)
+    z0 = lo[2] + iz * cell
+    dz = z0 - pz if pz < z0 else (pz - z0 - cell if pz > z0 + cell else 0.0)
+    rem = reach * reach - dy * dy - dz * dz
+    if not rem >= 0.0:
+        return 0, 0
+    hx = math.sqrt(rem)
+    a = max(_cell_index(px - hx, lo[0], cell, dims[0]), ix0)
+    b = min(_cell_index(px + hx, lo[0], cell, dims[0]), ix1)
+    if b < a:
+        return 0, 0
+    row = (iz * dims[1] + iy) * dims[0]
+    return starts[np.searchsorted(keys, row + a)], starts[np.searchsorted(keys, row + b + 1)]
+
+
+@nb.njit(cache=True, nogil=True)
 def hash_bucket(keys, starts, dims, ix, iy, iz):
     """``(start, stop)`` into ``order`` of the vertices hashed in cell (ix, iy, iz); (0, 0) if empty."""
     key = (iz * dims[1] + iy) * dims[0] + ix
@@ -430,10 +457,9 @@ def _within(px, py, pz, grid, valid, vreach, lo, dims, cell, keys, starts, order
         return False
     for iz in range(iz0, iz1 + 1):
         for iy in range(iy0, iy1 + 1):
-            for ix in range(ix0, ix1 + 1):
-                b0, b1 = hash_bucket(keys, starts, dims, ix, iy, iz)
-                if _bucket_within(px, py, pz, grid, valid, vreach, order, b0, b1, tol):
-                    return True
+            b0, b1 = hash_row_span(px, py, pz, reach, lo, dims, cell, keys, starts, iy, iz, ix0, ix1)
+            if _bucket_within(px, py, pz, grid, valid, vreach, order, b0, b1, tol):
+                return True
     return False
 
 
