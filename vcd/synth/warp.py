@@ -31,7 +31,7 @@ import math
 import numba as nb
 import numpy as np
 
-from ..kernels.solve import gauss_newton2
+from ..kernels.solve import gauss_newton2, lstsq2
 
 TWO_PI = 2.0 * math.pi
 
@@ -63,6 +63,41 @@ def radius_plain(P, theta, s):
         o = WAVE0 + 4 * i
         r += P[o] * math.sin(P[o + 1] * theta + TWO_PI * P[o + 2] * s / P[ZSIZE] + P[o + 3])
     return r
+
+
+@nb.njit(cache=True)
+def radius_plain_grad(P, theta, s):
+    """:func:`radius_plain` and its partial derivatives: ``(r, dr/dtheta, dr/ds)`` (voxels, voxels per
+    radian, voxels per voxel of axis), from ``dg/dphi = -2e sin 2(phi - phi_e) - delta sin(phi - phi_d)``
+    and ``dphi/ds = tau``."""
+    phi = theta + P[TAU] * s
+    u, v = 2.0 * (phi - P[PHI_E]), phi - P[PHI_D]
+    g = 1.0 + P[ELL] * math.cos(u) + P[DISP] * math.cos(v)
+    dg = -2.0 * P[ELL] * math.sin(u) - P[DISP] * math.sin(v)
+    rho = base_rho(P, theta)
+    r, r_th, r_s = g * rho, dg * rho + g * P[PITCH] / TWO_PI, dg * P[TAU] * rho
+    for i in range(N_WAVE):
+        o = WAVE0 + 4 * i
+        k_s = TWO_PI * P[o + 2] / P[ZSIZE]
+        w = P[o + 1] * theta + k_s * s + P[o + 3]
+        r += P[o] * math.sin(w)
+        c = P[o] * math.cos(w)
+        r_th += c * P[o + 1]
+        r_s += c * k_s
+    return r, r_th, r_s
+
+
+@nb.njit(cache=True)
+def in_fused_zone(P, bumps, theta, s):
+    """True where a fused zone of ``bumps`` (see :func:`radius`) changes the radius at ``(theta, s)``."""
+    rho = base_rho(P, theta)
+    for b in range(bumps.shape[0]):
+        arc = (theta - bumps[b, 0]) * rho
+        if abs(arc) < bumps[b, 3]:
+            ds = s - bumps[b, 1]
+            if (arc / bumps[b, 3]) ** 2 + (ds / bumps[b, 4]) ** 2 < 1.0:
+                return True
+    return False
 
 
 @nb.njit(cache=True)
@@ -152,13 +187,22 @@ def project_local(P, bumps, a, b, s, th, ss, tol=1e-8):
     """Gauss-Newton from ``(th, ss)`` to the closest sheet point to local ``(a, b, s)`` on that wrap.
 
     Returns ``(distance, theta, s_on_sheet)``; theta is clamped to ``[theta0, theta1]``; stops when a step
-    moves the point less than ``tol`` voxels."""
+    moves the point less than ``tol`` voxels. The Jacobian is exact (:func:`radius_plain_grad`) except
+    inside a fused zone, where it is taken by forward differences."""
     for _ in range(30):
-        h = 1e-5
-        px, py, pz = local_point(P, bumps, th, ss)
-        ax, ay, az = local_point(P, bumps, th + h, ss)
-        bx, by, bz = local_point(P, bumps, th, ss + h)
-        d0, d1, ok = gauss_newton2(px, py, pz, ax, ay, az, bx, by, bz, h, a, b, s, 1e-14)
+        if bumps.shape[0] > 0 and in_fused_zone(P, bumps, th, ss):  # forward differences
+            h = 1e-5
+            px, py, pz = local_point(P, bumps, th, ss)
+            ax, ay, az = local_point(P, bumps, th + h, ss)
+            bx, by, bz = local_point(P, bumps, th, ss + h)
+            d0, d1, ok = gauss_newton2(px, py, pz, ax, ay, az, bx, by, bz, h, a, b, s, 1e-14)
+        else:  # the exact Jacobian of (r cos phi, r sin phi, s)
+            r, r_th, r_s = radius_plain_grad(P, th, ss)
+            phi = th + P[TAU] * ss
+            c, sn = math.cos(phi), math.sin(phi)
+            rt = r * P[TAU]
+            d0, d1, ok = lstsq2(r_th * c - r * sn, r_th * sn + r * c, 0.0, r_s * c - rt * sn, r_s * sn + rt * c, 1.0,
+                                r * c - a, r * sn - b, ss - s, 1e-14)
         if not ok:
             break
         lim = 0.3
@@ -346,10 +390,16 @@ def render_block(P, bumps, holes, frags, z0, shape_zyx, soft, want_dist):
                     if rr - rho > best:
                         break
                     th += TWO_PI
-                nd = normal_gap(P, bumps, best_th, s, rho, best)
+                nd = best
                 ht = half_thick(P, best_th, s)
                 hs = best_th
-                if nd <= ht + reach:  # near the band: the exact distance, so the band is exact
+                # the first-order distance is the radial gap over sqrt(1 + slope²) >= 1: never more than the
+                # gap, so a voxel radially within reach is near without computing it
+                near = best <= ht + reach
+                if not near:
+                    nd = normal_gap(P, bumps, best_th, s, rho, best)
+                    near = nd <= ht + reach
+                if near:  # near the band: the exact distance, so the band is exact
                     nd, hs, s2 = project_local(P, bumps, a, b, s, best_th, s, 1e-4)
                     ht = half_thick(P, hs, s2)
                 if want_dist:
