@@ -72,9 +72,11 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
     got = {}
 
     def on_signal(signum, frame):
-        log.info("signal", signum=signum)
+        # only note it: the handler runs on the main thread between two of its bytecodes, so logging here
+        # (structlog's PrintLogger writes under a lock) or setting the Event (a plain lock too) could wait
+        # forever on a lock the interrupted code holds — seen when SIGTERM came while a log line was
+        # being written to a full pipe. The loop below notices within 0.1 s and does the rest.
         got["signum"] = signum
-        stop_event.set()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
@@ -128,11 +130,19 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
     sched.start()
     sched.ensure_expansion()
     _sd_notify("READY=1")
+    def stopping():
+        return stop_event.is_set() or "signum" in got
     try:
-        while not stop_event.is_set():
+        while not stopping():
             pool.supervise(q)
-            stop_event.wait(0.5)
+            for _ in range(5):  # supervise every 0.5 s, notice a signal within 0.1 s
+                if stopping():
+                    break
+                stop_event.wait(0.1)
     finally:
+        if "signum" in got:
+            log.info("signal", signum=got["signum"])
+        stop_event.set()  # every thread that watches it stops too
         log.info("daemon_stopping")
         _sd_notify("STOPPING=1")
         sched.stop()
