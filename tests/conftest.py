@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,3 +26,25 @@ def scroll_copy(medium_scroll, tmp_path) -> Path:
     dst = tmp_path / "scroll.volpkg"
     shutil.copytree(medium_scroll, dst, symlinks=True)
     return dst
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A read-only directory ``name`` that ``build(dir)`` fills, made once per test run and shared by
+    the pytest-xdist workers (and by fixtures of one worker that import it under another name).
+
+    The first caller builds it in a staging directory under a file lock and renames it into place;
+    the others wait on the lock (they would have spent the same time building it) and reuse it.
+    Whatever ``build`` writes must not record its own absolute path (the directory is renamed)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's directory, shared by its workers (never by another run)
+    root = base / "built_once"
+    root.mkdir(exist_ok=True)
+    done = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            stage = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-"))
+            build(stage)
+            os.rename(stage, done)
+    return done

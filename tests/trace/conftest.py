@@ -12,6 +12,7 @@ import pytest
 from vcd.formats.tifxyz import write_surface
 from vcd.synth import load_truth, make_scroll
 
+from ..conftest import built_once
 from .tiling import link as link_all  # noqa: F401 (used here and by other test modules)
 
 STEP = 5.0
@@ -64,8 +65,9 @@ def linked_truth_collection(root: Path, preset: str) -> Path:
 
 @pytest.fixture(scope="session")
 def traced_collection(tmp_path_factory) -> Path:
-    """A medium scroll (~4 wraps) with 320 linked truth patches, made once (read-only)."""
-    return linked_truth_collection(tmp_path_factory.mktemp("trace"), "medium")
+    """A medium scroll (~4 wraps) with 320 linked truth patches, made once per run (read-only)."""
+    return built_once(tmp_path_factory, "traced_medium", lambda d: linked_truth_collection(d, "medium")) / \
+        "medium.volpkg"
 
 
 @pytest.fixture
@@ -78,4 +80,4 @@ def collection_copy(traced_collection, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def hard_collection(tmp_path_factory) -> Path:
     """A *hard* scroll (11-voxel pitch, touching wraps, false bridges) with 320 linked truth patches."""
-    return linked_truth_collection(tmp_path_factory.mktemp("hard"), "hard")
+    return built_once(tmp_path_factory, "traced_hard", lambda d: linked_truth_collection(d, "hard")) / "hard.volpkg"
