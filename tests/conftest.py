@@ -48,3 +48,16 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
             build(stage)
             os.rename(stage, done)
     return done
+
+
+#: The longest test files (each 25-65 s on an idle 2-core machine, docs/capacity.md), handed out
+#: first: ``--dist loadfile`` gives files to the workers in collection order, so a long file left
+#: for last kept one worker busy for up to ~20 s after the other had finished.
+LONGEST_FIRST = ("tests/daemon/test_daemon.py", "tests/trace/test_trace.py", "tests/trace/test_follow_patches.py",
+                 "tests/reliability/test_faults.py", "tests/grow/test_realistic.py", "tests/reliability/test_soak.py",
+                 "tests/grow/test_thickness.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep their order
