@@ -32,3 +32,16 @@ class FormatError(VcdError):
 
 class InputError(VcdError):
     """A command-line argument or parameter is unusable."""
+
+
+def is_interrupt(exc: BaseException | None) -> bool:
+    """True when ``exc`` is, or was caused by, Ctrl-C. Numba turns a KeyboardInterrupt that Python raises
+    while a kernel's dispatcher hands back its result into ``SystemError: ... returned a result with an
+    exception set`` (the KeyboardInterrupt is its cause), so callers test this rather than the type."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

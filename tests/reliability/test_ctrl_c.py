@@ -78,6 +78,34 @@ def test_ctrl_c_during_trace_keeps_the_partial_result_and_exits_130(scroll_copy,
         assert any(f"partial result kept in {vp / 'traces' / d.name}" in ln for ln in lines), lines
 
 
+def test_ctrl_c_wrapped_by_numba_is_recorded_as_an_interrupt(scroll_copy, tmp_path):
+    """A Ctrl-C that numba hands back as ``SystemError: ... returned a result with an exception set`` (the
+    KeyboardInterrupt its cause; a clean-clone run hit it once in ``closest_per_surface``) is written into
+    the partial trace as an interrupt, not as a crash of another kind."""
+    from vcd.trace.run import run_trace
+    vp = scroll_copy
+    t = load_truth(vp)
+    names = [write_surface(vp / "paths" / f"auto_grown_2025010100{i:07d}",
+                           t.sample_grid(t.theta0 + 3 + 0.8 * i, t.theta0 + 4.6 + 0.8 * i, 5, 50, 4),
+                           {"scale": [0.25, 0.25], "source": "vcd_grow", "area_cm2": 0.01}).name for i in range(8)]
+    for n in names:
+        link_new_patch(vp / "paths", n)
+
+    def interrupted_in_a_kernel(fraction, message):
+        if message.startswith("generation"):
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise SystemError("CPUDispatcher(<function k>) returned a result with an exception set")
+    with pytest.raises(SystemError):
+        run_trace(vp / "volumes" / "synth_pred.zarr", vp / "paths", vp / "traces",
+                  {"step": 1, "src_step": 4, "consensus_default_th": 4, "inlier_base_threshold": 8, "snapshot_every": 0},
+                  vp / "paths" / names[0], progress=interrupted_in_a_kernel, warn=lambda m: None)
+    kept = [d for d in (vp / "traces").iterdir() if d.is_dir() and not d.name.startswith(".")]
+    assert len(kept) == 1, kept
+    assert read_surface(kept[0]).meta["vcd_incomplete"] == "crashed: KeyboardInterrupt"
+
+
 def test_ctrl_c_during_render_leaves_only_whole_layers_and_exits_130(medium_scroll, tmp_path):
     t = load_truth(medium_scroll)
     seg = write_surface(tmp_path / "seg", t.sample_grid(t.theta0 + 1.0, t.theta0 + 1.0 + 8 * np.pi, 5, 90, 2),

@@ -15,7 +15,7 @@ import os
 import pkgutil
 import sys
 
-from ..errors import VcdError
+from ..errors import VcdError, is_interrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,18 +44,6 @@ def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         parser.print_help()
         return 2
     return int(args.func(args) or 0)
-
-
-def _interrupted(exc: BaseException) -> bool:
-    """True when ``exc`` is, or was caused by, Ctrl-C (numba turns a KeyboardInterrupt raised inside
-    a kernel's callback into ``SystemError: ... returned a result with an exception set``)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def _silence_stdout() -> None:
@@ -90,7 +78,7 @@ def guarded(call) -> int:
               "nothing partial was left in place", file=sys.stderr)
         return 1
     except SystemError as exc:
-        if _interrupted(exc):
+        if is_interrupt(exc):
             print("interrupted", file=sys.stderr)
             return 130
         raise

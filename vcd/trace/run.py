@@ -20,7 +20,7 @@ import numpy as np
 import tifffile
 
 from .. import __version__
-from ..errors import FormatError, InputError
+from ..errors import FormatError, InputError, is_interrupt
 from ..formats.naming import unique_name
 from ..formats.provenance import PROVENANCE, SUPPORTERS
 from ..formats.tifxyz import area_cm2, surface_area_vx2, write_surface
@@ -122,7 +122,9 @@ def run_trace(volume: str | os.PathLike, src_dir: str | os.PathLike, tgt_dir: st
     except BaseException as exc:  # never lose the partial result
         st = tracer.state
         if st is not None and st.valid.sum() >= 4:
-            st.stop_reason = f"crashed: {type(exc).__name__}: {exc}"
+            # Ctrl-C says so, also when numba wrapped it in a SystemError (see is_interrupt)
+            st.stop_reason = "crashed: KeyboardInterrupt" if is_interrupt(exc) else \
+                f"crashed: {type(exc).__name__}: {exc}"
             write_trace(tgt_dir / name, st, ps, p, params_raw, voxelsize, str(volume), src_dir, seed.name,
                         retrace_of, {"vcd_incomplete": st.stop_reason})
             warn(f"trace interrupted; partial result kept in {tgt_dir / name}")
