@@ -130,6 +130,7 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
     sched.start()
     sched.ensure_expansion()
     _sd_notify("READY=1")
+
     def stopping():
         return stop_event.is_set() or "signum" in got
     try:

@@ -402,16 +402,6 @@ def hash_row_span(px, py, pz, reach, lo, dims, cell, keys, starts, iy, iz, ix0, 
 
 
 @nb.njit(cache=True, nogil=True)
-def hash_bucket(keys, starts, dims, ix, iy, iz):
-    """``(start, stop)`` into ``order`` of the vertices hashed in cell (ix, iy, iz); (0, 0) if empty."""
-    key = (iz * dims[1] + iy) * dims[0] + ix
-    j = np.searchsorted(keys, key)
-    if j >= keys.shape[0] or keys[j] != key:
-        return 0, 0
-    return starts[j], starts[j + 1]
-
-
-@nb.njit(cache=True, nogil=True)
 def _bucket_within(px, py, pz, grid, valid, vreach, order, b0, b1, tol):
     """True if p is within ``tol`` of a quad touching one of the vertices ``order[b0:b1]`` (or of
     such a vertex itself); a vertex farther than ``tol + vreach[vertex]`` is skipped."""

@@ -88,15 +88,23 @@ def radius_plain_grad(P, theta, s):
 
 
 @nb.njit(cache=True)
+def _fused_q2(bumps, b, theta, s, rho):
+    """``q^2`` of fused zone ``b`` at ``(theta, s)`` (see :func:`radius`; ``rho``: :func:`base_rho` at
+    ``theta``), or inf where the zone's arc extent already rules it out."""
+    arc = (theta - bumps[b, 0]) * rho
+    if not abs(arc) < bumps[b, 3]:
+        return np.inf
+    ds = s - bumps[b, 1]
+    return (arc / bumps[b, 3]) ** 2 + (ds / bumps[b, 4]) ** 2
+
+
+@nb.njit(cache=True)
 def in_fused_zone(P, bumps, theta, s):
     """True where a fused zone of ``bumps`` (see :func:`radius`) changes the radius at ``(theta, s)``."""
     rho = base_rho(P, theta)
     for b in range(bumps.shape[0]):
-        arc = (theta - bumps[b, 0]) * rho
-        if abs(arc) < bumps[b, 3]:
-            ds = s - bumps[b, 1]
-            if (arc / bumps[b, 3]) ** 2 + (ds / bumps[b, 4]) ** 2 < 1.0:
-                return True
+        if _fused_q2(bumps, b, theta, s, rho) < 1.0:
+            return True
     return False
 
 
@@ -112,14 +120,11 @@ def radius(P, bumps, theta, s):
     if bumps.shape[0] > 0:
         rho = base_rho(P, theta)
         for b in range(bumps.shape[0]):
-            arc = (theta - bumps[b, 0]) * rho
-            if abs(arc) < bumps[b, 3]:
-                ds = s - bumps[b, 1]
-                q = math.sqrt((arc / bumps[b, 3]) ** 2 + (ds / bumps[b, 4]) ** 2)
-                if q < 1.0:
-                    x = min(1.0, (1.0 - q) / (1.0 - FUSED_CORE))
-                    gap = radius_plain(P, theta + TWO_PI, s) - r0
-                    r += x * x * (3.0 - 2.0 * x) * max(0.0, gap - bumps[b, 2])
+            q = math.sqrt(_fused_q2(bumps, b, theta, s, rho))
+            if q < 1.0:
+                x = min(1.0, (1.0 - q) / (1.0 - FUSED_CORE))
+                gap = radius_plain(P, theta + TWO_PI, s) - r0
+                r += x * x * (3.0 - 2.0 * x) * max(0.0, gap - bumps[b, 2])
     return r
 
 
