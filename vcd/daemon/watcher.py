@@ -33,7 +33,7 @@ from ..formats.jsonio import read_json
 from ..formats.overlaps import repair_links
 from ..formats.provenance import provenance_patches, read_provenance
 from ..formats.tifxyz import TAGS_USED_BY_TRACER, bitmap_sha1, grid_shape, mask_fingerprint, read_approval
-from ..formats.volpkg import is_debug_snapshot, is_patch, is_trace, name_is_utf8
+from ..formats.volpkg import is_debug_snapshot, is_patch, is_trace, name_is_utf8, resolves_outside
 from ..jobs import overlap, retrace
 from .config import tgt_overlap_count
 from .queue import JobQueue
@@ -169,6 +169,7 @@ class Watcher:
         self.debounce = float(cfg["daemon"]["debounce_seconds"])
         self._pending: dict[Path, float] = {}
         self._retries: dict[Path, int] = {}
+        self._refused: set[str] = set()  #: surfaces resolving outside the volpkg, logged once each
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._observer = None
@@ -281,6 +282,9 @@ class Watcher:
             self.log.warning("bad_name", surface=repr(d.name), error=f"{d}: directory name is not UTF-8; VC3D and "
                              "overlapping.json cannot refer to it. Fix: rename the directory")
             return True
+        if resolves_outside(d):
+            self._refuse(d)
+            return True
         if not (d / "meta.json").exists():
             return False
         try:
@@ -298,6 +302,13 @@ class Watcher:
         if d.parent.name == "paths" and is_patch(d, meta):
             return self._patch(d, meta)
         return True
+
+    def _refuse(self, d: Path) -> None:
+        """One log line per surface that is a symlink out of the volpkg (it is never read or written)."""
+        if d.name not in self._refused:
+            self._refused.add(d.name)
+            self.log.warning("surface_refused", surface=d.name, error=f"{d} resolves (through a symlink) outside "
+                             "the volpkg; vcd never reads or writes it. Fix: copy the surface into the volpkg")
 
     def _trace(self, d: Path, meta: dict) -> bool:
         ix = self.index

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import FormatError
 from .jsonio import atomic_write_json, read_json
 from .locks import dir_lock
+from .volpkg import resolves_outside
 
 LEGACY_DIRS = ("overlapping", "overlaps")
 
@@ -87,7 +88,8 @@ def own_links(parent: str | os.PathLike) -> dict[str, set[str]]:
     """``{name: names its own files list}`` for every surface directory in ``parent`` (cached by file stats)."""
     parent = os.fspath(parent)
     try:
-        entries = [e for e in os.scandir(parent) if not e.name.startswith(".") and e.is_dir()]
+        entries = [e for e in os.scandir(parent)
+                   if not e.name.startswith(".") and e.is_dir() and not resolves_outside(e.path)]
     except OSError:
         return {}
     with _REVERSE_LOCK:
@@ -171,6 +173,9 @@ def repair_links(parent: str | os.PathLike, names: list[str] | None = None) -> l
 
 
 def _write_links(surface_dir: Path, add: set[str], remove: set[str] = frozenset()) -> None:
+    if resolves_outside(surface_dir):  # a symlink out of paths/: never written into (issue 31)
+        raise FormatError(surface_dir, "surface resolves (through a symlink) outside its directory; its links "
+                          "are not written", "copy the surface into the volpkg instead of linking to it")
     with dir_lock(surface_dir):
         current = read_own_overlaps(surface_dir)
         new = (current | add) - set(remove)
@@ -218,7 +223,7 @@ class Linker:
         if b == self.a or b in self._seen:
             return
         self._seen.add(b)
-        if (self.parent / b).is_dir():
+        if (self.parent / b).is_dir() and not resolves_outside(self.parent / b):
             self.linked.append(b)
             self._futures.append(_pool().submit(_write_links, self.parent / b, {self.a}))
 

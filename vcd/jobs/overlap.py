@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import FormatError, InputError
 from ..formats.jsonio import read_json
+from ..formats.volpkg import resolves_outside
 from .spec import JobSpec, Retry, param, path_field
 
 KIND = "overlap"
@@ -33,6 +34,9 @@ def run(params: dict, ctx) -> dict:
     from ..grow.linking import link_new_patch, shared_index  # imported here: submitting must stay light
     p = SPEC.parse(params)
     paths, seg = Path(p.paths), p.segment
+    if resolves_outside(paths / seg):  # a patch shared by symlink: never read or written (issue 31)
+        raise InputError(paths / seg, "patch resolves (through a symlink) outside the volpkg; it is not linked",
+                         "copy the patch into paths/ instead of linking to it")
     if not (paths / seg / "meta.json").exists():
         raise InputError(paths / seg, "segment has no meta.json (not a complete surface)",
                          "wait until the surface is written, or check the name")
