@@ -117,6 +117,15 @@ class ConcurrencyTable(_KindTable):
 
 
 @dataclass(frozen=True, eq=True)
+class WallSecondsTable(_KindTable):
+    """``[wall_seconds]``: job kind -> wall-time limit (s) of one run (unset = the kind's own limit)."""
+
+    by_kind: Mapping[str, float] = _by_kind({}, "wall-time limit of one run per kind in seconds (unset = the kind's "
+                                            "default, `vcdctl submit KIND --help`); a run taking longer fails and "
+                                            "its worker is replaced, e.g.:", "trace = 86400\nsleep = 600")
+
+
+@dataclass(frozen=True, eq=True)
 class ParamsFilesTable(_KindTable):
     """``[params_files]``: job kind -> VC3D params JSON relative to the volpkg."""
 
@@ -169,6 +178,9 @@ class AutosegTable(_Table):
     """``[autoseg]``: tracing, QA-gating and fusing by itself (``vcd autoseg``; docs/autoseg.md)."""
 
     enabled: bool = key(False, "trace, QA-gate and fuse by itself once growth is finished (vcd autoseg sets it)")
+    self_configure: bool = key(True, "measure the prediction (wrap spacing, thickness, values) and derive the "
+                                     "params that params files leave out; adapt a param that makes growth "
+                                     "impossible (.vcd/autoconf.json)")
     interval_seconds: float = key(5.0, "autoseg check period")
     parallel_traces: int = key(2, "trace jobs kept queued or running at once")
     max_traces: int = key(40, "stop planning traces after this many")
@@ -193,6 +205,7 @@ class Config(_Table):
 
     daemon: DaemonTable = _table(DaemonTable, "the service")
     concurrency: ConcurrencyTable = _table(ConcurrencyTable, "maximum running jobs per kind (unset = no limit)")
+    wall_seconds: WallSecondsTable = _table(WallSecondsTable, "wall-time limit of one run per kind (s)")
     params_files: ParamsFilesTable = _table(ParamsFilesTable, "VC3D params JSON per job kind, relative to the volpkg")
     params: ParamsTable = _table(ParamsTable, "single-key overrides on top of the files (VC3D keys)")
     schedule: ScheduleTable = _table(ScheduleTable, "what the daemon queues by itself")
@@ -257,6 +270,10 @@ def _parse_by_kind(cls: type, raw: Mapping, name: str, source) -> Any:
             v = _coerce(v, int, f"[{name}] {kind}", source)
             if v < 0:
                 raise InputError(source, f"[{name}] {kind} = {v} is negative", "use a count >= 1, or remove the key")
+        elif cls is WallSecondsTable:
+            v = _coerce(v, float, f"[{name}] {kind}", source)
+            if v <= 0:
+                raise InputError(source, f"[{name}] {kind} = {v:g} is not positive", "use seconds > 0, or remove the key")
         elif cls is ParamsFilesTable:
             v = _coerce(v, str, f"[{name}] {kind}", source)
         elif not isinstance(v, Mapping):
@@ -342,15 +359,30 @@ def load_config(volpkg: str | os.PathLike, path: str | os.PathLike | None = None
 
 
 def job_params(cfg: Config, volpkg: Path, kind: str) -> dict:
-    """Params for a daemon-queued job of ``kind``: VC3D params file at the volpkg root + overrides."""
-    params: dict = {}
+    """Params for a daemon-queued job of ``kind``, in layers, later ones winning: when autoseg runs,
+    the params it derived from the prediction (``.vcd/autoconf.json``, :mod:`vcd.jobs.autoconf`);
+    the VC3D params file at the volpkg root; ``[params.<kind>]``; and, when autoseg runs, what it
+    adapted because the layers above made growth impossible (e.g. every patch under ``min_area_cm``)."""
+    volpkg = Path(volpkg)
+    plan = _autoconf_plan(cfg, volpkg)
+    params: dict = dict((plan or {}).get("derived", {}).get(kind, {}))
     fname = cfg["params_files"].get(kind)
     if fname and (volpkg / fname).exists():
         data = read_json(volpkg / fname, f"{kind} params")
         if isinstance(data, dict):
             params.update(data)
     params.update(cfg["params"].get(kind, {}))
+    params.update((plan or {}).get("adapted", {}).get(kind, {}))
     return params
+
+
+def _autoconf_plan(cfg: Config, volpkg: Path) -> dict | None:
+    """The autoseg plan when ``[autoseg] enabled`` and one was measured, else None (the plain daemon
+    runs on the params files and VC3D's defaults alone)."""
+    if not (cfg.autoseg.enabled and cfg.autoseg.self_configure):
+        return None
+    from ..jobs.autoconf import load_autoconf
+    return load_autoconf(volpkg)
 
 
 def tgt_overlap_count(cfg: Config, volpkg: Path) -> int:
@@ -410,7 +442,7 @@ def example_toml() -> str:
 
 DEFAULTS.update(to_dict(Config()))
 
-__all__ = ["Config", "DaemonTable", "ConcurrencyTable", "ParamsFilesTable", "ParamsTable", "ScheduleTable",
+__all__ = ["Config", "DaemonTable", "ConcurrencyTable", "WallSecondsTable", "ParamsFilesTable", "ParamsTable", "ScheduleTable",
            "PipelineTable", "AutosegTable", "DEFAULTS", "load_config", "parse", "to_dict", "job_params", "example_toml"]
 
 if __name__ == "__main__":

@@ -163,9 +163,11 @@ class LocalPool:
             self._spawn()
 
     def supervise(self, q: JobQueue) -> None:
-        """Restart dead workers; requeue the jobs they held (no need to wait for the lease)."""
+        """Restart dead workers; requeue the jobs they held (no need to wait for the lease); stop jobs
+        past their wall-time limit."""
         if self.stop_event.is_set():
             return
+        self._enforce_wall_time(q)
         for name, p in list(self.procs.items()):
             if not p.is_alive():
                 p.join(timeout=0.1)
@@ -174,6 +176,23 @@ class LocalPool:
                     st = q.fail(jid, f"worker {name} died (exit code {p.exitcode})", retry=True, backoff_s=0.0)
                     self.log.warning("worker_died", worker=name, job_id=jid, exitcode=p.exitcode, now=st)
                 self._spawn()
+
+    def _enforce_wall_time(self, q: JobQueue) -> None:
+        """A job running longer than its kind's wall-time limit (:func:`vcd.jobs.wall_seconds`): kill its
+        worker, fail the job with one line (not retried: it would run as long again), start a new worker."""
+        from ..jobs import wall_seconds
+        now = time.time()
+        for job in q.running_jobs(list(self.procs)):
+            limit = wall_seconds(job["kind"], self.cfg["wall_seconds"])
+            if job["started"] is None or now - job["started"] <= limit:
+                continue
+            p = self.procs.pop(job["worker"])
+            p.kill()
+            p.join(timeout=5)
+            q.fail(job["id"], f"{job['kind']} job exceeded its wall-time limit of {limit:g} s and was stopped "
+                   f"(raise [wall_seconds] {job['kind']} in vcd.toml if it needs longer)", retry=False)
+            self.log.warning("job_wall_time", job_id=job["id"], kind=job["kind"], limit_s=limit, worker=job["worker"])
+            self._spawn()
 
     def busy(self, q: JobQueue) -> int:
         return q.running_count(list(self.procs))

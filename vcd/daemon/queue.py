@@ -63,8 +63,13 @@ def _flags_and_log(db: sqlite_utils.Database) -> None:
 
 
 def _row(row: dict | None) -> dict | None:
+    """A job row with its params parsed; params that are not valid JSON (anyone who can write the file
+    can put anything there) become None, which :func:`vcd.jobs.execute` fails once with one line."""
     if row is not None:
-        row["params"] = json.loads(row["params"])
+        try:
+            row["params"] = json.loads(row["params"])
+        except (TypeError, ValueError):
+            row["params"] = None
     return row
 
 
@@ -296,6 +301,13 @@ class JobQueue(SqliteStore):
     def running_ids(self, worker: str) -> list[int]:
         """Jobs ``worker`` holds."""
         return [r["id"] for r in self.db.query("SELECT id FROM jobs WHERE state = 'running' AND worker = ?", [worker])]
+
+    def running_jobs(self, workers: list[str]) -> list[dict]:
+        """``{"id", "kind", "worker", "started"}`` of the jobs these workers hold."""
+        if not workers:
+            return []
+        return list(self.db.query(f"SELECT id, kind, worker, started FROM jobs WHERE state = 'running' AND worker IN "
+                                  f"({_marks(workers)})", workers))
 
     def running_count(self, workers: list[str]) -> int:
         """How many jobs these workers hold."""

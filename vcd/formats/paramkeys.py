@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import os
 import typing
 from typing import Any, Callable, Iterable
@@ -55,7 +56,8 @@ def coerce_value(value: Any, hint: Any) -> Any:
     - ``X | None``: None stays None (for any other type None is refused);
     - ``str``: a string or a path (never a number);
     - ``int``: an integral number (``3``, ``3.0``, ``"3"``), never a boolean;
-    - ``float``: a number (or a numeric string), never a boolean;
+    - ``float``: a finite number (or a numeric string), never a boolean — NaN and infinities are
+      refused (``step_size = NaN`` would pass any ``> 0`` check; ``seconds = 1e999`` never ends);
     - ``bool``: a JSON boolean or the strings ``"true"``/``"false"`` (any case) — ``bool("false")``
       would be True;
     - ``list``: a list or tuple (paths in it become strings); ``tuple[T, ...]``: a list or tuple of
@@ -80,12 +82,12 @@ def coerce_value(value: Any, hint: Any) -> Any:
             return os.fspath(value)
         raise TypeError(value)
     if origin is int:
-        f = float(value)
+        f = _finite(value)
         if f != int(f):
             raise ValueError(value)
         return int(f)
     if origin is float:
-        return float(value)
+        return _finite(value)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise TypeError(value)
@@ -99,6 +101,14 @@ def coerce_value(value: Any, hint: Any) -> Any:
     return value
 
 
+def _finite(value: Any) -> float:
+    """``float(value)``, refusing NaN and infinities (ValueError)."""
+    f = float(value)
+    if not math.isfinite(f):
+        raise ValueError(value)
+    return f
+
+
 def type_name(hint: Any) -> str:
     """A short name of an annotated type for messages (``int``, ``list of str``)."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -108,6 +118,8 @@ def type_name(hint: Any) -> str:
     origin = typing.get_origin(hint) or hint
     if origin is tuple and args:
         return "list of strings" if args[0] is str else f"list of {getattr(args[0], '__name__', args[0])}"
+    if origin is float:  # the coercion refuses NaN and infinities: say so
+        return "finite float"
     return getattr(origin, "__name__", str(origin))
 
 

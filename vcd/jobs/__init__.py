@@ -126,6 +126,15 @@ def describe(kind: str) -> str:
     return get_spec(kind).describe()
 
 
+def wall_seconds(kind: str, overrides=None) -> float:
+    """The wall-time limit of a job of ``kind`` in seconds: ``overrides[kind]`` (the ``[wall_seconds]``
+    table of vcd.toml) or the kind's :attr:`~vcd.jobs.spec.JobSpec.wall_seconds`."""
+    from .spec import JobSpec
+    if overrides and kind in overrides:
+        return float(overrides[kind])
+    return get_spec(kind).wall_seconds if kind in KIND_MODULES else JobSpec.wall_seconds
+
+
 def retry_policy(kind: str):
     """The kind's :class:`~vcd.jobs.spec.Retry` (the default one for kinds no longer registered)."""
     from .spec import Retry
@@ -202,6 +211,9 @@ class Outcome:
 def execute(kind: str, params: dict, ctx: JobContext | None = None) -> Outcome:
     """Run one job (:func:`run_job`) and map how it ended to an :class:`Outcome`: the one place
     where exceptions become outcomes, shared by the local pool and the Dask executor."""
+    if not isinstance(params, dict):  # the queue row's params were not a JSON object: no retry helps
+        return Outcome("failed", error=f"{kind} job params are not a valid JSON object; submit the job again "
+                       "with `vcdctl submit`", retry=False)
     try:
         return Outcome("done", result=run_job(kind, params, ctx))
     except JobCancelled:

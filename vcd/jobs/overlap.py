@@ -27,7 +27,8 @@ class Params:
 
 #: linking is cheap and every trace needs it: before growth and retraces; one queued job per patch
 SPEC = JobSpec(KIND, Params, priority=5, dedup=lambda p: f"overlap:{Path(p.segment).name}",
-               retry=Retry(max_attempts=3, backoff_s=5.0))
+               retry=Retry(max_attempts=3, backoff_s=5.0),
+               wall_seconds=3600.0)
 
 
 def run(params: dict, ctx) -> dict:

@@ -22,7 +22,8 @@ class Params:
 
 #: after an annotator's edit: above growth, below linking; one queued retrace per trace
 SPEC = JobSpec(KIND, Params, priority=3, dedup=lambda p: f"retrace:{Path(p.trace).name}",
-               retry=Retry(max_attempts=3, backoff_s=5.0))
+               retry=Retry(max_attempts=3, backoff_s=5.0),
+               wall_seconds=24 * 3600.0)
 
 
 def run(params: dict, ctx) -> dict:

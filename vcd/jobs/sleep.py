@@ -20,7 +20,8 @@ class Params:
     marker: str | None = path_field(None, help="file to append one JSON line per completed run to")
 
 
-SPEC = JobSpec(KIND, Params, priority=0, retry=Retry(max_attempts=3, backoff_s=5.0))
+SPEC = JobSpec(KIND, Params, priority=0, retry=Retry(max_attempts=3, backoff_s=5.0),
+               wall_seconds=3600.0)
 
 
 def run(params: dict, ctx) -> dict:

@@ -72,13 +72,16 @@ def _coerce(value: Any, hint: Any, key: str, kind: str) -> Any:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One job kind's policy. ``dedup(params) -> str | None``: at most one *queued* job per key."""
+    """One job kind's policy. ``dedup(params) -> str | None``: at most one *queued* job per key.
+    ``wall_seconds``: a run taking longer fails (not retried) and its worker is replaced
+    (``[wall_seconds]`` in vcd.toml overrides it per kind)."""
 
     kind: str
     params: type
     priority: int = 0
     dedup: Callable[[Any], str | None] | None = None
     retry: Retry = Retry()
+    wall_seconds: float = 4 * 3600.0
 
     # ------------------------------------------------------------------ params
     def parse(self, raw: dict | Any, warn: Callable[[str], None] | None = None) -> Any:
@@ -142,7 +145,8 @@ class JobSpec:
         """Help text: one line per key (type, default, help), the embedded tool's keys, the policy."""
         hints = typing.get_type_hints(self.params)
         lines = [f"job kind {self.kind!r}: priority {self.priority} (+{USER_BOOST} when asked for by a person), "
-                 f"{self.retry.max_attempts} attempts, back-off {self.retry.backoff_s:g} s doubling"]
+                 f"{self.retry.max_attempts} attempts, back-off {self.retry.backoff_s:g} s doubling, "
+                 f"wall-time limit {self.wall_seconds:g} s"]
         for f in fields(self.params):
             if "embedded" in f.metadata:
                 cls = f.metadata["embedded"]

@@ -21,7 +21,8 @@ class Params:
 
 
 #: a trace is asked for by a person who waits for it: above everything automatic
-SPEC = JobSpec(KIND, Params, priority=7, retry=Retry(max_attempts=2, backoff_s=5.0))
+SPEC = JobSpec(KIND, Params, priority=7, retry=Retry(max_attempts=2, backoff_s=5.0),
+               wall_seconds=24 * 3600.0)
 
 
 def run(params: dict, ctx) -> dict:
