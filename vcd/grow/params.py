@@ -1,7 +1,8 @@
 """``GrowParams``: the params JSON of ``vc_grow_seg_from_seed`` — VC3D's keys and defaults.
 
 Extra vcd keys (ignored by VC3D, harmless in its JSON): ``seed`` (RNG seed for reproducible random
-seeding/expansion; None = from the clock), ``accept_dist`` (voxels a corner and its edges may be
+seeding/expansion; None = from the clock; the growth itself is always seeded from its start point and
+this value, so the same point and params give the same patch bit for bit), ``accept_dist`` (voxels a corner and its edges may be
 from the predicted surface), ``threshold`` (prediction value counted as surface, 170 as VC3D),
 ``max_tries`` (random seed attempts), ``bridge_cells`` (grid cells the patch may continue across a
 hole of the prediction by its spacing/straightness alone; 0 disables), ``sheet_gap`` (voxels of background between a corner's own

@@ -8,6 +8,7 @@ Points are ``(x, y, z)`` level-0 voxels.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -51,10 +52,21 @@ def _distance_field(vol: Volume, params: GrowParams, cache_root: Path | None) ->
     return DistanceField(vol.levels[0], params.threshold, cache_root, params.cache_size)
 
 
-def _grow_from(field: DistanceField, start, params: GrowParams, rng, progress=None):
-    """:func:`~vcd.grow.grower.grow_patch` from ``start`` (x, y, z voxels) with ``params``."""
-    return grow_patch(field, np.asarray(start, np.float64), float(params.step_size), int(params.generations),
-                      params.accept_dist, rng, progress, sheet_gap=params.sheet_gap, bridge_cells=params.bridge_cells)
+def point_rng(start, seed: int | None = None) -> np.random.Generator:
+    """The generator of a patch's random choices: seeded from the start point's exact coordinates
+    (x, y, z float64 bytes) and the ``seed`` param (None counts as no seed) — so the same point and
+    params give the same patch, bit for bit, however the point was found and in any process."""
+    digest = hashlib.sha256(np.asarray(start, np.float64).tobytes() + repr(seed).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def _grow_from(field: DistanceField, start, params: GrowParams, progress=None):
+    """:func:`~vcd.grow.grower.grow_patch` from ``start`` (x, y, z voxels) with ``params``; its random
+    choices come from :func:`point_rng` (the start point and ``params.seed``)."""
+    start = np.asarray(start, np.float64)
+    return grow_patch(field, start, float(params.step_size), int(params.generations), params.accept_dist,
+                      point_rng(start, params.seed), progress, sheet_gap=params.sheet_gap,
+                      bridge_cells=params.bridge_cells)
 
 
 def grow_surface(volume: str | os.PathLike | Volume, params, seed=None) -> Surface:
@@ -73,7 +85,7 @@ def grow_surface(volume: str | os.PathLike | Volume, params, seed=None) -> Surfa
         if seed is None:
             raise InputError(None, f"no predicted surface found in {p.max_tries} random probes",
                              "check the volume (values >= threshold mark the surface) or give a seed")
-    r = _grow_from(field, seed, p, rng)
+    r = _grow_from(field, seed, p)
     if r.n_corners == 0:
         raise InputError(None, f"nothing grown: {r.reason}", "seed on a predicted surface voxel")
     meta = {"area_vx2": r.area_vx2, "area_cm2": area_cm2(r.area_vx2, vol.voxelsize), "scale": [1.0 / p.step_size] * 2,
@@ -128,7 +140,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
                               f"{params.max_tries} random probes",
                     "fix": "check that the volume is a surface prediction; for soft predictions lower `threshold`"}
         vc_mode = "random_seed"
-    result = _grow_from(field, p, params, rng, progress)
+    result = _grow_from(field, p, params, progress)
     attempts = 1
     while result.n_corners == 0 and vc_mode != "explicit_seed" and attempts < 20:
         # a start where the seed quad does not fit (a hole, a tight curve): try another one, as VC3D does
@@ -140,7 +152,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
         p, sp, so = start
         if vc_mode == "expansion":
             source_patch, seed_overlap = sp, so
-        result = _grow_from(field, p, params, rng, progress)
+        result = _grow_from(field, p, params, progress)
     stats = grow_stats(result)
     if result.n_corners == 0:
         if vc_mode == "explicit_seed":
