@@ -100,6 +100,18 @@ _EMPTY_GROWTH = (
     "COALESCE(json_extract(result, '$.reason'), '') NOT LIKE 'collection saturated%')))) GROUP BY kind")
 
 
+#: bounds of what one job stores: its error and each job-log line (characters), its result (JSON bytes)
+MAX_TEXT = 2000
+MAX_RESULT = 64 << 10
+
+
+def _bounded(text: str | None) -> str | None:
+    """``text`` cut to :data:`MAX_TEXT` characters (a failed job's error, a traceback's tail)."""
+    if text is None or len(text) <= MAX_TEXT:
+        return text
+    return text[:MAX_TEXT - 40] + f"… (cut, {len(text)} characters)"
+
+
 QUEUE_FILE = "vcd.sqlite"
 
 
@@ -183,8 +195,11 @@ class JobQueue(SqliteStore):
         return bool(row and row["cancel_requested"])
 
     def complete(self, job_id: int, result: dict | None = None) -> None:
+        text = json.dumps(result or {})
+        if len(text) > MAX_RESULT:  # a result is a summary; a huge one is cut, not stored
+            text = json.dumps({"truncated": True, "bytes": len(text)})
         self._set(job_id, "state = 'running'", state="done", finished=time.time(), progress=1,
-                  result=json.dumps(result or {}), lease_until=None)
+                  result=text, lease_until=None)
 
     def fail(self, job_id: int, error: str, retry: bool = True, backoff_s: float = 5.0) -> str:
         """Record a failure: back to ``queued`` after ``backoff_s × 2^(attempts-1)`` s while attempts
@@ -192,6 +207,7 @@ class JobQueue(SqliteStore):
         row = self._one("SELECT attempts, max_attempts FROM jobs WHERE id = ?", [job_id])
         if row is None:
             return "missing"
+        error = _bounded(error)
         now = time.time()
         if retry and row["attempts"] < row["max_attempts"]:
             return self._back_to_queue(job_id, error=error, lease_until=None, worker=None,
@@ -200,7 +216,7 @@ class JobQueue(SqliteStore):
         return "failed"
 
     def cancelled(self, job_id: int, note: str = "cancelled while running") -> None:
-        self._set(job_id, "1", state="cancelled", finished=time.time(), error=note, lease_until=None)
+        self._set(job_id, "1", state="cancelled", finished=time.time(), error=_bounded(note), lease_until=None)
 
     def requeue(self, job_id: int, note: str) -> None:
         """Return a running job to the queue without counting the attempt (graceful shutdown)."""
@@ -237,7 +253,7 @@ class JobQueue(SqliteStore):
             return "cancelled"
 
     def log(self, job_id: int, line: str) -> None:
-        self.db["job_log"].insert({"job": job_id, "ts": time.time(), "line": line[:2000]})
+        self.db["job_log"].insert({"job": job_id, "ts": time.time(), "line": _bounded(line)})
 
     # ------------------------------------------------------------------ control
     def cancel(self, job_id: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import logging
 import math
 import os
@@ -101,6 +102,33 @@ def coerce_value(value: Any, hint: Any) -> Any:
     return value
 
 
+#: bounds of one job's params, checked when it is queued (:func:`check_size`): a 10 MB value once
+#: grew the queue file by 100 MB in seconds (issue 31)
+MAX_KEYS = 200
+MAX_VALUE_BYTES = 64 << 10
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (error messages never echo a huge value)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def check_size(d: dict, source: Any = "params") -> None:
+    """Refuse params with more than :data:`MAX_KEYS` keys or a value whose JSON is larger than
+    :data:`MAX_VALUE_BYTES` (InputError naming the key)."""
+    if len(d) > MAX_KEYS:
+        raise InputError(source, f"too many params ({len(d)} keys, at most {MAX_KEYS})", "pass only the keys you need")
+    for k, v in d.items():
+        try:
+            n = len(json.dumps(v, default=str))
+        except (TypeError, ValueError):
+            continue  # not JSON at all: the type check names it
+        if n > MAX_VALUE_BYTES or len(str(k)) > 200:
+            raise InputError(source, f"param {short_repr(k, 60)} is too large ({n} bytes, at most {MAX_VALUE_BYTES})",
+                             "pass a file name instead of the data itself")
+
+
 def _finite(value: Any) -> float:
     """``float(value)``, refusing NaN and infinities (ValueError)."""
     f = float(value)
@@ -132,7 +160,7 @@ def coerce(value: Any, hint: Any, key: str, source: Any = "params", example: Any
         name = type_name(hint)
         fix = (f"write \"{key}\": true or \"{key}\": false" if name == "bool"
                else f"use a {name} like {example!r}")
-        raise InputError(source, f"param {key!r} has invalid value {value!r} (not a {name})", fix) from None
+        raise InputError(source, f"param {key!r} has invalid value {short_repr(value)} (not a {name})", fix) from None
 
 
 def fields_from_dict(cls: type, d: dict, source: Any = "params", warn: Callable[[str], None] | None = None,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError, VcdError
+from ..formats.paramkeys import check_size
 
 #: kind -> module. A kind is listed here when its algorithm has landed.
 KIND_MODULES: dict[str, str] = {
@@ -116,6 +117,8 @@ def submit(queue, kind: str, params: dict | Any, *, priority: int | None = None,
     when ``by_user``), dedup key and attempts (``max_attempts`` overrides, e.g. from the daemon
     config). Returns the job id, or the id of the queued job with the same dedup key."""
     spec = get_spec(kind)
+    if isinstance(params, dict):
+        check_size(params, f"{kind} job")  # one param must not fill the disk (issue 31)
     p = spec.parse(params)
     return queue.submit(kind, spec.dump(p), priority=spec.priority_for(by_user) if priority is None else priority,
                         dedup_key=spec.dedup_key(p), max_attempts=max_attempts or spec.retry.max_attempts)
@@ -219,6 +222,17 @@ def execute(kind: str, params: dict, ctx: JobContext | None = None) -> Outcome:
     except JobCancelled:
         return Outcome("cancelled", error="cancelled while running")
     except VcdError as exc:  # the user's input: retrying will not help
-        return Outcome("failed", error=exc.message, retry=False)
+        return Outcome("failed", error=one_line(exc.message), retry=False)
     except Exception as exc:
-        return Outcome("failed", error=f"{type(exc).__name__}: {exc}", retry=True, traceback=traceback.format_exc())
+        return Outcome("failed", error=one_line(f"{type(exc).__name__}: {exc}"), retry=True,
+                       traceback=traceback.format_exc()[-ERROR_CHARS:])
+
+
+#: most characters of a job's stored error line and traceback tail
+ERROR_CHARS = 2000
+
+
+def one_line(text: str, limit: int = ERROR_CHARS) -> str:
+    """``text`` on one line, at most ``limit`` characters (what a failed job stores and logs)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 30] + f"… ({len(text)} characters)"

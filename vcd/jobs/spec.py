@@ -18,7 +18,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable
 
 from ..errors import InputError
-from ..formats.paramkeys import coerce_value, type_name
+from ..formats.paramkeys import coerce_value, short_repr, type_name
 
 #: added to a kind's priority when a person (``vcdctl``, ``vcd demo``) asks for the job
 USER_BOOST = 2
@@ -66,7 +66,7 @@ def _coerce(value: Any, hint: Any, key: str, kind: str) -> Any:
         return coerce_value(value, hint)
     except (TypeError, ValueError, OverflowError):
         name = type_name(hint)
-        raise InputError(None, f"{kind} job param {key!r} = {value!r} is not a {name}",
+        raise InputError(None, f"{kind} job param {key!r} = {short_repr(value)} is not a {name}",
                          f"pass a {name} (see `vcdctl submit {kind} --help`)") from None
 
 
