@@ -225,17 +225,20 @@ class JobQueue(SqliteStore):
             self._back_to_queue(job_id, attempts=max((row or {}).get("attempts", 1) - 1, 0), lease_until=None,
                                 worker=None, message=note)
 
-    def requeue_expired(self) -> list[int]:
-        """Jobs whose lease expired (their worker died): back to the queue, or failed after max attempts."""
+    def requeue_expired(self, all_running: bool = False) -> list[int]:
+        """Jobs whose lease expired (their worker died): back to the queue, or failed after max attempts.
+        ``all_running``: every running job, leased or not — what a daemon that just took the lock does,
+        since the daemon that ran them is dead (a restart after kill -9 need not wait for the leases)."""
         now = time.time()
+        why = "its daemon died" if all_running else "lease expired"
         rows = list(self.db.query("SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running' AND "
-                                  "lease_until < ?", [now]))
+                                  "(? OR lease_until < ?)", [int(all_running), now]))
         for r in rows:
             if r["attempts"] >= r["max_attempts"]:
                 self._set(r["id"], "state = 'running'", state="failed", finished=now,
-                          error=f"worker lost {r['attempts']} times (lease expired)")
+                          error=f"worker lost {r['attempts']} times ({why})")
             else:
-                self._back_to_queue(r["id"], lease_until=None, worker=None, error="worker lost (lease expired); requeued")
+                self._back_to_queue(r["id"], lease_until=None, worker=None, error=f"worker lost ({why}); requeued")
         return [r["id"] for r in rows]
 
     def _back_to_queue(self, job_id: int, **values) -> str:

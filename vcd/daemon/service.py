@@ -112,8 +112,11 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
         except OSError as exc:
             raise InputError(None, f"cannot serve metrics on {addr} ({exc.strerror})",
                              "choose another --metrics-addr or stop the other daemon") from None
-    # reclaim what a previous run left: expired leases, stale staging directories
-    q.requeue_expired()
+    # reclaim what a previous run left: its running jobs (we hold the lock, so the daemon that ran them is
+    # dead and its workers died with it: no need to wait for their leases), stale staging directories
+    orphans = q.requeue_expired(all_running=True)
+    if orphans:
+        log.info("requeued_at_start", jobs=orphans[:50], count=len(orphans))
     for stale in tmp_dir.iterdir():
         if stale.is_dir() and time.time() - stale.stat().st_mtime > 3600:
             import shutil
