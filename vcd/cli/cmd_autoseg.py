@@ -59,9 +59,11 @@ def _restore_stderr(saved: int) -> None:
 
 def _run(volpkg: Path, cfg, minutes: float, grow_share: float) -> tuple[str, float]:
     """Run the daemon in a thread until done / time / Ctrl-C; returns (status, wall seconds)."""
+    from ..daemon.lock import refuse_if_running
     from ..daemon.queue import JobQueue
     from ..daemon.service import run_daemon
     from ..formats.volpkg import state_dir
+    refuse_if_running(volpkg)  # a second autoseg stops here, before it writes anything (issue 31)
     stop = threading.Event()
     box: dict = {}
 

@@ -103,6 +103,13 @@ class DaemonLock:
             self._fd = None
 
 
+def refuse_if_running(volpkg: Path) -> None:
+    """Raise :class:`DaemonRunning` (one line naming the holder) when a daemon holds ``volpkg``'s lock:
+    for commands that would write state before starting their daemon (``vcd autoseg``)."""
+    if running_daemon(volpkg) is not None:
+        raise DaemonLock(_state_dir(volpkg))._refusal()
+
+
 def running_daemon(volpkg: Path) -> dict | None:
     """The sidecar of the daemon holding ``volpkg``'s lock, or None when no daemon runs.
 
