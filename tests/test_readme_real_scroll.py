@@ -138,26 +138,31 @@ def test_files_the_section_points_to_exist():
 
 
 def test_the_volume_rule_it_states_is_the_code_s(tmp_path):
-    """Step 2's rule, on the tutorial's volume names: neither says pred/surface, so the first by name
-    (the prediction, by luck); renamed ``*pred*`` it is chosen whatever sorts first; ``[daemon] volume``
-    wins; render jobs take the first volume that is not ``*pred*``/``*surface*``."""
+    """Step 2's rule, on the tutorial's volume names: neither says pred/surface, so the content decides
+    (a sparse prediction beats a dense CT, whichever sorts first); renamed ``*pred*`` it is chosen by
+    name; ``[daemon] volume`` wins; render jobs take the other volume (the CT)."""
     import numpy as np
     from vcd.daemon.config import load_config
     from vcd.daemon.service import prediction_volume
     from vcd.formats.volpkg import create_volpkg
     from vcd.formats.volume import write_ome_zarr
     from vcd.jobs.render import _default_volume
-    vp = create_volpkg(tmp_path / "s.volpkg")
-    for name in ("s1_uint8_ome.zarr", "050_entire_scroll1_ome.zarr"):
-        write_ome_zarr(vp.volumes_dir / name, np.zeros((8, 8, 8), np.uint8), 7.91, n_levels=1)
-    chosen = lambda: prediction_volume(vp.path, load_config(vp.path)).name  # noqa: E731
-    assert chosen() == "050_entire_scroll1_ome.zarr"
-    assert _default_volume(vp.path / "traces" / "t", vp.path).name == "050_entire_scroll1_ome.zarr"
-    (vp.volumes_dir / "050_entire_scroll1_ome.zarr").rename(vp.volumes_dir / "s1_surface_pred_ome.zarr")
-    assert chosen() == "s1_surface_pred_ome.zarr"
-    assert _default_volume(vp.path / "traces" / "t", vp.path).name == "s1_uint8_ome.zarr"
-    (vp.path / "vcd.toml").write_text('[daemon]\nvolume = "s1_uint8_ome.zarr"\n')
-    assert chosen() == "s1_uint8_ome.zarr"
+    rng = np.random.default_rng(0)
+    pred = np.zeros((40, 40, 40), np.uint8)
+    pred[:, :, ::9] = 255                                      # sheets: mostly empty, sharp bands
+    ct = rng.integers(60, 200, size=(40, 40, 40)).astype(np.uint8)  # dense, noisy
+    for names in (("s1_uint8_ome.zarr", "050_entire_scroll1_ome.zarr"), ("050_ct_ome.zarr", "s1_sheets_ome.zarr")):
+        vp = create_volpkg(tmp_path / names[1] / "s.volpkg")
+        write_ome_zarr(vp.volumes_dir / names[0], ct, 7.91, n_levels=1)
+        write_ome_zarr(vp.volumes_dir / names[1], pred, 7.91, n_levels=1)
+        assert vp.prediction_name() == (names[1], "content")
+        assert prediction_volume(vp.path, load_config(vp.path)).name == names[1]
+        assert _default_volume(vp.path / "traces" / "t", vp.path).name == names[0]
+    (vp.volumes_dir / names[0]).rename(vp.volumes_dir / "s1_surface_pred_ome.zarr")  # the CT, named *pred*
+    assert vp.prediction_name() == ("s1_surface_pred_ome.zarr", "name")
+    assert _default_volume(vp.path / "traces" / "t", vp.path).name == names[1]
+    (vp.path / "vcd.toml").write_text(f'[daemon]\nvolume = "{names[1]}"\n')
+    assert prediction_volume(vp.path, load_config(vp.path)).name == names[1]
 
 
 def test_rehearsal_trace_params_fit_the_synth_seed_json(tmp_path):

@@ -141,6 +141,54 @@ def _summary(d: dict, status: str) -> list[tuple[str, str]]:
     return rows
 
 
+def _effective_params(volpkg: Path, cfg, plan: dict | None) -> dict[str, dict]:
+    """The params each growth/trace job would get: the plan's derived params under the params files
+    and ``[params.<kind>]`` (:func:`vcd.daemon.config.job_params`'s layers, the plan given in memory)."""
+    from ..daemon.config import job_params
+    out = {}
+    for kind in ("seed", "expand", "trace"):
+        base = dict((plan or {}).get("derived", {}).get(kind, {}))
+        base.update(job_params(cfg.replace(autoseg={"self_configure": False}), volpkg, kind))
+        base.update((plan or {}).get("adapted", {}).get(kind, {}))
+        out[kind] = base
+    return out
+
+
+def _print_params(volpkg: Path, cfg, plan: dict | None) -> None:
+    """Each kind's params in force, and which keys a person's params file or ``[params.*]`` set."""
+    derived = (plan or {}).get("derived", {})
+    for kind, params in _effective_params(volpkg, cfg, plan).items():
+        mine = {k for k, v in params.items() if derived.get(kind, {}).get(k) != v}
+        keys = ", ".join(f"{k} {v}{' (yours)' if k in mine else ''}" for k, v in params.items() if k != "mode")
+        print(f"  in force, {kind}: {keys or 'VC3D defaults'}")
+
+
+def _self_configure(volpkg: Path, cfg) -> dict:
+    """Measure the prediction and store the plan (:func:`vcd.jobs.autoconf.autoconf`); prints it."""
+    from ..jobs.autoconf import autoconf, plan_lines
+    print("measuring the prediction to configure growth and tracing ...", flush=True)
+    plan = autoconf(volpkg, cfg.daemon.volume or None)
+    for line in plan_lines(plan):
+        print(f"  {line}")
+    _print_params(volpkg, cfg, plan)
+    return plan
+
+
+def _dry_run(volpkg: Path, cfg) -> int:
+    """``--dry-run``: print the measured plan and the params each job would get; run and write nothing."""
+    from ..jobs.autoconf import autoconf, load_autoconf, plan_lines
+    plan = None
+    if cfg.autoseg.self_configure:
+        plan = load_autoconf(volpkg) or autoconf(volpkg, cfg.daemon.volume or None, write=False)
+        for line in plan_lines(plan):
+            print(f"  {line}")
+    else:
+        print("  self-configuration off ([autoseg] self_configure = false): params files and VC3D defaults only")
+    _print_params(volpkg, cfg, plan)
+    print("dry run: nothing queued or written", flush=True)
+    return 0
+
+
 def _autoseg(args) -> int:
     from ..daemon.autoseg import final_sheets, write_report
     from ..daemon.config import load_config
@@ -151,6 +199,10 @@ def _autoseg(args) -> int:
     if args.workers:
         over["daemon"]["workers"] = args.workers
     cfg = load_config(volpkg, args.config, over)
+    if args.dry_run:
+        return _dry_run(volpkg, cfg)
+    if cfg.autoseg.self_configure:
+        _self_configure(volpkg, cfg)
     print(f"autoseg {volpkg} ({cfg['daemon']['workers']} workers, "
           f"{f'{args.minutes:g} min budget' if args.minutes else 'no time limit'}; log: .vcd/autoseg.log)", flush=True)
     status, wall = _run(volpkg, cfg, args.minutes, args.grow_share)
@@ -182,4 +234,6 @@ def register(sub) -> None:
     p.add_argument("--grow-share", type=float, default=0.5,
                    help="share of --minutes after which tracing starts even if growth is not finished")
     p.add_argument("--metrics-addr", default="", help="HOST:PORT for /metrics ('' = off, the default)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="measure the prediction, print the params autoseg would use and why; run nothing")
     p.set_defaults(func=_autoseg)

@@ -43,6 +43,8 @@ from ..formats.tifxyz import read_surface, surface_area_vx2, update_meta, write_
 from ..formats.volpkg import is_debug_snapshot, list_patches
 from ..post.coverage import collection_stats
 from . import autoseg_plan as ap
+from ..jobs.autoconf import autoconf_path, load_autoconf
+from .backoff import KV_STATE as KV_BACKOFF
 from .config import job_params, tgt_overlap_count
 from .queue import JobQueue
 
@@ -157,6 +159,7 @@ class Autoseg:
         pending = {k: sum(1 for j in tjobs if j["kind"] == k and j["state"] in PENDING)
                    for k in ("trace", "retrace", "fuse", "overlap")}
         stats = collection_stats(self.volpkg, self.tgt_overlap_count())
+        self.adapt(stats["patches"])
         why = ap.growth_finished(self.cfg["schedule"], stats, q.recent_results("expand", 4),
                                  bool(q.get_kv(KV_FORCE, False)))
         state = {"phase": "growing", "done": False, "patches": stats["patches"], "density": round(stats["density"], 3),
@@ -185,6 +188,31 @@ class Autoseg:
         if why == ap.FORCED:  # growth goes on (time budget): new patches may seed more traces
             return {**state, "phase": "tracing while growing"}
         return {**state, "phase": "done", "done": True}
+
+    def adapt(self, n_patches: int) -> None:
+        """Override the person's growth param that makes growth impossible (every recent growth job
+        refused for one reason, :func:`~vcd.daemon.autoseg_plan.adapt_growth`) with the measured one,
+        in ``.vcd/autoconf.json`` ``adapted`` (read by :func:`~vcd.daemon.config.job_params`); one log line."""
+        plan = load_autoconf(self.volpkg)
+        if plan is None:
+            return
+        try:
+            current = job_params(self.cfg, self.volpkg, "seed")
+        except VcdError:
+            return
+        hit = ap.adapt_growth(self.queue.get_kv(KV_BACKOFF), n_patches, current, plan["derived"]["seed"])
+        if hit is None:
+            return
+        key, value, why = hit
+        for kind in ("seed", "expand"):
+            plan.setdefault("adapted", {}).setdefault(kind, {})[key] = value
+        line = (f"{key} {current[key]} (seed.json / expand.json / [params.seed]) makes growth impossible: the last "
+                f"{ap.ADAPT_AFTER}+ growth jobs were all refused ({why}); autoseg uses {key} {value}, measured from "
+                f"the prediction")
+        plan.setdefault("adapt_log", []).append({"time": time.time(), "key": key, "was": current[key],
+                                                 "now": value, "reason": why, "message": line})
+        atomic_write_json(autoconf_path(self.volpkg), plan)
+        self.log.warning("autoseg_adapted", key=key, was=current[key], now=value, reason=why, message=line)
 
     # ------------------------------------------------------------------ inputs
     def tgt_overlap_count(self) -> int:

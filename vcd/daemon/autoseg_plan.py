@@ -376,3 +376,36 @@ def timing_csv(stages: dict, extra: dict | None = None) -> str:
         cpu = "" if s.get("cpu_s") is None else f"{s['cpu_s']:.3f}"
         lines.append(f"{name},{s.get('jobs', 0)},{s.get('wall_s', 0.0):.3f},{s.get('job_s', 0.0):.3f},{cpu}")
     return "\n".join(lines) + "\n"
+
+
+#: growth jobs in a row, all refused for the same reason with no patch written, after which autoseg
+#: concludes the person's params make growth impossible and adapts them (:func:`adapt_growth`)
+ADAPT_AFTER = 4
+#: the param each refusal class points at, and whether the measured value must be smaller (-1) or larger (+1)
+_ADAPTABLE = {"under_min_area": ("min_area_cm", -1), "no_surface_found": ("threshold", -1),
+              "seed_does_not_fit": ("step_size", -1)}
+
+
+def adapt_growth(backoff: dict | None, n_patches: int, current: dict, derived: dict) -> tuple[str, object, str] | None:
+    """Whether autoseg overrides a growth param, and with what: ``(key, value, reason class)`` or None.
+
+    ``backoff`` is the scheduler's persisted back-off state (:func:`vcd.daemon.backoff.backoff_state`),
+    ``current`` the seed params in force, ``derived`` the ones measured from the prediction
+    (:func:`vcd.jobs.autoconf.derive`). It adapts only when nothing has grown (``n_patches`` 0), at least
+    :data:`ADAPT_AFTER` growth jobs in a row wrote nothing, all for one reason that names a param, and
+    the measured value moves that param the way the reason asks (a smaller ``min_area_cm`` — below the
+    largest patch grown, if the measured one is not —, a lower ``threshold``, a smaller ``step_size``)."""
+    if n_patches or not backoff:
+        return None
+    streak, top = int(backoff.get("streak") or 0), backoff.get("top")
+    if streak < ADAPT_AFTER or int(backoff.get("top_count") or 0) < streak or top not in _ADAPTABLE:
+        return None
+    key, sign = _ADAPTABLE[top]
+    cur, new = current.get(key), derived.get(key)
+    if cur is None or new is None:
+        return None
+    if key == "min_area_cm" and backoff.get("largest_cm2") and new >= backoff["largest_cm2"]:
+        new = float(f"{0.5 * backoff['largest_cm2']:.2g}")
+    if (new - cur) * sign <= 0:
+        return None
+    return key, new, top

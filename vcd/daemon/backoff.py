@@ -133,7 +133,8 @@ def backoff_state(summary: dict, threshold: int, base: float, cap: float) -> dic
     return {"active": interval > 0, "streak": summary["streak"], "threshold": threshold, "interval_s": interval,
             "next_at": start + interval if interval else 0.0, "top": summary.get("top"),
             "top_text": summary.get("top_text", ""), "last": summary.get("last"), "fix": summary.get("fix", ""),
-            "top_refusal": refusal,
+            "top_refusal": refusal, "top_count": summary.get("top_count", 0),
+            "largest_cm2": summary.get("largest_cm2"),
             "top_refusal_share": (summary["refusals"][refusal] / max(1, sum(summary["refusals"].values()))
                                   if refusal else None)}
 

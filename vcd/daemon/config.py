@@ -178,6 +178,9 @@ class AutosegTable(_Table):
     """``[autoseg]``: tracing, QA-gating and fusing by itself (``vcd autoseg``; docs/autoseg.md)."""
 
     enabled: bool = key(False, "trace, QA-gate and fuse by itself once growth is finished (vcd autoseg sets it)")
+    self_configure: bool = key(True, "measure the prediction (wrap spacing, thickness, values) and derive the "
+                                     "params that params files leave out; adapt a param that makes growth "
+                                     "impossible (.vcd/autoconf.json)")
     interval_seconds: float = key(5.0, "autoseg check period")
     parallel_traces: int = key(2, "trace jobs kept queued or running at once")
     max_traces: int = key(40, "stop planning traces after this many")
@@ -356,15 +359,30 @@ def load_config(volpkg: str | os.PathLike, path: str | os.PathLike | None = None
 
 
 def job_params(cfg: Config, volpkg: Path, kind: str) -> dict:
-    """Params for a daemon-queued job of ``kind``: VC3D params file at the volpkg root + overrides."""
-    params: dict = {}
+    """Params for a daemon-queued job of ``kind``, in layers, later ones winning: when autoseg runs,
+    the params it derived from the prediction (``.vcd/autoconf.json``, :mod:`vcd.jobs.autoconf`);
+    the VC3D params file at the volpkg root; ``[params.<kind>]``; and, when autoseg runs, what it
+    adapted because the layers above made growth impossible (e.g. every patch under ``min_area_cm``)."""
+    volpkg = Path(volpkg)
+    plan = _autoconf_plan(cfg, volpkg)
+    params: dict = dict((plan or {}).get("derived", {}).get(kind, {}))
     fname = cfg["params_files"].get(kind)
     if fname and (volpkg / fname).exists():
         data = read_json(volpkg / fname, f"{kind} params")
         if isinstance(data, dict):
             params.update(data)
     params.update(cfg["params"].get(kind, {}))
+    params.update((plan or {}).get("adapted", {}).get(kind, {}))
     return params
+
+
+def _autoconf_plan(cfg: Config, volpkg: Path) -> dict | None:
+    """The autoseg plan when ``[autoseg] enabled`` and one was measured, else None (the plain daemon
+    runs on the params files and VC3D's defaults alone)."""
+    if not (cfg.autoseg.enabled and cfg.autoseg.self_configure):
+        return None
+    from ..jobs.autoconf import load_autoconf
+    return load_autoconf(volpkg)
 
 
 def tgt_overlap_count(cfg: Config, volpkg: Path) -> int:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..formats.volpkg import is_prediction_name
+from ..formats.volpkg import is_volpkg, open_volpkg
 from .spec import JobSpec, Retry, param, path_field
 
 KIND = "render"
@@ -36,10 +36,11 @@ def _default_volume(seg: Path, volpkg) -> Path:
     roots = [Path(volpkg)] if volpkg else []
     roots.append(seg.parent.parent)
     for root in roots:
-        vols = sorted(p for p in (root / "volumes").glob("*") if p.is_dir()) if (root / "volumes").is_dir() else []
-        if vols:
-            ct = [v for v in vols if not is_prediction_name(v.name)]  # render the CT, not the prediction
-            return (ct or vols)[0]
+        if is_volpkg(root) and (root / "volumes").is_dir():
+            vp = open_volpkg(root)
+            name = vp.ct_name() or (vp.volume_names() or [None])[0]  # render the CT, not the prediction
+            if name:
+                return vp.volumes_dir / name
     raise InputError(seg, "no volume given and no volpkg volumes/ found", "pass volume=<path to .zarr>")
 
 

@@ -120,12 +120,9 @@ def target_overlap_count(volpkg: Path) -> int:
 
 
 def pick_volume(vp, name: str | None = None, prefer_ct: bool = True) -> Volume:
-    """The named volume, else the CT (a volume not named ``*pred*``/``*surface*``), else the prediction."""
-    names = vp.volume_names()
+    """The named volume, else the CT (:meth:`~vcd.formats.volpkg.VolPkg.ct_name`), else the prediction."""
     if name is None and prefer_ct:
-        ct = [n for n in names if not is_prediction_name(n)]
-        if ct:
-            name = ct[0]
+        name = vp.ct_name()
     return vp.volume(name)
 
 
