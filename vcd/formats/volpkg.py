@@ -45,6 +45,36 @@ def is_prediction_name(name: str) -> bool:
     return "pred" in name or "surface" in name
 
 
+#: level-0 boxes (edge, voxels) read per volume to tell a prediction from a CT by content
+_PROBE_EDGE = 48
+
+
+def prediction_likeness(vol: "Volume") -> float:
+    """How much a volume looks like a surface prediction, from its content: the share of voxels
+    holding the volume's most common value, over five level-0 boxes of :data:`_PROBE_EDGE` voxels (the
+    centre and four around it). A prediction is mostly one empty value with sharp bands (> 0.5); a CT
+    is dense and noisy, its most common value holding a few percent."""
+    import numpy as np
+    Z, Y, X = vol.shape
+    e = _PROBE_EDGE
+    shares = []
+    for fz, fy, fx in ((0.5, 0.5, 0.5), (0.3, 0.3, 0.3), (0.7, 0.7, 0.3), (0.3, 0.7, 0.7), (0.7, 0.3, 0.7)):
+        z0, y0, x0 = (max(0, int(f * n) - e // 2) for f, n in ((fz, Z), (fy, Y), (fx, X)))
+        box = vol.read_region_u8(z0, min(Z, z0 + e), y0, min(Y, y0 + e), x0, min(X, x0 + e))
+        if box.size:
+            shares.append(np.bincount(box.ravel(), minlength=256).max() / box.size)
+    return float(np.mean(shares)) if shares else 0.0
+
+
+def _likeness_or_zero(path: Path) -> float:
+    """:func:`prediction_likeness` of the volume at ``path``; 0 for one that does not open or read."""
+    from .volume import open_volume
+    try:
+        return prediction_likeness(open_volume(path))
+    except (FormatError, OSError, ValueError):
+        return 0.0
+
+
 @dataclass
 class VolPkg:
     """An opened volpkg. ``state_dir`` (``.vcd/``) holds daemon state VC3D ignores."""
@@ -73,17 +103,43 @@ class VolPkg:
             return []
         return sorted(p.name for p in self.volumes_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
+    def zarr_names(self) -> list[str]:
+        """Volume directories that hold zarr metadata (stray folders are never chosen by default)."""
+        return [n for n in self.volume_names()
+                if any((self.volumes_dir / n / f).exists() for f in (".zattrs", ".zgroup", "zarr.json", "0"))]
+
+    def prediction_name(self) -> tuple[str, str]:
+        """``(name, how)``: the surface-prediction volume and how it was told apart — ``"name"``
+        (exactly one is named ``*pred*``/``*surface*``, :func:`is_prediction_name`), ``"content"``
+        (names do not decide: the most sparse volume by :func:`prediction_likeness`) or ``"only"``."""
+        names = self.zarr_names() or self.volume_names()
+        if not names:
+            raise FormatError(self.volumes_dir, "volpkg has no volumes", "put an OME-Zarr volume in volumes/")
+        preds = [n for n in names if is_prediction_name(n)]
+        if len(names) == 1:
+            return names[0], "only"
+        if len(preds) == 1:
+            return preds[0], "name"
+        pool = preds or names
+        scores = {n: _likeness_or_zero(self.volumes_dir / n) for n in pool}
+        return max(pool, key=lambda n: (scores[n], -pool.index(n))), "content"
+
+    def ct_name(self) -> str | None:
+        """The CT volume (what renders sample): the first volume that is not the prediction, or None."""
+        names = self.zarr_names() or self.volume_names()
+        if len(names) < 2:
+            return None
+        pred, _ = self.prediction_name()
+        return next(n for n in names if n != pred)
+
     def volume(self, name: str | None = None) -> "Volume":
-        """Open a volume by directory name; default: the prediction (:func:`is_prediction_name`),
-        else the first."""
+        """Open a volume by directory name; default: the prediction (:meth:`prediction_name`)."""
         from .volume import open_volume
         names = self.volume_names()
         if not names:
             raise FormatError(self.volumes_dir, "volpkg has no volumes", "put an OME-Zarr volume in volumes/")
-        if name is None:  # stray folders (no zarr metadata) are never chosen by default
-            zarrs = [n for n in names if any((self.volumes_dir / n / f).exists() for f in (".zattrs", ".zgroup", "0"))]
-            preds = [n for n in zarrs if is_prediction_name(n)]
-            name = (preds or zarrs or names)[0]
+        if name is None:
+            name, _ = self.prediction_name()
         if name not in names:
             raise FormatError(self.volumes_dir / name, "no such volume", f"choose one of {names}")
         return open_volume(self.volumes_dir / name)
