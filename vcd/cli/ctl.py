@@ -220,6 +220,16 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_repair(args) -> int:
+    """Move a damaged ``.vcd/vcd.sqlite`` aside and rebuild the queue (:func:`vcd.daemon.repair.rebuild_state`)."""
+    from ..daemon.repair import rebuild_state
+    r = rebuild_state(_find_volpkg(args.volpkg))
+    where = f"moved the old database aside to {r['moved_to']}" if r["moved_to"] else "no database to move aside"
+    print(f"{where}; rebuilt the queue from paths/ and traces/: {r['surfaces']} surfaces scanned, "
+          f"{r['jobs']} jobs queued (the daemon runs them when it starts)")
+    return 0
+
+
 def _pct(progress) -> str:
     """A job's progress as ``41%``, or ``?`` when the job reports no target (a negative fraction)."""
     return "?" if progress is None or progress < 0 else f"{progress * 100:.0f}%"
@@ -406,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("progress", help="alias of status")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("repair", help="move a damaged .vcd/vcd.sqlite aside (kept) and rebuild the queue from "
+                                      "paths/ and traces/ (daemon stopped)")
+    p.set_defaults(func=cmd_repair)
     p = sub.add_parser("watch", help="live status view with finished jobs per second and kind (Ctrl-C exits)")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     p.add_argument("--window", type=float, default=60.0, help="rates over the last this many seconds")

@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import pkgutil
+import sqlite3
 import sys
 
 from ..errors import VcdError, is_interrupt
@@ -57,6 +58,20 @@ def _silence_stdout() -> None:
         pass
 
 
+def sqlite_line(exc) -> str:
+    """One line for an SQLite error that reached the CLI (the file is named by the store's own errors;
+    here only what the error says and the fix)."""
+    text = str(exc)
+    if "full" in text:
+        return (f"the disk holding the volpkg's .vcd/vcd.sqlite is full ({text}). Fix: free disk space; "
+                "nothing was written")
+    if type(exc) is sqlite3.DatabaseError:
+        from ..daemon.store import REPAIR_FIX
+        return (f".vcd/vcd.sqlite: the daemon's database is damaged ({text}). "
+                f"Fix: {REPAIR_FIX.format(volpkg='VOLPKG')}")
+    return f".vcd/vcd.sqlite: {text}. Fix: retry; if it persists, check the disk and that one daemon runs"
+
+
 def guarded(call) -> int:
     """Run a CLI body; every ending is an exit code and at most one line on stderr, never a traceback:
     a :class:`VcdError` or OS error -> ``error: ...``, 1; Ctrl-C -> ``interrupted``, 130; a closed
@@ -72,6 +87,9 @@ def guarded(call) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 141
+    except sqlite3.DatabaseError as exc:  # the daemon's .vcd/vcd.sqlite: damaged, or its disk full
+        print(f"error: {sqlite_line(exc)}", file=sys.stderr)
+        return 1
     except OSError as exc:  # disk full, file too large, permissions: one line, nothing half-written
         where = exc.filename or "output"
         print(f"error: {where}: {exc.strerror or exc}. Fix: free disk space or check permissions and quotas; "

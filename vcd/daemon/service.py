@@ -65,7 +65,8 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
     tmp_dir = state_dir(volpkg) / "tmp"
     tmp_dir.mkdir(exist_ok=True)
     qpath = queue_path(volpkg)
-    q = JobQueue(qpath)
+    q = JobQueue(qpath)  # a damaged file stops the daemon here with one line (vcdctl repair)
+    q.check_integrity()
     stop_event = stop_event or threading.Event()
     memdiag.start_from_env(log, stop_event)  # VCD_TRACEMALLOC=<seconds>: periodic allocation diffs in the log
 

@@ -28,7 +28,28 @@ from typing import Callable, Iterator
 
 import sqlite_utils
 
+from ..errors import FormatError
+
 Step = Callable[[sqlite_utils.Database], None]
+
+#: what to do about a damaged database file (``vcdctl repair``: :func:`vcd.daemon.repair.rebuild_state`)
+REPAIR_FIX = ("stop the daemon and run `vcdctl --volpkg {volpkg} repair` (moves the file aside, never deletes it, "
+              "and rebuilds the queue from paths/ and traces/)")
+
+
+class DamagedDatabase(FormatError):
+    """The daemon's SQLite file is not a database any more (truncated, overwritten)."""
+
+
+def is_damage(exc: BaseException) -> bool:
+    """True for SQLite's "the file is broken" errors (``database disk image is malformed``, ``file is
+    not a database``) — not for a busy or full disk (``OperationalError``) or a constraint."""
+    return type(exc) is sqlite3.DatabaseError
+
+
+def damaged(path: str | os.PathLike, exc: BaseException) -> DamagedDatabase:
+    volpkg = Path(path).resolve().parent.parent
+    return DamagedDatabase(path, f"the daemon's database is damaged ({exc})", REPAIR_FIX.format(volpkg=volpkg))
 
 
 def connect(path: str | os.PathLike, timeout: float = 30.0) -> sqlite3.Connection:
@@ -56,11 +77,28 @@ class SqliteStore:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = connect(self.path)
-        self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
         self._tx_lock = threading.RLock()  # threads sharing this store take turns with whole transactions
-        self.migrate()
+        try:
+            self.conn = connect(self.path)
+            self.db = sqlite_utils.Database(self.conn)
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise damaged(self.path, exc) from None
+            raise
+
+    def check_integrity(self) -> None:
+        """Raise :class:`DamagedDatabase` unless SQLite's ``quick_check`` passes (reads every page once:
+        the daemon runs it at start, so a damaged file stops it with one line, not a crash later)."""
+        try:
+            rows = [r[0] for r in self.conn.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise damaged(self.path, exc) from None
+            raise
+        if rows != ["ok"]:
+            raise damaged(self.path, "; ".join(map(str, rows))[:300])
 
     def close(self) -> None:
         self.conn.close()
