@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import FormatError, InputError
 from ..formats.volpkg import open_volpkg, state_dir
 from . import logs, memdiag
 from .lock import DaemonLock
@@ -55,18 +55,28 @@ def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event
     lock = DaemonLock(state_dir(volpkg))  # one daemon per volpkg; a second one stops here with one line
     lock.acquire(cfg["daemon"]["metrics_addr"] or "")
     try:
-        return _run_locked(volpkg, cfg, log, stop_event)
+        return _run_locked(volpkg, cfg, log, stop_event, lock)
     finally:
         lock.release()
 
 
-def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None) -> int:
+def _state_intact(lock: DaemonLock, qpath: Path, ino: int) -> bool:
+    """The lock file and the database are still the ones this daemon opened (``.vcd/`` not deleted,
+    moved or replaced under it: others would see a state this daemon does not)."""
+    try:
+        return lock.intact() and os.stat(qpath).st_ino == ino
+    except OSError:
+        return False
+
+
+def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None, lock: DaemonLock) -> int:
     (volpkg / "traces").mkdir(exist_ok=True)  # watched from the start (VC3D scans it too)
     tmp_dir = state_dir(volpkg) / "tmp"
     tmp_dir.mkdir(exist_ok=True)
     qpath = queue_path(volpkg)
     q = JobQueue(qpath)  # a damaged file stops the daemon here with one line (vcdctl repair)
     q.check_integrity()
+    qino = os.stat(qpath).st_ino
     stop_event = stop_event or threading.Event()
     memdiag.start_from_env(log, stop_event)  # VCD_TRACEMALLOC=<seconds>: periodic allocation diffs in the log
 
@@ -137,8 +147,14 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
 
     def stopping():
         return stop_event.is_set() or "signum" in got
+    gone = ""
     try:
         while not stopping():
+            if not _state_intact(lock, qpath, qino):
+                gone = (f"{state_dir(volpkg)} was deleted or replaced while the daemon ran; it stops rather than "
+                        "work on a state nobody else sees. Fix: start the daemon again")
+                log.error("state_dir_gone", error=gone)
+                break
             pool.supervise(q)
             for _ in range(5):  # supervise every 0.5 s, notice a signal within 0.1 s
                 if stopping():
@@ -156,4 +172,7 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
         if server is not None:
             server.shutdown()
         log.info("daemon_stopped")
+    if gone:
+        raise FormatError(state_dir(volpkg), "the daemon's state folder was deleted or replaced while it ran (stopped)",
+                          "start the daemon again")
     return 130 if got.get("signum") == signal.SIGINT else 0  # Ctrl-C: stopped cleanly, exit as interrupted
