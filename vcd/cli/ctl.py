@@ -194,6 +194,11 @@ def status_text(args) -> str:
     growth = status_line(q.get_kv(KV_STATE), time.time())
     if growth:
         lines.append(growth)
+    from ..daemon.diskspace import full_disks
+    from ..formats.volpkg import state_dir
+    for where, free in full_disks([state_dir(vp), vp / "paths"]):
+        lines.append(f"disk full: {where} has {free // 1024} KiB free — the daemon pauses growth and its writes, "
+                     "retries with back-off and resumes by itself once space is freed")
     lines.append(f"{'KIND':10}" + "".join(f"{s:>10}" for s in ("queued", "running", "done", "failed", "cancelled")))
     for k in kinds:
         lines.append(f"{k:10}" + "".join(f"{counts.get((k, s), 0):>10}" for s in

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 
 from .backoff import KV_STATE
@@ -96,6 +96,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.watcher_events = Counter("vcd_watcher_events", "Filesystem events seen by the watcher",
                                       registry=self.registry)
+        self.disk_full = Gauge("vcd_disk_full", "1 while the disk holding .vcd/ or paths/ is full (daemon paused)",
+                               registry=self.registry)
 
     def serve(self, addr: str, queue, collection_stats, busy):
         self.registry.register(QueueCollector(queue, collection_stats, busy))

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from .diskspace import wait_out
 from .queue import JobQueue
 
 
@@ -74,6 +75,11 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _orphaned(parent_pid: int | None) -> bool:
+    """True once the daemon that started this worker is gone."""
+    return parent_pid is not None and os.getppid() != parent_pid
+
+
 def _run_one(q: JobQueue, job: dict, volpkg: str, lease_s: float, log, parent_pid: int | None = None) -> None:
     from ..jobs import JobContext, execute
 
@@ -109,7 +115,9 @@ def _run_one(q: JobQueue, job: dict, volpkg: str, lease_s: float, log, parent_pi
         outcome = execute(job["kind"], job["params"], ctx)
         if isinstance(outcome.result, dict):  # the worker's CPU seconds (autoseg's timing report)
             outcome.result.setdefault("cpu_seconds", round(time.process_time() - c0, 3))
-        record_outcome(q, job, outcome, jlog, seconds=round(time.monotonic() - t0, 3))
+        seconds = round(time.monotonic() - t0, 3)
+        # a full disk: keep the outcome and retry until it is recorded (the lease is renewed meanwhile)
+        wait_out(lambda: record_outcome(q, job, outcome, jlog, seconds=seconds), stop=lambda: _orphaned(parent_pid))
     finally:
         done.set()
         hb.join(timeout=5)
@@ -126,7 +134,9 @@ def worker_main(queue_path: str, volpkg: str, name: str, stop, kind_limits: dict
     _die_with_parent(parent_pid)
     q = JobQueue(queue_path)
     while not stop.is_set() and os.getppid() == parent_pid:
-        job = q.claim(name, lease_s=lease_s, kind_limits=kind_limits)
+        # a full disk: claims wait with back-off (the daemon says so once), the worker stays
+        job = wait_out(lambda: q.claim(name, lease_s=lease_s, kind_limits=kind_limits),
+                       stop=lambda: stop.is_set() or _orphaned(parent_pid))
         if job is None:
             time.sleep(0.1)
             continue

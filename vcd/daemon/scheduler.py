@@ -83,6 +83,7 @@ class Scheduler:
         self._params_warned: set[str] = set()
         self._backing_off = False
         self._warned_backoff = False
+        self.disk = None  #: the daemon's DiskGuard: its periodic jobs wait while the disk is full
         self.sched = BackgroundScheduler(daemon=True)
 
     def volume(self) -> Path | None:
@@ -195,18 +196,23 @@ class Scheduler:
     def refresh_previews(self) -> None:
         self.watcher.previews.request()  # the same single, coalescing preview thread as after traces
 
+    def _guarded(self, fn):
+        """``fn`` as a periodic job: skipped while the disk is full, a disk-full error reported once
+        (:meth:`vcd.daemon.diskspace.DiskGuard.guard`), not a traceback."""
+        return fn if self.disk is None else self.disk.guard(fn)
+
     def start(self) -> None:
         s = self.cfg["schedule"]
-        self.sched.add_job(self.ensure_expansion, "interval", seconds=s["interval_seconds"], max_instances=1,
+        self.sched.add_job(self._guarded(self.ensure_expansion), "interval", seconds=s["interval_seconds"], max_instances=1,
                            coalesce=True)
-        self.sched.add_job(self.housekeeping, "interval", seconds=s["housekeeping_seconds"], max_instances=1,
+        self.sched.add_job(self._guarded(self.housekeeping), "interval", seconds=s["housekeeping_seconds"], max_instances=1,
                            coalesce=True)
-        self.sched.add_job(self.reconcile, "interval", seconds=s["reconcile_seconds"], max_instances=1, coalesce=True)
+        self.sched.add_job(self._guarded(self.reconcile), "interval", seconds=s["reconcile_seconds"], max_instances=1, coalesce=True)
         auto = self.cfg.get("autoseg")
         if auto is not None and auto["enabled"]:  # docs/autoseg.md
             from .autoseg import Autoseg
             self.autoseg = Autoseg(self.volpkg, self.queue.path, self.cfg, self.volume, self.log)
-            self.sched.add_job(self.autoseg.tick, "interval", seconds=auto["interval_seconds"], max_instances=1,
+            self.sched.add_job(self._guarded(self.autoseg.tick), "interval", seconds=auto["interval_seconds"], max_instances=1,
                                coalesce=True)
         if s["preview_seconds"] > 0:
             self.sched.add_job(self.refresh_previews, "interval", seconds=s["preview_seconds"], max_instances=1,

@@ -20,6 +20,7 @@ from pathlib import Path
 from ..errors import FormatError, InputError
 from ..formats.volpkg import open_volpkg, state_dir
 from . import logs, memdiag
+from .diskspace import DiskGuard, is_disk_full
 from .lock import DaemonLock
 from .metrics import Metrics
 from .pool import LocalPool
@@ -137,6 +138,10 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
     watcher.start()
     n = watcher.scan()
     sched = Scheduler(volpkg, qpath, cfg, lambda: prediction_volume(volpkg, cfg), watcher, log)
+    disk = DiskGuard([state_dir(volpkg), volpkg / "paths"], log, on_resume=lambda: threading.Thread(
+        target=sched.reconcile, name="vcd-rescan", daemon=True).start())  # what arrived while full
+    sched.disk = watcher.disk = disk
+    metrics.disk_full.set_function(lambda: float(disk.full))
     log.info("daemon_started", volume=str(sched.volume()), surfaces=n, metrics=addr, workers=cfg["daemon"]["workers"],
              executor=cfg["daemon"]["executor"], pid=os.getpid())
     pool.start()
@@ -155,7 +160,13 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
                         "work on a state nobody else sees. Fix: start the daemon again")
                 log.error("state_dir_gone", error=gone)
                 break
-            pool.supervise(q)
+            disk.tick()
+            try:
+                pool.supervise(q)
+            except Exception as exc:  # a full disk pauses the daemon; it never stops it
+                if not is_disk_full(exc):
+                    raise
+                disk.hit(exc)
             for _ in range(5):  # supervise every 0.5 s, notice a signal within 0.1 s
                 if stopping():
                     break

@@ -170,6 +170,7 @@ class Watcher:
         self._pending: dict[Path, float] = {}
         self._retries: dict[Path, int] = {}
         self._refused: set[str] = set()  #: surfaces resolving outside the volpkg, logged once each
+        self.disk = None  #: the daemon's DiskGuard: a surface met while the disk is full waits, unlogged
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._observer = None
@@ -225,6 +226,8 @@ class Watcher:
                 try:
                     done = self.process(d)
                 except Exception as exc:  # never let one bad directory stop the watcher
+                    if self._wait_for_space(d, exc):
+                        continue
                     self.log.warning("watcher_error", surface=d.name, error=f"{type(exc).__name__}: {exc}")
                     done = True
                 if not done:  # incomplete: look again later (bounded)
@@ -236,6 +239,17 @@ class Watcher:
                 else:
                     self._retries.pop(d, None)
             self._stop.wait(0.05)
+
+    def _wait_for_space(self, d: Path, exc: Exception) -> bool:
+        """A disk-full error on ``d``: report it to the guard and look at ``d`` again in a few seconds
+        (the rescan on resume catches it too). False for any other error."""
+        from .diskspace import is_disk_full
+        if self.disk is None or not is_disk_full(exc):
+            return False
+        self.disk.hit(exc)
+        with self._lock:
+            self._pending.setdefault(d, time.monotonic() + 5.0)
+        return True
 
     # ------------------------------------------------------------------ classification
     def scan(self) -> int:
