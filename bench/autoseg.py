@@ -1,7 +1,10 @@
 """Benchmark ``vcd autoseg`` from an empty ``paths/`` against the ground truth (issue 18).
 
 Run: ``python bench/autoseg.py [--family medium3|realistic|both] [--minutes 20] [--shape Z Y X]
-[--seeds 0] [--workers 2] [--out DIR]``
+[--seeds 0] [--workers 2] [--out DIR] [--zero-input]``
+
+``--zero-input``: the volpkgs hold only ``volumes/`` (no params files, no ``vcd.toml``), as a scroll
+arrives; autoseg measures the prediction and derives its params (issue 26).
 
 - ``medium3``: the *medium* spiral with 3-voxel sheets (``vcd synth --preset medium --half-thickness
   1.5``), 192×256×256 (z, y, x) by default — the issue's "Done when" scroll;
@@ -41,8 +44,9 @@ interval_seconds = 1.0
 """
 
 
-def make(out: Path, family: str, shape, seed: int, workers: int) -> Path:
-    """A fresh synthetic volpkg with ``vcd synth``'s params files and a small vcd.toml."""
+def make(out: Path, family: str, shape, seed: int, workers: int, zero_input: bool = False) -> Path:
+    """A fresh synthetic volpkg with ``vcd synth``'s params files and a small vcd.toml; with
+    ``zero_input`` only ``volumes/`` (and the truth, read by the scorer alone): autoseg configures itself."""
     from vcd.synth import load_truth, make_scroll
     from vcd.synth.generate import write_grow_params
     if out.exists():
@@ -50,15 +54,18 @@ def make(out: Path, family: str, shape, seed: int, workers: int) -> Path:
     over = {"half_thickness": 1.5} if family == "medium3" else {}
     preset = "medium" if family == "medium3" else "realistic"
     make_scroll(out, shape=tuple(shape), preset=preset, seed=seed, **over)
+    if zero_input:
+        return out
     write_grow_params(out, load_truth(out))
     (out / "vcd.toml").write_text(TOML.format(workers=workers))
     return out
 
 
-def run(volpkg: Path, minutes: float) -> tuple[dict, float, int]:
-    """``vcd autoseg VOLPKG --minutes N`` as a child; (report, wall seconds, exit code)."""
+def run(volpkg: Path, minutes: float, workers: int) -> tuple[dict, float, int]:
+    """``vcd autoseg VOLPKG --minutes N --workers W`` as a child; (report, wall seconds, exit code)."""
     t0 = time.time()
-    p = subprocess.run([sys.executable, "-m", "vcd", "autoseg", str(volpkg), "--minutes", str(minutes)],
+    p = subprocess.run([sys.executable, "-m", "vcd", "autoseg", str(volpkg), "--minutes", str(minutes),
+                        "--workers", str(workers)],
                        capture_output=True, text=True)
     wall = time.time() - t0
     rep_path = volpkg / "traces" / "autoseg_report.json"
@@ -89,6 +96,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", help="keep the volpkgs here (default: a temporary directory)")
+    ap.add_argument("--zero-input", action="store_true",
+                    help="volpkgs as they arrive: no seed.json / expand.json / trace_params.json / vcd.toml")
     args = ap.parse_args()
     fams = ["medium3", "realistic"] if args.family == "both" else [args.family]
     root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="vcd-bench-autoseg-"))
@@ -100,9 +109,9 @@ def main() -> int:
     for fam in fams:
         shape = args.shape or ([192, 256, 256] if fam == "medium3" else [80, 128, 128])
         for seed in args.seeds:
-            name = f"{fam}-{'x'.join(map(str, shape))}-s{seed}"
-            vp = make(root / f"{name}.volpkg", fam, shape, seed, args.workers)
-            rep, wall, rc = run(vp, args.minutes)
+            name = f"{fam}-{'x'.join(map(str, shape))}-s{seed}{'-zero' if args.zero_input else ''}"
+            vp = make(root / f"{name}.volpkg", fam, shape, seed, args.workers, args.zero_input)
+            rep, wall, rc = run(vp, args.minutes, args.workers)
             print(line(name, rep, wall, rc), flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if not args.out:

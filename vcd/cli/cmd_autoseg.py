@@ -190,7 +190,7 @@ def _dry_run(volpkg: Path, cfg) -> int:
 
 
 def _autoseg(args) -> int:
-    from ..daemon.autoseg import final_sheets, write_report
+    from ..daemon.autoseg import final_sheets, finish_sheets, write_report
     from ..daemon.config import load_config
     from ..formats.volpkg import open_volpkg
     volpkg = Path(args.volpkg).resolve()
@@ -208,6 +208,7 @@ def _autoseg(args) -> int:
     status, wall = _run(volpkg, cfg, args.minutes, args.grow_share)
     print(f"run ended: {status}; writing the report ...", flush=True)
     try:
+        finish_sheets(volpkg)
         truth = _truth_score(volpkg, final_sheets(volpkg)["sheets"])
         d = write_report(volpkg, cfg, status, truth)
     except KeyboardInterrupt:

@@ -138,6 +138,7 @@ class Autoseg:
             if state.get("done") and not self.last_state.get("done"):
                 self.log.info("autoseg_done", **{k: v for k, v in state.items() if k != "done"})
                 try:
+                    finish_sheets(self.volpkg)
                     write_report(self.volpkg, self.cfg, status="done")
                 except Exception as exc:
                     self.log.warning("autoseg_report_failed", error=f"{type(exc).__name__}: {exc}")
@@ -501,6 +502,46 @@ def final_sheets(volpkg: Path, tol: float = 2.0) -> dict:
             "fused": {k: v.name for k, v in fused.items()}, "sheets": sheets}
 
 
+def finish_sheets(volpkg: Path, tol: float | None = None) -> dict:
+    """Make the final sheets tile and never touch themselves, in their ``mask.tif`` (255 = kept):
+
+    1. each sheet's self-contacts (a vertex within 1.5 voxels of one more than 3 cells away) and normal
+       flips are cut with a cell around them, and its largest piece kept (:func:`~.autoseg_plan.clean_sheet`);
+    2. sheets in priority order (:func:`final_sheets`: largest first, a fused sheet in its reference's
+       place) give up what an earlier one covers within ``tol`` voxels (default a third of the patch
+       step, >= 2; :func:`~.autoseg_plan.tile`), so the traced area is their union.
+
+    Writes a mask only where something changes, records ``vcd_autoseg_final`` in each sheet's
+    ``meta.json``; returns ``{sheet name: counts}``."""
+    volpkg = Path(volpkg)
+    tol = tol or max(2.0, _patch_step(volpkg) / 3.0)
+    sheets = final_sheets(volpkg)["sheets"]
+    surfs, keeps, recs = [], [], {}
+    for d in sheets:
+        try:
+            s = read_surface(d)
+        except VcdError:
+            continue
+        keep, counts = ap.clean_sheet(s.points, s.valid)
+        surfs.append((d, s))
+        keeps.append(keep)
+        recs[d.name] = counts
+    verts = [s.points[k].astype(np.float64) for (_, s), k in zip(surfs, keeps)]
+    dense = [ap.densify_grid(np.where(k[..., None], s.points, -1.0).astype(np.float32), tol)
+             for (_, s), k in zip(surfs, keeps)]
+    covered = ap.tile(verts, dense, tol)
+    for (d, s), keep, hit in zip(surfs, keeps, covered):
+        final = keep.copy()
+        final[keep] = ~hit
+        rec = {**recs[d.name], "tiled_px": int(hit.sum()), "kept_px": int(final.sum()),
+               "dropped_px": int(s.valid.sum() - final.sum())}
+        recs[d.name] = rec
+        if rec["dropped_px"]:
+            write_mask(d, np.where(final, 255, 0).astype(np.uint8))
+        update_meta(d, lambda m, rec=rec: {**m, "vcd_autoseg_final": rec})
+    return recs
+
+
 # ---------------------------------------------------------------------------- the report
 
 def _voxelsize(volpkg: Path) -> float:
@@ -566,8 +607,80 @@ def report_data(volpkg: Path, cfg, status: str, truth_score: dict | None = None,
         "gates": recs, "fused_gates": {d.name: read_json(d / GATE_FILE, "autoseg QA record")
                                        for d in sorted((volpkg / "traces").glob("fuse_fill_*")) if (d / GATE_FILE).exists()},
         "truth": truth_score,
+        "plan": _plan_section(volpkg),
     }
     return data
+
+
+def _plan_section(volpkg: Path) -> dict | None:
+    """What self-configuration measured and chose (``.vcd/autoconf.json``), for the report."""
+    from ..jobs.autoconf import plan_lines
+    plan = load_autoconf(volpkg)
+    if plan is None:
+        return None
+    return {"lines": plan_lines(plan), "derived": plan["derived"], "adapted": plan.get("adapted", {}),
+            "adapt_log": plan.get("adapt_log", [])}
+
+
+def _point_states(volpkg: Path, sheets: list[Path], tol: float, limit: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
+    """Patch points (N×3, at most ``limit``, evenly thinned) and their state: 1 on a final sheet's kept
+    area, 2 only on area a QA gate cut (a trace's points its ``mask.tif`` drops), 0 uncovered."""
+    from scipy.spatial import cKDTree
+    pts = []
+    for p, _ in list_patches(volpkg / "paths"):
+        try:
+            s = read_surface(p)
+            pts.append(s.points[s.valid])
+        except VcdError:
+            continue
+    if not pts:
+        return np.empty((0, 3)), np.empty(0, int)
+    P = np.concatenate(pts).astype(np.float64)
+    P = P[:: max(1, len(P) // limit)]
+    state = np.zeros(len(P), int)
+    cut = []
+    for d in trace_dirs(volpkg):
+        try:
+            raw, kept = read_surface(d, apply_mask=False), read_surface(d)
+        except VcdError:
+            continue
+        cut.append(raw.points[raw.valid & ~kept.valid])
+    cut = [c for c in cut if len(c)]
+    if cut:
+        state[cKDTree(np.concatenate(cut)).query(P, distance_upper_bound=tol)[0] <= tol] = 2
+    tree = sheets_tree(sheets, tol)
+    if tree is not None:
+        state[tree.query(P, distance_upper_bound=tol)[0] <= tol] = 1
+    return P, state
+
+
+def write_figure(volpkg: Path, d: dict) -> Path | None:
+    """``traces/autoseg_report.png`` (:func:`vcd.daemon.autoseg_figure.report_figure`); None when the
+    volume does not open (the report goes on without a picture)."""
+    from ..formats.volpkg import open_volpkg
+    from .autoseg_figure import report_figure
+    sheets = [volpkg / "traces" / s["name"] for s in d["final_sheets"]]
+    tol = max(2.0, _patch_step(volpkg) / 3.0)
+    P, state = _point_states(volpkg, sheets, tol)
+    try:
+        plan = load_autoconf(volpkg)
+        vol = open_volpkg(volpkg).volume((plan or {}).get("volume"))
+    except VcdError:
+        vol = None
+    clouds = []
+    for s in sheets:
+        try:
+            surf = read_surface(s)
+            clouds.append(surf.points[surf.valid].astype(np.float64))
+        except VcdError:
+            clouds.append(np.empty((0, 3)))
+    lines = (d.get("plan") or {}).get("lines") or ["no self-configuration plan (params files and defaults)"]
+    cover = f"{d['coverage_of_predicted_surface'] * 100:.1f} %"
+    title = f"autoseg {Path(d['volpkg']).name}: {len(sheets)} final sheets, {cover} of the predicted surface covered"
+    if d.get("truth"):
+        t = d["truth"]
+        title += f"; TRUE {t['true_coverage'] * 100:.1f} % at {t['true_switch_rate'] * 100:.3f} % switch"
+    return report_figure(volpkg / "traces" / f"{REPORT}.png", P, state, vol, clouds, lines, title)
 
 
 def _patch_step(volpkg: Path) -> float:
@@ -580,7 +693,8 @@ def _patch_step(volpkg: Path) -> float:
 
 def report_markdown(d: dict) -> str:
     """The readable report (``autoseg_report.md``)."""
-    lines = [f"# Autosegmentation report: {Path(d['volpkg']).name}", "",
+    fig = [f"![coverage map, slices with the final sheets, params]({d['figure']})", ""] if d.get("figure") else []
+    lines = [f"# Autosegmentation report: {Path(d['volpkg']).name}", "", *fig,
              f"status: **{d['status']}**, generated {d['generated_utc']}, wall time {d['wall_s']:.0f} s over "
              f"{d['runs']} run(s), human hours {d['human_hours']}", "",
              "| measure | value |", "|---|---|",
@@ -615,6 +729,10 @@ def report_markdown(d: dict) -> str:
     for n, r in sorted(d.get("fused_gates", {}).items()):
         lines.append(f"| {n} (fused) | {r['status']} | {r.get('kept_px', 0)} | {r.get('cut_px', 0)} | - | - | "
                      f"{r.get('why', '')} |")
+    if d.get("plan"):
+        lines += ["", "## Params autoseg chose (measured from the prediction)", ""]
+        lines += [f"- {ln.strip()}" for ln in d["plan"]["lines"]]
+        lines += [f"- **adapted**: {a['message']}" for a in d["plan"].get("adapt_log", [])]
     if d["duplicates"]:
         lines += ["", "Duplicates dropped: " + ", ".join(f"{a} (of {b})" for a, b in d["duplicates"].items())]
     return "\n".join(lines) + "\n"
@@ -622,11 +740,17 @@ def report_markdown(d: dict) -> str:
 
 def write_report(volpkg: Path, cfg, status: str, truth_score: dict | None = None,
                  wall_s: float | None = None) -> dict:
-    """Write ``traces/autoseg_report.json``, ``.md`` and ``autoseg_timing.csv``; returns the data."""
+    """Write ``traces/autoseg_report.json``, ``.md`` (linking ``.png``: :func:`write_figure`) and
+    ``autoseg_timing.csv``; returns the data."""
     volpkg = Path(volpkg)
     d = report_data(volpkg, cfg, status, truth_score, wall_s)
     root = volpkg / "traces"
     root.mkdir(exist_ok=True)
+    try:
+        fig = write_figure(volpkg, d)
+    except (VcdError, OSError, ValueError) as exc:  # a picture never costs the report
+        fig, d["figure_error"] = None, f"{type(exc).__name__}: {exc}"
+    d["figure"] = fig.name if fig else None
     atomic_write_json(root / f"{REPORT}.json", d)
     _write_text(root / f"{REPORT}.md", report_markdown(d))
     _write_text(root / "autoseg_timing.csv", ap.timing_csv(d["stages"], {"autoseg": {"cpu_s": d["autoseg_cpu_s"]}}))

@@ -409,3 +409,88 @@ def adapt_growth(backoff: dict | None, n_patches: int, current: dict, derived: d
     if (new - cur) * sign <= 0:
         return None
     return key, new, top
+
+
+# ---------------------------------------------------------------------------- final sheets: tiling, self-contact
+
+def _contact_pairs(points: np.ndarray, valid: np.ndarray, dist: float, min_cells: int) -> np.ndarray:
+    """Grid positions ``[K, 2, 2]`` (pair, end, (row, col)) of vertex pairs within ``dist`` voxels of each
+    other and more than ``min_cells`` cells apart on the grid (Chebyshev)."""
+    rc = np.argwhere(valid)
+    if len(rc) < 2:
+        return np.empty((0, 2, 2), int)
+    pairs = cKDTree(points[valid].astype(np.float64)).query_pairs(dist, output_type="ndarray")
+    if not len(pairs):
+        return np.empty((0, 2, 2), int)
+    far = np.abs(rc[pairs[:, 0]] - rc[pairs[:, 1]]).max(axis=1) > min_cells
+    return np.stack([rc[pairs[far, 0]], rc[pairs[far, 1]]], axis=1)
+
+
+def self_contacts(points: np.ndarray, valid: np.ndarray, dist: float = 1.5, min_cells: int = 3,
+                  outer_only: bool = False) -> np.ndarray:
+    """bool ``[rows, cols]``: vertices of a surface grid (``points[row, col] = (x, y, z)`` voxels) that
+    come within ``dist`` voxels of another vertex of the same grid more than ``min_cells`` cells away
+    (Chebyshev distance on the grid) — the sheet touching or crossing itself. ``outer_only``: of each
+    such pair only the vertex farther (on the grid) from the valid area's centre, the side to cut."""
+    out = np.zeros(valid.shape, bool)
+    pr = _contact_pairs(points, valid, dist, min_cells)
+    if not len(pr):
+        return out
+    if outer_only:
+        centre = np.argwhere(valid).mean(axis=0)
+        d = np.linalg.norm(pr - centre, axis=2)
+        pr = pr[np.arange(len(pr)), np.argmax(d, axis=1)][:, None, :]
+    hit = pr.reshape(-1, 2)
+    out[hit[:, 0], hit[:, 1]] = True
+    return out
+
+
+def normal_flips(points: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """bool ``[rows, cols]``: vertices of quads whose normal points against a 4-neighbour quad's
+    (negative dot product) — a fold of the grid onto itself."""
+    p = points.astype(np.float64)
+    q = valid[:-1, :-1] & valid[1:, :-1] & valid[:-1, 1:] & valid[1:, 1:]
+    n = np.cross(p[1:, 1:] - p[:-1, :-1], p[:-1, 1:] - p[1:, :-1])
+    bad = np.zeros(q.shape, bool)
+    for a, b in (((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+                 ((slice(None), slice(None, -1)), (slice(None), slice(1, None)))):
+        flip = (np.einsum("ijk,ijk->ij", n[a], n[b]) < 0) & q[a] & q[b]
+        bad[a] |= flip
+        bad[b] |= flip
+    out = np.zeros(valid.shape, bool)
+    for dr in (0, 1):
+        for dc in (0, 1):
+            out[dr:dr + bad.shape[0], dc:dc + bad.shape[1]] |= bad
+    return out
+
+
+def clean_sheet(points: np.ndarray, valid: np.ndarray, dilate: int = 1) -> tuple[np.ndarray, dict]:
+    """The kept vertices of a final sheet with the outer side of its self-contacts and its normal
+    flips cut (grown by ``dilate`` cells) and only the largest 4-connected piece kept:
+    ``(keep [rows, cols], counts)`` (counts of both sides of the contacts and of flipped vertices)."""
+    contact, flip = self_contacts(points, valid), normal_flips(points, valid)
+    counts = {"self_contact_px": int(contact.sum()), "normal_flip_px": int(flip.sum())}
+    bad = self_contacts(points, valid, outer_only=True) | flip
+    if not bad.any():
+        return valid.copy(), counts
+    if dilate:
+        bad = ndimage.binary_dilation(bad, iterations=dilate)
+    keep, _ = keep_piece(valid & ~bad)
+    return keep, counts
+
+
+def tile(vertices: list[np.ndarray], dense: list[np.ndarray], tol: float) -> list[np.ndarray]:
+    """Which vertices of each sheet an earlier sheet already covers. ``vertices[i]`` (N_i×3) are sheet
+    i's kept vertices, ``dense[i]`` (M_i×3) its kept area sampled at least every ``tol`` voxels
+    (:func:`densify_grid`); sheets come highest priority first. Returns bool masks, True where a
+    vertex lies within ``tol`` voxels of an earlier sheet's area (the first sheet keeps all of its own)."""
+    out, trees = [], []
+    for v, d in zip(vertices, dense):
+        hit = np.zeros(len(v), bool)
+        for t in trees:
+            if len(v):
+                hit |= t.query(v, distance_upper_bound=tol)[0] <= tol
+        out.append(hit)
+        if len(d):
+            trees.append(cKDTree(d))
+    return out
