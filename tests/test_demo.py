@@ -12,7 +12,7 @@ def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo.volpkg"
     # --grow-seconds is only a cap (the demo stops at --patches); generous, so a busy machine is slower, not red.
     # Its own session: the demo's daemon and workers are killed with it whatever happens.
-    p = subprocess.Popen([sys.executable, "-m", "vcd", "demo", "--out", str(out), "--shape", "64", "128", "128",
+    p = subprocess.Popen([sys.executable, "-m", "vcd", "demo", "--walkthrough", "--out", str(out), "--shape", "64", "128", "128",
                           "--patches", "25", "--grow-seconds", "300"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

@@ -124,3 +124,26 @@ def test_adapt_only_when_every_growth_job_fails_for_one_fixable_reason():
     assert adapt_growth(_backoff(ADAPT_AFTER, "seed_does_not_fit"), 0, cur, derived)[:2] == ("step_size", 7)
     assert adapt_growth(_backoff(ADAPT_AFTER, "no_surface_found"), 0, {**cur, "threshold": 50}, derived) is None
     assert adapt_growth(_backoff(ADAPT_AFTER, "failed"), 0, cur, derived) is None
+
+
+def test_gap_seeds_go_where_no_patch_is_and_never_twice():
+    from vcd.daemon.autoseg_plan import gap_seeds
+    rng = np.random.default_rng(0)
+    samples = rng.uniform(0, 100, size=(400, 3))
+    patch = samples[samples[:, 0] < 50] + 0.1                    # patches cover x < 50
+    tree = cKDTree(patch)
+    pts = gap_seeds(samples, tree, np.empty((0, 3)), tol=1.0, k=5, spread=10.0)
+    assert len(pts) == 5 and (pts[:, 0] >= 50).all()
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(pts) for b in pts[i + 1:]) > 10.0
+    again = gap_seeds(samples, tree, pts, tol=1.0, k=5, spread=10.0)
+    assert len(again) and cKDTree(pts).query(again)[0].min() > 10.0   # never where it seeded before
+    assert len(gap_seeds(samples, cKDTree(samples), np.empty((0, 3)), 1.0, 5, 10.0)) == 0  # all covered
+
+
+def test_stalled_means_no_gain_over_the_window():
+    from vcd.daemon.autoseg_plan import stalled
+    rising = [{"t": t, "coverage": 0.1 + 0.001 * t} for t in range(0, 600, 30)]
+    flat = rising[:10] + [{"t": t, "coverage": rising[9]["coverage"] + 0.001} for t in range(300, 900, 30)]
+    assert not stalled(rising, 240, 0.005)
+    assert stalled(flat, 240, 0.005)
+    assert not stalled(flat[:3], 240, 0.005)        # too short to tell

@@ -30,7 +30,7 @@ def test_a_flat_sheet_has_no_self_contact_or_flip():
     v = np.ones(p.shape[:2], bool)
     assert not self_contacts(p, v).any() and not normal_flips(p, v).any()
     keep, counts = clean_sheet(p, v)
-    assert keep.all() and counts == {"self_contact_px": 0, "normal_flip_px": 0}
+    assert keep.all() and counts == {"self_contact_px": 0, "normal_flip_px": 0, "pieces_dropped": 0}
 
 
 def test_a_sheet_folded_onto_itself_is_found_and_cut_to_one_side():

@@ -1,5 +1,9 @@
-"""``vcd demo``: make a synthetic scroll, let the real daemon seed, expand, link and trace it, print a
-summary scored against the ground truth, and stop cleanly."""
+"""``vcd demo``: the product on its embedded default — a synthetic scroll as it arrives (only
+``volumes/``, no params files), zero-input ``vcd autoseg`` on it, and its prize-style scores against the
+ground truth (true coverage, true sheet-switch rate) beside the run's own estimates.
+
+``vcd demo --walkthrough``: the pipeline step by step instead — the real daemon seeds, expands, links
+and traces with the demo's params, a summary scored against the ground truth, a clean stop."""
 
 from __future__ import annotations
 
@@ -238,7 +242,56 @@ def _summary(q, out: Path, patches, job: dict, after: list[str], verdict: str) -
     return rows
 
 
+def _autoseg_demo(args) -> int:
+    """Zero-input autoseg on a fresh synthetic scroll in a child ``vcd autoseg`` (its output streamed),
+    then the report's estimates next to the truth."""
+    from ..synth import make_scroll
+    out = Path(args.out).resolve()
+    if out.exists():
+        if not args.force:
+            print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
+            return 1
+        shutil.rmtree(out)
+    t0 = time.time()
+    print(f"[1/3] a synthetic {args.preset} scroll {'x'.join(map(str, args.shape))} (z, y, x) in {out}: only "
+          "volumes/ (no seed.json, expand.json, trace_params.json, vcd.toml), as a scroll arrives", flush=True)
+    make_scroll(out, shape=tuple(args.shape), preset=args.preset, seed=args.seed)
+    print(f"[2/3] vcd autoseg {out.name} --minutes {args.minutes:g}: it measures the prediction, configures "
+          "itself, seeds, grows, links, traces, QA-gates and fuses", flush=True)
+    cmd = [sys.executable, "-m", "vcd", "autoseg", str(out), "--minutes", str(args.minutes)]
+    if args.workers:
+        cmd += ["--workers", str(args.workers)]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
+        return 130
+    rep_path = out / "traces" / "autoseg_report.json"
+    if not rep_path.exists():
+        print(f"error: autoseg wrote no report (exit {rc}); see {out / '.vcd' / 'autoseg.log'}", file=sys.stderr)
+        return 1
+    rep = json.loads(rep_path.read_text())
+    t = rep.get("truth") or {}
+    print("[3/3] scores: the run's own estimates (no truth needed) and the ground truth", flush=True)
+    rows = [("final sheets", f"{len(rep['final_sheets'])} ({rep['traced_area_cm2']:.4f} cm² traced)"),
+            ("coverage", f"estimated {rep['coverage_of_predicted_surface'] * 100:.1f} % of the predicted surface"
+                         f" | TRUE {t.get('true_coverage', 0) * 100:.1f} % of the sheet (same wrap)"),
+            ("sheet switches", f"estimated {rep['est_switch_share'] * 100:.2f} % | TRUE "
+                               f"{t.get('true_switch_rate', 0) * 100:.3f} %"),
+            ("prize line (>= 70 % at <= 0.5 %)", "met" if t.get("prize_line_met") else "not met"),
+            ("human input", "none"), ("wall time", f"{time.time() - t0:.0f} s")]
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k:<{w}}  {v}")
+    print(f"\nLook at: {out / 'traces' / 'autoseg_report.md'} (and .png), open {out} in VC3D", flush=True)
+    return 0 if rc == 0 else rc
+
+
 def _demo(args) -> int:
+    if not args.walkthrough:
+        return _autoseg_demo(args)
     from ..daemon.queue import JobQueue
     from ..formats.volpkg import list_patches, state_dir
     out = Path(args.out).resolve()
@@ -276,13 +329,18 @@ def _demo(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="run the whole pipeline with the daemon on a synthetic scroll")
+    p = sub.add_parser("demo", help="zero-input autoseg on a synthetic scroll, scored against its truth "
+                                    "(--walkthrough: the pipeline step by step)")
+    p.add_argument("--walkthrough", action="store_true",
+                   help="seed, expand, link and trace step by step with the demo's params instead of autoseg")
+    p.add_argument("--minutes", type=float, default=4.0, help="autoseg's time budget (it may finish earlier)")
+    p.add_argument("--workers", type=int, default=0, help="autoseg's worker processes (0 = [daemon] workers)")
     p.add_argument("--out", default="demo.volpkg")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--shape", nargs=3, type=int, default=[80, 160, 160], metavar=("Z", "Y", "X"))
     p.add_argument("--preset", default="medium", choices=["easy", "medium", "hard"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--patches", type=int, default=80, help="the daemon's max_patches: growth stops at this many")
+    p.add_argument("--patches", type=int, default=80, help="walkthrough: the daemon's max_patches")
     p.add_argument("--grow-seconds", type=float, default=600,
                    help="cap on growth (seconds) if the scheduler has not stopped by then")
     p.add_argument("--trace-seconds", type=float, default=WAIT_CAP, help="cap on the wait for the trace (seconds)")

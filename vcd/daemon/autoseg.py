@@ -43,7 +43,7 @@ from ..formats.tifxyz import read_surface, surface_area_vx2, update_meta, write_
 from ..formats.volpkg import is_debug_snapshot, list_patches
 from ..post.coverage import collection_stats
 from . import autoseg_plan as ap
-from ..jobs.autoconf import autoconf_path, load_autoconf
+from ..jobs.autoconf import autoconf, autoconf_path, load_autoconf, load_samples
 from .backoff import KV_STATE as KV_BACKOFF
 from .config import job_params, tgt_overlap_count
 from .queue import JobQueue
@@ -57,6 +57,8 @@ KV_FORCE = "autoseg_force_trace"
 KV_FUSED = "autoseg_fused"
 KV_CPU = "autoseg_cpu_s"
 KV_RUNS = "autoseg_runs"
+KV_COVERAGE = "autoseg_coverage"
+KV_GAP_TRIED = "autoseg_gap_tried"
 GATE_FILE = "autoseg_qa.json"
 REPORT = "autoseg_report"
 PENDING = ("queued", "running")
@@ -122,6 +124,21 @@ class Autoseg:
         self._geom: tuple = ([], {}, (0.0, 0.0))
         self._clouds: dict[str, tuple] = {}  # patch name -> ((x.tif, mask.tif mtimes), valid points N×3)
         self.last_state: dict = {}
+        self._sample_cache = None
+        if self.a["self_configure"] and load_autoconf(self.volpkg) is None:
+            self._self_configure()
+
+    def _self_configure(self) -> None:
+        """Measure the prediction before the first growth job (``vcd daemon`` with ``[autoseg] enabled``;
+        ``vcd autoseg`` has done it already): :func:`vcd.jobs.autoconf.autoconf`. A volume that cannot
+        be measured leaves the params files and defaults in force, with one log line."""
+        try:
+            vol = self.find_volume()
+            plan = autoconf(self.volpkg, Path(vol).name if vol else None)
+            self.log.info("autoseg_self_configured", volume=plan["volume"], **plan["derived"]["seed"])
+        except (VcdError, OSError, ValueError) as exc:
+            self.log.warning("autoseg_self_configure_failed", error=f"{type(exc).__name__}: {exc}",
+                             hint="params files and VC3D defaults stay in force")
 
     # ------------------------------------------------------------------ the tick
     def tick(self) -> dict:
@@ -169,6 +186,11 @@ class Autoseg:
             return state
         sheets = final_sheets(self.volpkg)
         patches, clouds, axis = self.geometry(sheets["accepted"])
+        series = self.measure_coverage(sheets["sheets"], clouds)
+        if series:
+            state["coverage"] = series[-1]["coverage"]
+        gap = self.gap_seed(clouds)
+        state["gap_seeds"] = gap
         tried = {Path(j["params"].get("seed", "")).name for j in tjobs if j["kind"] == "trace"}
         seeds = [(p.center[2], p.radius) for p in patches if p.name in tried]
         n_traces = sum(1 for j in tjobs if j["kind"] == "trace")
@@ -186,9 +208,79 @@ class Autoseg:
         fused = self.fuse(sheets)
         if fused or pending["fuse"]:
             return {**state, "phase": "fusing"}
-        if why == ap.FORCED:  # growth goes on (time budget): new patches may seed more traces
+        helps = not ap.stalled(series, float(self.a["stall_seconds"]), float(self.a["stall_gain"]))
+        if series and helps and (gap["queued"] or gap["pending"]):  # gap seeding: the uncovered surface shrinks
+            return {**state, "phase": "seeding gaps"}
+        if why == ap.FORCED and (helps or not series):  # growth goes on (time budget): new patches may seed more traces
             return {**state, "phase": "tracing while growing"}
-        return {**state, "phase": "done", "done": True}
+        return {**state, "phase": "done", "done": True, "why_done": "coverage stalled" if series and not helps
+                else "growth finished, nothing pending"}
+
+    def measure_coverage(self, sheets: list[Path], clouds: dict) -> list[dict]:
+        """Coverage of the predicted surface over time (kv ``autoseg_coverage``): every
+        ``coverage_every`` seconds, the share of the predicted-surface samples (``.vcd/autoconf_samples.npy``)
+        within :meth:`sample_tol` of a final sheet's kept area, and the share on a patch. [] without samples."""
+        samples = self._samples()
+        if samples is None or not len(samples):
+            return []
+        series = list(self.queue.get_kv(KV_COVERAGE, []) or [])
+        now = time.time()
+        if series and now - series[-1]["t"] < float(self.a["coverage_every"]):
+            return series
+        tol = self.sample_tol()
+        tree = sheets_tree(sheets, tol)
+        on_sheet = ap.covered_share(samples, tree, tol) if tree is not None else 0.0
+        pt = self._patch_tree(clouds)
+        on_patch = ap.covered_share(samples, pt, tol) if pt is not None else 0.0
+        series.append({"t": now, "coverage": round(on_sheet, 4), "on_patch": round(on_patch, 4),
+                       "sheets": len(sheets), "patches": len(clouds)})
+        self.queue.set_kv(KV_COVERAGE, series)
+        return series
+
+    def _samples(self):
+        if self._sample_cache is None:
+            self._sample_cache = load_samples(self.volpkg)
+        return self._sample_cache
+
+    def sample_tol(self) -> float:
+        """Voxels within which a predicted-surface sample counts as covered: half the measured band
+        thickness (p90) plus the samples' own error plus :meth:`tol`."""
+        plan = load_autoconf(self.volpkg) or {}
+        th = ((plan.get("measured") or {}).get("thickness") or {}).get("p90") or 2.0
+        return 0.5 * th + float((plan.get("samples") or {}).get("error_vx", 0.0)) + self.tol()
+
+    def _patch_tree(self, clouds: dict):
+        from scipy.spatial import cKDTree
+        pts = [c for c in clouds.values() if len(c)]
+        return cKDTree(np.concatenate(pts)) if pts else None
+
+    def gap_seed(self, clouds: dict) -> dict:
+        """Keep up to ``[autoseg] gap_seeds`` explicit seed jobs queued on predicted-surface samples no
+        patch covers (:func:`~vcd.daemon.autoseg_plan.gap_seeds`), each place tried once (kv
+        ``autoseg_gap_tried``). Returns ``{"queued": new jobs, "pending": seed jobs waiting or running}``."""
+        q, want = self.queue, int(self.a["gap_seeds"])
+        counts = q.counts()
+        pending = sum(counts.get(("seed", st), 0) for st in PENDING)
+        samples = self._samples()
+        room = want - pending
+        if samples is None or not len(samples) or room <= 0:
+            return {"queued": 0, "pending": pending}
+        vol = self.find_volume()
+        if vol is None:
+            return {"queued": 0, "pending": pending}
+        tried = np.array(q.get_kv(KV_GAP_TRIED, []) or [], dtype=np.float64).reshape(-1, 3)
+        tol = self.sample_tol()
+        pts = ap.gap_seeds(samples, self._patch_tree(clouds), tried, tol, room, spread=4.0 * self.patch_step())
+        if not len(pts):
+            return {"queued": 0, "pending": pending}
+        from ..jobs import seed as seed_kind
+        raw = job_params(self.cfg, self.volpkg, "seed")
+        for p in pts:
+            params = seed_kind.params_for(raw, str(vol), str(self.volpkg / "paths"), seed_point=[float(v) for v in p])
+            jobs.submit(q, "seed", params, max_attempts=int(self.cfg.daemon.max_attempts))
+        q.set_kv(KV_GAP_TRIED, np.concatenate([tried, pts]).round(1).tolist())
+        self.log.info("autoseg_gap_seeds", n=len(pts), tried=len(tried) + len(pts))
+        return {"queued": len(pts), "pending": pending + len(pts)}
 
     def adapt(self, n_patches: int) -> None:
         """Override the person's growth param that makes growth impossible (every recent growth job
@@ -533,7 +625,9 @@ def finish_sheets(volpkg: Path, tol: float | None = None) -> dict:
     for (d, s), keep, hit in zip(surfs, keeps, covered):
         final = keep.copy()
         final[keep] = ~hit
+        final, dropped = ap.keep_piece(final)  # tiling may split a sheet: it stays one piece
         rec = {**recs[d.name], "tiled_px": int(hit.sum()), "kept_px": int(final.sum()),
+               "pieces_dropped": recs[d.name].get("pieces_dropped", 0) + int(dropped),
                "dropped_px": int(s.valid.sum() - final.sum())}
         recs[d.name] = rec
         if rec["dropped_px"]:
@@ -622,12 +716,14 @@ def _plan_section(volpkg: Path) -> dict | None:
             "adapt_log": plan.get("adapt_log", [])}
 
 
-def _point_states(volpkg: Path, sheets: list[Path], tol: float, limit: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
-    """Patch points (N×3, at most ``limit``, evenly thinned) and their state: 1 on a final sheet's kept
-    area, 2 only on area a QA gate cut (a trace's points its ``mask.tif`` drops), 0 uncovered."""
+def _point_states(volpkg: Path, sheets: list[Path], tol: float, limit: int = 200_000,
+                  samples: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Points of the predicted surface (``samples``, else the patch points; N×3, at most ``limit``,
+    evenly thinned) and their state: 1 on a final sheet's kept area, 2 only on area a QA gate cut (a
+    trace's points its ``mask.tif`` drops), 0 uncovered."""
     from scipy.spatial import cKDTree
-    pts = []
-    for p, _ in list_patches(volpkg / "paths"):
+    pts = [samples] if samples is not None and len(samples) else []
+    for p, _ in ([] if pts else list_patches(volpkg / "paths")):
         try:
             s = read_surface(p)
             pts.append(s.points[s.valid])
@@ -661,7 +757,7 @@ def write_figure(volpkg: Path, d: dict) -> Path | None:
     from .autoseg_figure import report_figure
     sheets = [volpkg / "traces" / s["name"] for s in d["final_sheets"]]
     tol = max(2.0, _patch_step(volpkg) / 3.0)
-    P, state = _point_states(volpkg, sheets, tol)
+    P, state = _point_states(volpkg, sheets, tol, samples=load_samples(volpkg))
     try:
         plan = load_autoconf(volpkg)
         vol = open_volpkg(volpkg).volume((plan or {}).get("volume"))
@@ -670,8 +766,7 @@ def write_figure(volpkg: Path, d: dict) -> Path | None:
     clouds = []
     for s in sheets:
         try:
-            surf = read_surface(s)
-            clouds.append(surf.points[surf.valid].astype(np.float64))
+            clouds.append(ap.densify_grid(read_surface(s).points, 1.0))
         except VcdError:
             clouds.append(np.empty((0, 3)))
     lines = (d.get("plan") or {}).get("lines") or ["no self-configuration plan (params files and defaults)"]

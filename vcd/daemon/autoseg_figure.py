@@ -2,8 +2,9 @@
 
 Three panels side by side (PIL only, :mod:`vcd.figure`):
 
-1. **Coverage map of the predicted surface**, unrolled around the collection's axis: every patch
-   point ``(x, y, z)`` (level-0 voxels) goes to the pixel ``(θ, z)``, ``θ = atan2(y - c_y, x - c_x)``
+1. **Coverage map of the predicted surface**, unrolled around the collection's axis: every sample
+   of the predicted surface (or, without samples, every patch point) ``(x, y, z)`` (level-0 voxels)
+   goes to the pixel ``(θ, z)``, ``θ = atan2(y - c_y, x - c_x)``
    about the xy centroid ``c`` of all patch points. A pixel is green where its points lie on a final
    sheet's kept area (within ``tol`` voxels), orange where they lie only on area the QA gate cut, red
    where on neither (uncovered); mixed pixels blend by share. Wraps overlap in this view; it shows
@@ -23,7 +24,7 @@ from PIL import Image, ImageDraw
 from ..figure import BG, FG, font, save_png
 
 #: pixels of the coverage map (θ across, z down) and of each slice's longer side
-MAP_W, MAP_H = 360, 240
+MAP_W, MAP_H = 96, 64
 SLICE = 240
 SHEET_COLOURS = [(80, 200, 255), (255, 220, 60), (255, 90, 200), (120, 255, 120), (255, 140, 60), (180, 140, 255)]
 
@@ -71,12 +72,19 @@ def _fit(arr: np.ndarray, w: int, h: int) -> Image.Image:
     return im.resize((max(1, int(im.width * s)), max(1, int(im.height * s))), Image.NEAREST)
 
 
+def _ascii(text: str) -> str:
+    """The default bitmap font has no µ, ², ³, θ: spelled out."""
+    for a, b in (("µm", "um"), ("²", "2"), ("³", "3"), ("θ", "theta"), ("→", "->"), ("−", "-")):
+        text = text.replace(a, b)
+    return text
+
+
 def report_figure(out: Path, points: np.ndarray, state: np.ndarray, vol, sheets: list[np.ndarray],
                   lines: list[str], title: str) -> Path:
     """Write the three-panel PNG to ``out`` (atomically) and return it."""
     fnt, big = font(12), font(15)
     Z = vol.shape[0] if vol is not None else (float(points[:, 2].max()) + 1 if len(points) else 1.0)
-    cov = _fit(coverage_map(points, state, Z), 2 * MAP_W, 2 * MAP_H)
+    cov = _fit(coverage_map(points, state, Z), 540, 360)
     slices = [_fit(slice_panel(vol, int(f * vol.shape[0]), sheets), SLICE, SLICE)
               for f in (0.25, 0.5, 0.75)] if vol is not None else []
     text_w = 560
@@ -84,8 +92,8 @@ def report_figure(out: Path, points: np.ndarray, state: np.ndarray, vol, sheets:
     height = 60 + max(cov.height + 60, SLICE + 60, 16 * len(lines) + 20)
     fig = Image.new("RGB", (width, height), BG)
     d = ImageDraw.Draw(fig)
-    d.text((20, 12), title, fill=FG, font=big)
-    d.text((20, 40), "coverage of the predicted surface (θ around the axis →, z ↓)", fill=FG, font=fnt)
+    d.text((20, 12), _ascii(title), fill=FG, font=big)
+    d.text((20, 40), "coverage of the predicted surface (angle around the axis ->, z down)", fill=FG, font=fnt)
     fig.paste(cov, (20, 60))
     y = 60 + cov.height + 8
     for label, col in (("on a final sheet", (60, 200, 90)), ("cut by QA", (255, 150, 40)), ("uncovered", (220, 50, 50))):
@@ -100,5 +108,5 @@ def report_figure(out: Path, points: np.ndarray, state: np.ndarray, vol, sheets:
     x += 10
     d.text((x, 40), "params autoseg chose", fill=FG, font=fnt)
     for i, line in enumerate(lines):
-        d.text((x, 60 + 16 * i), line[:90], fill=FG, font=fnt)
+        d.text((x, 60 + 16 * i), _ascii(line)[:90], fill=FG, font=fnt)
     return save_png(fig, out)

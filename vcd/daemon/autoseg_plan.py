@@ -466,16 +466,16 @@ def normal_flips(points: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def clean_sheet(points: np.ndarray, valid: np.ndarray, dilate: int = 1) -> tuple[np.ndarray, dict]:
     """The kept vertices of a final sheet with the outer side of its self-contacts and its normal
-    flips cut (grown by ``dilate`` cells) and only the largest 4-connected piece kept:
-    ``(keep [rows, cols], counts)`` (counts of both sides of the contacts and of flipped vertices)."""
+    flips cut (grown by ``dilate`` cells) and only the largest 4-connected piece kept (a sheet is one
+    piece: stray fragments a gate's cuts leave are dropped): ``(keep [rows, cols], counts)`` (both
+    sides of the contacts, flipped vertices, pieces dropped)."""
     contact, flip = self_contacts(points, valid), normal_flips(points, valid)
     counts = {"self_contact_px": int(contact.sum()), "normal_flip_px": int(flip.sum())}
     bad = self_contacts(points, valid, outer_only=True) | flip
-    if not bad.any():
-        return valid.copy(), counts
-    if dilate:
+    if bad.any() and dilate:
         bad = ndimage.binary_dilation(bad, iterations=dilate)
-    keep, _ = keep_piece(valid & ~bad)
+    keep, dropped = keep_piece(valid & ~bad)
+    counts["pieces_dropped"] = int(dropped)
     return keep, counts
 
 
@@ -494,3 +494,37 @@ def tile(vertices: list[np.ndarray], dense: list[np.ndarray], tol: float) -> lis
         if len(d):
             trees.append(cKDTree(d))
     return out
+
+
+# ---------------------------------------------------------------------------- keep going while it helps
+
+def gap_seeds(samples: np.ndarray, patch_tree: cKDTree | None, tried: np.ndarray, tol: float, k: int,
+              spread: float) -> np.ndarray:
+    """Up to ``k`` seed points (M×3 ``(x, y, z)``) on predicted surface that no patch covers: samples
+    farther than ``tol`` voxels from every patch point (``patch_tree``), farther than ``spread`` from
+    every point seeded before (``tried``, T×3) and from each other; in sample order (random)."""
+    if not len(samples) or k <= 0:
+        return np.empty((0, 3))
+    free = samples
+    if patch_tree is not None:
+        free = free[patch_tree.query(free, distance_upper_bound=tol)[0] > tol]
+    if len(tried) and len(free):
+        free = free[cKDTree(tried).query(free, distance_upper_bound=spread)[0] > spread]
+    out: list[np.ndarray] = []
+    for p in free:
+        if all(np.linalg.norm(p - q) > spread for q in out):
+            out.append(p)
+            if len(out) == k:
+                break
+    return np.array(out).reshape(-1, 3)
+
+
+def stalled(series: list[dict], window_s: float, min_gain: float) -> bool:
+    """Whether coverage stopped rising: ``series`` (``{"t": epoch s, "coverage": share}``, oldest first)
+    spans at least ``window_s`` and the last ``window_s`` raised coverage by less than ``min_gain``."""
+    if len(series) < 2 or series[-1]["t"] - series[0]["t"] < window_s:
+        return False
+    t_end = series[-1]["t"]
+    before = [s for s in series if s["t"] <= t_end - window_s]
+    base = before[-1]["coverage"] if before else series[0]["coverage"]
+    return max(s["coverage"] for s in series if s["t"] > t_end - window_s) - base < min_gain

@@ -193,6 +193,12 @@ class AutosegTable(_Table):
                             "from a hot corner)")
     min_kept_share: float = key(0.2, "a trace keeping less than this share after the cut is rejected")
     fuse: bool = key(True, "fuse overlapping accepted traces of the same sheet (fuse job)")
+    gap_seeds: int = key(2, "once growth is finished, explicit seeds kept queued where predicted surface lies on "
+                            "no patch (0 = off; needs self_configure's surface samples)")
+    coverage_every: float = key(30.0, "seconds between measurements of the predicted surface's coverage")
+    stall_seconds: float = key(240.0, "done once coverage of the predicted surface rose less than stall_gain "
+                                      "over this long (and nothing is pending)")
+    stall_gain: float = key(0.005, "coverage gain (share) below which more work counts as not helping")
 
 
 def _table(cls: type, help: str) -> Any:

@@ -39,6 +39,9 @@ from ..formats.jsonio import atomic_write_json, read_json
 from ..formats.volpkg import open_volpkg, state_dir
 
 AUTOCONF = "autoconf.json"
+SAMPLES = "autoconf_samples.npy"
+#: voxels a pyramid level may hold to be read whole for the predicted-surface samples
+SAMPLE_LEVEL_VOXELS = 64_000_000
 #: level-0 box edge (voxels) read for the band walks, and the number of boxes
 BOX = 96
 N_BOXES = 24
@@ -250,8 +253,45 @@ def autoconf(volpkg: str | Path, volume_name: str | None = None, write: bool = T
             "created": time.time()}
     if write:
         state_dir(volpkg).mkdir(exist_ok=True)
+        samples, err = surface_samples(vp.volume(name), d["seed"]["threshold"])
+        plan["samples"] = {"file": SAMPLES, "n": int(len(samples)), "error_vx": err}
+        _save_samples(volpkg, samples)
         atomic_write_json(autoconf_path(volpkg), plan)
     return plan
+
+
+def surface_samples(vol, threshold: float, n: int = 4000, seed: int = 0) -> tuple[np.ndarray, float]:
+    """``n`` points ``(x, y, z)`` (level-0 voxels) drawn uniformly from the predicted surface (values >=
+    ``threshold``) over the whole volume, read from the finest level holding at most
+    :data:`SAMPLE_LEVEL_VOXELS` voxels; and their error bound (voxels: half a coarse voxel's diagonal,
+    0 at level 0). What "coverage of the predicted surface" is measured on."""
+    lev = next((i for i, lv in enumerate(vol.levels) if int(np.prod(lv.shape)) <= SAMPLE_LEVEL_VOXELS),
+               len(vol.levels) - 1)
+    shp = vol.levels[lev].shape
+    data = vol.read_region_u8(0, shp[0], 0, shp[1], 0, shp[2], level=lev)
+    idx = np.argwhere(data >= threshold)
+    if len(idx) == 0:
+        return np.empty((0, 3)), 0.0
+    idx = idx[np.random.default_rng(seed).choice(len(idx), size=min(n, len(idx)), replace=False)]
+    scale = 2 ** lev
+    pts = (idx[:, ::-1] * scale + (scale - 1) / 2.0).astype(np.float64)
+    return pts, 0.87 * (scale - 1)
+
+
+def load_samples(volpkg: str | Path) -> np.ndarray | None:
+    """The predicted-surface samples stored beside the plan (N×3 ``(x, y, z)``), or None."""
+    p = state_dir(volpkg) / SAMPLES
+    try:
+        return np.load(p) if p.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _save_samples(volpkg: str | Path, pts: np.ndarray) -> None:
+    p = state_dir(volpkg) / SAMPLES
+    tmp = p.with_name(f".{p.name}.tmp.npy")
+    np.save(tmp, pts)
+    tmp.replace(p)
 
 
 def load_autoconf(volpkg: str | Path) -> dict | None:
