@@ -62,6 +62,9 @@ KV_GAP_TRIED = "autoseg_gap_tried"
 GATE_FILE = "autoseg_qa.json"
 REPORT = "autoseg_report"
 PENDING = ("queued", "running")
+#: once the normal seeds are used up and coverage still rises, a patch with up to this share of its points
+#: on accepted traces may seed a trace (with 2 links)
+RELAXED_COVERED_MAX = 0.8
 #: an accepted trace with more than this share of its points on a larger kept one adds nothing: dropped
 DUP_SHARE = 0.95
 
@@ -200,6 +203,11 @@ class Autoseg:
         if room > 0:  # (patches not linked yet have no links: never candidates)
             planned = ap.plan_traces(patches, tried, seeds, room, min_links=self.min_links(patches),
                                      core_radius=self.core_radius(), covered_max=float(self.a["covered_max"]))
+            if not planned and series and not ap.stalled(series, float(self.a["stall_seconds"]),
+                                                         float(self.a["stall_gain"])):
+                # keep going while it helps: patches mostly off the final sheets, fewer links required
+                planned = ap.plan_traces(patches, tried, seeds, room, min_links=2, core_radius=self.core_radius(),
+                                         covered_max=RELAXED_COVERED_MAX)
             for name in planned:
                 self.submit_trace(self.volpkg / "paths" / name)
         state.update(phase="tracing", planned=planned, accepted=len(sheets["accepted"]))
