@@ -710,3 +710,110 @@ def spanning_bridges(on, bridge):
                         keep[rr, cc] = True
                 j = k
     return keep
+
+
+@nb.njit(cache=True)
+def edge_normal(pos, state, r, c, dr, dc, out):
+    """Unit normal at valid corner (r, c) from its neighbours on the side ``(dr, dc)`` along one grid
+    axis and both sides across it — leaving out the neighbour at ``(r - dr, c - dc)``; False if they
+    are missing."""
+    R, C = state.shape
+    r1, c1 = r + dr, c + dc
+    if not (0 <= r1 < R and 0 <= c1 < C) or state[r1, c1] != ON_SURFACE:
+        return False
+    ax = pos[r, c, 0] - pos[r1, c1, 0]
+    ay = pos[r, c, 1] - pos[r1, c1, 1]
+    az = pos[r, c, 2] - pos[r1, c1, 2]
+    bx = by = bz = 0.0
+    m = 0
+    for s in (-1, 1):
+        r2, c2 = r + s * dc, c + s * dr  # across the axis
+        if 0 <= r2 < R and 0 <= c2 < C and state[r2, c2] == ON_SURFACE:
+            bx += s * (pos[r2, c2, 0] - pos[r, c, 0])
+            by += s * (pos[r2, c2, 1] - pos[r, c, 1])
+            bz += s * (pos[r2, c2, 2] - pos[r, c, 2])
+            m += 1
+    if m == 0:
+        return False
+    if dr != 0:  # keep the orientation of corner_normal (row tangent x column tangent)
+        ox, oy, oz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+    else:
+        ox, oy, oz = by * az - bz * ay, bz * ax - bx * az, bx * ay - by * ax
+    L = math.sqrt(ox * ox + oy * oy + oz * oz)
+    if L < 1e-9:
+        return False
+    out[0], out[1], out[2] = ox / L, oy / L, oz / L
+    return True
+
+
+@nb.njit(cache=True)
+def audit_wrap_offsets(pos, state, tref, bridge, step, pool, slots, shape, bad_r, bad_c):
+    """The wrap-change audit of a finished grid: an edge whose far corner sits about one wrap spacing off
+    the near corner's sheet is a change of wrap. For every edge (a, b) between valid corners on the
+    prediction, the offset ``o = (b - a) · m`` along the mean unit normal ``m`` of its two corners (a
+    chord of a smoothly curving sheet is perpendicular to it, so ``o`` is ~0 on one sheet whatever its
+    curvature) is compared with the wrap spacing measured on that side at both ends
+    (:func:`~vcd.kernels.sheetband.wrap_spacings`, read up to ``step`` voxels): the edge is marked in
+    ``bad_r`` / ``bad_c`` (as :func:`audit_edges`) when ``|o|`` exceeds half the smaller spacing and the
+    band's own half thickness + 1 voxel. Returns the number of such edges."""
+    R, C = state.shape
+    sp = np.full((R, C), np.inf)
+    sm = np.full((R, C), np.inf)
+    nrm = np.zeros((R, C, 3))
+    has = np.zeros((R, C), np.bool_)
+    n = np.empty(3)
+    for r in range(R):
+        for c in range(C):
+            if state[r, c] != ON_SURFACE or bridge[r, c] > 0 or not corner_normal(pos, state, r, c, pos[r, c], n):
+                continue
+            ok, a, b = SB.wrap_spacings(pool, slots, shape, pos[r, c], n, max(tref[r, c], 1.0), step)
+            if not ok:
+                continue
+            sp[r, c], sm[r, c] = a, b
+            nrm[r, c, 0], nrm[r, c, 1], nrm[r, c, 2] = n[0], n[1], n[2]
+            has[r, c] = True
+    bad = 0
+    na = np.empty(3)
+    nb_ = np.empty(3)
+    for r in range(R):
+        for c in range(C):
+            if state[r, c] != ON_SURFACE or bridge[r, c] > 0:
+                continue
+            for k in range(2):
+                rr, cc = r + (1 - k), c + k
+                if rr >= R or cc >= C or state[rr, cc] != ON_SURFACE or bridge[rr, cc] > 0:
+                    continue
+                # each end's normal from its neighbours away from the edge (a corner across a change of
+                # wrap would tilt it)
+                if not edge_normal(pos, state, r, c, -(1 - k), -k, na) or \
+                        not edge_normal(pos, state, rr, cc, 1 - k, k, nb_):
+                    continue
+                sg = 1.0 if na[0] * nb_[0] + na[1] * nb_[1] + na[2] * nb_[2] >= 0 else -1.0
+                mx = na[0] + sg * nb_[0]
+                my = na[1] + sg * nb_[1]
+                mz = na[2] + sg * nb_[2]
+                L = math.sqrt(mx * mx + my * my + mz * mz)
+                if L < 1e-9:
+                    continue
+                o = ((pos[rr, cc, 0] - pos[r, c, 0]) * mx + (pos[rr, cc, 1] - pos[r, c, 1]) * my +
+                     (pos[rr, cc, 2] - pos[r, c, 2]) * mz) / L
+                # the spacing on the side b lies on, seen from a (m is along a's normal), and on the side a
+                # lies on, seen from b (m is along sg times b's normal)
+                # (the spacings were read along the corners' full normals, whose orientation na and nb_ share;
+                # a corner without a reading — its full normal tilted by a neighbour on another wrap — has none)
+                s_a = sp[r, c] if o * (na[0] * nrm[r, c, 0] + na[1] * nrm[r, c, 1] + na[2] * nrm[r, c, 2]) >= 0 \
+                    else sm[r, c]
+                s_b = sm[rr, cc] if o * sg * (nb_[0] * nrm[rr, cc, 0] + nb_[1] * nrm[rr, cc, 1] +
+                                              nb_[2] * nrm[rr, cc, 2]) >= 0 else sp[rr, cc]
+                if not has[r, c]:
+                    s_a = np.inf
+                if not has[rr, cc]:
+                    s_b = np.inf
+                lim = max(0.5 * min(s_a, s_b, step), 0.5 * max(tref[r, c], tref[rr, cc]) + 1.0)
+                if abs(o) > lim:
+                    bad += 1
+                    if k == 0:
+                        bad_r[r, c] = True
+                    else:
+                        bad_c[r, c] = True
+    return bad
