@@ -14,7 +14,6 @@ from scipy import ndimage
 
 from vcd.grow.params import GrowParams
 from vcd.synth import grow_params_for, load_truth, realistic_family
-from vcd.synth import warp as w
 from vcd.synth.generate import build_truth, render_volumes
 from vcd.synth.score import band_thickness, coverage, score_surface
 
@@ -76,17 +75,11 @@ def test_family_draws_show_in_the_prediction(seed):
     d, th, s = t.nearest_full(_voxels(pred, 4000, np.random.default_rng(seed)))
     ht = t.half_thickness_s(th, s)
     assert (d <= ht + 1.0).all()
-    # the drawn thickness range holds off the fused zones; in them the zones' own thickness takes over
-    P, B = t.P, t.bumps_arr
-    fz = np.array([w.in_fused_zone(P, B, a, b) or w.in_fused_zone(P, B, a - 2 * math.pi, b) for a, b in zip(th, s)])
-    lo, hi = k["thickness_range"]
-    assert 2 * ht[~fz].min() >= lo - 1e-6 and 2 * ht[~fz].max() <= hi + 1e-6
-    zlo, zhi = min([lo] + [f["thickness"] for f in t.fused]), max([hi] + [f["thickness"] for f in t.fused])
-    assert 2 * ht.min() >= zlo - 1e-6 and 2 * ht.max() <= zhi + 1e-6
+    assert 2 * ht.min() >= k["thickness_range"][0] - 1e-6 and 2 * ht.max() <= k["thickness_range"][1] + 1e-6
     full = _render(seed, n_fragments=0, speckle=0.0, dropout=0.0, n_holes=0)[1] >= 170
     no_holes = _render(seed, n_fragments=0, speckle=0.0, n_holes=0)[1] >= 170
     assert abs((1 - no_holes[full].mean()) - k["dropout"]) < 0.03
-    assert len(t.fused) >= 1 and all(f["gap"] < 3.5 and 1.0 <= f["thickness"] <= 5.0 for f in t.fused)
+    assert len(t.fused) >= 1 and all(f["gap"] < f["thickness"] for f in t.fused)
     assert len(t.holes) == k["n_holes"]
 
 
@@ -190,34 +183,13 @@ def test_holes_are_empty_and_listed():
             assert pred[z - 1:z + 2, y - 1:y + 2, x - 1:x + 2].max() == 0
 
 
-def test_fused_zone_family_draws_each_zone_from_the_ranges():
-    """Each zone's gap, arc, height and thickness are its own draws from the ``fused_*_range`` knobs
-    (issue 27: gap 0-3, arc 40-150, height 30-100, thickness 1-5 voxels), measured on the truth: the
-    background left between the two bands along the normal is the drawn gap."""
-    gaps, thick, arcs = [], [], []
-    for seed in range(8):
-        t = build_truth((96, 192, 192), "realistic", seed=seed, clean=True, n_fused=3)
-        for f in t.fused:
-            d = f["drawn"]
-            assert 0 <= d["gap"] <= 3 and 1 <= d["thickness"] <= 5 and 30 <= d["height"] <= 100
-            assert 2 * f["extent_arc"] <= d["arc"] + 1e-9 and 40 <= d["arc"] <= 150  # clamped on inner wraps
-            assert f["thickness"] == d["thickness"] and 2 * f["extent_s"] == pytest.approx(d["height"])
-            assert abs(f["gap"] - d["gap"]) < 0.5, f
-            # both wraps take the zone's thickness at its centre
-            th, s = f["theta"], f["s"]
-            assert 2 * t.half_thickness_s([th, th + 2 * math.pi], [s, s]) == pytest.approx([d["thickness"]] * 2)
-            gaps.append(d["gap"]), thick.append(d["thickness"]), arcs.append(d["arc"])
-    assert len(gaps) >= 10 and np.ptp(gaps) > 1.5 and np.ptp(thick) > 2.0 and np.ptp(arcs) > 50
-
-
 @pytest.mark.parametrize("thickness,seed", [(2, 1), (3, 2), (4, 6), (3, 9)])
 def test_fused_zones_are_one_band(thickness, seed):
     ht = thickness / 2
-    # bands that overlap by a few tenths of a voxel (a gap range below 0) render as one band
-    t, pred = _render(seed, clean=True, n_fused=2, half_thickness=ht, soft=False, fused_gap_range=(-0.5, -0.3))
+    t, pred = _render(seed, clean=True, n_fused=2, half_thickness=ht, soft=False)
     assert len(t.fused) >= 1
     for f in t.fused:
-        assert f["gap"] < 0 and f["thickness"] == pytest.approx(thickness)
+        assert f["gap"] < f["thickness"] == pytest.approx(thickness)
         # over the flat top (tens of voxels along the sheet) the gap to the next wrap stays < the thickness
         rho = t.r0 + t.pitch * (f["theta"] - t.theta0) / (2 * math.pi)
         ths = f["theta"] + np.linspace(-0.7, 0.7, 5) * f["extent_arc"] / rho

@@ -9,9 +9,6 @@ band (a fused zone) — :mod:`vcd.kernels.sheetband`; the corner is then centred
 refused attempt is counted by reason (``GrowResult.refusals``). After each
 generation the corners of the last few generations are re-solved (a windowed re-optimisation whose
 cost is proportional to the fringe). Growth ends after ``generations`` or when the fringe is empty.
-The finished grid is audited (:func:`_audited_component`): edges that leave their band, and edges
-whose far corner sits about one wrap spacing off the near corner's sheet (a change of wrap), are cut
-and only the seed's piece is kept; the counts go to ``vcd_grow_stats["audit"]``.
 
 Grid units: the grid step is ``step_size`` voxels; points are ``(x, y, z)`` voxels.
 """
@@ -29,7 +26,6 @@ from scipy.sparse.csgraph import connected_components
 from ..kernels import grow as K
 from ..kernels import sheetband as SB
 from ..kernels.field import dist_many
-from ..kernels.points import valid_mask
 from .distance import DistanceField
 
 #: residual weights (spacing, straightness, surface, edge-surface)
@@ -51,7 +47,6 @@ class GrowResult:
     outcome: np.ndarray = None  #: int8 [rows, cols] each cell's last outcome code (kernels.grow), cropped
     bridged: np.ndarray = None  #: bool [rows, cols] corners placed across a hole of the prediction
     thickness: np.ndarray = None  #: float32 [rows, cols] reference band thickness at each corner (voxels)
-    audit: dict = None       #: the final audits: edges marked (band change, wrap change), corners cut off
 
 
 #: the kernel's outcome codes, in code order: (detail name, user-facing reason)
@@ -84,7 +79,7 @@ def grow_stats(result: "GrowResult") -> dict:
     return {"stop_reason": result.reason, "generations": result.max_gen, "corners": result.n_corners,
             "attempts": result.attempts, "refused": refused, "detail": result.detail or {},
             "refused_share": {k: round(v / n, 3) for k, v in refused.items()},
-            "top_refusal": top, "fix": FIXES.get(top, ""), "audit": dict(result.audit or {})}
+            "top_refusal": top, "fix": FIXES.get(top, "")}
 
 
 def format_stats(stats: dict) -> str:
@@ -94,16 +89,12 @@ def format_stats(stats: dict) -> str:
             f"corners; refused fringe corners: {shares}")
 
 
-def _audited_component(pos, state, tref, bridge, step, field, seed_rc) -> tuple[np.ndarray, dict]:
-    """Corners joined to the seed corner (``seed_rc``; None: the largest piece) by edges that pass both
-    audits, ``([rows, cols] bool, counts)``: edges that leave their band (:func:`K.audit_edges`) and
-    edges whose far corner sits about one wrap spacing off the near corner's sheet — a change of wrap
-    (:func:`K.audit_wrap_offsets`). A part reached only through such edges is cut off; ``counts``
-    (``vcd_grow_stats["audit"]``) says how many edges each audit marked and how many corners were cut."""
+def _audited_component(pos, state, tref, bridge, step, field, seed_rc) -> np.ndarray:
+    """Corners joined to the seed corner by edges that stay on one band (:func:`K.audit_edges`),
+    [rows, cols] bool: a part reached only through band-changing edges is cut off."""
     bad_r = np.zeros(state.shape, bool)
     bad_c = np.zeros(state.shape, bool)
-    n_band = K.audit_edges(pos, state, tref, bridge, step, field.pool, field.slots, field.shape, bad_r, bad_c)
-    n_wrap = K.audit_wrap_offsets(pos, state, tref, bridge, step, field.pool, field.slots, field.shape, bad_r, bad_c)
+    K.audit_edges(pos, state, tref, bridge, step, field.pool, field.slots, field.shape, bad_r, bad_c)
     on = state == K.ON_SURFACE
     R, C = on.shape
     idx = np.arange(R * C).reshape(R, C)
@@ -114,32 +105,7 @@ def _audited_component(pos, state, tref, bridge, step, field, seed_rc) -> tuple[
     g = coo_matrix((np.ones(len(a)), (a, b)), shape=(R * C, R * C))
     _, labels = connected_components(g, directed=False)
     labels = labels.reshape(R, C)
-    if seed_rc is None:
-        seed_rc = np.unravel_index(np.argmax(np.where(on, np.bincount(labels.ravel())[labels], -1)), on.shape)
-    keep = on & (labels == labels[seed_rc])
-    return keep, {"band_change_edges": int(n_band), "wrap_change_edges": int(n_wrap),
-                  "corners_cut": int(on.sum() - keep.sum())}
-
-
-def audit_grid(field: DistanceField, points: np.ndarray, step: float, thickness: np.ndarray | None = None,
-               keep_rc=None) -> tuple[np.ndarray, dict]:
-    """The grower's sheet audits on any grid ``points[row, col] = (x, y, z)`` (-1 invalid) of spacing
-    ``step`` voxels: ``(kept [rows, cols] bool, counts)`` as the grower applies them to its patch
-    (``thickness``: band thickness per corner, default 1 voxel; ``keep_rc``: the corner whose piece is
-    kept, default the largest piece)."""
-    pos = np.ascontiguousarray(points, dtype=np.float64)
-    state = np.where(valid_mask(pos), K.ON_SURFACE, K.EMPTY).astype(np.int8)
-    field.ensure_around(pos[state == K.ON_SURFACE], step + 4)
-    if thickness is None:  # each corner's band as read along its normal
-        tref = np.ones(state.shape)
-        n, band = np.empty(3), np.empty(5)
-        for r, c in zip(*np.nonzero(state == K.ON_SURFACE)):
-            if K.corner_normal(pos, state, r, c, pos[r, c], n) and \
-                    SB.band_test(field.pool, field.slots, field.shape, pos[r, c], n, 0.0, 0.0, 1.5, band) == SB.BAND_OK:
-                tref[r, c] = max(band[1], 1.0)
-    else:
-        tref = np.asarray(thickness, np.float64)
-    return _audited_component(pos, state, tref, np.zeros(state.shape, np.int32), float(step), field, keep_rc)
+    return on & (labels == labels[seed_rc])
 
 
 def _empty(reason: str) -> GrowResult:
@@ -294,10 +260,8 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
             break
     on = state == K.ON_SURFACE
     on &= (bridge == 0) | K.spanning_bridges(on, bridge)  # bridges that hang off the rim go
-    audit = {"band_change_edges": 0, "wrap_change_edges": 0, "corners_cut": 0}
     if sheet_gap > 0:
-        keep, audit = _audited_component(pos, state, tref, bridge, step, field, (c0, c0))
-        on &= keep
+        on &= _audited_component(pos, state, tref, bridge, step, field, (c0, c0))
     rows = np.nonzero(on.any(1))[0]
     cols = np.nonzero(on.any(0))[0]
     r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, size)
@@ -312,8 +276,8 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     detail = {OUTCOMES[k][0]: int(stats[k]) for k in range(K.N_REASONS) if stats[k]}
     if not quads.any():
         res = _empty(f"no quad left after the sheet audit ({reason})")
-        res.refusals, res.attempts, res.detail, res.audit = refusals, int(stats.sum()), detail, audit
+        res.refusals, res.attempts, res.detail = refusals, int(stats.sum()), detail
         return res
     return GrowResult(pts, gens, int(onc.sum()), int(g), float(quads.sum() * step * step), reason, refusals,
                       int(stats.sum()), p0, detail, why[r0:r1, c0_:c1].copy(), (bridge > 0)[r0:r1, c0_:c1] & onc,
-                      np.where(on, tref, 0)[r0:r1, c0_:c1].astype(np.float32), audit)
+                      np.where(on, tref, 0)[r0:r1, c0_:c1].astype(np.float32))

@@ -54,8 +54,6 @@ MERGE_SLACK = 1.0  #: voxels of extent allowed beyond 1.25 t_ref when merging sp
 FUSE_RATIO, FUSE_SLACK = 1.4, 1.0
 DISC = 1.5        #: radius (voxels) of the disc of parallel lines a profile is read from
 DISC_N = 6        #: lines on the disc's rim (plus its centre)
-HOLE_RING = 2 * DISC  #: radius (voxels) of the ring that tells a hole inside a band from a gap between bands
-HOLE_RING_N = 12  #: points on that ring
 TREF_KEEP = 0.75  #: weight of the neighbours' reference thickness in the new corner's (band thinner)
 TREF_KEEP_UP = 0.9  #: the same where the corner's band is thicker (a fused zone must not raise it fast)
 
@@ -85,10 +83,14 @@ def disc_radius(t_ref):
 
 
 @nb.njit(cache=True)
-def _ring_inside(pool, slots, shape, p, n, h, rho, m):
-    """Is any of ``m`` points on the ring of radius ``rho`` (voxels) around ``p + h n``, in the tangent
-    plane of ``n``, inside a band?"""
+def _inside(pool, slots, shape, p, n, h, rho):
+    """Is ``p + h n`` inside a band, read on the disc of radius ``rho`` (voxels) in the tangent plane:
+    inside if the centre or any of the :data:`DISC_N` rim points is (one line if ``rho`` is 0)."""
     x, y, z = p[0] + h * n[0], p[1] + h * n[1], p[2] + h * n[2]
+    if dist_only(pool, slots, shape, x, y, z) <= INSIDE:
+        return True
+    if rho <= 0:
+        return False
     # a tangent basis (u, v) of n
     if abs(n[0]) < 0.8:
         ux, uy, uz = 0.0, n[2], -n[1]
@@ -97,30 +99,12 @@ def _ring_inside(pool, slots, shape, p, n, h, rho, m):
     L = math.sqrt(ux * ux + uy * uy + uz * uz)
     ux, uy, uz = ux / L, uy / L, uz / L
     vx, vy, vz = n[1] * uz - n[2] * uy, n[2] * ux - n[0] * uz, n[0] * uy - n[1] * ux
-    for k in range(m):
-        a = 2.0 * math.pi * k / m
+    for k in range(DISC_N):
+        a = 2.0 * math.pi * k / DISC_N
         ca, sa = rho * math.cos(a), rho * math.sin(a)
         if dist_only(pool, slots, shape, x + ca * ux + sa * vx, y + ca * uy + sa * vy, z + ca * uz + sa * vz) <= INSIDE:
             return True
     return False
-
-
-@nb.njit(cache=True)
-def _inside(pool, slots, shape, p, n, h, rho):
-    """Is ``p + h n`` inside a band, read on the disc of radius ``rho`` (voxels) in the tangent plane:
-    inside if the centre or any of the :data:`DISC_N` rim points is (one line if ``rho`` is 0)."""
-    if dist_only(pool, slots, shape, p[0] + h * n[0], p[1] + h * n[1], p[2] + h * n[2]) <= INSIDE:
-        return True
-    if rho <= 0:
-        return False
-    return _ring_inside(pool, slots, shape, p, n, h, rho, DISC_N)
-
-
-@nb.njit(cache=True)
-def is_hole(pool, slots, shape, p, n, h):
-    """Is the background at ``p + h n`` a hole inside a band (prediction at that height on the ring of
-    radius :data:`HOLE_RING` around it) rather than the gap between two bands (clear all round)?"""
-    return _ring_inside(pool, slots, shape, p, n, h, HOLE_RING, HOLE_RING_N)
 
 
 @nb.njit(cache=True)
@@ -318,21 +302,3 @@ def clear_of_bands(pool, slots, shape, p, n, reach, t_ref):
             return False
         h += H
     return True
-
-
-@nb.njit(cache=True)
-def wrap_spacings(pool, slots, shape, p, n, t_ref, reach):
-    """(found, s+, s-): centre-to-centre distance (voxels) from the band at ``p`` to the next band along
-    ``+n`` and ``-n`` — the local wrap spacing on each side, estimated as the background between the
-    bands plus ``t_ref`` (two half thicknesses); ``inf`` when no band lies within ``reach`` voxels."""
-    rho = disc_radius(t_ref)
-    tr = max(t_ref, 1.0)
-    found, lo, hi = own_band(pool, slots, shape, p, n, 0.5 * tr + 1.0, rho)
-    if not found:
-        return False, math.inf, math.inf
-    cp, lo, hi = side_clearance(pool, slots, shape, p, n, hi, 1.0, lo, hi, tr, reach, rho)
-    cm, lo, hi = side_clearance(pool, slots, shape, p, n, lo, -1.0, lo, hi, tr, reach, rho)
-    c = 0.5 * (lo + hi)
-    sp = hi - c + cp + 0.5 * tr if cp < math.inf else math.inf
-    sm = c - lo + cm + 0.5 * tr if cm < math.inf else math.inf
-    return True, sp, sm

@@ -15,13 +15,10 @@ preset="realistic", seed=N, **overrides)`` replaces single knobs. Knobs (voxels 
   widest spacing, where the thinnest would leave < ~2 voxels between bands of the thickest sheet);
 - ``tilt_deg`` (5-15) and ``tilt_azimuth``: axis tilt away from +z; ``twist_deg``: rotation of the
   spiral over the volume's z extent; ``waves``: (amplitude, k per radian, cycles over z, phase);
-- ``n_fused``: zones where a wrap is pulled onto its outer neighbour. Each zone's own parameters are
-  drawn (stream ``[seed, 11]``) from ranges that are knobs too: ``fused_gap_range`` (0-3): voxels of
-  background left between the two bands along the normal; ``fused_arc_range`` (40-150): the core's
-  extent along the sheet; ``fused_height_range`` (30-100): its extent along the axis;
-  ``fused_thickness_range`` (1-5): the full band thickness of both wraps in the zone (the fixed
-  ``half_thickness`` when one is given). The core holds the gap exactly and eases back to the plain
-  sheet over as much again around it; the truth lists each zone (``features["fused"]``);
+- ``n_fused``: zones where a wrap is pulled onto its outer neighbour until their gap along the normal is
+  about ``fused_gap`` × the local thickness, always < 0.9 × it (one band), over a core of
+  ``± extent_arc`` (10-15) voxels along the sheet and ``± extent_s`` (7-11) along the axis, easing back
+  over as much again;
 - ``n_fragments``: short false bands between wraps; ``speckle``: share of voxels switched on at random;
 - ``clean``: True drops every defect (dropout, holes, fused zones, fragments, speckle) not given
   explicitly, keeps the shape (``clean=True, n_fused=2``: only fused zones).
@@ -56,8 +53,7 @@ from .truth import SheetTruth
 
 KNOBS = ("thickness_range", "half_thickness", "soft", "soft_width", "dropout", "blob_sigma", "n_holes", "pitch",
          "ellipticity", "displacement", "phi_e", "phi_d", "r0", "theta0", "center_offset", "tilt_deg",
-         "tilt_azimuth", "twist_deg", "waves", "n_fused", "fused_gap_range", "fused_arc_range", "fused_height_range",
-         "fused_thickness_range", "n_fragments", "speckle", "clean")
+         "tilt_azimuth", "twist_deg", "waves", "n_fused", "fused_gap", "n_fragments", "speckle", "clean")
 
 
 def realistic_family(seed: int) -> dict:
@@ -78,19 +74,8 @@ def realistic_family(seed: int) -> dict:
         tilt_azimuth=float(rng.uniform(0, 2 * math.pi)), twist_deg=float(rng.uniform(-30.0, 30.0)),
         waves=[(float(rng.uniform(0.5, 2.0)), float(rng.choice([2.0, 3.0])), float(rng.uniform(0.5, 1.5)),
                 float(rng.uniform(0, 2 * math.pi))) for _ in range(w.N_WAVE)],
-        n_fused=int(rng.integers(1, 4)), **_skip(rng.uniform(0.3, 0.8)), **FUSED_RANGES,
+        n_fused=int(rng.integers(1, 4)), fused_gap=float(rng.uniform(0.3, 0.8)),
         n_fragments=int(rng.integers(2, 7)), speckle=float(rng.uniform(0.0, 3e-4)), clean=False)
-
-
-#: the ranges each fused zone's parameters are drawn from (voxels; see the module docstring)
-FUSED_RANGES = dict(fused_gap_range=(0.0, 3.0), fused_arc_range=(40.0, 150.0), fused_height_range=(30.0, 100.0),
-                    fused_thickness_range=(1.0, 5.0))
-
-
-def _skip(_draw) -> dict:
-    """A draw the family made for a knob since replaced: still drawn, so every later knob of a seed is
-    what it was."""
-    return {}
 
 
 def _spacing_profile(e, d, phi_e, phi_d):
@@ -144,7 +129,7 @@ def resolve_knobs(seed: int, overrides: dict) -> dict:
 @dataclass
 class RealisticTruth(SheetTruth):
     """Ground truth of a realistic scroll. ``bumps`` are the fused zones ``(theta, s, radial_gap,
-    sigma_arc, sigma_s, half_thickness, normal_gap)``; ``holes`` ``(theta, s, arc_radius, s_radius)``; ``fragments`` ``(theta, s,
+    sigma_arc, sigma_s)``; ``holes`` ``(theta, s, arc_radius, s_radius)``; ``fragments`` ``(theta, s,
     arc_radius, s_radius, frac, half_thickness)``; ``s`` is the coordinate along the (tilted) axis,
     ``z`` the world slice. ``params`` holds the resolved knobs (``vec``: the model vector)."""
 
@@ -156,13 +141,6 @@ class RealisticTruth(SheetTruth):
     @property
     def P(self) -> np.ndarray:
         return np.asarray(self.params["vec"], dtype=np.float64)
-
-    @property
-    def bumps_arr(self) -> np.ndarray:
-        """Fused zones as rows ``(theta, s, radial_gap, sigma_arc, sigma_s, half_thickness, normal_gap)``
-        (:func:`~vcd.synth.warp.radius`; a zone saved without the last two keeps the sheet's thickness and
-        its radial gap: 0)."""
-        return self._arr([tuple(b) + (0.0,) * (7 - len(b)) for b in self.bumps], 7)
 
     @property
     def frags_arr(self) -> np.ndarray:
@@ -213,7 +191,7 @@ class RealisticTruth(SheetTruth):
     def half_thickness_s(self, theta, s) -> np.ndarray:
         """Half thickness (voxels) of the rendered band at sheet coordinates ``(theta, s)``."""
         th, ss = np.broadcast_arrays(np.asarray(theta, float), np.asarray(s, float))
-        return w.half_thick_many(self.P, self.bumps_arr, np.ascontiguousarray(th.ravel()), np.ascontiguousarray(ss.ravel()))
+        return w.half_thick_many(self.P, np.ascontiguousarray(th.ravel()), np.ascontiguousarray(ss.ravel()))
 
     def half_thickness_at(self, theta, z) -> np.ndarray:
         """Half thickness (voxels) of the rendered band at sheet points ``(theta, world z)``."""
@@ -337,7 +315,7 @@ def build_realistic(shape, seed: int = 0, voxelsize: float = 7.91, **overrides) 
                        theta0=float(P[w.TH0]), theta1=float(P[w.TH1]), waves=[list(v) for v in k["waves"]],
                        half_thickness=float((tmin + tmax) / 4.0), preset="realistic", seed=int(seed),
                        voxelsize=voxelsize, params=k)
-    _place_fused(t, np.random.default_rng([seed, 11]), int(k["n_fused"]), k)
+    _place_fused(t, np.random.default_rng([seed, 11]), int(k["n_fused"]), float(k["fused_gap"]))
     t.holes = [(th, s, float(r.uniform(8, 18)), float(r.uniform(6, 14)))
                for r in [np.random.default_rng([seed, 12])] for th, s in _spots(t, r, int(k["n_holes"]))]
     _place_fragments(t, np.random.default_rng([seed, 13]), int(k["n_fragments"]))
@@ -364,32 +342,31 @@ def _local_gap(t: RealisticTruth, th: float, s: float):
     return float(g), float(rg), p[0]
 
 
-def _place_fused(t: RealisticTruth, rng, n: int, k: dict):
-    """Up to ``n`` fused zones at random spots, each with its own gap, arc, height and thickness drawn
-    from the ``fused_*_range`` knobs; zones on the same or neighbouring wraps stay apart."""
+def _place_fused(t: RealisticTruth, rng, n: int, frac: float):
     P = t.P
-    fixed_t = None if k["half_thickness"] is None else 2.0 * float(k["half_thickness"])
-    for th, s in _spots(t, rng, n, tries=12):
-        gap_bg, arc, height = (float(rng.uniform(*k[f"fused_{x}_range"])) for x in ("gap", "arc", "height"))
-        thick = fixed_t if fixed_t is not None else float(rng.uniform(*k["fused_thickness_range"]))
-        drawn = dict(gap=gap_bg, arc=arc, height=height, thickness=thick)
+    for th, s in _spots(t, rng, n, tries=8):
         if len(t.bumps) >= n or th + 2 * math.pi > t.theta1:
             continue
-        rho = w.base_rho(P, th)
-        arc = min(arc, 2.0 * rho)  # the zone (core and easing) spans at most ±2 radians of its wrap
         g0, rg0, _ = _local_gap(t, th, s)
-        if g0 > 20.0 or any(abs(b[1] - s) < 0.5 * (height + b[4]) + 10 and
-                            min(abs(th - b[0] - m * 2 * math.pi) for m in (-1, 0, 1)) * rho < 0.5 * (arc + b[3]) + 10
-                            for b in t.bumps):
+        if g0 > 16.0 or any(abs(b[1] - s) < 30 and abs(th - b[0]) * w.base_rho(P, th) < 60 for b in t.bumps):
             continue
-        # the core's arc and height are sigma_arc, sigma_s (it holds to q <= FUSED_CORE = 0.5 of each)
-        sa, ss = arc / (2 * w.FUSED_CORE), height / (2 * w.FUSED_CORE)
-        radial = (gap_bg + thick) * rg0 / max(g0, 1e-6)  # centre-to-centre along the normal -> radial
-        t.bumps.append((th, s, radial, sa, ss, 0.5 * thick, gap_bg + thick))
+        sa, ss = float(rng.uniform(20, 30)), float(rng.uniform(14, 22))
+        thick = _min_band(P, th, s, sa * w.FUSED_CORE / w.base_rho(P, th), ss * w.FUSED_CORE)
+        gap = min(frac * thick / max(g0 / rg0, 1e-6), 0.9 * thick)  # radial; the normal gap is <= it
+        t.bumps.append((th, s, gap, sa, ss))
         g, _, c = _local_gap(t, th, s)
-        t.fused.append(dict(theta=th, s=s, center=c.tolist(), wrap=int(t.wrap_of(th)), gap=g - thick,
-                            center_gap=g, thickness=thick, extent_arc=sa * w.FUSED_CORE, extent_s=ss * w.FUSED_CORE,
-                            drawn=drawn))
+        t.fused.append(dict(theta=th, s=s, center=c.tolist(), wrap=int(t.wrap_of(th)), gap=g, thickness=thick,
+                            extent_arc=sa * w.FUSED_CORE, extent_s=ss * w.FUSED_CORE))
+
+
+def _min_band(P, th, s, dth, ds) -> float:
+    """Smallest ``min(2 ht_in, ht_in + ht_out)`` over ``theta ± dth``, ``s ± ds`` (the fused core)."""
+    best = 1e9
+    for a in np.linspace(th - dth, th + dth, 7):
+        for b in np.linspace(s - ds, s + ds, 7):
+            h_in, h_out = w.half_thick(P, a, b), w.half_thick(P, a + 2 * math.pi, b)
+            best = min(best, 2 * h_in, h_in + h_out)
+    return float(best)
 
 
 def _place_fragments(t: RealisticTruth, rng, n: int):

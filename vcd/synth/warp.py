@@ -112,8 +112,7 @@ def in_fused_zone(P, bumps, theta, s):
 def radius(P, bumps, theta, s):
     """Local-frame radius (voxels) of the sheet at unwrapped angle ``theta`` and axis coordinate ``s``.
 
-    ``bumps[b] = (theta_b, s_b, radial_gap, sigma_arc, sigma_s[, half_thickness, normal_gap])``: a fused zone
-    pulling the wrap of
+    ``bumps[b] = (theta_b, s_b, radial_gap, sigma_arc, sigma_s)``: a fused zone pulling the wrap of
     ``theta_b`` towards its outer neighbour until their radial gap is ``radial_gap`` — exactly within
     ``q <= FUSED_CORE`` (``q^2 = (arc/sigma_arc)^2 + (ds/sigma_s)^2``), easing off to nothing at ``q = 1``."""
     r0 = radius_plain(P, theta, s)
@@ -124,12 +123,8 @@ def radius(P, bumps, theta, s):
             q = math.sqrt(_fused_q2(bumps, b, theta, s, rho))
             if q < 1.0:
                 x = min(1.0, (1.0 - q) / (1.0 - FUSED_CORE))
-                r_out, r_th, r_s = radius_plain_grad(P, theta + TWO_PI, s)
-                target = bumps[b, 2]
-                if bumps.shape[1] > 6 and bumps[b, 6] > 0:  # a gap along the normal: radial over the slope
-                    sl_phi, sl_s = r_th / max(r_out, 1.0), r_s - P[TAU] * r_th
-                    target = bumps[b, 6] * math.sqrt(1.0 + sl_phi * sl_phi + sl_s * sl_s)
-                r += x * x * (3.0 - 2.0 * x) * max(0.0, r_out - r0 - target)
+                gap = radius_plain(P, theta + TWO_PI, s) - r0
+                r += x * x * (3.0 - 2.0 * x) * max(0.0, gap - bumps[b, 2])
     return r
 
 
@@ -185,38 +180,10 @@ def half_thick(P, theta, s):
 
 
 @nb.njit(cache=True)
-def _fused_weight(P, bumps, b, theta, s):
-    """Weight (0..1) of fused zone ``b`` at ``(theta, s)``: 1 over its core (``q <= FUSED_CORE``),
-    a smoothstep to 0 at ``q = 1`` (the weight :func:`radius` pulls the inner wrap with)."""
-    q = math.sqrt(_fused_q2(bumps, b, theta, s, base_rho(P, theta)))
-    if q >= 1.0:
-        return 0.0
-    x = min(1.0, (1.0 - q) / (1.0 - FUSED_CORE))
-    return x * x * (3.0 - 2.0 * x)
-
-
-@nb.njit(cache=True)
-def half_thick_b(P, bumps, theta, s):
-    """:func:`half_thick` with the fused zones' own thickness: zone ``b`` with ``bumps[b, 5] > 0`` gives
-    both of its wraps (the pulled inner one at ``theta_b`` and the outer one at ``theta_b + 2 pi``) the
-    half thickness ``bumps[b, 5]``, blended in with the zone's weight."""
-    ht = half_thick(P, theta, s)
-    if bumps.shape[1] < 6:
-        return ht
-    for b in range(bumps.shape[0]):
-        if bumps[b, 5] <= 0:
-            continue
-        x = max(_fused_weight(P, bumps, b, theta, s), _fused_weight(P, bumps, b, theta - TWO_PI, s))
-        if x > 0:
-            ht += x * (bumps[b, 5] - ht)
-    return ht
-
-
-@nb.njit(cache=True)
-def half_thick_many(P, bumps, theta, s):
+def half_thick_many(P, theta, s):
     out = np.empty(theta.shape[0])
     for i in range(theta.shape[0]):
-        out[i] = half_thick_b(P, bumps, theta[i], s[i])
+        out[i] = half_thick(P, theta[i], s[i])
     return out
 
 
@@ -429,7 +396,7 @@ def render_block(P, bumps, holes, frags, z0, shape_zyx, soft, want_dist):
                         break
                     th += TWO_PI
                 nd = best
-                ht = half_thick_b(P, bumps, best_th, s)
+                ht = half_thick(P, best_th, s)
                 hs = best_th
                 # the first-order distance is the radial gap over sqrt(1 + slope²) >= 1: never more than the
                 # gap, so a voxel radially within reach is near without computing it
@@ -439,7 +406,7 @@ def render_block(P, bumps, holes, frags, z0, shape_zyx, soft, want_dist):
                     near = nd <= ht + reach
                 if near:  # near the band: the exact distance, so the band is exact
                     nd, hs, s2 = project_local(P, bumps, a, b, s, best_th, s, 1e-4)
-                    ht = half_thick_b(P, bumps, hs, s2)
+                    ht = half_thick(P, hs, s2)
                 if want_dist:
                     dist[iz, iy, ix] = nd
                 v = band_value(nd, ht, soft, P[SOFT_W])
