@@ -333,7 +333,7 @@ def register(sub) -> None:
                                     "(--walkthrough: the pipeline step by step)")
     p.add_argument("--walkthrough", action="store_true",
                    help="seed, expand, link and trace step by step with the demo's params instead of autoseg")
-    p.add_argument("--minutes", type=float, default=4.0, help="autoseg's time budget (it may finish earlier)")
+    p.add_argument("--minutes", type=float, default=8.0, help="autoseg's time budget (it usually finishes earlier)")
     p.add_argument("--workers", type=int, default=0, help="autoseg's worker processes (0 = [daemon] workers)")
     p.add_argument("--out", default="demo.volpkg")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
