@@ -217,6 +217,10 @@ def test_daemon_backs_off_on_a_volpkg_where_nothing_can_grow(daemon_factory):
     assert len(warn) == 1, warn
     assert warn[0]["level"] == "warning" and "min_area_cm" in warn[0]["reason"] and warn[0]["fix"]
     # the user fixes the params: the back-off ends at once and a patch is written
+    # (expand.json too: otherwise expansion, once a patch exists, refuses at the default min_area_cm 0.3 and
+    # a fast machine backs off again before the status below — seen in a fresh-clone run)
+    (vp / "expand.json").write_text(json.dumps({"mode": "expansion", "generations": 12, "step_size": 5,
+                                                "min_area_cm": 0.0001}))
     (vp / "seed.json").write_text(json.dumps({"generations": 12, "step_size": 5, "min_area_cm": 0.0001}))
     d.wait_for(lambda: not (q.get_kv(bo.KV_STATE) or {}).get("active"), CAP, "back-off ended")
     d.wait_for(lambda: any(p.name.startswith("auto_grown_") for p in (vp / "paths").iterdir()), CAP, "a patch")
