@@ -242,16 +242,25 @@ def _summary(q, out: Path, patches, job: dict, after: list[str], verdict: str) -
     return rows
 
 
-def _autoseg_demo(args) -> int:
-    """Zero-input autoseg on a fresh synthetic scroll in a child ``vcd autoseg`` (its output streamed),
-    then the report's estimates next to the truth."""
-    from ..synth import make_scroll
+def _fresh_out(args) -> Path | None:
+    """``--out`` resolved and empty: an old demo is replaced under ``--force``; without it, one error
+    line and None."""
     out = Path(args.out).resolve()
     if out.exists():
         if not args.force:
             print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
-            return 1
+            return None
         shutil.rmtree(out)
+    return out
+
+
+def _autoseg_demo(args) -> int:
+    """Zero-input autoseg on a fresh synthetic scroll in a child ``vcd autoseg`` (its output streamed),
+    then the report's estimates next to the truth."""
+    from ..synth import make_scroll
+    out = _fresh_out(args)
+    if out is None:
+        return 1
     t0 = time.time()
     print(f"[1/3] a synthetic {args.preset} scroll {'x'.join(map(str, args.shape))} (z, y, x) in {out}: only "
           "volumes/ (no seed.json, expand.json, trace_params.json, vcd.toml), as a scroll arrives", flush=True)
@@ -294,12 +303,9 @@ def _demo(args) -> int:
         return _autoseg_demo(args)
     from ..daemon.queue import JobQueue
     from ..formats.volpkg import list_patches, state_dir
-    out = Path(args.out).resolve()
-    if out.exists():
-        if not args.force:
-            print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
-            return 1
-        shutil.rmtree(out)
+    out = _fresh_out(args)
+    if out is None:
+        return 1
     t_start, port = time.time(), _free_port()
     after = _make_volpkg(out, args)
     proc = _start_daemon(out, port)
