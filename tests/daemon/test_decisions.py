@@ -8,7 +8,7 @@ import numpy as np
 
 from vcd.daemon import backoff as bo
 from vcd.daemon.config import load_config
-from vcd.daemon.scheduler import failure_storm, plan_growth, saturated
+from vcd.daemon.growth_plan import failure_storm, plan_growth, saturated
 from vcd.daemon.watcher import Watcher, patch_jobs, trace_jobs
 from vcd.formats.tifxyz import set_tag, write_mask, write_surface
 from vcd.formats.volpkg import TRACE_SOURCES

@@ -126,11 +126,11 @@ def _stop_daemon(proc: subprocess.Popen, cap: float = 120.0) -> None:
 def _growth_verdict(q, cfg, stats: dict) -> str | None:
     """Why the daemon's scheduler has stopped growing, or None while it would queue more.
 
-    The decision is the scheduler's own (:func:`vcd.daemon.scheduler.plan_growth`) on the inputs it
+    The decision is the scheduler's own (:func:`vcd.daemon.growth_plan.plan_growth`) on the inputs it
     reads — the ``[schedule]`` config, :func:`~vcd.daemon.scheduler.collection_stats` (links per
     patch) and the newest expand results — asked with no growth job in flight and no back-off, so
     "no more growth planned" means a stop condition holds; the text names which one, with numbers."""
-    from ..daemon.scheduler import plan_growth, saturated
+    from ..daemon.growth_plan import plan_growth, saturated
     s = cfg["schedule"]
     recent = q.recent_results("expand", 4)
     if not stats["patches"] or plan_growth(s, {}, stats, recent, {"active": False}, time.time()):

@@ -84,11 +84,11 @@ def densify_grid(points: np.ndarray, spacing: float) -> np.ndarray:
 def growth_finished(schedule, stats: dict, recent_expand: list, forced: bool = False) -> str | None:
     """Why the collection is ready for tracing, or None while growth goes on.
 
-    The scheduler's own stop rule (:func:`vcd.daemon.scheduler.plan_growth` asked with nothing in
+    The scheduler's own stop rule (:func:`vcd.daemon.growth_plan.plan_growth` asked with nothing in
     flight and no back-off; the density is :func:`vcd.post.coverage.collection_stats`'): the density
     target reached, ``max_patches`` reached, or expansion saturated. ``forced`` (the time budget's
     growth share spent) makes it ready as soon as there is a patch."""
-    from .scheduler import plan_growth, saturated
+    from .growth_plan import plan_growth, saturated
     if not stats.get("patches"):
         return None
     if stats["density"] >= schedule["target_density"]:

@@ -6,9 +6,11 @@ patch, keep ``seed_count`` random ``seed`` jobs queued or running; otherwise, wh
 ``max_patches``), keep ``expand_queue`` ``expand`` jobs queued. An expand job that finds the
 collection saturated returns without writing, and the next check sees the density reached.
 
-The decisions are pure functions of what the scheduler looked at — :func:`failure_storm`,
-:func:`saturated`, :func:`plan_growth` — tested in-process without a daemon; :class:`Scheduler`
-gathers their inputs from the queue and the disk and queues what they return.
+The decisions are pure functions of what the scheduler looked at, in
+:mod:`vcd.daemon.growth_plan` (:func:`~vcd.daemon.growth_plan.failure_storm`,
+:func:`~vcd.daemon.growth_plan.saturated`, :func:`~vcd.daemon.growth_plan.plan_growth`) — tested
+in-process without a daemon; :class:`Scheduler` gathers their inputs from the queue and the disk
+and queues what they return.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..jobs import expand, seed
 from ..post.coverage import collection_stats  # the density rule, shared with vcdctl, the demo and the previews
 from . import backoff as bo
 from .config import job_params
+from .growth_plan import failure_storm, plan_growth
 from .queue import JobQueue
 
 
@@ -32,38 +35,6 @@ def growth_results(q: JobQueue, since_id: int = 0, limit: int = 400) -> list[dic
     """The newest finished seed/expand jobs with ``id > since_id``, newest first, results parsed
     (the input of :func:`vcd.daemon.backoff.backoff_summary`)."""
     return q.finished_growth(since_id, limit)
-
-
-def saturated(recent_expand_results: list[dict | None], expand_running: int) -> bool:
-    """Expansion is saturated when the last 4 expand jobs all found no under-covered place to grow
-    (done without writing) and none is running."""
-    return (len(recent_expand_results) == 4 and not expand_running
-            and all(r is not None and "written" in r and r["written"] is None for r in recent_expand_results))
-
-
-def failure_storm(recent_states: dict[str, int]) -> bool:
-    """Growth jobs finished in the last minute, per state → True while they only fail (at least 3):
-    e.g. bad params must not flood the queue."""
-    return recent_states.get("failed", 0) >= 3 and not recent_states.get("done", 0)
-
-
-def plan_growth(schedule: dict, counts: dict[tuple[str, str], int], stats: dict, recent_expand: list,
-                backoff: dict, now: float) -> list[str]:
-    """The growth jobs to queue now (kinds, in order), from the ``[schedule]`` config, the queue's
-    ``counts()`` (kind, state) → n, :func:`collection_stats`, the results of the newest 4 expand
-    jobs (newest first) and the back-off state (:func:`vcd.daemon.backoff.backoff_state`) at ``now``."""
-    def active(kind):
-        return counts.get((kind, "queued"), 0) + counts.get((kind, "running"), 0)
-
-    def allowed(wanted):
-        return bo.allowed_new_jobs(backoff, wanted, active("seed") + active("expand"), now)
-    if stats["patches"] == 0:
-        return ["seed"] * allowed(schedule["seed_count"] - active("seed"))
-    if stats["density"] >= schedule["target_density"] or stats["patches"] >= schedule["max_patches"]:
-        return []
-    if saturated(recent_expand, counts.get(("expand", "running"), 0)):
-        return []  # the last expansions found no under-covered place
-    return ["expand"] * allowed(schedule["expand_queue"] - counts.get(("expand", "queued"), 0))
 
 
 class Scheduler:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..formats.jsonio import atomic_write_json, read_json
+from ..formats.jsonio import atomic_write_json
 from . import model as m
 
 TRUTH_FILE = "synth_truth.json"
@@ -156,19 +156,3 @@ class SheetTruth:
         path = Path(volpkg) / TRUTH_FILE
         atomic_write_json(path, self.to_json())
         return path
-
-
-def load_truth(volpkg: str | os.PathLike) -> SheetTruth:
-    """Read ``synth_truth.json`` from a synthetic volpkg (or the file itself)."""
-    p = Path(volpkg)
-    if p.is_dir():
-        p = p / TRUTH_FILE
-    d = read_json(p, "synthetic ground truth")
-    d.pop("format", None)
-    d.pop("version", None)
-    for k in ("shape", "center", "drift"):
-        d[k] = tuple(d[k])
-    if d.get("model") == "realistic":
-        from .realistic import RealisticTruth
-        return RealisticTruth(**d)
-    return SheetTruth(**d)
