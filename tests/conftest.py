@@ -5,12 +5,22 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from vcd.synth import make_scroll
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child process a test will Ctrl-C: SIGINT back to its default action.
+
+    A suite started with SIGINT ignored (``nohup``, ``cmd &``, a scheduled job) passes the ignore on
+    to every child through ``exec``, and Python then installs no ``KeyboardInterrupt`` handler, so the
+    child would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ import pytest
 
 from vcd.daemon.queue import JobQueue
 
+from ..conftest import sigint_default
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -114,7 +116,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vcd", "daemon", str(self.volpkg), "--metrics-addr", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--log-format", "json"],
-            stdout=open(self.log, "a"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            stdout=open(self.log, "a"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            preexec_fn=sigint_default)
         self.groups.append(self.proc.pid)
         _GROUPS.add(self.proc.pid)
         self.wait_for(lambda: "daemon_started" in self.log_text(mark), "daemon start")

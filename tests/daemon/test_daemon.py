@@ -21,6 +21,7 @@ from vcd.synth import load_truth
 from vcd.daemon.queue import JobQueue
 
 from .conftest import WAIT_CAP, free_port, group_members
+from ..conftest import sigint_default
 
 
 def put_patch(vp, name, th0, th1, z0, z1, step=4):
@@ -371,7 +372,8 @@ def test_ctrl_c_in_a_foreground_command_is_one_line_and_130(scroll_copy, tmp_pat
     seed = t.point(t.theta0 + 8, 48)
     p = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "vcd", "grow",
                           str(scroll_copy / "volumes" / "synth_pred.zarr"), str(scroll_copy / "paths"), str(params),
-                          *map(str, seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          *map(str, seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=sigint_default)
     # wait for the event: the grow command's own module is imported (the CLI is past start-up)
     seen = []
     for line in p.stderr:

@@ -11,6 +11,8 @@ import time
 from vcd.cli.ctl import main as ctl
 from vcd.daemon.queue import JobQueue
 
+from ..conftest import sigint_default
+
 
 def _jobs(vp):
     q = JobQueue.for_volpkg(vp)
@@ -41,7 +43,8 @@ def test_watch_once_shows_rates_per_kind_and_running_messages(scroll_copy, capsy
 def test_watch_refreshes_until_ctrl_c_then_exits_130_quietly(scroll_copy):
     _jobs(scroll_copy)
     p = subprocess.Popen([sys.executable, "-m", "vcd.cli.ctl", "--volpkg", str(scroll_copy), "watch",
-                          "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=sigint_default)
     try:
         frames, deadline = 0, time.monotonic() + 120
         while frames < 2 and time.monotonic() < deadline:  # wait for two refreshes (event, generous cap)

@@ -26,13 +26,15 @@ from vcd.grow.linking import link_new_patch
 from vcd.synth import load_truth
 
 from ..daemon.conftest import WAIT_CAP, kill_group
+from ..conftest import sigint_default
 
 
 def _interrupt_after_first_progress(args, cwd):
     """Run ``vcd ARGS`` in its own session, SIGINT its group at the first ``[ x%]`` progress line;
     returns (returncode, stderr lines other than progress lines, whether progress was seen)."""
     p = subprocess.Popen([sys.executable, "-m", "vcd", *map(str, args)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, cwd=cwd, start_new_session=True)
+                         stderr=subprocess.PIPE, text=True, cwd=cwd, start_new_session=True,
+                         preexec_fn=sigint_default)
     try:
         seen = []
         for line in p.stderr:
