@@ -194,6 +194,9 @@ def status_text(args) -> str:
     growth = status_line(q.get_kv(KV_STATE), time.time())
     if growth:
         lines.append(growth)
+    url = page_url(vp)
+    if url:
+        lines.append(f"status page: {url} (`vcdctl status --open`)")
     from ..daemon.diskspace import full_disks
     from ..formats.volpkg import state_dir
     for where, free in full_disks([state_dir(vp), vp / "paths"]):
@@ -220,7 +223,37 @@ def status_text(args) -> str:
     return "\n".join(lines)
 
 
+def page_url(vp: Path) -> str | None:
+    """The status page's URL (``http://<metrics addr>/``, :mod:`vcd.daemon.status_page`) of the daemon
+    running on ``vp``, from its lock sidecar; None when no daemon runs or its metrics server is off."""
+    from ..daemon.lock import running_daemon
+    info = running_daemon(vp)
+    addr = (info or {}).get("metrics_addr")
+    if not addr:
+        return None
+    host, port = addr.rsplit(":", 1)
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)
+    return f"http://{host}:{port}/"
+
+
+def _has_display() -> bool:
+    """A graphical browser can open: macOS, Windows or an X/Wayland display (never a console browser,
+    which would take over the terminal)."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def cmd_status(args) -> int:
+    if getattr(args, "open", False):
+        vp = _find_volpkg(args.volpkg)
+        url = page_url(vp)
+        if url is None:
+            raise InputError(vp, "no daemon with a metrics address runs on this volpkg, so no status page is served",
+                             f"start it with `vcd daemon {vp}` (the page is at http://<--metrics-addr>/)")
+        print(url)
+        if _has_display():
+            import webbrowser
+            webbrowser.open(url)
+        return 0
     print(status_text(args))
     return 0
 
@@ -418,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{name} the scheduler's automatic seeding/expansion")
         p.set_defaults(func=cmd_pause)
     p = sub.add_parser("status", help="queue summary, running jobs, collection progress, last errors")
+    p.add_argument("--open", action="store_true", help="print the daemon's status page URL (and open it in a "
+                   "browser where there is a display)")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("progress", help="alias of status")
     p.set_defaults(func=cmd_status)

@@ -63,6 +63,7 @@ class DaemonLock:
         self.path = self.state_dir / LOCK_NAME
         self._fd: int | None = None
         self._dir_fd: int | None = None
+        self.info: dict = {}  #: the sidecar written by acquire()
 
     def acquire(self, metrics_addr: str = "", wait_s: float = 2.0) -> dict:
         """Take the lock (retrying ``wait_s`` seconds: a ``vcdctl status`` probe holds it for an instant),
@@ -85,6 +86,7 @@ class DaemonLock:
         os.replace(tmp, self.state_dir / INFO_NAME)
         os.ftruncate(fd, 0)  # the lock file also names its holder, for people reading it by hand
         os.write(fd, f"{info['pid']} {info['host']}\n".encode())
+        self.info = info
         return info
 
     def _refusal(self) -> DaemonRunning:

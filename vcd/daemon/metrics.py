@@ -11,13 +11,15 @@ done without a patch, except "collection saturated", or failed), ``vcd_seed_back
 backed off), ``vcd_seed_backoff_interval_seconds``, ``vcd_seed_empty_streak`` (jobs in a row that
 wrote nothing), ``vcd_seed_last_failure_info{reason,top}`` (reason classes from a fixed vocabulary).
 Process counters: ``vcd_watcher_events_total``.
+
+The same listener serves the status page (:mod:`vcd.daemon.status_page`) at ``/``.
 """
 
 from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 
 from .backoff import KV_STATE
@@ -99,8 +101,12 @@ class Metrics:
         self.disk_full = Gauge("vcd_disk_full", "1 while the disk holding .vcd/ or paths/ is full (daemon paused)",
                                registry=self.registry)
 
-    def serve(self, addr: str, queue, collection_stats, busy):
+    def serve(self, addr: str, queue, collection_stats, busy, page=None):
+        """Serve ``/metrics`` (and, given a :class:`~vcd.daemon.status_page.StatusPage`, the status page
+        at ``/`` and its images) on ``addr`` (``host:port``) in a thread; returns the server."""
+        from .status_page import StatusServer
         self.registry.register(QueueCollector(queue, collection_stats, busy))
         host, port = addr.rsplit(":", 1)
-        server, thread = start_http_server(int(port), addr=host, registry=self.registry)
+        server = StatusServer((host.strip("[]"), int(port)), self.registry, page)
+        server.serve_in_thread()
         return server

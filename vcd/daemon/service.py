@@ -3,7 +3,7 @@
 Holds ``<volpkg>/.vcd/daemon.lock`` for its lifetime (``lock.py``: a second daemon on the same
 volpkg exits 1 with one line naming the first; a killed daemon's lock is free at once). Starts the
 queue (``<volpkg>/.vcd/vcd.sqlite``), the watcher (after a reconciliation scan), the worker pool,
-the scheduler and the metrics server; supervises workers every 0.5 s; on SIGTERM or
+the scheduler and the metrics server (which also serves the status page, ``status_page.py``); supervises workers every 0.5 s; on SIGTERM or
 SIGINT (or ``stop_event``) stops claiming, lets running jobs finish up to ``shutdown_timeout`` and
 requeues the rest. Sends ``READY=1`` to systemd when ``NOTIFY_SOCKET`` is set (``Type=notify``).
 """
@@ -26,6 +26,7 @@ from .metrics import Metrics
 from .pool import LocalPool
 from .queue import JobQueue, queue_path
 from .scheduler import Scheduler, collection_stats
+from .status_page import Refreshing, StatusPage
 from .watcher import Watcher
 
 
@@ -101,15 +102,9 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
     else:
         pool = LocalPool(qpath, volpkg, cfg, log)
     tgt = 20
-    stats_cache = {"t": 0.0, "v": {}}
-    stats_lock = threading.Lock()
-
-    def stats():
-        with stats_lock:
-            if time.monotonic() - stats_cache["t"] > 2.0:
-                stats_cache["v"] = collection_stats(volpkg, tgt)
-                stats_cache["t"] = time.monotonic()
-            return stats_cache["v"]
+    # the collection's numbers for /metrics and the status page: recomputed in the background once 2 s old
+    # (a scrape or a page view never waits for a re-read of every patch)
+    stats = Refreshing(lambda: collection_stats(volpkg, tgt), 2.0).get
     mq = JobQueue(qpath)
     mq_lock = threading.Lock()
 
@@ -117,10 +112,14 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
         with mq_lock:
             return pool.busy(mq)
     server = None
+    disk = None  # the DiskGuard, made below (the page asks it once it exists)
     addr = cfg["daemon"]["metrics_addr"]
     if addr:
         try:
-            server = metrics.serve(addr, mq, stats, busy)
+            page = StatusPage(volpkg, qpath, lock.info, stats, busy, workers=int(cfg["daemon"]["workers"]),
+                              executor=cfg["daemon"]["executor"], tgt_overlap_count=lambda: tgt,
+                              disk_full=lambda: bool(disk and disk.full))
+            server = metrics.serve(addr, mq, stats, busy, page)
         except OSError as exc:
             raise InputError(None, f"cannot serve metrics on {addr} ({exc.strerror})",
                              "choose another --metrics-addr or stop the other daemon") from None
