@@ -206,7 +206,9 @@ def _duration(s: float) -> str:
 
 
 def _folder_link(p: Path, label: str | None = None) -> str:
-    return f'<a href="{_e(p.resolve().as_uri())}" title="{_e(p)}">{_e(label or p.name)}</a>'
+    """A link to a surface's folder (``file://``; the page's volpkg path is absolute already)."""
+    uri = "file://" + urllib.parse.quote(os.path.abspath(p))
+    return f'<a href="{_e(uri)}" title="{_e(p)}">{_e(label or p.name)}</a>'
 
 
 def split_reason(error: str | None) -> tuple[str, str]:
@@ -275,6 +277,9 @@ class StatusPage:
         self.workers, self.executor = workers, executor
         self.tgt, self.disk_full = tgt_overlap_count, disk_full
         self.files = FileCache()
+        self._listings: dict[Path, tuple[int, list[str]]] = {}  # directory -> (mtime_ns, auto_trace_* paths)
+        self._wraps_done: dict[Path, str] = {}  # trace -> wraps shown (its winding job's span_wraps, or why not)
+        self._winding_counts = self._winding_seen = None  # winding jobs per state, now / when _wraps_done was filled
 
     def close(self) -> None:
         self.queue.close()
@@ -307,6 +312,7 @@ class StatusPage:
     def _queue(self, now: float) -> str:
         q = self.queue
         counts = q.counts()
+        self._winding_counts = tuple(counts.get(("winding", st), 0) for st in STATES)
         kinds = sorted({k for k, _ in counts})
         head = '<tr><th class="l">kind</th>' + "".join(f"<th>{s}</th>" for s in STATES) + "</tr>"
         rows = "".join(f'<tr><td class="l">{_e(k)}</td>' + "".join(f"<td>{counts.get((k, s), 0)}</td>" for s in STATES)
@@ -353,15 +359,9 @@ class StatusPage:
         their meta; debug snapshots and incomplete traces left out."""
         found = []
         for root in (self.volpkg / "traces", self.volpkg / "paths"):
-            try:
-                entries = list(os.scandir(root))
-            except OSError:
-                continue
-            for e in entries:
-                if not e.name.startswith("auto_trace_"):
-                    continue
+            for path in self._trace_entries(root):
                 try:
-                    found.append((os.stat(os.path.join(e.path, "meta.json")).st_mtime, Path(e.path)))
+                    found.append((os.stat(os.path.join(path, "meta.json")).st_mtime, Path(path)))
                 except OSError:
                     continue
         out = []
@@ -374,8 +374,31 @@ class StatusPage:
                 break
         return out
 
+    def _trace_entries(self, root: Path) -> list[str]:
+        """Paths of the ``auto_trace_*`` entries of ``root``, listed again only when the directory
+        changes (its mtime: an entry added, removed or renamed) — ``paths/`` may hold 10,000 patches."""
+        try:
+            key = os.stat(root).st_mtime_ns
+        except OSError:
+            return []
+        hit = self._listings.get(root)
+        if hit and hit[0] == key:
+            return hit[1]
+        try:
+            names = [e.path for e in os.scandir(root) if e.name.startswith("auto_trace_")]
+        except OSError:
+            return []
+        self._listings[root] = (key, names)
+        return names
+
     def _wraps(self, trace: Path) -> str:
-        """Wraps the trace spans, from its ``winding`` job's result (``span_wraps``); ``-`` without one."""
+        """Wraps the trace spans, from its ``winding`` job's result (``span_wraps``); ``-`` without one.
+        Looked up again only when the queue's winding counts change (:meth:`_queue` notes them)."""
+        if self._winding_seen != self._winding_counts:
+            self._wraps_done.clear()
+            self._winding_seen = self._winding_counts
+        if trace in self._wraps_done:
+            return self._wraps_done[trace]
         from ..jobs import get_spec
         spec = get_spec("winding")
         try:
@@ -384,12 +407,17 @@ class StatusPage:
             return "-"
         job = self.queue.by_dedup_key(key) if key else None
         if not job or job["state"] != "done" or not job.get("result"):
-            return "-" if not job else _e(job["state"])
-        import json
-        try:
-            return f"{float(json.loads(job['result']).get('span_wraps')):.2f}"
-        except (ValueError, TypeError, AttributeError):
-            return "-"
+            text = "-" if not job else _e(job["state"])
+        else:
+            import json
+            try:
+                text = f"{float(json.loads(job['result']).get('span_wraps')):.2f}"
+            except (ValueError, TypeError, AttributeError):
+                text = "-"
+        if len(self._wraps_done) > 4096:
+            self._wraps_done.clear()
+        self._wraps_done[trace] = text
+        return text
 
     def _traces(self, now: float) -> str:
         traces = self.latest_traces()
