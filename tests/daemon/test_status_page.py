@@ -111,6 +111,10 @@ def test_daemon_serves_the_status_page_with_metrics_images_and_no_escapes(daemon
     q.set_kv("autoseg_state", {"phase": "tracing", "done": False, "patches": 3, "traces": 1})
     q.set_kv("autoseg_coverage", [{"t": 1000.0, "coverage": 0.1, "on_patch": 0.3},
                                   {"t": 1060.0, "coverage": 0.4, "on_patch": 0.5}])
+    (vp / "traces" / "autoseg_report.json").write_text(json.dumps(  # as vcd.daemon.autoseg.write_report writes it
+        {"final_sheets": [{"name": trace.name, "area_cm2": 0.0123, "fused_from": [trace.name]}],
+         "traced_area_cm2": 0.0123, "coverage_of_predicted_surface": 0.4}))
+    (vp / "traces" / "autoseg_report.png").write_bytes((trace / "qa.png").read_bytes())
 
     def page():
         status, body = get(d.port, "/")
@@ -131,6 +135,9 @@ def test_daemon_serves_the_status_page_with_metrics_images_and_no_escapes(daemon
         assert (vp / "paths" / n).resolve().as_uri() in html  # patches used, linked to their folders
     assert names[2] not in html.split('id="traces"')[1].split("</table>")[0]
     assert 'id="autoseg-phase">tracing<' in html and 'id="coverage-chart"' in html and "40.0%" in html
+    assert 'id="sheets"' in html and "Final sheets (1, 0.0123 cm²" in html
+    assert 'src="/img/autoseg/autoseg_report.png"' in html
+    assert get(d.port, "/img/autoseg/autoseg_report.png") == (200, (trace / "qa.png").read_bytes())
     # images: the trace's QA map and (once drawn) the density preview, as real PNGs
     status, body = get(d.port, f"/img/trace/{trace.name}/qa.png")
     assert status == 200 and body == (trace / "qa.png").read_bytes()

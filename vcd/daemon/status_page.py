@@ -1,7 +1,8 @@
 """The daemon's status page: ``http://<metrics addr>/`` (and ``/status``), on the listener that serves
 ``/metrics``.
 
-One server-rendered HTML page (no JavaScript; a meta refresh every :data:`REFRESH_S` seconds) with the
+One server-rendered HTML page (a meta refresh every :data:`REFRESH_S` seconds; no framework, the only
+script :data:`MARK_IMAGES` marks images that failed to load) with the
 daemon's state, the queue per kind and state, the last failures (reason and fix), the growth back-off,
 the collection (patches, area, link density, the density preview), the latest traces (area, wraps,
 QA jump-free share, QA map, winding picture, the patches they used) and autoseg's progress (phase,
@@ -43,6 +44,7 @@ REFRESH_S = 10          #: the page reloads itself this often (seconds)
 N_TRACES = 5            #: latest traces shown
 N_FAILURES = 5          #: last failed jobs shown
 N_PATCH_LINKS = 40      #: patches listed per trace (the rest counted)
+N_SHEETS = 12           #: autoseg's final sheets listed (the report has them all)
 STATES = ("queued", "running", "done", "failed", "cancelled")
 #: one plain file or directory name: no separators, no leading dot (so no ``.``/``..``), printable ASCII
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")
@@ -253,8 +255,15 @@ CSS = """body{font:14px system-ui,sans-serif;margin:1.2em;color:#222;max-width:1
 h1{font-size:20px}h2{font-size:16px;border-bottom:1px solid #ddd;padding-bottom:2px;margin-top:1.4em}
 table{border-collapse:collapse;margin:.4em 0}td,th{border:1px solid #ddd;padding:2px 8px;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}.warn{color:#a40}.ok{color:#1a7f37}.muted{color:#777}
-img{max-width:100%;border:1px solid #ccc}.thumb{max-width:360px;max-height:260px}
-.patches{font-size:12px;max-width:380px;text-align:left}.patches a{margin-right:.5em}"""
+img{max-width:100%;border:1px solid #ccc}.thumb{max-width:300px;max-height:180px}#density{max-width:560px}
+#autoseg-report{max-width:900px}td.patches{font-size:11px;max-width:420px;text-align:left;vertical-align:top}
+.patches div{max-height:170px;overflow:auto}.patches a{margin-right:.6em;white-space:nowrap}img.broken{outline:2px dashed #c00}"""
+
+
+#: the page's only script: once loaded, each image records its decoded width (``data-natural-width``) and
+#: one that did not load is outlined — what a headless browser's DOM dump shows (the browser test reads it)
+MARK_IMAGES = ("<script>addEventListener('load',()=>{for(const i of document.images){"
+               "i.dataset.naturalWidth=i.naturalWidth;if(!i.naturalWidth)i.classList.add('broken')}})</script>")
 
 
 class StatusPage:
@@ -288,13 +297,14 @@ class StatusPage:
     def render(self) -> str:
         now = time.time()
         with self.lock:
-            body = [self._daemon(now), self._queue(now), self._collection(now), self._traces(now), self._autoseg(now)]
+            # autoseg's phase is the headline of an unattended run: right after the daemon's state
+            body = [self._daemon(now), self._autoseg(now), self._queue(now), self._collection(now), self._traces(now)]
         title = f"vcd — {self.volpkg.name}"
         return ("<!doctype html><html><head><meta charset=\"utf-8\">"
                 f'<meta http-equiv="refresh" content="{REFRESH_S}"><title>{_e(title)}</title>'
                 f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>"
                 f'<p class="muted">{_e(self.volpkg)} — rendered {time.strftime("%Y-%m-%d %H:%M:%S")}, '
-                f"reloads every {REFRESH_S} s</p>" + "".join(body) + "</body></html>")
+                f"reloads every {REFRESH_S} s</p>" + "".join(body) + MARK_IMAGES + "</body></html>")
 
     def _daemon(self, now: float) -> str:
         paused = bool(self.queue.get_kv("paused", False))
@@ -436,8 +446,7 @@ class StatusPage:
             for f in TRACE_IMAGES:
                 url = image_url(self.volpkg, d / f) if (d / f).exists() else None
                 imgs.append(f'<a href="{url}"><img class="thumb {f[:-4]}" src="{url}" alt="{f}"></a>' if url
-                            else '<span class="muted">none</span>' if f == "qa.png"
-                            else '<span class="muted">none (<code>[pipeline] after_trace = ["winding"]</code>)</span>')
+                            else '<span class="muted">none</span>')
             prov = self.files.json(d / PROVENANCE, "trace provenance")
             names = provenance_patches(prov if isinstance(prov, dict) else None)
             links = " ".join(_folder_link(self.volpkg / "paths" / p) for p in names[:N_PATCH_LINKS])
@@ -446,8 +455,12 @@ class StatusPage:
                        f'{_ago(os.stat(d / "meta.json").st_mtime, now)}' + (f", gate: {_e(gate)}" if gate else "")
                        + f'</span></td><td>{float(meta.get("area_cm2") or 0):.4f}</td><td>{self._wraps(d)}</td>'
                        f'<td>{share}</td><td class="l">{imgs[0]}</td><td class="l">{imgs[1]}</td>'
-                       f'<td class="patches">{len(names)}: {links}{more}</td></tr>')
-        return "".join(out) + "</table></section>"
+                       f'<td class="patches">{len(names)} patches<div>{links}{more}</div></td></tr>')
+        out.append("</table>")
+        if any(not (d / "winding.png").exists() for d, _ in traces):
+            out.append('<p class="muted">wraps and the winding picture come from the <code>winding</code> job: '
+                       '<code>[pipeline] after_trace = ["winding"]</code> in vcd.toml queues it for each trace</p>')
+        return "".join(out) + "</section>"
 
     def _autoseg(self, now: float) -> str:
         from .autoseg import KV_COVERAGE, KV_STATE, REPORT
@@ -471,8 +484,10 @@ class StatusPage:
                        '<table id="sheets"><tr><th class="l">sheet</th><th>area cm²</th><th class="l">from</th></tr>'
                        + "".join(f'<tr><td class="l">{_folder_link(self.volpkg / "traces" / str(s.get("name")))}</td>'
                                  f'<td>{float(s.get("area_cm2") or 0):.4f}</td>'
-                                 f'<td class="l">{_e(", ".join(s.get("fused_from") or []))}</td></tr>' for s in sheets)
-                       + "</table>")
+                                 f'<td class="l">{_e(", ".join(s.get("fused_from") or []))}</td></tr>'
+                                 for s in sheets[:N_SHEETS])
+                       + "</table>" + (f"<p>and {len(sheets) - N_SHEETS} more (traces/{REPORT}.md)</p>"
+                                       if len(sheets) > N_SHEETS else ""))
         else:
             out.append('<p class="muted">final sheets: the report is written when the run is done</p>')
         png = self.volpkg / "traces" / f"{REPORT}.png"
