@@ -101,3 +101,20 @@ def test_watcher_process_turns_annotator_edits_into_jobs(tmp_path):
     assert w.process(patch) and len(q.list(kind="retrace")) == 1  # the queued retrace covers it (dedup)
     assert w.index.fingerprint(patch.name)["mask"] is not None
     assert "retrace_queued" in w.log.events and "new_patch" in w.log.events
+
+
+def test_daemon_max_attempts_reaches_the_jobs_the_watcher_queues(tmp_path):
+    """Issue 28 item 4: ``[daemon] max_attempts`` is every daemon-queued job's; 0 (the default) keeps
+    each kind's own retry policy."""
+    vp = tmp_path / "a.volpkg"
+    for d in ("paths", "traces"):
+        (vp / d).mkdir(parents=True)
+    for attempts, expected in ((5, 5), (0, 3)):  # overlap's own: Retry(max_attempts=3)
+        w = Watcher(vp, vp / f"q{attempts}.sqlite", load_config(vp, overrides={"daemon": {"max_attempts": attempts}}),
+                    _Log())
+        w.previews.stop()
+        patch = vp / "paths" / f"auto_grown_2025010100000000{attempts}"
+        write_surface(patch, _grid(20.0), {"source": "vcd_grow"}, scale=[0.2, 0.2])
+        assert w.process(patch)
+        (job,) = w.queue.list(kind="overlap")
+        assert w.queue.get(job["id"])["max_attempts"] == expected

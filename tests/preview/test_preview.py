@@ -204,6 +204,15 @@ def test_density_target_follows_the_daemons_config(scroll_copy, tmp_path, monkey
     refresh_previews(vp, tgt=2)
     idx = json.loads((vp / ".vcd" / "previews" / "index.json").read_text())
     assert idx["density"]["tgt_overlap_count"] == 2 and idx["density"]["patches_below_target"] == 0
+    # [params_files] too, through the daemon's config loader (issue 28): a renamed expand params file
+    monkeypatch.delenv("VCD_CONFIG")
+    (vp / "grow_more.json").write_text(json.dumps({"tgt_overlap_count": 4}))
+    (vp / "vcd.toml").write_text('[params_files]\nexpand = "grow_more.json"\n')
+    assert main(["preview", "density", str(vp), "--out", str(out)]) == 0
+    assert read_layout(out)["stats"]["tgt_overlap_count"] == 4
+    assert main(["preview", "refresh", str(vp)]) == 0
+    idx = json.loads((vp / ".vcd" / "previews" / "index.json").read_text())
+    assert idx["density"]["tgt_overlap_count"] == 4
 
 
 def test_refresh_previews_writes_the_documented_folder(scroll_copy):

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+
+def _target(args) -> int:
+    """The links per patch the previews colour against: ``--tgt``, else the daemon's own
+    (:func:`vcd.daemon.config.tgt_overlap_count` of ``--config`` / ``$VCD_CONFIG`` / ``vcd.toml``,
+    its ``[params_files]`` and ``[params.expand]``)."""
+    if getattr(args, "tgt", None) is not None:
+        return args.tgt
+    from ..daemon.config import load_config, tgt_overlap_count
+    return tgt_overlap_count(load_config(args.volpkg, getattr(args, "config", None)), Path(args.volpkg))
 
 
 def _slice(args) -> int:
     from ..post.preview import preview_slice
     out = args.out or f"slice_{args.axis}{'' if args.index is None else args.index}.png"
     lay = preview_slice(args.volpkg, out, axis=args.axis, index=args.index, volume=args.volume,
-                        color_by=args.color_by, scale=args.scale)
+                        color_by=args.color_by, scale=args.scale, tgt=_target(args))
     print(f"wrote {out}: {lay['volume']} {args.axis}={lay['index']}, {len(lay['patches'])} patches, "
           f"{len(lay['traces'])} traces")
     return 0
@@ -29,11 +38,7 @@ def _trace(args) -> int:
 def _density(args) -> int:
     from ..post.preview import preview_density
     out = args.out or "density.png"
-    tgt = args.tgt
-    if tgt is None and (args.config or os.environ.get("VCD_CONFIG")):  # the daemon's own target
-        from ..daemon.config import load_config, tgt_overlap_count
-        tgt = tgt_overlap_count(load_config(args.volpkg, args.config), Path(args.volpkg))
-    st = preview_density(args.volpkg, out, bin_size=args.bin, tgt=tgt)["stats"]
+    st = preview_density(args.volpkg, out, bin_size=args.bin, tgt=_target(args))["stats"]
     print(f"wrote {out}: {st['patches']} patches, {st['patches_below_target']} ({100 * st['below_target_fraction']:.1f}%)"
           f" below target (fewer than {st['tgt_overlap_count']} links, as the scheduler counts), "
           f"{100 * st['uncovered_fraction']:.1f}% of sheet bins uncovered")
@@ -42,9 +47,14 @@ def _density(args) -> int:
 
 def _refresh(args) -> int:
     from ..post.preview import refresh_previews
-    for p in refresh_previews(args.volpkg):
+    for p in refresh_previews(args.volpkg, tgt=_target(args)):
         print(p)
     return 0
+
+
+def _config_option(parser) -> None:
+    parser.add_argument("--config", default=None, help="the daemon's TOML config, if not VOLPKG/vcd.toml "
+                        "(default: $VCD_CONFIG); its tgt_overlap_count is the target links per patch")
 
 
 def register(sub) -> None:
@@ -58,6 +68,7 @@ def register(sub) -> None:
     s.add_argument("--color-by", choices=["patch", "overlaps"], default="patch")
     s.add_argument("--scale", type=int, default=None, help="integer enlargement (default: auto)")
     s.add_argument("--out", default=None, help="output PNG")
+    _config_option(s)
     s.set_defaults(func=_slice)
     t = ps.add_parser("trace", help="a flattened trace (centre layer or sampled CT, or --qa) with patch status")
     t.add_argument("trace")
@@ -68,13 +79,13 @@ def register(sub) -> None:
     d = ps.add_parser("density", help="how many patches cover each region; where expansion still has work")
     d.add_argument("volpkg")
     d.add_argument("--bin", type=int, default=None, help="bin size in voxels (power of two; default: auto)")
-    d.add_argument("--tgt", type=int, default=None, help="target links per patch (default: tgt_overlap_count "
-                   "from vcd.toml / expand.json, else 20)")
-    d.add_argument("--config", default=None, help="the daemon's TOML config, if not VOLPKG/vcd.toml "
-                   "(default: $VCD_CONFIG); its tgt_overlap_count is the target")
+    d.add_argument("--tgt", type=int, default=None, help="target links per patch (default: the daemon's "
+                   "tgt_overlap_count, from its config and expand params file, else 20)")
+    _config_option(d)
     d.add_argument("--out", default=None)
     d.set_defaults(func=_density)
     r = ps.add_parser("refresh", help="rewrite <volpkg>/.vcd/previews/ (what the daemon does)")
     r.add_argument("volpkg")
+    _config_option(r)
     r.set_defaults(func=_refresh)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -211,9 +211,10 @@ def status_text(args) -> str:
         lines.append("running: " + ", ".join(f"#{r['id']} {r['kind']} {_pct(r['progress'])}" for r in running))
     from ..daemon.config import load_config, tgt_overlap_count
     try:
-        tgt = tgt_overlap_count(load_config(vp), vp)
-    except VcdError:
-        tgt = 20
+        cfg = load_config(vp)
+    except VcdError:  # a broken vcd.toml: status still shows the collection, at VC3D's default target
+        cfg = None
+    tgt = tgt_overlap_count(cfg, vp)
     st = collection_stats(vp, tgt)
     lines.append(f"collection: {st['patches']} patches, {st['patch_area_cm2']:.3f} cm², "
                  f"density {st['density'] * 100:.0f}% of patches with >= {tgt} links, {st['traces']} traces")

@@ -40,7 +40,7 @@ from ..formats.jsonio import atomic_write_json, read_json
 from ..formats.overlaps import link_sets
 from ..formats.provenance import read_provenance
 from ..formats.tifxyz import read_surface, surface_area_vx2, update_meta, write_mask
-from ..formats.volpkg import is_debug_snapshot, list_patches
+from ..formats.volpkg import list_patches, list_traces
 from ..post.coverage import collection_stats
 from . import autoseg_plan as ap
 from ..jobs.autoconf import autoconf, autoconf_path, load_autoconf, load_samples
@@ -70,21 +70,9 @@ DUP_SHARE = 0.95
 
 
 def trace_dirs(volpkg: Path) -> list[Path]:
-    """Complete ``auto_trace_*`` directories in ``traces/`` (no debug snapshots), oldest first."""
-    root = volpkg / "traces"
-    out = []
-    if not root.is_dir():
-        return out
-    for d in sorted(root.iterdir()):
-        if not d.name.startswith("auto_trace_") or not (d / "meta.json").exists() or not (d / "z.tif").exists():
-            continue
-        try:
-            meta = read_json(d / "meta.json", "trace meta.json")
-        except VcdError:
-            continue
-        if isinstance(meta, dict) and not is_debug_snapshot(d.name, meta) and not meta.get("vcd_incomplete"):
-            out.append(d)
-    return out
+    """The finished traces (:func:`vcd.formats.volpkg.list_traces`, not ``vcd_incomplete``) in
+    ``traces/``, oldest first."""
+    return [d for d, meta in list_traces(volpkg, roots=("traces",)) if not meta.get("vcd_incomplete")]
 
 
 def _meta(d: Path) -> dict:
@@ -285,7 +273,7 @@ class Autoseg:
         raw = job_params(self.cfg, self.volpkg, "seed")
         for p in pts:
             params = seed_kind.params_for(raw, str(vol), str(self.volpkg / "paths"), seed_point=[float(v) for v in p])
-            jobs.submit(q, "seed", params, max_attempts=int(self.cfg.daemon.max_attempts))
+            jobs.submit(q, "seed", params, max_attempts=self.cfg.daemon.max_attempts)
         q.set_kv(KV_GAP_TRIED, np.concatenate([tried, pts]).round(1).tolist())
         self.log.info("autoseg_gap_seeds", n=len(pts), tried=len(tried) + len(pts))
         return {"queued": len(pts), "pending": pending + len(pts)}
@@ -317,10 +305,7 @@ class Autoseg:
 
     # ------------------------------------------------------------------ inputs
     def tgt_overlap_count(self) -> int:
-        try:
-            return tgt_overlap_count(self.cfg, self.volpkg)
-        except VcdError:
-            return 20
+        return tgt_overlap_count(self.cfg, self.volpkg)
 
     def min_links(self, patches) -> int:
         """``[autoseg] min_links``, or (0) half the median links, at least 2."""
@@ -404,7 +389,7 @@ class Autoseg:
             return None
         params = {**self.trace_params(), "volume": str(vol), "src_dir": str(self.volpkg / "paths"),
                   "tgt_dir": str(self.volpkg / "traces"), "seed": str(seed)}
-        jid = jobs.submit(self.queue, "trace", params, max_attempts=2)
+        jid = jobs.submit(self.queue, "trace", params, max_attempts=self.cfg.daemon.max_attempts)
         self.log.info("autoseg_trace_queued", seed=seed.name, job_id=jid)
         return jid
 
@@ -430,7 +415,8 @@ class Autoseg:
             root = self.volpkg / "traces"
             inputs = [[str(root / n), str(root / n / "winding.tif") if (root / n / "winding.tif").exists() else None, 1.0]
                       for n in [ref] + sorted(others)]
-            jid = jobs.submit(q, "fuse", {"inputs": inputs, "params": {}, "out_dir": str(root)}, max_attempts=2)
+            jid = jobs.submit(q, "fuse", {"inputs": inputs, "params": {}, "out_dir": str(root)},
+                              max_attempts=self.cfg.daemon.max_attempts)
             done[key] = jid
             out.append(jid)
             self.log.info("autoseg_fuse_queued", ref=ref, others=sorted(others), job_id=jid)
@@ -658,11 +644,7 @@ def report_data(volpkg: Path, cfg, status: str, truth_score: dict | None = None,
     """The report's content (see :func:`write_report`)."""
     volpkg = Path(volpkg)
     q = JobQueue.for_volpkg(volpkg)
-    try:
-        tgt = tgt_overlap_count(cfg, volpkg)
-    except VcdError:
-        tgt = 20
-    stats = collection_stats(volpkg, tgt)
+    stats = collection_stats(volpkg, tgt_overlap_count(cfg, volpkg))
     fs = final_sheets(volpkg)
     recs = gate_records(volpkg)
     vx_cm = _voxelsize(volpkg) * 1e-4

@@ -30,8 +30,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, VcdError
 from ..formats.jsonio import read_json
+from ..formats.overlaps import TGT_OVERLAP_COUNT
 from ..formats.paramkeys import coerce_value, type_name, unknown_keys
 
 
@@ -105,7 +106,8 @@ class DaemonTable(_Table):
                           ("auto", "json", "console"))
     metrics_addr: str = key("127.0.0.1:9464", "Prometheus /metrics HOST:PORT; \"\" disables")
     thread_limit: int = key(1, "numba threads per worker")
-    max_attempts: int = key(3, "retries (with back-off) before a job stays failed")
+    max_attempts: int = key(0, "runs (with back-off) before a job stays failed, for every job the daemon "
+                            "queues; 0 = each kind's own (`vcdctl submit KIND --help`)")
 
 
 @dataclass(frozen=True, eq=True)
@@ -315,6 +317,8 @@ def _check(cfg: Config, source) -> None:
         raise InputError(source, "[daemon] executor = \"dask\" needs dask_scheduler", "set dask_scheduler = \"tcp://host:8786\"")
     if d.workers < 1:
         raise InputError(source, "[daemon] workers must be >= 1", "set workers = 2")
+    if d.max_attempts < 0:
+        raise InputError(source, "[daemon] max_attempts must be >= 0", "set max_attempts = 0 (each kind's own)")
     if sch.backoff_after < 0 or sch.backoff_base_seconds <= 0 or sch.backoff_max_seconds < sch.backoff_base_seconds:
         raise InputError(source, "[schedule] needs backoff_after >= 0, backoff_base_seconds > 0 and "
                          "backoff_max_seconds >= backoff_base_seconds", "defaults: 20, 30.0, 1800.0")
@@ -391,11 +395,33 @@ def _autoconf_plan(cfg: Config, volpkg: Path) -> dict | None:
     return load_autoconf(volpkg)
 
 
-def tgt_overlap_count(cfg: Config, volpkg: Path) -> int:
-    """The links per patch the scheduler's density rule counts against: ``tgt_overlap_count`` of the
-    ``expand`` params (:func:`job_params`), else VC3D's default, 20. Raises :class:`InputError` when the
-    params file does not parse (callers that must go on fall back to 20)."""
-    return int(job_params(cfg, Path(volpkg), "expand").get("tgt_overlap_count", 20))
+def tgt_overlap_count(cfg: Config | None, volpkg: Path) -> int:
+    """The links per patch the scheduler's density rule counts against — the one reader of it.
+
+    Parameters
+    ----------
+    cfg : Config or None
+        The daemon's config (``--config``, ``$VCD_CONFIG`` or ``<volpkg>/vcd.toml``, see
+        :func:`load_config`); None when it does not load.
+    volpkg : Path
+        The volpkg (its ``[params_files] expand`` file, ``expand.json`` by default).
+
+    Returns
+    -------
+    int
+        ``tgt_overlap_count`` of the ``expand`` job's params (:func:`job_params`, coerced as the job
+        coerces it), links per patch. VC3D's default (:data:`vcd.formats.overlaps.TGT_OVERLAP_COUNT`)
+        when those params do not build — the scheduler reports a bad params file; the density rule,
+        the metrics and the previews go on.
+    """
+    from ..jobs import expand
+    if cfg is None:
+        return TGT_OVERLAP_COUNT
+    try:
+        raw = job_params(cfg, Path(volpkg), "expand")
+        return expand.params_for(raw, "", "", warn=lambda message: None).grow.tgt_overlap_count
+    except VcdError:
+        return TGT_OVERLAP_COUNT
 
 
 # ---------------------------------------------------------------------------- the example file

@@ -129,7 +129,7 @@ class Scheduler:
             params = {"seed": self.growth_params("seed"), "expand": self.growth_params("expand")}
             stats = collection_stats(self.volpkg, params["expand"].grow.tgt_overlap_count)
             for kind in plan_growth(s, q.counts(), stats, q.recent_results("expand", 4), state, now):
-                jobs.submit(q, kind, params[kind], max_attempts=self.cfg["daemon"]["max_attempts"])
+                jobs.submit(q, kind, params[kind], max_attempts=self.cfg.daemon.max_attempts)
 
     def growth_backoff(self) -> dict:
         """Recompute the back-off state from the queue, store it (kv ``growth_backoff``) when it

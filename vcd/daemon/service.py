@@ -19,13 +19,15 @@ from pathlib import Path
 
 from ..errors import FormatError, InputError
 from ..formats.volpkg import open_volpkg, state_dir
+from ..post.coverage import collection_stats
 from . import logs, memdiag
+from .config import tgt_overlap_count
 from .diskspace import DiskGuard, is_disk_full
 from .lock import DaemonLock
 from .metrics import Metrics
 from .pool import LocalPool
 from .queue import JobQueue, queue_path
-from .scheduler import Scheduler, collection_stats
+from .scheduler import Scheduler
 from .status_page import Refreshing, StatusPage
 from .watcher import Watcher
 
@@ -101,10 +103,9 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
         pool = DaskPool(qpath, volpkg, cfg, log)
     else:
         pool = LocalPool(qpath, volpkg, cfg, log)
-    tgt = 20
     # the collection's numbers for /metrics and the status page: recomputed in the background once 2 s old
     # (a scrape or a page view never waits for a re-read of every patch)
-    stats = Refreshing(lambda: collection_stats(volpkg, tgt), 2.0).get
+    stats = Refreshing(lambda: collection_stats(volpkg, tgt_overlap_count(cfg, volpkg)), 2.0).get
     mq = JobQueue(qpath)
     mq_lock = threading.Lock()
 
@@ -117,7 +118,8 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
     if addr:
         try:
             page = StatusPage(volpkg, qpath, lock.info, stats, busy, workers=int(cfg["daemon"]["workers"]),
-                              executor=cfg["daemon"]["executor"], tgt_overlap_count=lambda: tgt,
+                              executor=cfg["daemon"]["executor"],
+                              tgt_overlap_count=lambda: tgt_overlap_count(cfg, volpkg),
                               disk_full=lambda: bool(disk and disk.full))
             server = metrics.serve(addr, mq, stats, busy, page)
         except OSError as exc:
@@ -144,7 +146,6 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
     log.info("daemon_started", volume=str(sched.volume()), surfaces=n, metrics=addr, workers=cfg["daemon"]["workers"],
              executor=cfg["daemon"]["executor"], pid=os.getpid())
     pool.start()
-    tgt = int(sched.grow_params("expand").get("tgt_overlap_count", 20))
     sched.start()
     sched.ensure_expansion()
     _sd_notify("READY=1")

@@ -347,7 +347,7 @@ class Watcher:
         """Queue the configured ``[pipeline] after_trace`` kinds for a new trace."""
         for kind, params in trace_jobs(trace_dir, self.volpkg, self.cfg["pipeline"].get("after_trace", [])):
             try:
-                jobs.submit(self.queue, kind, params)
+                jobs.submit(self.queue, kind, params, max_attempts=self.cfg.daemon.max_attempts)
             except VcdError as exc:
                 self.log.warning("pipeline_job_refused", kind=kind, trace=trace_dir.name, error=exc.message)
 
@@ -364,7 +364,7 @@ class Watcher:
         changed = old is not None and (old["tags"], old["mask"]) != (tags, mask)
         traces = [t for t in map(self._trace_dir, ix.traces_using(d.name)) if t] if changed else []
         for kind, params in patch_jobs(d, old, tags, mask, traces, self.cfg["schedule"]["auto_retrace"]):
-            jid = jobs.submit(self.queue, kind, params)
+            jid = jobs.submit(self.queue, kind, params, max_attempts=self.cfg.daemon.max_attempts)
             if kind == "overlap":
                 self.log.info("new_patch", surface=d.name, job_id=jid)
             else:

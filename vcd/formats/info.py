@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import FormatError
 from .overlaps import asymmetric_links, read_overlaps
 from .tifxyz import area_cm2, read_surface
-from .volpkg import is_volpkg, list_patches, open_volpkg
+from .volpkg import is_volpkg, list_patches, list_traces, open_volpkg
 from .volume import open_volume
 
 
@@ -61,7 +61,7 @@ def describe_volpkg(path: Path) -> dict:
     for name in vp.volume_names():
         vols[name] = describe_volume(vp.volumes_dir / name)
     patches = list_patches(vp.paths_dir)
-    traces = [p.name for p in vp.surface_dirs("paths") + vp.surface_dirs("traces") if p.name.startswith("auto_trace_")]
+    traces = list_traces(vp.path)
     out = {"kind": "volpkg", "path": str(path), "name": vp.config.get("name"), "volumes": vols,
            "patches": len(patches), "traces": len(traces),
            "patch_area_cm2": round(sum(float(m.get("area_cm2", 0) or 0) for _, m in patches), 4)}

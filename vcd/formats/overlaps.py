@@ -23,6 +23,11 @@ from .jsonio import atomic_write_json, read_json
 from .locks import dir_lock
 from .volpkg import resolves_outside
 
+#: VC3D's default ``tgt_overlap_count``: the links (entries in ``overlapping.json``) a patch aims for.
+#: The grower's default (``GrowParams``) and the previews' when no target is passed; the daemon's
+#: value is :func:`vcd.daemon.config.tgt_overlap_count`.
+TGT_OVERLAP_COUNT = 20
+
 LEGACY_DIRS = ("overlapping", "overlaps")
 
 

@@ -198,6 +198,57 @@ def is_trace(name: str, meta: dict) -> bool:
     return name.startswith("auto_trace_") or meta.get("source") in TRACE_SOURCES
 
 
+#: the files every tifxyz surface has (its grid); a directory without them is not a surface yet
+SURFACE_FILES = ("meta.json", "x.tif", "y.tif", "z.tif")
+
+
+def is_trace_dir(surface_dir: str | os.PathLike, meta: dict) -> bool:
+    """True if ``surface_dir`` (with its parsed ``meta``) is a trace for every reader of traces —
+    the autoseg gate, the collection stats, ``vcd info``, the previews.
+
+    A trace by :func:`is_trace` (name ``auto_trace_*`` or a tracer ``source``), not a tracer debug
+    snapshot, with all of :data:`SURFACE_FILES`, not behind a symlink that resolves outside its
+    directory. A trace stopped early (``vcd_incomplete`` in its meta) is still a trace; callers that
+    want only finished ones check that key."""
+    d = Path(surface_dir)
+    return (isinstance(meta, dict) and is_trace(d.name, meta) and not is_debug_snapshot(d.name, meta)
+            and all((d / f).exists() for f in SURFACE_FILES) and not resolves_outside(d))
+
+
+def list_traces(volpkg: str | os.PathLike, roots: tuple[str, ...] = ("paths", "traces")) -> list[tuple[Path, dict]]:
+    """``(dir, meta)`` of every trace (:func:`is_trace_dir`) in the volpkg's ``roots``.
+
+    Parameters
+    ----------
+    volpkg : path
+        The volpkg directory.
+    roots : tuple of str
+        Its subdirectories to look in, in this order: ``paths/`` (where VC3D's tracer writes by
+        default) and ``traces/`` (vcd's ``tgt_dir``).
+
+    Returns
+    -------
+    list of (Path, dict)
+        Per root, sorted by name (timestamped names: oldest first); unreadable metas are skipped.
+    """
+    out = []
+    for which in roots:
+        root = Path(volpkg) / which
+        if not root.is_dir():
+            continue
+        for entry in sorted(os.scandir(root), key=lambda e: e.name):
+            if entry.name.startswith(".") or not entry.is_dir() or not name_is_utf8(entry.name):
+                continue
+            d = Path(entry.path)
+            try:
+                meta = read_json(d / "meta.json", "surface meta.json")
+            except FormatError:
+                continue
+            if is_trace_dir(d, meta):
+                out.append((d, meta))
+    return out
+
+
 def resolves_outside(surface_dir: str | os.PathLike) -> bool:
     """True when ``surface_dir`` (an entry of ``paths/`` or ``traces/``) is a symlink, or sits behind
     one, that resolves outside the directory listing it — e.g. a patch shared from another disk or

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import InputError
+from ..formats.overlaps import TGT_OVERLAP_COUNT
 from ..formats.paramkeys import fields_from_dict
 
 #: VC3D keys vcd accepts without using them (no "unknown param" warning)
@@ -31,7 +32,7 @@ class GrowParams:
     min_area_cm: float = 0.3           #: patches smaller than this (cm²) are not written
     thread_limit: int = 0              #: numba threads (0 = all cores)
     cache_size: float = 1e9            #: bytes of distance chunks kept in memory
-    tgt_overlap_count: int = 20        #: expansion: stop when points are covered this many times
+    tgt_overlap_count: int = TGT_OVERLAP_COUNT        #: expansion: stop when points are covered this many times
     search_effort: int = 10            #: attempts in point searches
     direction_fields: list = field(default_factory=list)  #: accepted for compatibility; unused
     min_on_prediction_support: float = 0.5     #: share of vertices that must lie on the prediction ...

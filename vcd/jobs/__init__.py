@@ -114,8 +114,9 @@ def submit(queue, kind: str, params: dict | Any, *, priority: int | None = None,
            max_attempts: int | None = None) -> int | None:
     """Validate ``params`` (a dict or the kind's ``Params``) and queue the job on ``queue`` (a
     :class:`vcd.daemon.queue.JobQueue`) with the kind's priority (+ :data:`~vcd.jobs.spec.USER_BOOST`
-    when ``by_user``), dedup key and attempts (``max_attempts`` overrides, e.g. from the daemon
-    config). Returns the job id, or the id of the queued job with the same dedup key."""
+    when ``by_user``), dedup key and attempts (``max_attempts`` overrides — the daemon passes ``[daemon]
+    max_attempts``; 0 or None = the kind's own). Returns the job id, or the id of the queued job with
+    the same dedup key."""
     spec = get_spec(kind)
     if isinstance(params, dict):
         check_size(params, f"{kind} job")  # one param must not fill the disk (issue 31)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..formats.overlaps import link_sets
-from ..formats.volpkg import list_patches
+from ..formats.volpkg import list_patches, list_traces
 
 
 def below_target(n_links: int, tgt_overlap_count: int) -> bool:
@@ -27,8 +27,7 @@ def collection_stats(volpkg: Path, tgt_overlap_count: int) -> dict:
     patches = list_patches(volpkg / "paths")
     links = link_sets(volpkg / "paths")
     deficit = sum(below_target(len(links.get(p.name, ())), tgt_overlap_count) for p, _ in patches)
-    traces = [p for root in ("paths", "traces") if (volpkg / root).is_dir()
-              for p in (volpkg / root).iterdir() if p.name.startswith("auto_trace_") and (p / "meta.json").exists()]
+    traces = list_traces(volpkg)
     return {"patches": len(patches), "traces": len(traces), "overlap_deficit": deficit,
             "patch_area_cm2": sum(float(m.get("area_cm2") or 0) for _, m in patches),
             "density": 1.0 - deficit / len(patches) if patches else 0.0}

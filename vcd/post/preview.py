@@ -40,7 +40,6 @@ import hashlib
 import json
 import os
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +49,10 @@ from PIL import Image, ImageDraw
 from ..errors import FormatError, InputError
 from ..figure import Axis, ColorBar, compose, font as _font, save_png, upscale
 from ..formats.jsonio import atomic_write_json, read_json
-from ..formats.overlaps import link_sets
+from ..formats.overlaps import TGT_OVERLAP_COUNT, link_sets
 from ..formats.provenance import read_provenance
 from ..formats.tifxyz import INVALID, read_surface
-from ..formats.volpkg import is_prediction_name, is_volpkg, list_patches, open_volpkg, state_dir
+from ..formats.volpkg import is_prediction_name, is_volpkg, list_patches, list_traces, open_volpkg, state_dir
 from ..formats.volume import Volume, open_volume
 from ..kernels.points import valid_mask, valid_quads
 from .coverage import below_target, collection_stats
@@ -100,23 +99,6 @@ def heat(v: np.ndarray) -> np.ndarray:
     i = np.minimum(np.floor(v).astype(int), len(_HEAT) - 2)
     f = (v - i)[..., None]
     return np.round(_HEAT[i] * (1 - f) + _HEAT[i + 1] * f).astype(np.uint8)
-
-
-def target_overlap_count(volpkg: Path) -> int:
-    """``tgt_overlap_count``: ``expand.json`` → ``vcd.toml [params.expand]`` → the grower default (20)."""
-    volpkg = Path(volpkg)
-    try:
-        if (volpkg / "vcd.toml").exists():
-            t = tomllib.loads((volpkg / "vcd.toml").read_text()).get("params", {}).get("expand", {})
-            if "tgt_overlap_count" in t:
-                return int(t["tgt_overlap_count"])
-        if (volpkg / "expand.json").exists():
-            e = read_json(volpkg / "expand.json", "expand.json")
-            if isinstance(e, dict) and "tgt_overlap_count" in e:
-                return int(e["tgt_overlap_count"])
-    except (FormatError, ValueError, tomllib.TOMLDecodeError, OSError):
-        pass
-    return 20
 
 
 def pick_volume(vp, name: str | None = None, prefer_ct: bool = True) -> Volume:
@@ -191,14 +173,7 @@ def _surfaces_for_slice(vp, axis: str, index: float):
     """Yield ``(kind, name, dir)`` for patches and traces whose bbox spans the plane."""
     k = _PT[axis]
     items = [("patch", d.name, d, m) for d, m in list_patches(vp.paths_dir)]
-    for root in (vp.paths_dir, vp.traces_dir):
-        if root.is_dir():
-            for d in sorted(root.iterdir()):
-                if d.name.startswith("auto_trace_") and (d / "meta.json").exists():
-                    try:
-                        items.append(("trace", d.name, d, read_json(d / "meta.json", "surface meta.json")))
-                    except FormatError:
-                        continue
+    items += [("trace", d.name, d, meta) for d, meta in list_traces(vp.path)]
     for kind, name, d, meta in items:
         bb = meta.get("bbox") if isinstance(meta, dict) else None
         try:
@@ -211,12 +186,14 @@ def _surfaces_for_slice(vp, axis: str, index: float):
 
 def render_slice(volpkg, axis: str = "z", index: int | None = None, volume: str | None = None,
                  color_by: str = "patch", scale: int | None = None, max_size: int = 2048,
-                 min_size: int = 640, legend: bool = True) -> tuple[Image.Image, dict]:
+                 min_size: int = 640, legend: bool = True, tgt: int | None = None) -> tuple[Image.Image, dict]:
     """Render one slice with patch/trace intersections; returns ``(image, layout)``.
 
     ``index`` is the level-0 voxel index along ``axis`` (default: the middle). The slice is read
     from the coarsest pyramid level that keeps it ≤ ``max_size`` pixels, then enlarged by the
-    integer ``scale`` (default: up to ``min_size`` pixels, at most 8×).
+    integer ``scale`` (default: up to ``min_size`` pixels, at most 8×). ``tgt``: the links per patch
+    coloured red under ``color_by="overlaps"`` (the daemon's
+    :func:`vcd.daemon.config.tgt_overlap_count`; default VC3D's 20).
     """
     if axis not in AXES:
         raise InputError(axis, "axis must be z, y or x", "pass --axis z|y|x")
@@ -249,7 +226,7 @@ def render_slice(volpkg, axis: str = "z", index: int | None = None, volume: str 
     draw = ImageDraw.Draw(im)
     f = scale / 2 ** level
     w = max(1, int(round(scale / 2)))
-    tgt = target_overlap_count(vp.path)
+    tgt = int(tgt) if tgt else TGT_OVERLAP_COUNT
     ci, ri = _IMG[axis]
     patches, traces, legend_entries = [], [], []
     surfs = list(_surfaces_for_slice(vp, axis, index))
@@ -364,13 +341,10 @@ def _trace_volume(trace: Path, meta: dict, volume: str | None) -> Volume:
         cands += [params.get("volume"), params.get("volume_path")]
     for c in cands:
         if c and Path(c).is_dir():
-            v = open_volume(c)
-            if is_prediction_name(Path(c).name):  # prefer the CT beside the prediction, if any
-                ct = [p for p in Path(c).parent.iterdir() if p.is_dir() and not is_prediction_name(p.name)
-                      and (p / "meta.json").exists()] if volume is None else []
-                if ct:
-                    return open_volume(sorted(ct)[0])
-            return v
+            root = Path(c).parent.parent
+            if volume is None and is_prediction_name(Path(c).name) and is_volpkg(root):
+                return pick_volume(open_volpkg(root))  # the CT beside the prediction (VolPkg.ct_name), if any
+            return open_volume(c)
     for root in (trace.parent.parent, trace.parent.parent.parent):
         if is_volpkg(root):
             return pick_volume(open_volpkg(root))
@@ -513,7 +487,7 @@ def density_grid(volpkg, bin_size: int | None = None, tgt: int | None = None) ->
             bin_size *= 2
     b = int(bin_size)
     nb = [(s + b - 1) // b for s in (Z, Y, X)]
-    tgt = int(tgt) if tgt else target_overlap_count(vp.path)
+    tgt = int(tgt) if tgt else TGT_OVERLAP_COUNT
     counts = np.zeros(nb, np.int32)
     under = np.zeros(nb, np.int32)
     n_patches = 0
@@ -675,7 +649,8 @@ def density_preview(volpkg, out=None, tgt: int | None = None) -> tuple[Path, flo
 
 def refresh_previews(volpkg, n_traces: int = 3, tgt: int | None = None) -> list[Path]:
     """Write the standard previews into ``<volpkg>/.vcd/previews/`` (see the module docstring);
-    ``tgt``: the daemon's ``tgt_overlap_count`` (default: :func:`target_overlap_count`).
+    ``tgt``: the daemon's ``tgt_overlap_count`` (:func:`vcd.daemon.config.tgt_overlap_count`;
+    default VC3D's 20), for the density preview and the slices' link colours.
 
     Each preview that fails (e.g. no volume yet) is skipped; returns the files written."""
     vp = open_volpkg(volpkg)
@@ -700,13 +675,13 @@ def refresh_previews(volpkg, n_traces: int = 3, tgt: int | None = None) -> list[
         Z = None
     if Z:
         for pct in (25, 50, 75):
-            attempt(f"slice_z{pct}.png", lambda p, pct=pct: preview_slice(vp.path, p, axis="z", index=Z * pct // 100))
-        attempt("slice_y50.png", lambda p: preview_slice(vp.path, p, axis="y"))
+            attempt(f"slice_z{pct}.png", lambda p, pct=pct: preview_slice(vp.path, p, axis="z", index=Z * pct // 100,
+                                                                     tgt=tgt))
+        attempt("slice_y50.png", lambda p: preview_slice(vp.path, p, axis="y", tgt=tgt))
     dens = attempt("density.png", lambda p: preview_density(vp.path, p, tgt=tgt))
     if dens:
         index["density"] = dens["stats"]
-    traces = [d for root in (vp.paths_dir, vp.traces_dir) if root.is_dir() for d in root.iterdir()
-              if d.name.startswith("auto_trace_") and (d / "meta.json").exists()]
+    traces = [d for d, _ in list_traces(vp.path)]
     traces = sorted(traces, key=lambda d: (d / "meta.json").stat().st_mtime, reverse=True)[:n_traces]
     keep = set()
     for t in traces:
