@@ -93,8 +93,9 @@ def test_one_coercion_for_params_files_jobs_and_config(tmp_path):
 
 def test_one_rule_for_what_counts_as_a_trace(tmp_path):
     """Issue 28 item 3: ``list_traces`` is the one listing (autoseg, collection stats, ``vcd info``,
-    previews): ``auto_trace_*`` or a tracer ``source``, in ``paths/`` and ``traces/``, whole
-    (x/y/z.tif + meta), not a debug snapshot; a trace stopped early is still a trace."""
+    previews, the status page): ``auto_trace_*`` or a tracer ``source``, in ``paths/`` (by name only:
+    it may hold 10,000 patches) and ``traces/``, whole (x/y/z.tif + meta), not a debug snapshot; a
+    trace stopped early is still a trace."""
     from vcd.daemon.autoseg import trace_dirs
     from vcd.formats.info import describe_volpkg
     from vcd.formats.volpkg import list_traces
@@ -103,12 +104,13 @@ def test_one_rule_for_what_counts_as_a_trace(tmp_path):
     (vp.path / "traces").mkdir()
     write_surface(vp.path / "traces" / "auto_trace_1", _grid(), {"source": "vcd_trace"})
     write_surface(vp.path / "traces" / "auto_trace_2", _grid(), {"source": "vcd_trace", "vcd_incomplete": "interrupted"})
-    write_surface(vp.path / "paths" / "auto_grown_vc", _grid(), {"source": "vc_grow_seg_from_segments"})
+    write_surface(vp.path / "traces" / "vc_trace", _grid(), {"source": "vc_grow_seg_from_segments"})
+    write_surface(vp.path / "paths" / "auto_trace_0", _grid(), {"source": "vc_grow_seg_from_segments"})
     write_surface(vp.path / "paths" / "z_dbg_gen_00010", _grid(), {"source": "vcd_trace"})
     write_surface(vp.path / "paths" / "auto_grown_patch", _grid(), {"source": "vcd_grow"})
     write_surface(vp.path / "traces" / "auto_trace_3", _grid(), {"source": "vcd_trace"})
     (vp.path / "traces" / "auto_trace_3" / "z.tif").unlink()      # not a whole surface
     names = [d.name for d, _ in list_traces(vp.path)]
-    assert names == ["auto_grown_vc", "auto_trace_1", "auto_trace_2"]
-    assert [d.name for d in trace_dirs(vp.path)] == ["auto_trace_1"]  # autoseg gates its finished traces only
-    assert collection_stats(vp.path, 20)["traces"] == describe_volpkg(vp.path)["traces"] == 3
+    assert names == ["auto_trace_0", "auto_trace_1", "auto_trace_2", "vc_trace"]
+    assert [d.name for d in trace_dirs(vp.path)] == ["auto_trace_1", "vc_trace"]  # finished ones in traces/
+    assert collection_stats(vp.path, 20)["traces"] == describe_volpkg(vp.path)["traces"] == 4

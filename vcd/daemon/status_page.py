@@ -36,8 +36,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .. import __version__
 from ..errors import VcdError
 from ..formats.jsonio import read_json
+from ..formats.overlaps import TGT_OVERLAP_COUNT
 from ..formats.provenance import PROVENANCE, provenance_patches
-from ..formats.volpkg import is_debug_snapshot, is_trace, state_dir
+from ..formats.volpkg import TRACE_PREFIX, is_trace_dir, state_dir
 from .backoff import KV_STATE as KV_BACKOFF, status_line
 
 REFRESH_S = 10          #: the page reloads itself this often (seconds)
@@ -277,7 +278,7 @@ class StatusPage:
 
     def __init__(self, volpkg: Path, queue_file: Path, info: dict, stats: Callable[[], dict],
                  busy: Callable[[], int] = lambda: 0, workers: int = 0, executor: str = "local",
-                 tgt_overlap_count: Callable[[], int] = lambda: 20, disk_full: Callable[[], bool] = lambda: False):
+                 tgt_overlap_count: Callable[[], int] = lambda: TGT_OVERLAP_COUNT, disk_full: Callable[[], bool] = lambda: False):
         from .queue import JobQueue
         self.volpkg = Path(volpkg)
         self.queue = JobQueue(queue_file)
@@ -377,8 +378,7 @@ class StatusPage:
         out = []
         for _, d in sorted(found, reverse=True):
             meta = self.files.json(d / "meta.json", "trace meta.json")
-            if isinstance(meta, dict) and is_trace(d.name, meta) and not is_debug_snapshot(d.name, meta) \
-                    and not meta.get("vcd_incomplete"):
+            if is_trace_dir(d, meta) and not meta.get("vcd_incomplete"):
                 out.append((d, meta))
             if len(out) >= n:
                 break
@@ -395,7 +395,7 @@ class StatusPage:
         if hit and hit[0] == key:
             return hit[1]
         try:
-            names = [e.path for e in os.scandir(root) if e.name.startswith("auto_trace_")]
+            names = [e.path for e in os.scandir(root) if e.name.startswith(TRACE_PREFIX)]
         except OSError:
             return []
         self._listings[root] = (key, names)

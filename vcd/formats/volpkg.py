@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # opening a volume imports zarr: only VolPkg.volume() needs i
 
 PATCH_SOURCES = {"vc_grow_seg_from_seed", "vcd_grow", "vcd_checkpoint"}
 TRACE_SOURCES = {"vc_grow_seg_from_segments", "vcd_trace"}
+#: the name both tracers (VC3D's and ours) give a trace directory
+TRACE_PREFIX = "auto_trace_"
 
 #: the directory inside a volpkg where vcd keeps what VC3D ignores (queue, lock, caches, previews)
 STATE_DIR = ".vcd"
@@ -195,7 +197,7 @@ def is_debug_snapshot(name: str, meta: dict) -> bool:
 
 def is_trace(name: str, meta: dict) -> bool:
     """A consensus trace (``auto_trace_*``, or written by a tracer): never a patch."""
-    return name.startswith("auto_trace_") or meta.get("source") in TRACE_SOURCES
+    return name.startswith(TRACE_PREFIX) or meta.get("source") in TRACE_SOURCES
 
 
 #: the files every tifxyz surface has (its grid); a directory without them is not a surface yet
@@ -224,7 +226,9 @@ def list_traces(volpkg: str | os.PathLike, roots: tuple[str, ...] = ("paths", "t
         The volpkg directory.
     roots : tuple of str
         Its subdirectories to look in, in this order: ``paths/`` (where VC3D's tracer writes by
-        default) and ``traces/`` (vcd's ``tgt_dir``).
+        default) and ``traces/`` (vcd's ``tgt_dir``). In ``paths/``, which may hold 10,000 patches,
+        only ``auto_trace_*`` entries are read (the name both tracers give their output); in any
+        other root every entry's meta is.
 
     Returns
     -------
@@ -238,6 +242,8 @@ def list_traces(volpkg: str | os.PathLike, roots: tuple[str, ...] = ("paths", "t
             continue
         for entry in sorted(os.scandir(root), key=lambda e: e.name):
             if entry.name.startswith(".") or not entry.is_dir() or not name_is_utf8(entry.name):
+                continue
+            if which == "paths" and not entry.name.startswith(TRACE_PREFIX):
                 continue
             d = Path(entry.path)
             try:
