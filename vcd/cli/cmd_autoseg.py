@@ -204,7 +204,9 @@ def _autoseg(args) -> int:
     if cfg.autoseg.self_configure:
         _self_configure(volpkg, cfg)
     print(f"autoseg {volpkg} ({cfg['daemon']['workers']} workers, "
-          f"{f'{args.minutes:g} min budget' if args.minutes else 'no time limit'}; log: .vcd/autoseg.log)", flush=True)
+          f"{f'{args.minutes:g} min budget' if args.minutes else 'no time limit'}; log: .vcd/autoseg.log"
+          + (f"; status page: http://{cfg['daemon']['metrics_addr']}/" if cfg["daemon"]["metrics_addr"] else "")
+          + ")", flush=True)
     status, wall = _run(volpkg, cfg, args.minutes, args.grow_share)
     print(f"run ended: {status}; writing the report ...", flush=True)
     try:
@@ -234,7 +236,7 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, help="worker processes (default: [daemon] workers)")
     p.add_argument("--grow-share", type=float, default=0.5,
                    help="share of --minutes after which tracing starts even if growth is not finished")
-    p.add_argument("--metrics-addr", default="", help="HOST:PORT for /metrics ('' = off, the default)")
+    p.add_argument("--metrics-addr", default="", help="HOST:PORT for /metrics and the status page at / ('' = off, the default)")
     p.add_argument("--dry-run", action="store_true",
                    help="measure the prediction, print the params autoseg would use and why; run nothing")
     p.set_defaults(func=_autoseg)

@@ -27,7 +27,7 @@ def register(sub) -> None:
     p = sub.add_parser("daemon", help="run the daemon on a volpkg (watcher, queue, workers, scheduler, metrics)")
     p.add_argument("volpkg")
     p.add_argument("--config", help="TOML config (default: $VCD_CONFIG or VOLPKG/vcd.toml)")
-    p.add_argument("--metrics-addr", help="HOST:PORT for /metrics (default 127.0.0.1:9464; '' disables)")
+    p.add_argument("--metrics-addr", help="HOST:PORT for /metrics and the status page at / (default 127.0.0.1:9464; '' disables)")
     p.add_argument("--workers", type=int)
     p.add_argument("--log-format", choices=["json", "console", "auto"])
     p.set_defaults(func=_daemon)

@@ -101,7 +101,8 @@ def _start_daemon(out: Path, port: int) -> subprocess.Popen:
     """Step 2: the real daemon in a child process, JSON log in ``.vcd/daemon.log``."""
     from ..formats.volpkg import state_dir
     log_path = state_dir(out) / "daemon.log"
-    print(f"[2/5] starting the daemon (metrics: http://127.0.0.1:{port}/metrics, log: {log_path})", flush=True)
+    print(f"[2/5] starting the daemon (status page: http://127.0.0.1:{port}/, metrics: http://127.0.0.1:{port}/metrics, "
+          f"log: {log_path})", flush=True)
     log_path.parent.mkdir(exist_ok=True)
     with open(log_path, "w") as log:
         return subprocess.Popen([sys.executable, "-m", "vcd", "daemon", str(out), "--metrics-addr",
@@ -267,7 +268,9 @@ def _autoseg_demo(args) -> int:
     make_scroll(out, shape=tuple(args.shape), preset=args.preset, seed=args.seed)
     print(f"[2/3] vcd autoseg {out.name} --minutes {args.minutes:g}: it measures the prediction, configures "
           "itself, seeds, grows, links, traces, QA-gates and fuses", flush=True)
-    cmd = [sys.executable, "-m", "vcd", "autoseg", str(out), "--minutes", str(args.minutes)]
+    port = _free_port()
+    cmd = [sys.executable, "-m", "vcd", "autoseg", str(out), "--minutes", str(args.minutes),
+           "--metrics-addr", f"127.0.0.1:{port}"]  # its status page while it runs (the run's line prints the URL)
     if args.workers:
         cmd += ["--workers", str(args.workers)]
     proc = subprocess.Popen(cmd, start_new_session=True)
