@@ -32,6 +32,7 @@ def test_seeds_expansion_and_trace_on_dask(scroll_copy, cluster):
                              "src_dir": str(vp / "paths"), "tgt_dir": str(vp / "traces"), "seed": str(seed)})
     d.wait_for(lambda: q.get(jid)["state"] in ("done", "failed"), 120, "trace on dask")
     assert q.get(jid)["state"] == "done", q.get(jid)
+    assert json.loads(q.get(jid)["result"])["cpu_seconds"] > 0  # recorded in the shared execute path (issue 28)
     assert "dask_connected" in d.log.read_text()
     d.stop()
 

@@ -19,6 +19,7 @@ def test_outcomes_done_input_error_crash_cancel_and_unknown_kind(tmp_path):
     marker = tmp_path / "m.jsonl"
     done = execute("sleep", {"seconds": 0, "marker": str(marker)})
     assert done.state == "done" and done.result["slept"] >= 0 and json.loads(marker.read_text())["job"] is None
+    assert done.result["cpu_seconds"] >= 0  # recorded here, the path both executors share (issue 28)
     # the user's input (a VcdError): failed, never retried
     bad = execute("overlap", {"paths": str(tmp_path), "segment": "auto_grown_missing"})
     assert bad.state == "failed" and not bad.retry and "meta.json" in bad.error and not bad.traceback

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..formats.jsonio import read_json
-from ..formats.provenance import PROVENANCE, read_provenance
+from ..formats.provenance import recorded_run
 from .args import checked_tool_params, named_or_positional
 
 
@@ -25,18 +25,13 @@ def _resolve(args) -> dict | None:
     """Named options over positionals; with ``--resume`` the trace's recorded provenance fills the rest.
 
     Returns the resumed trace's recorded params (or None)."""
-    recorded, prov = {}, None
+    recorded, rec = {}, None
     if args.resume:
-        trace = Path(args.resume)
-        prov = read_provenance(trace)
-        if prov is None:
-            raise InputError(trace, f"--resume: the trace has no {PROVENANCE}",
-                             "only traces made by vcd can be resumed; give all arguments to trace anew")
-        recorded = {"volume": prov.get("volume"), "paths": prov.get("src_dir"), "out_dir": str(trace.parent),
-                    "seed": str(Path(prov["src_dir"]) / prov["seed"]) if prov.get("src_dir") and prov.get("seed")
-                    else None}
+        rec = recorded_run(args.resume, "--resume: only traces made by vcd can be resumed; give all arguments "
+                                        "to trace anew")
+        recorded = {"volume": rec["volume"], "paths": rec["src_dir"], "out_dir": rec["tgt_dir"], "seed": rec["seed"]}
     named_or_positional(args, _FLAGS, _USAGE, recorded, optional=("params",) if args.resume else ())
-    return (prov.get("params") or {}) if args.resume else None
+    return rec["params"] if rec else None
 
 
 def _checked_params(params: dict, source) -> dict:

@@ -202,10 +202,10 @@ def status_text(args) -> str:
     for where, free in full_disks([state_dir(vp), vp / "paths"]):
         lines.append(f"disk full: {where} has {free // 1024} KiB free — the daemon pauses growth and its writes, "
                      "retries with back-off and resumes by itself once space is freed")
-    lines.append(f"{'KIND':10}" + "".join(f"{s:>10}" for s in ("queued", "running", "done", "failed", "cancelled")))
+    from ..daemon.queue import STATES
+    lines.append(f"{'KIND':10}" + "".join(f"{s:>10}" for s in STATES))
     for k in kinds:
-        lines.append(f"{k:10}" + "".join(f"{counts.get((k, s), 0):>10}" for s in
-                                         ("queued", "running", "done", "failed", "cancelled")))
+        lines.append(f"{k:10}" + "".join(f"{counts.get((k, s), 0):>10}" for s in STATES))
     running = q.list(state="running", limit=20)
     if running:
         lines.append("running: " + ", ".join(f"#{r['id']} {r['kind']} {_pct(r['progress'])}" for r in running))

@@ -109,12 +109,10 @@ def _run_one(q: JobQueue, job: dict, volpkg: str, lease_s: float, log, parent_pi
                      cancelled_cb=lambda: state["cancel"], log=jlog)
     hb = threading.Thread(target=beat, daemon=True)
     hb.start()
-    t0, c0 = time.monotonic(), time.process_time()
+    t0 = time.monotonic()
     jlog.info("job_started", attempt=job["attempts"])
     try:
-        outcome = execute(job["kind"], job["params"], ctx)
-        if isinstance(outcome.result, dict):  # the worker's CPU seconds (autoseg's timing report)
-            outcome.result.setdefault("cpu_seconds", round(time.process_time() - c0, 3))
+        outcome = execute(job["kind"], job["params"], ctx)  # a done job's result has its cpu_seconds
         seconds = round(time.monotonic() - t0, 3)
         # a full disk: keep the outcome and retry until it is recorded (the lease is renewed meanwhile)
         wait_out(lambda: record_outcome(q, job, outcome, jlog, seconds=seconds), stop=lambda: _orphaned(parent_pid))

@@ -35,8 +35,8 @@ from sqlite_utils.db import DescIndex
 from ..formats.volpkg import state_dir
 from .store import SqliteStore, connect  # noqa: F401 (connect re-exported)
 
+#: a job's states, in the order status tables show them
 STATES = ("queued", "running", "done", "failed", "cancelled")
-GROWTH_KINDS = ("seed", "expand")
 
 _JOB_COLUMNS = {"id": int, "kind": str, "params": str, "priority": int, "state": str, "attempts": int,
                 "max_attempts": int, "lease_until": float, "not_before": float, "worker": str, "created": float,

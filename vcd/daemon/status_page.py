@@ -40,13 +40,13 @@ from ..formats.overlaps import TGT_OVERLAP_COUNT
 from ..formats.provenance import PROVENANCE, provenance_patches
 from ..formats.volpkg import TRACE_PREFIX, is_trace_dir, state_dir
 from .backoff import KV_STATE as KV_BACKOFF, status_line
+from .queue import STATES
 
 REFRESH_S = 10          #: the page reloads itself this often (seconds)
 N_TRACES = 5            #: latest traces shown
 N_FAILURES = 5          #: last failed jobs shown
 N_PATCH_LINKS = 40      #: patches listed per trace (the rest counted)
 N_SHEETS = 12           #: autoseg's final sheets listed (the report has them all)
-STATES = ("queued", "running", "done", "failed", "cancelled")
 #: one plain file or directory name: no separators, no leading dot (so no ``.``/``..``), printable ASCII
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")
 #: the pictures a trace may show

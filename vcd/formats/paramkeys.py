@@ -44,12 +44,6 @@ def warn_unknown(d: dict, known: Iterable[str], source: str = "params",
     return out
 
 
-def parse_bool(value, key: str, source: str = "params") -> bool:
-    """A JSON boolean, or the strings ``"true"``/``"false"`` (any case); anything else is an InputError
-    (``bool("false")`` would be True)."""
-    return coerce(value, bool, key, source)
-
-
 def coerce_value(value: Any, hint: Any) -> Any:
     """``value`` (from JSON or TOML) as the annotated type ``hint`` — the one coercion rule of every
     params file, job param and config key. Raises TypeError/ValueError when it is not one:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import FormatError
+from ..errors import FormatError, InputError
 from .jsonio import read_json
 
 #: the provenance file's name inside a trace directory
@@ -44,3 +44,35 @@ def provenance_patches(prov: dict | None) -> list[str]:
     """Sorted names of the patches a trace used, from its provenance (``[]`` without one)."""
     patches = (prov or {}).get("patches") or {}
     return sorted(patches) if isinstance(patches, dict) else []
+
+
+def recorded_run(trace_dir: str | os.PathLike, fix: str) -> dict:
+    """How to run a trace again, from its provenance: what ``vcd trace --resume`` and the
+    ``retrace`` job both start from (the new trace goes beside the old one).
+
+    Parameters
+    ----------
+    trace_dir : path
+        The trace directory.
+    fix : str
+        What the user can do instead when the trace has no provenance (the error's fix).
+
+    Returns
+    -------
+    dict
+        ``volume`` (path), ``src_dir`` (the patch directory), ``tgt_dir`` (the trace's parent),
+        ``seed`` (path of the seed patch: ``src_dir / seed``), ``params`` (the tracer params dict);
+        each None (``params``: ``{}``) when the provenance does not record it.
+
+    Raises
+    ------
+    InputError
+        The trace has no provenance (not made by vcd). :class:`FormatError` when it is unreadable.
+    """
+    trace = Path(trace_dir)
+    prov = read_provenance(trace)
+    if prov is None:
+        raise InputError(trace, f"the trace has no {PROVENANCE}", fix)
+    src, seed = prov.get("src_dir"), prov.get("seed")
+    return {"volume": prov.get("volume") or None, "src_dir": src or None, "tgt_dir": str(trace.parent),
+            "seed": str(Path(src) / seed) if src and seed else None, "params": dict(prov.get("params") or {})}

@@ -21,7 +21,6 @@ from .jsonio import atomic_write_json, read_json
 if TYPE_CHECKING:  # opening a volume imports zarr: only VolPkg.volume() needs it
     from .volume import Volume
 
-PATCH_SOURCES = {"vc_grow_seg_from_seed", "vcd_grow", "vcd_checkpoint"}
 TRACE_SOURCES = {"vc_grow_seg_from_segments", "vcd_trace"}
 #: the name both tracers (VC3D's and ours) give a trace directory
 TRACE_PREFIX = "auto_trace_"

@@ -214,12 +214,19 @@ class Outcome:
 
 def execute(kind: str, params: dict, ctx: JobContext | None = None) -> Outcome:
     """Run one job (:func:`run_job`) and map how it ended to an :class:`Outcome`: the one place
-    where exceptions become outcomes, shared by the local pool and the Dask executor."""
+    where exceptions become outcomes, shared by the local pool and the Dask executor.
+
+    A done job's result dict gets ``cpu_seconds``: the CPU time of the running process while the
+    job ran (its numba threads included; autoseg's timing report adds them up)."""
     if not isinstance(params, dict):  # the queue row's params were not a JSON object: no retry helps
         return Outcome("failed", error=f"{kind} job params are not a valid JSON object; submit the job again "
                        "with `vcdctl submit`", retry=False)
+    c0 = time.process_time()
     try:
-        return Outcome("done", result=run_job(kind, params, ctx))
+        result = run_job(kind, params, ctx)
+        if isinstance(result, dict):
+            result.setdefault("cpu_seconds", round(time.process_time() - c0, 3))
+        return Outcome("done", result=result)
     except JobCancelled:
         return Outcome("cancelled", error="cancelled while running")
     except VcdError as exc:  # the user's input: retrying will not help

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..formats.provenance import PROVENANCE, provenance_path, read_provenance
+from ..formats.provenance import PROVENANCE, provenance_path, recorded_run
 from .spec import JobSpec, Retry, path_field
 
 KIND = "retrace"
@@ -29,16 +29,12 @@ SPEC = JobSpec(KIND, Params, priority=3, dedup=lambda p: f"retrace:{Path(p.trace
 def run(params: dict, ctx) -> dict:
     from ..trace.run import run_trace  # imported here: submitting must stay light
     trace = Path(SPEC.parse(params).trace)
-    prov = read_provenance(trace)
-    if prov is None:
-        raise InputError(trace, f"trace has no {PROVENANCE}", "only traces made by vcd can be retraced")
-    missing = [k for k in ("src_dir", "seed", "volume") if not prov.get(k)]
+    rec = recorded_run(trace, "only traces made by vcd can be retraced")
+    missing = [k for k in ("src_dir", "seed", "volume") if not rec[k]]
     if missing:
         raise InputError(provenance_path(trace), f"provenance lacks {', '.join(missing)}",
                          "retrace it by hand with vcd trace, or trace it again with vcd (which records them)")
-    src = Path(prov["src_dir"])
-    seed = src / prov["seed"]
-    res = run_trace(prov["volume"], src, trace.parent, dict(prov.get("params") or {}), seed,
+    res = run_trace(rec["volume"], rec["src_dir"], rec["tgt_dir"], rec["params"], rec["seed"],
                     progress=ctx.progress, warn=ctx.warn, retrace_of=trace.name)
     res["retrace_of"] = trace.name
     return res

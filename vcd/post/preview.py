@@ -108,11 +108,6 @@ def pick_volume(vp, name: str | None = None, prefer_ct: bool = True) -> Volume:
     return vp.volume(name)
 
 
-def _save_png(img: Image.Image, out: Path, layout: dict) -> Path:
-    """Atomic write (temp file + rename) with the layout in the ``vcd`` text chunk."""
-    return save_png(img, out, layout)
-
-
 def read_layout(png: str | os.PathLike) -> dict:
     """The ``vcd`` layout JSON stored in a preview PNG."""
     with Image.open(png) as im:
@@ -302,7 +297,7 @@ def _grey_map(img: np.ndarray, pred: bool):
 def preview_slice(volpkg, out, **kw) -> dict:
     """:func:`render_slice` written to ``out`` (PNG); returns the layout."""
     img, layout = render_slice(volpkg, **kw)
-    _save_png(img, Path(out), layout)
+    save_png(img, Path(out), layout)
     return layout
 
 
@@ -460,7 +455,7 @@ def qa_rgb(q: np.ndarray) -> np.ndarray:
 
 def preview_trace(trace, out, **kw) -> dict:
     img, layout = render_trace(trace, **kw)
-    _save_png(img, Path(out), layout)
+    save_png(img, Path(out), layout)
     return layout
 
 
@@ -622,7 +617,7 @@ def render_density(volpkg, bin_size: int | None = None, panel: int = 256,
 
 def preview_density(volpkg, out, **kw) -> dict:
     img, layout = render_density(volpkg, **kw)
-    _save_png(img, Path(out), layout)
+    save_png(img, Path(out), layout)
     return layout
 
 
