@@ -20,12 +20,14 @@ from vcd.daemon.queue import JobQueue
 from vcd.daemon.scheduler import growth_results
 from vcd.errors import InputError
 
-SMALL = {"written": None, "area_cm2": 0.0003,
+SMALL = {"written": None, "stop": "under_min_area", "area_cm2": 0.0003,
          "reason": "patch of 0.0003 cm² is under min_area_cm=0.3 (reached generations=5); nothing written — "
                    "lower min_area_cm to keep small patches"}
-SATURATED = {"written": None, "reason": "collection saturated: no patch point is covered by fewer than ..."}
-WROTE = {"written": "auto_grown_20250101000000001", "reason": "reached generations=80", "area_cm2": 0.5}
-NO_SURFACE = {"written": None, "reason": "no uncovered predicted surface found in 1000 random probes"}
+SATURATED = {"written": None, "stop": "saturated",
+             "reason": "collection saturated: no patch point is covered by fewer than ..."}
+WROTE = {"written": "auto_grown_20250101000000001", "stop": "wrote", "reason": "reached generations=80", "area_cm2": 0.5}
+NO_SURFACE = {"written": None, "stop": "no_surface_found",
+              "reason": "no uncovered predicted surface found in 1000 random probes"}
 
 
 def done(res, i=0, finished=100.0):

@@ -76,3 +76,16 @@ def test_vcd_grow_in_expansion_mode_links_through_the_overlap_job(scroll_copy, t
     new = r.stdout.split("wrote ")[1].split()[0]
     assert read_overlaps(new) and "auto_grown_20250101000000001" in read_overlaps(new)
     assert r.stdout.strip().endswith(f"{len(read_overlaps(new))} overlaps")
+
+
+def test_a_saturated_expansion_says_so_as_data(scroll_copy):
+    """Issue 28 item 3: how a growth run ended is a GrowStop value in its result (``stop``), which the
+    queue and the back-off read — never the ``reason`` sentence."""
+    from vcd.formats.growresult import GrowStop, stop_of
+    vp = scroll_copy
+    res = run_job("expand", {**PARAMS, "volume": str(vp / "volumes" / "synth_pred.zarr"), "paths": str(vp / "paths")},
+                  JobContext())
+    assert res["written"] is None and stop_of(res) is GrowStop.SATURATED and res["stop"] == "saturated"
+    res = run_job("seed", {**PARAMS, "volume": str(vp / "volumes" / "synth_pred.zarr"), "paths": str(vp / "paths")},
+                  JobContext())
+    assert res["written"] and stop_of(res) is GrowStop.WROTE

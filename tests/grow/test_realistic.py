@@ -145,5 +145,5 @@ def test_on_prediction_support_is_measured_and_enforced_when_asked(tmp_path):
     assert 0.5 < support < 1.0  # holes bridged: some vertices lie off the prediction
     strict = dict(base, require_on_prediction_support=True, min_on_prediction_support=min(1.0, support + 0.01))
     res = run_grow(vol, paths, GrowParams.from_dict(strict), seed_point=seed, warn=lambda m: None)
-    assert res["written"] is None and "min_on_prediction_support" in res["reason"], res
+    assert res["written"] is None and res["stop"] == "off_prediction" and "min_on_prediction_support" in res["reason"], res
     assert GrowParams.from_dict({"require_on_prediction_support": "true"}).require_on_prediction_support is True

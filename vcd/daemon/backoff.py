@@ -12,7 +12,7 @@ collector and ``vcdctl status``:
 - :func:`backoff_state` / :func:`status_line` — what the scheduler stores in the queue's ``kv`` table
   (key :data:`KV_STATE`) and how ``vcdctl status`` prints it.
 
-"Wrote nothing" = a ``done`` job whose result has ``"written": null`` (except "collection saturated",
+"Wrote nothing" = a ``done`` job whose result has ``"written": null`` (except ``"stop": "saturated"``,
 which is expansion's normal end and neither counts nor resets) or a ``failed`` job. A job that
 wrote a patch ends the streak; so does a change of the grow params or the volume (the scheduler
 then only counts jobs queued after the change, see :func:`epoch_since`).
@@ -26,22 +26,31 @@ import os
 import re
 from pathlib import Path
 
+from ..formats.growresult import GrowStop, stop_of
+
 KV_STATE = "growth_backoff"   #: kv key: the state dict of :func:`backoff_state` (+ epoch)
 KV_EPOCH = "growth_epoch"     #: kv key: {"fp": fingerprint of params + volume, "since": last job id before it}
 
-SATURATED = "saturated"
-#: reason text → class and the fix a user can apply (used when a result carries no "fix" of its own)
-_CLASSES = (
-    (re.compile(r"^collection saturated"), SATURATED, ""),
-    (re.compile(r"min_area_cm"), "under_min_area",
-     "lower min_area_cm in the volpkg's seed.json / expand.json (or [params.seed] / [params.expand] "
-     "min_area_cm in vcd.toml){largest}"),
-    (re.compile(r"no uncovered predicted surface"), "no_surface_found",
-     "check that the prediction volume has surface voxels (>= the surface threshold) — `vcd info` on it — "
-     "or seed by hand with `vcdctl seed X Y Z`"),
-    (re.compile(r"seed quad does not fit|nothing grown"), "seed_does_not_fit",
-     "seeds land where the first quad does not fit (holes, tight curvature): lower step_size or seed by "
-     "hand on the sheet with `vcdctl seed X Y Z`"),
+SATURATED = GrowStop.SATURATED.value
+#: reason class → the fix a user can apply (used when a result carries no "fix" of its own); a done
+#: job's class is its result's ``stop`` (:class:`vcd.formats.growresult.GrowStop`), stored as data
+_HINTS = {
+    SATURATED: "",
+    GrowStop.UNDER_MIN_AREA.value:
+        "lower min_area_cm in the volpkg's seed.json / expand.json (or [params.seed] / [params.expand] "
+        "min_area_cm in vcd.toml){largest}",
+    GrowStop.NO_SURFACE.value:
+        "check that the prediction volume has surface voxels (>= the surface threshold) — `vcd info` on it — "
+        "or seed by hand with `vcdctl seed X Y Z`",
+    GrowStop.SEED_DOES_NOT_FIT.value:
+        "seeds land where the first quad does not fit (holes, tight curvature): lower step_size or seed by "
+        "hand on the sheet with `vcdctl seed X Y Z`",
+}
+#: a failed job has no result, only its error message (an InputError of the grower): its class
+_ERROR_CLASSES = (
+    (re.compile(r"min_area_cm"), GrowStop.UNDER_MIN_AREA.value),
+    (re.compile(r"no uncovered predicted surface"), GrowStop.NO_SURFACE.value),
+    (re.compile(r"seed quad does not fit|nothing grown"), GrowStop.SEED_DOES_NOT_FIT.value),
 )
 _FALLBACK_FIX = "see the last job's result with `vcdctl show ID` (`vcdctl ls --kind seed`)"
 _NAME_OK = re.compile(r"[^a-z0-9_]+")
@@ -59,14 +68,16 @@ def classify(result: dict | None, error: str | None = None) -> tuple[str, str, s
     if result is None:
         text, _, own_fix = (error or "job failed").partition(". Fix: ")
         cls, fix = ("input_error" if own_fix else "job_error"), "see `vcdctl ls --state failed`"
-    else:
-        text, own_fix = str(result.get("reason") or "no reason given"), str(result.get("fix") or "")
-        cls, fix = "other", _FALLBACK_FIX
-    for pat, name, hint in _CLASSES:
-        if pat.search(text):
-            cls, fix = name, hint
-            break
-    return cls, text, own_fix or fix
+        for pat, name in _ERROR_CLASSES:
+            if pat.search(text):
+                cls, fix = name, _HINTS[name]
+                break
+        return cls, text, own_fix or fix
+    text, own_fix = str(result.get("reason") or "no reason given"), str(result.get("fix") or "")
+    stop = stop_of(result)
+    if stop is None or stop is GrowStop.WROTE:  # an older result without ``stop``, or another tool's
+        return "other", text, own_fix or _FALLBACK_FIX
+    return stop.value, text, own_fix or _HINTS.get(stop.value, _FALLBACK_FIX)
 
 
 def wrote(result: dict | None) -> bool:

@@ -7,7 +7,7 @@ the job): ``vcd_jobs{kind,state}``, ``vcd_jobs_completed_total{kind,state}``,
 Collection metrics: ``vcd_patches``, ``vcd_traces``, ``vcd_patch_area_cm2``,
 ``vcd_overlap_deficit`` (patches with fewer than ``tgt_overlap_count`` links). Growth back-off
 (:mod:`vcd.daemon.backoff`): ``vcd_seed_failures_total{kind}`` (seed/expand jobs that wrote nothing:
-done without a patch, except "collection saturated", or failed), ``vcd_seed_backoff`` (1 while
+done without a patch, except a saturated expansion, or failed), ``vcd_seed_backoff`` (1 while
 backed off), ``vcd_seed_backoff_interval_seconds``, ``vcd_seed_empty_streak`` (jobs in a row that
 wrote nothing), ``vcd_seed_last_failure_info{reason,top}`` (reason classes from a fixed vocabulary).
 Process counters: ``vcd_watcher_events_total``.
@@ -75,7 +75,7 @@ def growth_metrics(q):
     """Seed/expand jobs that wrote nothing (from the jobs table) and the scheduler's back-off state
     (from the kv table) — right whichever process ran the jobs."""
     f = CounterMetricFamily("vcd_seed_failures", "Seed/expand jobs that wrote nothing (failed, or done without "
-                            "a patch other than 'collection saturated')", labels=["kind"])
+                            "a patch other than a saturated expansion)", labels=["kind"])
     n = q.empty_growth_counts()
     for kind in ("seed", "expand"):
         f.add_metric([kind], n.get(kind, 0))

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 import sqlite_utils
 from sqlite_utils.db import DescIndex
 
+from ..formats.growresult import STOP_KEY, GrowStop
 from ..formats.volpkg import state_dir
 from .store import SqliteStore, connect  # noqa: F401 (connect re-exported)
 
@@ -93,11 +94,12 @@ _CLAIM = ("UPDATE jobs SET state = 'running', worker = ?, lease_until = ?, start
 _LIMITED = (" AND kind NOT IN (SELECT kind FROM jobs WHERE state = 'running' AND kind IN ({marks}) GROUP BY kind "
             "HAVING COUNT(*) >= CASE kind {cases} END)")
 
-#: seed/expand jobs that wrote nothing: failed, or done without "written" (except "collection saturated")
+#: seed/expand jobs that wrote nothing: failed, or done without "written" (except a saturated expansion:
+#: its result's ``stop``, :class:`vcd.formats.growresult.GrowStop`)
 _EMPTY_GROWTH = (
     "SELECT kind, COUNT(*) AS n FROM jobs WHERE kind IN ('seed', 'expand') AND (state = 'failed' OR (state = 'done' "
     "AND (NOT json_valid(result) OR (json_extract(result, '$.written') IS NULL AND "
-    "COALESCE(json_extract(result, '$.reason'), '') NOT LIKE 'collection saturated%')))) GROUP BY kind")
+    f"COALESCE(json_extract(result, '$.{STOP_KEY}'), '') != '{GrowStop.SATURATED.value}')))) GROUP BY kind")
 
 
 #: bounds of what one job stores: its error and each job-log line (characters), its result (JSON bytes)

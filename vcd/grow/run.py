@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
+from ..formats.growresult import GrowResult, GrowStop
 from ..formats.naming import unique_name  # noqa: F401 (re-exported: vcd.grow.run.unique_name)
 from ..formats.tifxyz import Surface, area_cm2, write_surface
 from ..formats.volpkg import is_volpkg, state_dir
@@ -94,11 +95,38 @@ def grow_surface(volume: str | os.PathLike | Volume, params, seed=None) -> Surfa
 
 
 def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowParams,
-             seed_point=None, progress=None, warn=None, params_raw: dict | None = None) -> dict:
-    """Grow one patch. Returns ``{"written": name or None, "reason": str, "area_cm2": float, ...}``.
+             seed_point=None, progress=None, warn=None, params_raw: dict | None = None) -> GrowResult:
+    """Grow one patch, start to finish, and write it unlinked into ``paths`` (the ``overlap`` job links it).
 
-    Raises :class:`InputError` for unusable input (missing volume, seed outside the volume,
-    unwritable PATHS)."""
+    Parameters
+    ----------
+    volume : path
+        The surface-prediction OME-Zarr (local or remote), level 0 in voxels, arrays ``[z, y, x]``.
+    paths : path
+        The volpkg's ``paths/`` directory: the collection to expand and where the patch is written.
+    params : GrowParams
+        VC3D's ``vc_grow_seg_from_seed`` params; ``mode`` ``"seed"`` or ``"expansion"``.
+    seed_point : sequence of 3 float, optional
+        ``(x, y, z)`` level-0 voxels to grow from; None picks a random uncovered point (seed) or an
+        under-covered point of a patch (expansion).
+    progress : callable ``(fraction, message)``, optional
+    warn : callable ``(message)``, optional
+        Gets the warnings (default: printed to stderr).
+    params_raw : dict, optional
+        The params as written (recorded in the patch's meta), default ``params.to_dict()``.
+
+    Returns
+    -------
+    GrowResult
+        ``written`` (the new patch's name or None), ``stop`` (a :class:`~vcd.formats.growresult.GrowStop`
+        value: why it ended, as data), ``reason`` (the same in words), ``area_cm2`` (cm²) and more.
+
+    Raises
+    ------
+    InputError
+        Unusable input: missing volume, seed outside the volume, unwritable ``paths``, nothing
+        grown from an explicit seed.
+    """
     t0 = time.perf_counter()
     warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
     paths = Path(paths)
@@ -128,14 +156,15 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
     elif mode == "expansion":
         start = expansion_start(paths, pred, rng, params.tgt_overlap_count)
         if start is None:
-            return {"written": None, "reason": "collection saturated: no patch point is covered by fewer than "
+            return {"written": None, "stop": GrowStop.SATURATED.value,
+                    "reason": "collection saturated: no patch point is covered by fewer than "
                     f"tgt_overlap_count-1 = {params.tgt_overlap_count - 1} patches (or no patches yet)"}
         p, source_patch, seed_overlap = start
         vc_mode = "expansion"
     else:
         p = random_seed_point(pred, rng, paths, params.max_tries, params.threshold)
         if p is None:
-            return {"written": None, "no_surface": True, "top_refusal": "no_surface",
+            return {"written": None, "stop": GrowStop.NO_SURFACE.value, "no_surface": True, "top_refusal": "no_surface",
                     "reason": f"no uncovered predicted surface (value >= threshold {params.threshold}) found in "
                               f"{params.max_tries} random probes",
                     "fix": "check that the volume is a surface prediction; for soft predictions lower `threshold`"}
@@ -159,7 +188,8 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
             raise InputError(None, f"nothing grown: {result.reason}",
                              f"seed on or within a few voxels of a predicted surface voxel (value >= "
                              f"threshold {params.threshold})")
-        return {"written": None, "reason": result.reason, "top_refusal": "seed_quad", "stats": stats,
+        return {"written": None, "stop": GrowStop.SEED_DOES_NOT_FIT.value, "reason": result.reason,
+                "top_refusal": "seed_quad", "stats": stats,
                 "fix": "seeds land where the surface is too curved or holed for step_size: lower `step_size`"}
     if vc_mode == "explicit_seed" and np.linalg.norm(result.seed - p) > 0.5:
         warn(f"seed {[round(float(v), 1) for v in p]} is off the predicted surface: moved "
@@ -167,14 +197,16 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
     support = on_prediction_support(field, result.points, params.accept_dist)
     stats["on_prediction_support"] = support
     if params.require_on_prediction_support and support < params.min_on_prediction_support:
-        return {"written": None, "stats": stats, "refusals": stats["refused"], "top_refusal": "support",
+        return {"written": None, "stop": GrowStop.OFF_PREDICTION.value, "stats": stats, "refusals": stats["refused"],
+                "top_refusal": "support",
                 "reason": f"only {100 * support:.0f} % of the patch's vertices lie on the prediction, under "
                           f"min_on_prediction_support={params.min_on_prediction_support}; nothing written",
                 "fix": "lower `min_on_prediction_support`, or set `bridge_cells` 0 to grow only on the prediction"}
     voxelsize = vol.voxelsize
     cm2 = area_cm2(result.area_vx2, voxelsize)
     if cm2 < params.min_area_cm:
-        return {"written": None, "area_cm2": cm2, "stats": stats, "refusals": stats["refused"],
+        return {"written": None, "stop": GrowStop.UNDER_MIN_AREA.value, "area_cm2": cm2, "stats": stats,
+                "refusals": stats["refused"],
                 "top_refusal": stats["top_refusal"] or "min_area",
                 "reason": f"patch of {cm2:.4f} cm² is under min_area_cm={params.min_area_cm} ({result.reason}); "
                           "nothing written — lower min_area_cm to keep small patches",
@@ -193,7 +225,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
     if vc_mode == "expansion" and source_patch:
         meta["vcd_source_patch"] = source_patch  # linked to it by the overlap job, the one linker
     write_surface(paths / name, result.points, meta, channels={"generations": result.generations})
-    out = {"written": name, "area_cm2": cm2, "area_vx2": result.area_vx2, "corners": result.n_corners,
+    out = {"written": name, "stop": GrowStop.WROTE.value, "area_cm2": cm2, "area_vx2": result.area_vx2, "corners": result.n_corners,
            "mode": vc_mode, "reason": result.reason, "elapsed_s": elapsed,
            "distance_chunks_computed": field.computed, "stats": stats, "refusals": stats["refused"],
            "top_refusal": stats["top_refusal"], "fix": stats["fix"]}
