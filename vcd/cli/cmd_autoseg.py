@@ -203,9 +203,9 @@ def _autoseg(args) -> int:
         return _dry_run(volpkg, cfg)
     if cfg.autoseg.self_configure:
         _self_configure(volpkg, cfg)
-    print(f"autoseg {volpkg} ({cfg['daemon']['workers']} workers, "
+    print(f"autoseg {volpkg} ({cfg.daemon.workers} workers, "
           f"{f'{args.minutes:g} min budget' if args.minutes else 'no time limit'}; log: .vcd/autoseg.log"
-          + (f"; status page: http://{cfg['daemon']['metrics_addr']}/" if cfg["daemon"]["metrics_addr"] else "")
+          + (f"; status page: http://{cfg.daemon.metrics_addr}/" if cfg.daemon.metrics_addr else "")
           + ")", flush=True)
     status, wall = _run(volpkg, cfg, args.minutes, args.grow_share)
     print(f"run ended: {status}; writing the report ...", flush=True)

@@ -132,7 +132,7 @@ def _growth_verdict(q, cfg, stats: dict) -> str | None:
     patch) and the newest expand results — asked with no growth job in flight and no back-off, so
     "no more growth planned" means a stop condition holds; the text names which one, with numbers."""
     from ..daemon.growth_plan import plan_growth, saturated
-    s = cfg["schedule"]
+    s = cfg.schedule
     recent = q.recent_results("expand", 4)
     if not stats["patches"] or plan_growth(s, {}, stats, recent, {"active": False}, time.time()):
         return None

@@ -347,19 +347,20 @@ def cmd_seed(args) -> int:
     from .. import jobs
     from ..daemon.config import job_params, load_config
     from ..daemon.service import prediction_volume
+    from ..jobs import expand, seed
     cfg = load_config(vp)
     q = _queue(args)
-    base = job_params(cfg, vp, "seed")
-    base.update(volume=str(prediction_volume(vp, cfg)), paths=str(vp / "paths"))
+    volume, paths = str(prediction_volume(vp, cfg)), str(vp / "paths")
+    raw = job_params(cfg, vp, "seed")
     ids = []
-    for x, y, z in pts:
+    for x, y, z in pts:  # the params the daemon's own seed / expand jobs get (the kinds' params_for)
         for dx in (0.0, -args.offset, args.offset) if args.offset else (0.0,):
-            ids.append(jobs.submit(q, "seed", {**base, "seed_point": [x + dx, y, z]}, by_user=True))
+            ids.append(jobs.submit(q, "seed", seed.params_for(raw, volume, paths, seed_point=[x + dx, y, z]),
+                                   by_user=True))
     if args.then_expand:
-        ebase = job_params(cfg, vp, "expand")
-        ebase.update(volume=base["volume"], paths=base["paths"])
+        eparams = expand.params_for(job_params(cfg, vp, "expand"), volume, paths)
         for _ in pts:
-            ids.append(jobs.submit(q, "expand", ebase, by_user=True))
+            ids.append(jobs.submit(q, "expand", eparams, by_user=True))
     print(f"queued {len(ids)} jobs for {len(pts)} points: {' '.join(map(str, ids))}")
     return 0 if pts or not bad else 1
 

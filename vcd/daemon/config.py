@@ -10,9 +10,10 @@ against the job registry (:data:`vcd.jobs.KIND_MODULES`).
 Job params follow VC3D: ``seed.json``, ``expand.json`` and ``trace_params.json`` at the volpkg root are
 used when present, with ``[params.<kind>]`` tables overriding single keys (:func:`job_params`).
 
-Callers written against the old dict config keep working: a :class:`Config` and each table are
-read-only mappings (``cfg["daemon"]["workers"]``, ``cfg["pipeline"].get("after_trace")``,
-``dict(cfg["concurrency"])``); attribute access (``cfg.daemon.workers``) is the typed way.
+Attribute access (``cfg.daemon.workers``) is the typed way, and what the service, the scheduler,
+the watcher and the executors use. A :class:`Config` and each table are also still read-only
+mappings (``cfg["daemon"]["workers"]``) for the callers not yet moved — autoseg (being split,
+issue 28 item 1) and the pure growth decisions, which take the ``[schedule]`` table or a plain dict.
 """
 
 from __future__ import annotations
@@ -376,12 +377,12 @@ def job_params(cfg: Config, volpkg: Path, kind: str) -> dict:
     volpkg = Path(volpkg)
     plan = _autoconf_plan(cfg, volpkg)
     params: dict = dict((plan or {}).get("derived", {}).get(kind, {}))
-    fname = cfg["params_files"].get(kind)
+    fname = cfg.params_files.get(kind)
     if fname and (volpkg / fname).exists():
         data = read_json(volpkg / fname, f"{kind} params")
         if isinstance(data, dict):
             params.update(data)
-    params.update(cfg["params"].get(kind, {}))
+    params.update(cfg.params.get(kind, {}))
     params.update((plan or {}).get("adapted", {}).get(kind, {}))
     return params
 

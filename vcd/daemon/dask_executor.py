@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .config import Config
 from .pool import record_outcome
 from .queue import JobQueue
 
@@ -73,17 +74,17 @@ def run_job_remote(kind: str, params: dict, volpkg: str, job_id: int):
 class DaskPool:
     """:class:`~vcd.daemon.pool.Executor` backed by a Dask cluster."""
 
-    def __init__(self, queue_path: Path, volpkg: Path, cfg: dict, log):
+    def __init__(self, queue_path: Path, volpkg: Path, cfg: Config, log):
         self.queue_path = queue_path
         self.volpkg = str(volpkg)
         self.cfg = cfg
         self.log = log
-        self.address = cfg["daemon"]["dask_scheduler"]
+        self.address = cfg.daemon.dask_scheduler
         self.client = None
         self.futures: dict[int, object] = {}
         self.jobs: dict[int, dict] = {}     #: job id -> its claimed row
         self.vars: dict[int, tuple] = {}    #: job id -> (progress, cancel) Variables
-        self.capacity = int(cfg["daemon"]["workers"])
+        self.capacity = int(cfg.daemon.workers)
         self.stopping = False
 
     def start(self) -> None:
@@ -94,7 +95,7 @@ class DaskPool:
         self.log.info("dask_connected", scheduler=self.address, threads=n)
 
     def supervise(self, q: JobQueue) -> None:
-        lease = float(self.cfg["daemon"]["lease_seconds"])
+        lease = float(self.cfg.daemon.lease_seconds)
         for jid, fut in list(self.futures.items()):
             if fut.done():
                 self._finish(q, jid, fut)
@@ -103,7 +104,7 @@ class DaskPool:
         if self.stopping:
             return
         while len(self.futures) < self.capacity:
-            job = q.claim("dask", lease_s=lease, kind_limits=dict(self.cfg["concurrency"]))
+            job = q.claim("dask", lease_s=lease, kind_limits=dict(self.cfg.concurrency))
             if job is None:
                 break
             self._submit(job)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from .config import Config
 from .diskspace import wait_out
 from .queue import JobQueue
 
@@ -145,7 +146,7 @@ def worker_main(queue_path: str, volpkg: str, name: str, stop, kind_limits: dict
 class LocalPool:
     """A supervised set of worker processes on this machine."""
 
-    def __init__(self, queue_path: Path, volpkg: Path, cfg: dict, log):
+    def __init__(self, queue_path: Path, volpkg: Path, cfg: Config, log):
         self.queue_path = str(queue_path)
         self.volpkg = str(volpkg)
         self.cfg = cfg
@@ -153,15 +154,15 @@ class LocalPool:
         self.ctx = mp.get_context("spawn")
         self.stop_event = self.ctx.Event()
         self.procs: dict[str, mp.Process] = {}
-        self.n = int(cfg["daemon"]["workers"])
+        self.n = int(cfg.daemon.workers)
         self._serial = 0
 
     def _spawn(self) -> None:
         self._serial += 1
         name = f"w{self._serial}-{os.getpid()}"
-        d = self.cfg["daemon"]
+        d = self.cfg.daemon
         p = self.ctx.Process(target=worker_main, name=name, daemon=False, args=(
-            self.queue_path, self.volpkg, name, self.stop_event, dict(self.cfg["concurrency"]),
+            self.queue_path, self.volpkg, name, self.stop_event, dict(self.cfg.concurrency),
             float(d["lease_seconds"]), d["log_format"], int(d["thread_limit"]), os.getpid()))
         p.start()
         self.procs[name] = p
@@ -191,7 +192,7 @@ class LocalPool:
         from ..jobs import wall_seconds
         now = time.time()
         for job in q.running_jobs(list(self.procs)):
-            limit = wall_seconds(job["kind"], self.cfg["wall_seconds"])
+            limit = wall_seconds(job["kind"], self.cfg.wall_seconds)
             if job["started"] is None or now - job["started"] <= limit:
                 continue
             p = self.procs.pop(job["worker"])

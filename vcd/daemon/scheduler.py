@@ -26,7 +26,7 @@ from ..errors import VcdError
 from ..jobs import expand, seed
 from ..post.coverage import collection_stats  # the density rule, shared with vcdctl, the demo and the previews
 from . import backoff as bo
-from .config import job_params
+from .config import Config, job_params
 from .growth_plan import failure_storm, plan_growth
 from .queue import JobQueue
 
@@ -38,7 +38,7 @@ def growth_results(q: JobQueue, since_id: int = 0, limit: int = 400) -> list[dic
 
 
 class Scheduler:
-    def __init__(self, volpkg: Path, queue_path: Path, cfg: dict, find_volume, watcher, log):
+    def __init__(self, volpkg: Path, queue_path: Path, cfg: Config, find_volume, watcher, log):
         """``find_volume()`` returns the prediction volume's path or raises VcdError (checked on each
         expansion tick, so a volume fixed or converted while the daemon runs is picked up)."""
         self.volpkg = volpkg
@@ -110,8 +110,8 @@ class Scheduler:
 
     def ensure_expansion(self) -> None:
         with self._lock:
-            q, s = self.queue, self.cfg["schedule"]
-            if not s["expansion"] or q.get_kv("paused", False):
+            q, s = self.queue, self.cfg.schedule
+            if not s.expansion or q.get_kv("paused", False):
                 return
             if self.volume() is None:
                 return
@@ -134,19 +134,19 @@ class Scheduler:
     def growth_backoff(self) -> dict:
         """Recompute the back-off state from the queue, store it (kv ``growth_backoff``) when it
         changed, log the warning once per episode (and when it ends); returns the state."""
-        q, s = self.queue, self.cfg["schedule"]
+        q, s = self.queue, self.cfg.schedule
         fp = bo.fingerprint(self.grow_params("seed"), self.grow_params("expand"), bo.volume_signature(self._volume))
         prev_epoch = q.get_kv(bo.KV_EPOCH)
         epoch = bo.epoch_since(prev_epoch, fp, q.last_id())
         if epoch != prev_epoch:
             q.set_kv(bo.KV_EPOCH, epoch)
         summary = bo.backoff_summary(growth_results(q, epoch["since"]))
-        state = bo.backoff_state(summary, s["backoff_after"], s["backoff_base_seconds"], s["backoff_max_seconds"])
+        state = bo.backoff_state(summary, s.backoff_after, s.backoff_base_seconds, s.backoff_max_seconds)
         if state["active"] and not self._warned_backoff:
             self._warned_backoff = True
             self.log.warning("seeding_backoff", message=bo.status_line(state), jobs_in_a_row=state["streak"],
                              reason=state["top_text"], reason_class=state["top"], fix=state["fix"],
-                             interval_s=state["interval_s"], max_interval_s=s["backoff_max_seconds"])
+                             interval_s=state["interval_s"], max_interval_s=s.backoff_max_seconds)
         elif self._warned_backoff and not state["active"]:
             self._warned_backoff = False
             self.log.info("seeding_backoff_ended", why="params or volume changed" if epoch != prev_epoch
@@ -173,20 +173,19 @@ class Scheduler:
         return fn if self.disk is None else self.disk.guard(fn)
 
     def start(self) -> None:
-        s = self.cfg["schedule"]
-        self.sched.add_job(self._guarded(self.ensure_expansion), "interval", seconds=s["interval_seconds"], max_instances=1,
+        s = self.cfg.schedule
+        self.sched.add_job(self._guarded(self.ensure_expansion), "interval", seconds=s.interval_seconds, max_instances=1,
                            coalesce=True)
-        self.sched.add_job(self._guarded(self.housekeeping), "interval", seconds=s["housekeeping_seconds"], max_instances=1,
+        self.sched.add_job(self._guarded(self.housekeeping), "interval", seconds=s.housekeeping_seconds, max_instances=1,
                            coalesce=True)
-        self.sched.add_job(self._guarded(self.reconcile), "interval", seconds=s["reconcile_seconds"], max_instances=1, coalesce=True)
-        auto = self.cfg.get("autoseg")
-        if auto is not None and auto["enabled"]:  # docs/autoseg.md
+        self.sched.add_job(self._guarded(self.reconcile), "interval", seconds=s.reconcile_seconds, max_instances=1, coalesce=True)
+        if self.cfg.autoseg.enabled:  # docs/autoseg.md
             from .autoseg import Autoseg
             self.autoseg = Autoseg(self.volpkg, self.queue.path, self.cfg, self.volume, self.log)
-            self.sched.add_job(self._guarded(self.autoseg.tick), "interval", seconds=auto["interval_seconds"], max_instances=1,
-                               coalesce=True)
-        if s["preview_seconds"] > 0:
-            self.sched.add_job(self.refresh_previews, "interval", seconds=s["preview_seconds"], max_instances=1,
+            self.sched.add_job(self._guarded(self.autoseg.tick), "interval", seconds=self.cfg.autoseg.interval_seconds,
+                               max_instances=1, coalesce=True)
+        if s.preview_seconds > 0:
+            self.sched.add_job(self.refresh_previews, "interval", seconds=s.preview_seconds, max_instances=1,
                                coalesce=True)
         self.sched.start()
 

@@ -21,7 +21,7 @@ from ..errors import FormatError, InputError
 from ..formats.volpkg import open_volpkg, state_dir
 from ..post.coverage import collection_stats
 from . import logs, memdiag
-from .config import tgt_overlap_count
+from .config import Config, tgt_overlap_count
 from .diskspace import DiskGuard, is_disk_full
 from .lock import DaemonLock
 from .metrics import Metrics
@@ -43,21 +43,21 @@ def _sd_notify(msg: str) -> None:
         s.sendall(msg.encode())
 
 
-def prediction_volume(volpkg: Path, cfg: dict) -> Path:
+def prediction_volume(volpkg: Path, cfg: Config) -> Path:
     vp = open_volpkg(volpkg)
-    name = cfg["daemon"]["volume"] or None
+    name = cfg.daemon.volume or None
     vol = vp.volume(name)  # validates, raises FormatError with a fix
     return vol.path
 
 
-def run_daemon(volpkg: str | os.PathLike, cfg: dict, stop_event: threading.Event | None = None) -> int:
+def run_daemon(volpkg: str | os.PathLike, cfg: Config, stop_event: threading.Event | None = None) -> int:
     volpkg = Path(volpkg).resolve()
-    logs.configure(cfg["daemon"]["log_format"])
+    logs.configure(cfg.daemon.log_format)
     log = logs.get_logger(volpkg=volpkg.name)
     open_volpkg(volpkg)  # a volpkg the daemon cannot use at all stops it with one line
     state_dir(volpkg).mkdir(exist_ok=True)
     lock = DaemonLock(state_dir(volpkg))  # one daemon per volpkg; a second one stops here with one line
-    lock.acquire(cfg["daemon"]["metrics_addr"] or "")
+    lock.acquire(cfg.daemon.metrics_addr or "")
     try:
         return _run_locked(volpkg, cfg, log, stop_event, lock)
     finally:
@@ -73,7 +73,7 @@ def _state_intact(lock: DaemonLock, qpath: Path, ino: int) -> bool:
         return False
 
 
-def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None, lock: DaemonLock) -> int:
+def _run_locked(volpkg: Path, cfg: Config, log, stop_event: threading.Event | None, lock: DaemonLock) -> int:
     (volpkg / "traces").mkdir(exist_ok=True)  # watched from the start (VC3D scans it too)
     tmp_dir = state_dir(volpkg) / "tmp"
     tmp_dir.mkdir(exist_ok=True)
@@ -98,7 +98,7 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
 
     metrics = Metrics()
     watcher = Watcher(volpkg, qpath, cfg, log, metrics)
-    if cfg["daemon"]["executor"] == "dask":
+    if cfg.daemon.executor == "dask":
         from .dask_executor import DaskPool
         pool = DaskPool(qpath, volpkg, cfg, log)
     else:
@@ -114,11 +114,11 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
             return pool.busy(mq)
     server = None
     disk = None  # the DiskGuard, made below (the page asks it once it exists)
-    addr = cfg["daemon"]["metrics_addr"]
+    addr = cfg.daemon.metrics_addr
     if addr:
         try:
-            page = StatusPage(volpkg, qpath, lock.info, stats, busy, workers=int(cfg["daemon"]["workers"]),
-                              executor=cfg["daemon"]["executor"],
+            page = StatusPage(volpkg, qpath, lock.info, stats, busy, workers=int(cfg.daemon.workers),
+                              executor=cfg.daemon.executor,
                               tgt_overlap_count=lambda: tgt_overlap_count(cfg, volpkg),
                               disk_full=lambda: bool(disk and disk.full))
             server = metrics.serve(addr, mq, stats, busy, page)
@@ -143,8 +143,8 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
         target=sched.reconcile, name="vcd-rescan", daemon=True).start())  # what arrived while full
     sched.disk = watcher.disk = disk
     metrics.disk_full.set_function(lambda: float(disk.full))
-    log.info("daemon_started", volume=str(sched.volume()), surfaces=n, metrics=addr, workers=cfg["daemon"]["workers"],
-             executor=cfg["daemon"]["executor"], pid=os.getpid())
+    log.info("daemon_started", volume=str(sched.volume()), surfaces=n, metrics=addr, workers=cfg.daemon.workers,
+             executor=cfg.daemon.executor, pid=os.getpid())
     pool.start()
     sched.start()
     sched.ensure_expansion()
@@ -179,7 +179,7 @@ def _run_locked(volpkg: Path, cfg: dict, log, stop_event: threading.Event | None
         _sd_notify("STOPPING=1")
         sched.stop()
         watcher.stop()
-        pool.shutdown(q, float(cfg["daemon"]["shutdown_timeout"]))
+        pool.shutdown(q, float(cfg.daemon.shutdown_timeout))
         if server is not None:
             server.shutdown()
         log.info("daemon_stopped")

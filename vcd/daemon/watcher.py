@@ -35,7 +35,7 @@ from ..formats.provenance import provenance_patches, read_provenance
 from ..formats.tifxyz import TAGS_USED_BY_TRACER, bitmap_sha1, grid_shape, mask_fingerprint, read_approval
 from ..formats.volpkg import is_debug_snapshot, is_patch, is_trace, name_is_utf8, resolves_outside
 from ..jobs import overlap, retrace
-from .config import tgt_overlap_count
+from .config import Config, tgt_overlap_count
 from .queue import JobQueue
 from .store_index import SurfaceIndex
 
@@ -107,7 +107,7 @@ class PreviewRefresher:
     accelerated soak under tracemalloc, ~90 such threads and 580 MiB RSS — and the daemon's RSS grew
     by 0.33 MiB per soak cycle without it; 0.01 with this.)"""
 
-    def __init__(self, volpkg: Path, log, cfg: dict | None = None):
+    def __init__(self, volpkg: Path, log, cfg: Config | None = None):
         self.volpkg = volpkg
         self.log = log
         self.cfg = cfg  # the daemon's config: its tgt_overlap_count colours the density preview
@@ -158,7 +158,7 @@ class PreviewRefresher:
 class Watcher:
     """Debounced watchdog observer feeding the job queue (see module docstring)."""
 
-    def __init__(self, volpkg: Path, queue_path: Path, cfg: dict, log, metrics=None):
+    def __init__(self, volpkg: Path, queue_path: Path, cfg: Config, log, metrics=None):
         self.volpkg = Path(volpkg)
         self.roots = [self.volpkg / "paths", self.volpkg / "traces"]
         self.queue = JobQueue(queue_path)
@@ -166,7 +166,7 @@ class Watcher:
         self.cfg = cfg
         self.log = log
         self.metrics = metrics
-        self.debounce = float(cfg["daemon"]["debounce_seconds"])
+        self.debounce = float(cfg.daemon.debounce_seconds)
         self._pending: dict[Path, float] = {}
         self._retries: dict[Path, int] = {}
         self._refused: set[str] = set()  #: surfaces resolving outside the volpkg, logged once each
@@ -345,7 +345,7 @@ class Watcher:
 
     def _queue_pipeline(self, trace_dir: Path) -> None:
         """Queue the configured ``[pipeline] after_trace`` kinds for a new trace."""
-        for kind, params in trace_jobs(trace_dir, self.volpkg, self.cfg["pipeline"].get("after_trace", [])):
+        for kind, params in trace_jobs(trace_dir, self.volpkg, self.cfg.pipeline.after_trace):
             try:
                 jobs.submit(self.queue, kind, params, max_attempts=self.cfg.daemon.max_attempts)
             except VcdError as exc:
@@ -363,7 +363,7 @@ class Watcher:
         old = ix.fingerprint(d.name)
         changed = old is not None and (old["tags"], old["mask"]) != (tags, mask)
         traces = [t for t in map(self._trace_dir, ix.traces_using(d.name)) if t] if changed else []
-        for kind, params in patch_jobs(d, old, tags, mask, traces, self.cfg["schedule"]["auto_retrace"]):
+        for kind, params in patch_jobs(d, old, tags, mask, traces, self.cfg.schedule.auto_retrace):
             jid = jobs.submit(self.queue, kind, params, max_attempts=self.cfg.daemon.max_attempts)
             if kind == "overlap":
                 self.log.info("new_patch", surface=d.name, job_id=jid)

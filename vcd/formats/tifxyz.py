@@ -164,7 +164,29 @@ def _volume_not_surface(path) -> FormatError:
 
 
 def read_surface(path: str | os.PathLike, apply_mask: bool = True, channels: bool = False) -> Surface:
-    """Load a tifxyz directory the way VC3D does (``z <= 0`` invalid, then ``mask.tif`` page 0)."""
+    """Load a tifxyz directory the way VC3D does (``z <= 0`` invalid, then ``mask.tif`` page 0).
+
+    Parameters
+    ----------
+    path : path
+        The surface directory (``x.tif``, ``y.tif``, ``z.tif``, ``meta.json``).
+    apply_mask : bool
+        Set points where ``mask.tif`` page 0 is 0 to invalid (``-1``).
+    channels : bool
+        Also read the extra channel tifs (e.g. ``generations.tif``) into ``Surface.channels``.
+
+    Returns
+    -------
+    Surface
+        ``points``: float32 ``[rows, cols, 3]`` of ``(x, y, z)`` level-0 voxels, ``-1`` invalid;
+        ``meta``: the parsed ``meta.json``.
+
+    Raises
+    ------
+    FormatError
+        Naming the file: a missing directory or coordinate tif, a volume passed as a surface, a bad
+        ``meta.json``, grids of different shapes.
+    """
     path = Path(path)
     if not path.is_dir():
         raise FormatError(path, "surface directory does not exist", "check the path")
@@ -341,6 +363,33 @@ def write_surface(path: str | os.PathLike, points: np.ndarray, meta: dict | None
     ``points`` is float32 ``[rows, cols, 3]`` of ``(x, y, z)`` voxels, ``-1`` for invalid. The uuid
     is the directory name. Unknown ``meta`` keys are kept. Refuses to replace an existing directory
     unless ``overwrite`` (then the old one is swapped out atomically and removed).
+
+    Parameters
+    ----------
+    path : path
+        The surface directory to create; its name is the surface's uuid.
+    points : ndarray, float32 ``[rows, cols, 3]``
+        ``(x, y, z)`` level-0 voxels per grid vertex, ``-1`` where invalid.
+    meta : dict, optional
+        Extra ``meta.json`` keys (``bbox``, ``uuid``, ``format`` and ``scale`` are filled in).
+    scale : pair of float, optional
+        Grid cells per voxel along (col, row) — VC3D's ``scale`` (``1 / step_size``).
+    channels : dict of name -> ndarray ``[rows, cols]``, optional
+        Extra per-vertex tifs (``<name>.tif``).
+    mask : ndarray bool ``[rows, cols]``, optional
+        Written as ``mask.tif`` (True = keep).
+    overlapping : list of str, optional
+        Names of linked patches (``overlapping.json``).
+    extra_files : dict of file name -> bytes, optional
+    compression : str, optional
+        tifffile compression of the coordinate tifs.
+    overwrite : bool
+        Replace an existing directory (atomically).
+
+    Returns
+    -------
+    Path
+        The written directory.
     """
     path = Path(path)
     points = np.asarray(points, dtype=np.float32)

@@ -225,7 +225,8 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
     if vc_mode == "expansion" and source_patch:
         meta["vcd_source_patch"] = source_patch  # linked to it by the overlap job, the one linker
     write_surface(paths / name, result.points, meta, channels={"generations": result.generations})
-    out = {"written": name, "stop": GrowStop.WROTE.value, "area_cm2": cm2, "area_vx2": result.area_vx2, "corners": result.n_corners,
+    out = {"written": name, "stop": GrowStop.WROTE.value,
+           "area_cm2": cm2, "area_vx2": result.area_vx2, "corners": result.n_corners,
            "mode": vc_mode, "reason": result.reason, "elapsed_s": elapsed,
            "distance_chunks_computed": field.computed, "stats": stats, "refusals": stats["refused"],
            "top_refusal": stats["top_refusal"], "fix": stats["fix"]}

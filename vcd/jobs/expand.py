@@ -28,4 +28,19 @@ def params_for(raw: dict, volume: str, paths: str, warn=None) -> Params:
 
 
 def run(params: dict, ctx) -> dict:
+    """Grow one patch from an under-covered point of an existing patch (:func:`vcd.grow.run.run_grow`,
+    mode ``expansion``).
+
+    Parameters
+    ----------
+    params : dict
+        The job's JSON params: :class:`Params` (``volume``, ``paths``, every ``GrowParams`` key).
+    ctx : JobContext
+        Progress (``ctx.progress(fraction, message)``), cancellation and the job's log.
+
+    Returns
+    -------
+    GrowResult
+        As the ``seed`` job's; ``stop`` is ``"saturated"`` when no patch point is under-covered.
+    """
     return run_grow_job(SPEC.parse(params), ctx, "expansion")

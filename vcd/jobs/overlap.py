@@ -32,6 +32,20 @@ SPEC = JobSpec(KIND, Params, priority=5, dedup=lambda p: f"overlap:{Path(p.segme
 
 
 def run(params: dict, ctx) -> dict:
+    """Link a new patch to every patch it overlaps (:func:`vcd.grow.linking.link_new_patch`), both ways.
+
+    Parameters
+    ----------
+    params : dict
+        The job's JSON params: :class:`Params` (``paths``, ``segment``: the new patch's name).
+    ctx : JobContext
+        Progress (``ctx.progress(fraction, message)``), cancellation and the job's log.
+
+    Returns
+    -------
+    dict
+        ``segment`` and ``linked`` (names of the patches now linked to it).
+    """
     from ..grow.linking import link_new_patch, shared_index  # imported here: submitting must stay light
     p = SPEC.parse(params)
     paths, seg = Path(p.paths), p.segment

@@ -45,6 +45,21 @@ def _default_volume(seg: Path, volpkg) -> Path:
 
 
 def run(params: dict, ctx) -> dict:
+    """Render a surface's layers from the CT (:func:`vcd.post.render.render`).
+
+    Parameters
+    ----------
+    params : dict
+        The job's JSON params: :class:`Params` (``segment`` or ``trace``, ``volume`` — default the
+        volpkg's CT —, ``out``, ``scale``, ``group``, ``layers``).
+    ctx : JobContext
+        Progress (``ctx.progress(fraction, message)``), cancellation and the job's log.
+
+    Returns
+    -------
+    dict
+        :func:`vcd.post.render.render`'s summary (layers written, their shape).
+    """
     from ..post.render import render  # imported here: submitting must stay light
     p = SPEC.parse(params)
     if not (p.segment or p.trace):

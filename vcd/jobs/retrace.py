@@ -27,6 +27,20 @@ SPEC = JobSpec(KIND, Params, priority=3, dedup=lambda p: f"retrace:{Path(p.trace
 
 
 def run(params: dict, ctx) -> dict:
+    """Rerun a trace from its provenance (:func:`vcd.formats.provenance.recorded_run`), beside the old one.
+
+    Parameters
+    ----------
+    params : dict
+        The job's JSON params: :class:`Params` (``trace``: the trace directory).
+    ctx : JobContext
+        Progress (``ctx.progress(fraction, message)``), cancellation and the job's log.
+
+    Returns
+    -------
+    dict
+        :func:`vcd.trace.run.run_trace`'s result plus ``retrace_of`` (the old trace's name).
+    """
     from ..trace.run import run_trace  # imported here: submitting must stay light
     trace = Path(SPEC.parse(params).trace)
     rec = recorded_run(trace, "only traces made by vcd can be retraced")

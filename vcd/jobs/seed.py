@@ -28,4 +28,20 @@ def params_for(raw: dict, volume: str, paths: str, seed_point=None, warn=None) -
 
 
 def run(params: dict, ctx) -> dict:
+    """Grow one patch from ``seed_point`` or a random uncovered point (:func:`vcd.grow.run.run_grow`).
+
+    Parameters
+    ----------
+    params : dict
+        The job's JSON params: :class:`Params` (``volume``, ``paths``, every ``GrowParams`` key,
+        ``seed_point`` ``[x, y, z]`` voxels or None).
+    ctx : JobContext
+        Progress (``ctx.progress(fraction, message)``), cancellation and the job's log.
+
+    Returns
+    -------
+    GrowResult
+        ``written`` (the new patch's name or None), ``stop`` (:class:`vcd.formats.growresult.GrowStop`
+        value), ``reason``, ``area_cm2`` (cm²), …
+    """
     return run_grow_job(SPEC.parse(params), ctx, "seed")

@@ -25,6 +25,20 @@ SPEC = JobSpec(KIND, Params, priority=0, retry=Retry(max_attempts=3, backoff_s=5
 
 
 def run(params: dict, ctx) -> dict:
+    """Sleep ``seconds`` (a test and demo job: cancellable, reports progress).
+
+    Parameters
+    ----------
+    params : dict
+        The job's JSON params: :class:`Params` (``seconds``, optional ``marker`` file).
+    ctx : JobContext
+        Progress (``ctx.progress(fraction, message)``), cancellation and the job's log.
+
+    Returns
+    -------
+    dict
+        ``slept``: seconds slept.
+    """
     p = SPEC.parse(params)
     start = time.time()
     while time.time() - start < p.seconds:

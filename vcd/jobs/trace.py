@@ -26,6 +26,22 @@ SPEC = JobSpec(KIND, Params, priority=7, retry=Retry(max_attempts=2, backoff_s=5
 
 
 def run(params: dict, ctx) -> dict:
+    """Trace one consensus surface from the patch collection (:func:`vcd.trace.run.run_trace`).
+
+    Parameters
+    ----------
+    params : dict
+        The job's JSON params: :class:`Params` (``volume``, ``src_dir``, ``tgt_dir``, ``seed`` patch
+        directory, every ``TraceParams`` key).
+    ctx : JobContext
+        Progress (``ctx.progress(fraction, message)``), cancellation and the job's log.
+
+    Returns
+    -------
+    dict
+        :func:`vcd.trace.run.run_trace`'s result: ``written``, ``area_cm2`` (cm²), ``corners``,
+        ``stop_reason``, …
+    """
     from ..trace.run import run_trace  # imported here: submitting must stay light
     p = SPEC.parse(params)
     return run_trace(p.volume, p.src_dir, p.tgt_dir, p.trace.to_dict(), p.seed, progress=ctx.progress,

@@ -22,5 +22,19 @@ SPEC = JobSpec(KIND, Params, priority=1, dedup=lambda p: f"winding:{Path(p.trace
 
 
 def run(params: dict, ctx) -> dict:
+    """Write the winding-number map of a trace (:func:`vcd.post.winding.write_winding`).
+
+    Parameters
+    ----------
+    params : dict
+        The job's JSON params: :class:`Params` (``trace``: the trace directory).
+    ctx : JobContext
+        Progress (``ctx.progress(fraction, message)``), cancellation and the job's log.
+
+    Returns
+    -------
+    dict
+        :func:`vcd.post.winding.write_winding`'s summary (``span_wraps``: wraps the trace spans, …).
+    """
     from ..post.winding import write_winding  # imported here: submitting must stay light
     return write_winding(SPEC.parse(params).trace)

@@ -83,6 +83,41 @@ def write_trace(path: Path, st: TraceState, ps: PatchSet, p: TraceParams, params
 
 def run_trace(volume: str | os.PathLike, src_dir: str | os.PathLike, tgt_dir: str | os.PathLike, params_raw: dict,
               seed: str | os.PathLike, progress=None, warn=print, retrace_of: str | None = None) -> dict:
+    """One consensus trace (``vc_grow_seg_from_segments``), written as ``auto_trace_<ts>`` with its provenance.
+
+    Parameters
+    ----------
+    volume : path
+        The volume the patches were grown on (OME-Zarr); read only for its voxel size (µm), as VC3D.
+    src_dir : path
+        The patch collection (``paths/``): ``auto_grown_*`` tifxyz grids of ``(x, y, z)`` level-0
+        voxels, linked by their ``overlapping.json``.
+    tgt_dir : path
+        Where the trace is written (created if missing), e.g. ``traces/``.
+    params_raw : dict
+        VC3D's tracer params (:class:`~vcd.trace.params.TraceParams` keys; ``step``, ``src_step`` in
+        voxels per grid cell).
+    seed : path
+        The seed patch directory (in ``src_dir``, or outside it: then added to the set).
+    progress : callable ``(fraction, message)``, optional
+    warn : callable ``(message)``
+    retrace_of : str, optional
+        The name of the trace this one reruns (recorded in the provenance).
+
+    Returns
+    -------
+    dict
+        ``written`` (the trace's directory name in ``tgt_dir``), ``area_cm2`` (cm²), ``generations``,
+        ``corners`` (valid grid vertices), ``stop_reason``, ``patches_used``, ``qa_suspicious``
+        (corners the QA flags), ``skipped_patches``.
+
+    Raises
+    ------
+    InputError
+        A missing, defective or unlinked seed, or no usable patch. Interrupted (Ctrl-C, a crash):
+        the partial grid is kept as a trace with ``vcd_incomplete`` in its meta, then the
+        exception propagates.
+    """
     src_dir, tgt_dir, seed = Path(src_dir), Path(tgt_dir), Path(seed)
     p = TraceParams.from_dict(params_raw)
     voxelsize = open_volume(volume).voxelsize  # the tracer reads the volume only for voxelsize, as VC3D
