@@ -19,7 +19,7 @@ import pytest
 from vcd.kernels.multisurface import PackedSurfaces
 from vcd.synth.realistic import build_realistic
 from vcd.trace.guide import find_guides, transport
-from vcd.trace.tracer import _arc_extrapolate
+from vcd.trace.bridge import _arc_extrapolate
 
 CELL = 20.0   #: trace cell, voxels
 GRID = 10.0   #: patch grid, voxels

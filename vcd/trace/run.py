@@ -29,7 +29,9 @@ from ..formats.volume import open_volume
 from . import qa
 from .params import TraceParams
 from .patches import PatchSet
-from .tracer import Tracer, TraceState, upsample
+from .state import TraceState
+from .tracer import Tracer
+from .upsample import upsample
 
 
 def _outputs(st: TraceState, ps: PatchSet, p: TraceParams):

@@ -45,12 +45,17 @@ tie to the sheet; :mod:`vcd.kernels.gridopt`, weights ``dist_loss_3d_w``, ``stra
 the distance to the supporters' consensus surface. **Output**: corners upsampled ``step`` times,
 each point read from the patches supporting its whole quad at the blend of their (row, col), i.e.
 on the patches' own sheet at their grid resolution.
+
+Modules: this one the loop (:class:`Tracer`: proposals, consensus, acceptance, optimisation);
+:mod:`vcd.trace.state` the grid (:class:`~vcd.trace.state.TraceState`); :mod:`vcd.trace.bridge`
+crossing gaps between patch groups (mixed into :class:`Tracer`); :mod:`vcd.trace.upsample` the
+output grid.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -58,46 +63,11 @@ from ..errors import InputError
 from ..kernels.gridopt import regularise_window
 from ..kernels.points import valid_quads
 from . import qa
-from .guide import find_guides, transport
+from .bridge import Bridging
 from .params import TraceParams
 from .patches import PatchSet
 from .progress import trace_progress
-
-NBR4 = ((1, 0), (-1, 0), (0, 1), (0, -1))
-NBR8 = NBR4 + ((1, 1), (1, -1), (-1, 1), (-1, -1))
-
-
-@dataclass
-class TraceState:
-    pos: np.ndarray                 #: float64 [H, W, 3] corner positions (x, y, z) voxels
-    valid: np.ndarray               #: bool [H, W]
-    support: np.ndarray             #: float32 [H, W] consensus support of each accepted corner
-    disagree: np.ndarray            #: float32 [H, W] share of the neighbours' patches that proposed elsewhere
-    rival: np.ndarray               #: float32 [H, W] support of the best competing proposal / the winner's
-    gen: np.ndarray                 #: int32 [H, W] generation of acceptance
-    offsurf: np.ndarray = None      #: float32 [H, W] distance to the supporters' consensus surface / (2·th)
-    supporters: dict = field(default_factory=dict)   #: (r, c) -> tuple of patch indices
-    locs: dict = field(default_factory=dict)         #: (r, c) -> {patch: float64 (row, col) in its grid}
-    used_approved: set = field(default_factory=set)
-    generations: int = 0
-    stop_reason: str = ""
-
-    def __post_init__(self):
-        if self.offsurf is None:
-            self.offsurf = np.zeros(self.valid.shape, np.float32)
-
-    def grow_cols(self, n: int) -> None:
-        H = self.pos.shape[0]
-        self.pos = np.concatenate([self.pos, np.full((H, n, 3), -1.0)], 1)
-        for name in ("valid", "support", "disagree", "rival", "gen", "offsurf"):
-            a = getattr(self, name)
-            setattr(self, name, np.concatenate([a, np.zeros((H, n), a.dtype)], 1))
-
-    def set_corner(self, r: int, c: int, q, locs: dict) -> None:
-        """Corner (r, c) at ``q`` (x, y, z), supported by the patches of ``locs`` {patch: (row, col)}."""
-        self.pos[r, c], self.valid[r, c] = q, True
-        self.locs[(r, c)] = locs
-        self.supporters[(r, c)] = tuple(sorted(int(t) for t in locs))
+from .state import NBR4, NBR8, TraceState, fringe_cells
 
 
 @dataclass
@@ -143,34 +113,6 @@ def _guess(st: TraceState, r: int, c: int):
     return acc / n if n else None
 
 
-def _arc_extrapolate(p3, p2, p1, n: float) -> np.ndarray:
-    """Continue the circle through ``p3, p2, p1`` (equally spaced (x, y, z) points) ``n`` steps beyond
-    ``p1`` (a straight line if they are collinear)."""
-    u, w = p2 - p1, p3 - p1
-    nrm = np.cross(u, w)
-    nn = float(nrm @ nrm)
-    if nn < 1e-9 * max(float(u @ u) * float(w @ w), 1e-12):
-        return p1 + n * (p1 - p2)
-    c = p1 + np.cross(float(u @ u) * w - float(w @ w) * u, nrm) / (2 * nn)
-    a, b = p2 - c, p1 - c
-    k = np.cross(a, b)
-    k /= np.linalg.norm(k)
-    phi = n * math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))
-    return c + b * math.cos(phi) + np.cross(k, b) * math.sin(phi) + k * float(k @ b) * (1 - math.cos(phi))
-
-
-def _fringe_cells(valid: np.ndarray, cmin: int) -> list[tuple[int, int]]:
-    """Empty cells with a valid 4-neighbour in columns ≥ ``cmin``, in row-major order."""
-    nb = np.zeros_like(valid)
-    nb[1:] |= valid[:-1]
-    nb[:-1] |= valid[1:]
-    nb[:, 1:] |= valid[:, :-1]
-    nb[:, :-1] |= valid[:, 1:]
-    nb &= ~valid
-    nb[:, :cmin] = False
-    return [(int(r), int(c)) for r, c in np.argwhere(nb)]
-
-
 def patch_steps(ps: PatchSet) -> np.ndarray:
     """Median grid spacing (voxels) of every patch (its 4-neighbour edge lengths)."""
     out = np.ones(len(ps.search))
@@ -183,14 +125,12 @@ def patch_steps(ps: PatchSet) -> np.ndarray:
     return out
 
 
-class Tracer:
+class Tracer(Bridging):
     """State and loop of one trace (see the module docstring)."""
 
     TRUST_BLOCK = 2.0    #: trust regions: patch-grid blocks of this many trace cells
     TRUST_LOSS = 0.5     #: factor on a patch's trust in a region each time it is out-voted there
     TRUST_GAIN = 1.25    #: factor (up to 1) each time it agrees with the accepted corner there
-    BRIDGE_MAX_TURN = 1.0  #: a bridge may turn at most this (radians) along its circle: past that the
-    #: circle is no guide (near the core a 3-cell continuation can swing onto the next wrap)
 
     def __init__(self, patches: PatchSet, seed: int, params: TraceParams, progress=None, warn=print,
                  snapshot=None):
@@ -479,7 +419,7 @@ class Tracer:
             cmin_active = max(0, cols[-1] - self.window)
             H, W = st.valid.shape
             fringe = []
-            for r, c in _fringe_cells(st.valid, cmin_active):
+            for r, c in fringe_cells(st.valid, cmin_active):
                 # retry a failed cell when the threshold dropped or it gained neighbours
                 prev = tried.get((r, c))
                 if prev is None or T < prev[0] or self._n_valid(st, r, c) > prev[1]:
@@ -548,185 +488,13 @@ class Tracer:
             st.used_approved.add(next(iter(cand.members)))
         self._update_trust(cand)
 
-    def _bridge(self, st: TraceState, cmin: int) -> int:
-        """Cross short gaps between patch groups: from every fringe cell with 3 valid corners behind
-        it in a line, continue the grid along the circle through them up to ``bridge_cells`` cells
-        (and at most ``BRIDGE_MAX_TURN`` radians of turn);
-        the first distance ``n`` where ≥ ``min_supporters`` patches agree (their surfaces within
-        ``same_surface_th`` of one another, within ``same_surface_th + min(0.05·S·n, same_surface_th)``
-        voxels of the continuation,
-        no other sheet within that reach, the corner not folding onto the trace) is that cell's
-        bridge. Only the shortest bridges found are made — the far corner on the patches, the cells
-        between on the arc (unsupported: low support in QA) — and patch-following growth takes over
-        from there. Returns the corners added."""
-        n_max = int(self.p.bridge_cells)
-        if n_max <= 0:
-            return 0
-        H, W = st.valid.shape
-        plans = []
-        for r, c in _fringe_cells(st.valid, cmin):
-            for dr, dc in NBR4:
-                back = [(r - k * dr, c - k * dc) for k in (1, 2, 3)]
-                if all(0 <= a < H and 0 <= b < W and st.valid[a, b] for a, b in back):
-                    key, seen = (r, c, dr, dc), self._n_valid(st, r, c, 3)
-                    if self._no_bridge.get(key) == seen:
-                        continue  # failed before and nothing changed around it since
-                    plan = self._plan_bridge(st, r, c, dr, dc, [st.pos[k] for k in back], n_max)
-                    if plan is not None:
-                        plans.append(plan)
-                    else:
-                        self._no_bridge[key] = seen
-        if not plans:
-            return 0
-        added = 0
-        for n_min in sorted({pl[0] for pl in plans}):  # the shortest bridges that pass the checks
-            for n, cells, qs, qf, locs in plans:
-                if n == n_min and not any(st.valid[rc] for rc in cells):
-                    added += self._commit_bridge(st, cells, qs, qf, locs)
-            if added:
-                break
-        return added
-
-    def _commit_bridge(self, st: TraceState, cells, qs, qf, locs) -> int:
-        """Put a planned bridge into the trace, every corner checked like a grown one (spacing to its
-        4-neighbours, no fold-over); all or nothing. Returns the corners added."""
-        done = []
-        for rc, q in list(zip(cells[:-1], qs)) + [(cells[-1], None)]:
-            q, lc = self._onto_nearby(q) if q is not None else (qf, locs)
-            if not self._geometry_ok(st, *rc, q):
-                for d in done:
-                    st.valid[d] = False
-                    st.locs.pop(d, None)
-                    st.supporters.pop(d, None)
-                return 0
-            st.set_corner(*rc, q, lc)
-            st.support[rc], st.gen[rc] = len(lc), st.generations
-            done.append(rc)
-        return len(done)
-
-    def _onto_nearby(self, q: np.ndarray):
-        """A bridged corner between the two sides: onto the patches (if any) whose surfaces pass within
-        ``2·same_surface_th`` of the arc point and within ``same_surface_th`` of the closest of them;
-        else left on the arc, unsupported. Returns ``(point, {patch: (row, col)})``."""
-        th = self.p.same_surface_th
-        near = self.ps.near(q, 2 * th)
-        if len(near):
-            d, P, L = self.ps.packed.closest_locs(q[None], near, 2 * th)
-            d, P, L = d[0], P[0], L[0]
-            if d.min() <= 2 * th:
-                k = np.nonzero((d <= 2 * th) & (np.linalg.norm(P - P[d.argmin()], axis=1) <= th))[0]
-                return P[k].mean(0), {int(near[j]): L[j].copy() for j in k}
-        return q, {}
-
-    def _plan_bridge(self, st: TraceState, r: int, c: int, dr: int, dc: int, back, n_max: int):
-        """``(n, cells, points between, far point, far locs)`` of the shortest bridge from (r, c) in
-        direction (dr, dc), or None. Where the wraps on both sides of the trace have patches, the
-        bridge is carried by them (:mod:`vcd.trace.guide`: they follow the scroll's own curvature);
-        only where they do not (the outermost wrap, the core) does it follow the circle through the
-        last three corners, for at most ``BRIDGE_MAX_TURN`` radians of turn."""
-        p1, p2, p3 = back
-        path = self._guided_path(st, r, c, dr, dc, p1, p2, n_max + 1)
-        if path:
-            return self._plan_along(st, r, c, dr, dc, p1, path, min(n_max, len(path) - 1))
-        a, b = p2 - p3, p1 - p2
-        turn = math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))  # per cell, radians
-        n_arc = min(n_max, int(self.BRIDGE_MAX_TURN / max(turn, 1e-6)))
-        path = [self._continue(p3, p2, p1, k + 1, r + k * dr if dc else None) for k in range(n_arc + 1)]
-        return self._plan_along(st, r, c, dr, dc, p1, path, n_arc)
-
-    def _plan_along(self, st: TraceState, r: int, c: int, dr: int, dc: int, p1, path, n_max: int):
-        """The shortest bridge along the continuation points ``path`` (``path[k]``: ``k + 1`` cells
-        beyond ``p1``, one more than ``n_max``): the first ``n`` where far patches agree with
-        ``path[n - 1]`` and continue to ``path[n]``; or None. (A guide patch may be a far patch too:
-        on a spiral the wrap beside the trace is the same sheet one turn on.)"""
-        H, W = st.valid.shape
-        for k in range(n_max):
-            rk, ck = r + k * dr, c + k * dc
-            if not (0 <= rk < H and 0 <= ck < W) or st.valid[rk, ck]:
-                return None
-            n = k + 1  # cells from p1
-            q = path[k]
-            slack = min(0.05 * self.S * n, self.p.same_surface_th)
-            far = self._far_group(q, slack, p1, n)
-            if far is None or not self._geometry_ok(st, rk, ck, far[0]):
-                continue
-            qf, locs = far
-            # the far patches must continue the path one cell further too (same slope, not a crossing)
-            q_next = path[k + 1] + (qf - q)
-            ids = np.array(sorted(locs), np.int64)
-            if (self.ps.packed.closest(q_next[None], ids, 2 * slack + self.p.same_surface_th)[0][0]
-                    > 2 * slack + self.p.same_surface_th).sum() * 2 > len(ids):
-                continue
-            cells = tuple([(r + j * dr, c + j * dc) for j in range(n)])
-            between = [path[j] + (j + 1) / n * (qf - q) for j in range(n - 1)]
-            return n, cells, between, qf, locs
-        return None
-
-    def _guided_path(self, st: TraceState, r: int, c: int, dr: int, dc: int, p1, p2, n: int):
-        """Up to ``n`` continuation points beyond ``p1`` carried by the wraps beside the trace
-        (:func:`vcd.trace.guide.transport`); none if there is no guide or no normal."""
-        rb, cb = r - dr, c - dc
-        side = [st.pos[rb + s * dc, cb + s * dr] for s in (1, -1)
-                if 0 <= rb + s * dc < st.valid.shape[0] and 0 <= cb + s * dr < st.valid.shape[1]
-                and st.valid[rb + s * dc, cb + s * dr]]
-        if not side:
-            return []
-        w = side[0] - p1 if len(side) == 1 else side[0] - side[1]
-        n1 = np.cross(p1 - p2, w)
-        if np.linalg.norm(n1) < 1e-9:
-            return []
-        n1 /= np.linalg.norm(n1)
-        th = self.p.same_surface_th
-        reach = max(4 * th, min(2 * self.S, 80.0))
-        own = set(st.locs.get((rb, cb), {}))
-        cand = np.array([t for t in self.ps.near(p1, reach) if t not in own], np.int64)
-        guides = find_guides(self.ps.packed, cand, p1, n1, th, reach)
-        if not guides:
-            return []
-        path = transport(self.ps.packed, guides, p1, p2, n1, self.S, n, self.kcell, keep_z=dc != 0)
-        if path and dc:
-            for k, q in enumerate(path):
-                q[2] = self.z_of_row(r)  # a row is a z level
-        return path
-
-    def _continue(self, p3, p2, p1, n: int, row: int | None) -> np.ndarray:
-        q = _arc_extrapolate(p3, p2, p1, n)
-        if row is not None:  # along a row: z is the row's level
-            q[2] = self.z_of_row(row)
-        return q
-
-    def _far_group(self, q: np.ndarray, slack: float, p1: np.ndarray, n: int):
-        """The largest group of ≥ ``min_supporters`` patches whose surfaces pass within
-        ``same_surface_th + slack`` voxels of ``q`` and within ``same_surface_th`` of one another,
-        ``n`` cells (±40 %) from ``p1``: ``(their mean point, {patch: (row, col)})`` or None."""
-        th = self.p.same_surface_th
-        near = self.ps.near(q, th + slack)
-        if len(near) < self.p.min_supporters:
-            return None
-        d, P, L = self.ps.packed.closest_locs(q[None], near, th + slack)
-        hit = np.nonzero(d[0] <= th + slack)[0]
-        if len(hit) < self.p.min_supporters:
-            return None
-        P, L, ids = P[0, hit], L[0, hit], near[hit]
-        gap = np.linalg.norm(P[:, None] - P[None], axis=-1)
-        i = int(np.argmax((gap <= th).sum(1)))
-        grp = np.nonzero(gap[i] <= th)[0]
-        if len(grp) < self.p.min_supporters:
-            return None
-        qf = P[grp].mean(0)
-        if (np.linalg.norm(P - qf, axis=1) > 2 * th).any():
-            return None  # another sheet within reach too: ambiguous, do not bridge
-        if not 0.6 * n * self.S <= np.linalg.norm(qf - p1) <= 1.4 * n * self.S:
-            return None
-        return qf, self._attach(qf, {int(ids[g]): L[g].copy() for g in grp})
-
     def fill_holes(self, st: TraceState, rounds: int = 3) -> int:
         """Fill interior holes (≥ 3 valid 4-neighbours) from the patches supporting their neighbours,
         walked along their own grids; every proposer must agree (low support: QA shows it)."""
         H, W = st.valid.shape
         filled = 0
         for _ in range(rounds):
-            todo = [(r, c) for r, c in _fringe_cells(st.valid, 0) if
+            todo = [(r, c) for r, c in fringe_cells(st.valid, 0) if
                     sum(0 <= r + dr < H and 0 <= c + dc < W and st.valid[r + dr, c + dc] for dr, dc in NBR4) >= 3]
             n0 = filled
             for r, c in todo:
@@ -806,117 +574,3 @@ class Tracer:
             st.set_corner(*rc, Q[ok].mean(0), {int(t): L[k].copy() for k, t in enumerate(ids) if ok[k]})
             moved += 1
         return moved
-
-
-def upsample(st: TraceState, ps: PatchSet, factor: int, snap_th: float) -> np.ndarray:
-    """Corners → patch-resolution grid: each valid quad is subdivided ``factor`` times. A point is
-    read from the patches that support all four corners, at the bilinear blend of their four
-    (row, col) there (mean over up to 4 such patches) — so it lies on those patches' sheet; where no
-    patch supports the whole quad, the bilinear point is snapped onto the closest of the quad's
-    supporters (:func:`_snap`); a point no patch reaches stays on the Catmull–Rom surface through
-    the corners around the quad (:func:`_curved_quad`), not on the chord."""
-    v = st.valid
-    rows, cols = np.nonzero(v.any(1))[0], np.nonzero(v.any(0))[0]
-    r0, r1, c0, c1 = rows[0], rows[-1], cols[0], cols[-1]
-    H, W = (r1 - r0) * factor + 1, (c1 - c0) * factor + 1
-    out = np.full((H, W, 3), -1.0)
-    t = np.arange(factor + 1) / factor
-    uu, ww = np.meshgrid(t, t, indexing="ij")  # ww along columns, uu along rows
-    wts = np.stack([((1 - uu) * (1 - ww)).ravel(), ((1 - uu) * ww).ravel(), (uu * (1 - ww)).ravel(),
-                    (uu * ww).ravel()], 1)  # [(factor+1)², 4]: weights of corners (r,c), (r,c+1), (r+1,c), (r+1,c+1)
-    for r in range(r0, r1):
-        for c in range(c0, c1):
-            if not (v[r, c] and v[r + 1, c] and v[r, c + 1] and v[r + 1, c + 1]):
-                continue
-            keys = ((r, c), (r, c + 1), (r + 1, c), (r + 1, c + 1))
-            flat = _curved_quad(st, r, c, t)
-            snapped = _from_common_patches(st, ps, keys, wts)
-            if snapped is None:
-                snapped = _snap(st, ps, keys, flat, snap_th)
-            rr, cc = (r - r0) * factor, (c - c0) * factor
-            out[rr:rr + factor + 1, cc:cc + factor + 1] = snapped.reshape(factor + 1, factor + 1, 3)
-    for r in range(r0, r1 + 1):  # isolated valid corners (no full quad) keep their position
-        for c in range(c0, c1 + 1):
-            if v[r, c]:
-                rr, cc = (r - r0) * factor, (c - c0) * factor
-                if out[rr, cc, 0] == -1:
-                    out[rr, cc] = st.pos[r, c]
-    return out.astype(np.float32)
-
-
-def _catmull_rom(t: np.ndarray) -> np.ndarray:
-    """Catmull–Rom weights [len(t), 4] of the points at -1, 0, 1, 2 for parameters ``t`` in [0, 1]."""
-    t2, t3 = t * t, t * t * t
-    return 0.5 * np.stack([-t3 + 2 * t2 - t, 3 * t3 - 5 * t2 + 2, -3 * t3 + 4 * t2 + t, t3 - t2], 1)
-
-
-def _curved_quad(st: TraceState, r: int, c: int, t: np.ndarray) -> np.ndarray:
-    r"""Points of quad (r, c) at the parameters ``t`` (row-major over (u along rows, w along columns),
-    as :func:`upsample` orders them) on the bicubic Catmull–Rom surface through the 4×4 corners around
-    it, :math:`P(u, w) = \sum_{i,j} B_i(u) B_j(w) G_{ij}`; a missing outer corner is extrapolated
-    linearly from the two inside it (both missing on a side: that side is the bilinear chord). The
-    sag of a chord across a sheet of radius R is :math:`s^2/8R` (2.3 voxels for 20-voxel cells at
-    R = 22); the curve follows the sheet."""
-    H, W = st.valid.shape
-    G = np.full((4, 4, 3), np.nan)
-    for i in range(4):
-        for j in range(4):
-            rr, cc = r - 1 + i, c - 1 + j
-            if 0 <= rr < H and 0 <= cc < W and st.valid[rr, cc]:
-                G[i, j] = st.pos[rr, cc]
-    for i in (1, 2):  # the quad's own rows: outer columns
-        if np.isnan(G[i, 0, 0]):
-            G[i, 0] = 2 * G[i, 1] - G[i, 2]
-        if np.isnan(G[i, 3, 0]):
-            G[i, 3] = 2 * G[i, 2] - G[i, 1]
-    for j in range(4):  # outer rows
-        if np.isnan(G[0, j, 0]):
-            G[0, j] = 2 * G[1, j] - G[2, j]
-        if np.isnan(G[3, j, 0]):
-            G[3, j] = 2 * G[2, j] - G[1, j]
-    B = _catmull_rom(t)
-    pts = np.einsum("ui,wj,ijk->uwk", B, B, G)
-    return pts.reshape(-1, 3)
-
-
-def _from_common_patches(st: TraceState, ps: PatchSet, keys, wts, k_max: int = 4):
-    """Points (N×3) of a quad read from up to ``k_max`` patches supporting all its corners, or None."""
-    common = set(st.locs.get(keys[0], {}))
-    for k in keys[1:]:
-        common &= set(st.locs.get(k, {}))
-    if not common:
-        return None
-    acc, n = np.zeros((len(wts), 3)), np.zeros(len(wts))
-    for t in sorted(common)[:k_max]:
-        L = wts @ np.array([st.locs[k][t] for k in keys])
-        P, ok = ps.packed.at(np.full(len(L), t), L)
-        acc[ok] += P[ok]
-        n += ok
-    if not n.all():
-        return None
-    return acc / n[:, None]
-
-
-def _snap(st: TraceState, ps: PatchSet, keys, flat, snap_th: float):
-    """Points ``flat`` (N×3, the bilinear blend of a quad whose corners share no patch) moved onto the
-    quad's supporters: each patch supporting a corner walks its own grid from there towards every
-    point (so it stays on its own sheet, never a wrap passing nearby); a point takes the closest
-    walked point within ``snap_th`` plus a quarter of the quad's diagonal (the sag of a chord across
-    a curved sheet) and reached without stopping short; else it stays where it is."""
-    starts = {}
-    for key in keys:
-        for t, loc in st.locs.get(key, {}).items():
-            starts.setdefault(int(t), loc)
-    if not starts:
-        return flat
-    diag = max(float(np.linalg.norm(st.pos[keys[0]] - st.pos[keys[3]])),
-               float(np.linalg.norm(st.pos[keys[1]] - st.pos[keys[2]])))
-    reach = snap_th + 0.25 * diag
-    n = len(flat)
-    best_d, best_p = np.full(n, np.inf), flat.copy()
-    for t, loc in starts.items():
-        _, P, ok, tg = ps.packed.walk(np.full(n, t), np.tile(loc, (n, 1)), flat, 1e6)
-        d = np.linalg.norm(P - flat, axis=1)
-        good = ok & (tg <= snap_th) & (d <= reach) & (d < best_d)
-        best_d[good], best_p[good] = d[good], P[good]
-    return best_p
