@@ -155,7 +155,23 @@ class VolPkg:
 
 
 def open_volpkg(path: str | os.PathLike) -> VolPkg:
-    """Open a volpkg; ``config.json`` must have ``name`` and ``version`` ≥ 6 (VC3D's rule)."""
+    """Open a volpkg; ``config.json`` must have ``name`` and ``version`` ≥ 6 (VC3D's rule).
+
+    Parameters
+    ----------
+    path : path
+        The volpkg directory (``config.json``, ``volumes/``, ``paths/``, optional ``traces/``).
+
+    Returns
+    -------
+    VolPkg
+        Its directories, ``config``, and the volume rules (``prediction_name``, ``ct_name``).
+
+    Raises
+    ------
+    FormatError
+        Naming the file and the fix: not a directory, a missing or bad ``config.json``.
+    """
     path = Path(path)
     if not path.is_dir():
         raise FormatError(path, "volpkg directory does not exist", "check the path")
