@@ -18,11 +18,13 @@ from vcd.synth import load_truth
 from vcd.synth.score import coverage, score_surface
 
 from ..daemon.conftest import WAIT_CAP, Daemon, kill_group
+from ..conftest import sigint_default
 
 
 def _start(volpkg, minutes=6.0):
     return subprocess.Popen([sys.executable, "-m", "vcd", "autoseg", str(volpkg), "--minutes", str(minutes)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=sigint_default)
 
 
 def _wait(cond, what, proc=None, cap=WAIT_CAP):
