@@ -30,8 +30,9 @@ ALLOWED = {                                     # package -> the packages it may
     "cli": {"daemon", "jobs", "grow", "trace", "post", "synth"} | BELOW_ALGORITHMS,
     "__main__": {"cli"},
 }
-# the daemon runs no algorithm: from post it takes only the previews and the collection's density rule
-DAEMON_FROM_POST = ("vcd.post.preview", "vcd.post.coverage")
+# the daemon runs no algorithm: from post it takes only the previews, the collection's density rule and
+# the final-sheet choice autoseg plans from (the QA gate itself runs in the gate job)
+DAEMON_FROM_POST = ("vcd.post.preview", "vcd.post.coverage", "vcd.post.final_sheets")
 
 
 def module_name(path: Path) -> str:

@@ -1,9 +1,12 @@
 """The README's main command: `vcd demo` runs the whole pipeline through the real daemon, and says
 truthfully why growth stopped (the scheduler's own rule) and how many patches reached the link target."""
 
+import json
 import re
 import subprocess
 import sys
+
+import pytest
 
 from .daemon.conftest import WAIT_CAP, kill_group
 
@@ -36,3 +39,26 @@ def test_demo_runs_end_to_end(tmp_path):
     if stopped.startswith("link target reached"):
         assert n_ok == n
     assert "density target reached" not in stdout
+
+
+@pytest.mark.heavy  # ~3 CPU-minutes: zero-input autoseg on the embedded default scroll
+def test_default_demo_is_zero_input_autoseg_scored_against_the_truth(tmp_path):
+    """Issue 26 item 5: plain ``vcd demo`` runs zero-input autoseg and prints the run's own estimates
+    next to the true coverage and switch, which agree with the report it wrote."""
+    out = tmp_path / "demo.volpkg"
+    p = subprocess.Popen([sys.executable, "-m", "vcd", "demo", "--out", str(out), "--shape", "64", "128", "128",
+                          "--minutes", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        stdout, stderr = p.communicate(timeout=4 * WAIT_CAP)
+    finally:
+        kill_group(p.pid)
+    assert p.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    assert not (out / "seed.json").exists() and (out / ".vcd" / "autoconf.json").exists()
+    rep = json.loads((out / "traces" / "autoseg_report.json").read_text())
+    true_cov = float(re.search(r"TRUE ([\d.]+) % of the sheet", stdout).group(1))
+    true_sw = float(re.search(r"\| TRUE ([\d.]+) %\n", stdout).group(1))
+    assert abs(true_cov - 100 * rep["truth"]["true_coverage"]) < 0.06
+    assert abs(true_sw - 100 * rep["truth"]["true_switch_rate"]) < 0.0006
+    assert "estimated" in stdout and "human input" in stdout
+    assert rep["truth"]["true_switch_rate"] <= 0.005 and rep["truth"]["true_coverage"] > 0.3, rep["truth"]

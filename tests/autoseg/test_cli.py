@@ -18,13 +18,11 @@ from vcd.synth import load_truth
 from vcd.synth.score import coverage, score_surface
 
 from ..daemon.conftest import WAIT_CAP, Daemon, kill_group
-from ..conftest import sigint_default
 
 
 def _start(volpkg, minutes=6.0):
     return subprocess.Popen([sys.executable, "-m", "vcd", "autoseg", str(volpkg), "--minutes", str(minutes)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=sigint_default)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _wait(cond, what, proc=None, cap=WAIT_CAP):
@@ -73,7 +71,10 @@ def test_autoseg_covers_a_small_scroll_and_reports_true_numbers(autoseg_copy):
     for name, g in rep["gates"].items():
         d = vp / "traces" / name
         assert (d / "autoseg_qa.json").exists() and json.loads((d / "meta.json").read_text())["vcd_autoseg"]
-        if g["cut_px"]:
+        final = json.loads((d / "meta.json").read_text()).get("vcd_autoseg_final")
+        if final:  # a final sheet: the gate's cut, then tiling and self-contact cuts (finish_sheets)
+            assert int(read_surface(d).valid.sum()) == final["kept_px"] <= g["kept_px"]
+        elif g["cut_px"]:
             assert int(read_surface(d).valid.sum()) == g["kept_px"]
 
 
@@ -121,8 +122,39 @@ def test_daemon_mode_traces_gates_and_reports(autoseg_copy):
     rep = json.loads((vp / "traces" / "autoseg_report.json").read_text())
     assert rep["status"] == "done" and rep["final_sheets"] and rep["truth"] is None  # the daemon does not score
     assert all(g["status"] in ("accepted", "rejected") for g in rep["gates"].values())
-    assert d.events("autoseg_gated") and d.events("autoseg_done")
+    assert d.events("autoseg_gate_queued") and d.events("autoseg_done")
+    gates = d.queue().list(kind="gate")  # the QA gate ran in workers, one job per trace
+    assert gates and all(j["state"] == "done" for j in gates) and len(gates) >= len(rep["gates"])
     truth = load_truth(vp)
     for s in rep["final_sheets"]:
         sc = score_surface(read_surface(vp / "traces" / s["name"]).points, truth)
         assert sc["jump_free_fraction"] > 0.99 and np.isfinite(sc["mean_dist"])
+
+
+@pytest.mark.heavy  # ~3 CPU-minutes: a zero-input run killed and resumed
+def test_zero_input_kill9_resumes_on_the_same_plan(tmp_path):
+    """Issue 26: a volpkg as it arrives (only ``volumes/``), ``vcd autoseg`` killed with kill -9 after its
+    first patches and started again: the second run keeps the measured plan (same ``created`` stamp, no
+    second measurement), loses no patch, and finishes on one sheet per wrap."""
+    from vcd.synth import make_scroll
+    vp = make_scroll(tmp_path / "arrived.volpkg", shape=(64, 128, 128), preset="medium", seed=0)
+    assert not any((vp / n).exists() for n in ("seed.json", "expand.json", "trace_params.json", "vcd.toml"))
+    plan_path = vp / ".vcd" / "autoconf.json"
+    p = _start(vp)
+    try:
+        _wait(lambda: len(list((vp / "paths").glob("auto_grown_*"))) >= 4, "4 patches", p)
+        p.kill()
+        p.wait()
+        kill_group(p.pid)  # its workers too: a kill -9 of the whole session, as a crash would leave it
+        plan = json.loads(plan_path.read_text())
+        grown = {d.name for d in (vp / "paths").glob("auto_grown_*")}
+        p = _start(vp)
+        out, err = p.communicate(timeout=4 * WAIT_CAP)
+        assert p.returncode == 0, out[-3000:] + err[-3000:]
+    finally:
+        kill_group(p.pid)
+    assert json.loads(plan_path.read_text())["created"] == plan["created"]  # resumed on the same measured plan
+    rep = json.loads((vp / "traces" / "autoseg_report.json").read_text())
+    assert rep["status"] == "done" and rep["runs"] == 2 and rep["final_sheets"]
+    assert grown <= {d.name for d in (vp / "paths").glob("auto_grown_*")}
+    assert rep["truth"]["true_switch_rate"] <= 0.005 and rep["truth"]["true_coverage"] > 0.3, rep["truth"]

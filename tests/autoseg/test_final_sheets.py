@@ -1,11 +1,12 @@
 """Final sheets tile and never cross themselves (issue 26 item 3): the pure checks on surface grids
-with known geometry, and :func:`vcd.daemon.autoseg.finish_sheets`'s masks on real tifxyz files."""
+with known geometry, and :func:`vcd.post.final_sheets.finish_sheets`'s masks on real tifxyz files."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from vcd.daemon.autoseg_plan import clean_sheet, densify_grid, normal_flips, self_contacts, tile
+from vcd.kernels.points import densify_grid
+from vcd.post.final_sheets import clean_sheet, normal_flips, self_contacts, tile
 
 
 def plane(rows, cols, step=4.0, x0=10.0, z=50.0, y0=10.0):
@@ -71,7 +72,7 @@ def _accepted_trace(volpkg, name, points):
 
 
 def test_finish_sheets_masks_overlap_and_folds_in_real_files(tmp_path):
-    from vcd.daemon.autoseg import final_sheets, finish_sheets
+    from vcd.post.final_sheets import final_sheets, finish_sheets
     from vcd.formats.tifxyz import read_surface
     from vcd.formats.volpkg import create_volpkg
     vp = create_volpkg(tmp_path / "s.volpkg").path

@@ -1,4 +1,5 @@
-"""Autoseg decisions as pure functions (vcd/daemon/autoseg_plan.py), against known geometry."""
+"""Autoseg decisions as pure functions (vcd/daemon/autoseg_plan.py, the QA gate in vcd/post/qa_gate.py, final
+sheets in vcd/post/final_sheets.py), against known geometry."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from vcd.daemon import autoseg_plan as ap
+from vcd.kernels.points import densify_grid
+from vcd.post import final_sheets as fs
+from vcd.post import qa_gate as qg
 from vcd.daemon.config import Config
 
 
@@ -61,21 +65,21 @@ def test_qa_gate_cuts_hot_spots_and_keeps_the_seed_piece():
     valid[0, 0] = False
     anchor = np.zeros_like(valid)
     anchor[5:8, 30:33] = True  # the seed lies right of the cut
-    g = ap.qa_gate(q, valid, 2, 0.5, 1, {}, 20.0, anchor)
+    g = qg.qa_gate(q, valid, 2, 0.5, 1, {}, 20.0, anchor)
     assert g.hot == 10 and g.corners == 199
     assert g.pieces_dropped == 1
     assert g.keep[:, 22:].all() and not g.keep[:, :22].any()  # right piece kept, left dropped
     assert g.hot_cut_px == 19 * 7  # the hot column ±1 corner: pixels 15..21 (nearest corner 8..10)
     assert g.kept_px + g.cut_px == valid.sum()
     # without an anchor the larger piece is kept
-    g2 = ap.qa_gate(q, valid, 2, 0.5, 1)
+    g2 = qg.qa_gate(q, valid, 2, 0.5, 1)
     assert g2.keep[:, 30:].all()
 
 
 def test_qa_gate_keeps_everything_without_hot_spots():
     q = np.full((5, 5), 0.2)
     valid = np.ones((5, 5), bool)
-    g = ap.qa_gate(q, valid, 1, 0.5, 2)
+    g = qg.qa_gate(q, valid, 1, 0.5, 2)
     assert g.cut_px == 0 and g.keep.all() and g.flagged_share == 0
 
 
@@ -83,7 +87,7 @@ def test_blame_names_the_component_that_reaches_the_suspicion():
     q = np.array([[0.9, 0.8, 0.7, 0.6]])
     comps = {"disagree": np.array([[0.9, 0, 0, 0]]), "rival": np.array([[0, 0.8, 0, 0]]),
              "offsurf": np.array([[0, 0, 0.7, 0]]), "support": np.array([[20.0, 20, 20, 20]])}
-    assert ap.blame(q, comps, 20.0, 0.5) == {"patches_disagree": 1, "rival_surface": 1, "off_consensus_surface": 1,
+    assert qg.blame(q, comps, 20.0, 0.5) == {"patches_disagree": 1, "rival_surface": 1, "off_consensus_surface": 1,
                                             "normal_flip": 1, "low_support": 0}
 
 
@@ -94,21 +98,21 @@ def test_sheet_relations_drop_duplicates_fuse_same_sheet_never_two_wraps():
     wrap2 = (_grid(20, 40, x0=30) + [0, 0.5, 0]).reshape(-1, 3)  # same place, but shares no patch with a
     clouds = {"a": a, "dup": dup, "part": part, "wrap2": wrap2}
     shared = {"a": {"p1", "p2"}, "dup": {"p1"}, "part": {"p2", "p3"}, "wrap2": {"q1"}}
-    rel = ap.sheet_relations(clouds, ["a", "part", "wrap2", "dup"], 1.0, 0.95, shared_patches=shared)
+    rel = fs.sheet_relations(clouds, ["a", "part", "wrap2", "dup"], 1.0, 0.95, shared_patches=shared)
     assert rel["duplicates"] == {"wrap2": "part", "dup": "a"}  # wrap2 lies on part's points: a duplicate
     assert rel["fuse"] == {"a": ["part"]}
-    rel = ap.sheet_relations({"a": a, "wrap2": wrap2}, ["a", "wrap2"], 0.2, 0.95, shared_patches=shared)
+    rel = fs.sheet_relations({"a": a, "wrap2": wrap2}, ["a", "wrap2"], 0.2, 0.95, shared_patches=shared)
     assert rel["kept"] == ["a", "wrap2"] and rel["fuse"] == {}  # overlap, but no shared patch: not fused
 
 
 def test_covered_share_and_densify():
     g = _grid(3, 3, step=4.0)
-    d = ap.densify_grid(g, 1.0)
+    d = densify_grid(g, 1.0)
     assert len(d) > 9 and np.isclose(d[:, 1], 0).all()
     tree = cKDTree(d)
     pts = np.array([[2.0, 0.5, 3.0], [2.0, 5.0, 3.0]])
-    assert ap.covered_share(pts, tree, 1.0) == 0.5
-    assert ap.covered_share(pts, None, 1.0) == 0.0
+    assert fs.covered_share(pts, tree, 1.0) == 0.5
+    assert fs.covered_share(pts, None, 1.0) == 0.0
 
 
 def test_stage_timing_and_csv():
@@ -130,9 +134,9 @@ def test_fused_keep_cuts_inpainted_fills_and_fills_that_cross_a_wrap():
     ref_valid[2:4, 3:7] = False  # a hole the fusion filled
     on_other = np.zeros((6, 10), bool)
     on_other[2:4, 3:5] = True  # the left half of the fill lies on another trace
-    keep, cut, filled = ap.fused_keep(pts, ref_valid, on_other)
+    keep, cut, filled = qg.fused_keep(pts, ref_valid, on_other)
     assert filled == 8 and cut == 4 and keep[2:4, 3:5].all() and not keep[2:4, 5:7].any()
     jumped = pts.copy()
     jumped[2, 3] += [0, 14.0, 0]  # a snapped fill on the next wrap: long edges to its neighbours
-    keep, cut, _ = ap.fused_keep(jumped, ref_valid, on_other)
+    keep, cut, _ = qg.fused_keep(jumped, ref_valid, on_other)
     assert not keep[2, 3] and keep[3, 4] and cut == 7  # both ends of a long edge go, if filled

@@ -96,9 +96,8 @@ def test_one_rule_for_what_counts_as_a_trace(tmp_path):
     previews, the status page): ``auto_trace_*`` or a tracer ``source``, in ``paths/`` (by name only:
     it may hold 10,000 patches) and ``traces/``, whole (x/y/z.tif + meta), not a debug snapshot; a
     trace stopped early is still a trace."""
-    from vcd.daemon.autoseg import trace_dirs
     from vcd.formats.info import describe_volpkg
-    from vcd.formats.volpkg import list_traces
+    from vcd.formats.volpkg import finished_traces, list_traces
     from vcd.post.coverage import collection_stats
     vp = create_volpkg(tmp_path / "s.volpkg")
     (vp.path / "traces").mkdir()
@@ -112,5 +111,5 @@ def test_one_rule_for_what_counts_as_a_trace(tmp_path):
     (vp.path / "traces" / "auto_trace_3" / "z.tif").unlink()      # not a whole surface
     names = [d.name for d, _ in list_traces(vp.path)]
     assert names == ["auto_trace_0", "auto_trace_1", "auto_trace_2", "vc_trace"]
-    assert [d.name for d in trace_dirs(vp.path)] == ["auto_trace_1", "vc_trace"]  # finished ones in traces/
+    assert [d.name for d in finished_traces(vp.path)] == ["auto_trace_1", "vc_trace"]  # finished ones in traces/
     assert collection_stats(vp.path, 20)["traces"] == describe_volpkg(vp.path)["traces"] == 4

@@ -17,12 +17,14 @@ import threading
 import time
 from pathlib import Path
 
+from ..daemon.autoseg_state import KV_FORCE, KV_RUNS, KV_STATE
+
 #: seconds between progress lines
 REPORT_EVERY = 15.0
 
 
 def _status_line(q, t0: float) -> str:
-    st = q.get_kv("autoseg_state", {}) or {}
+    st = q.get_kv(KV_STATE, {}) or {}
     pend = st.get("pending") or {}
     busy = ", ".join(f"{n} {k}" for k, n in pend.items() if n) or "none"
     return (f"  {time.time() - t0:6.0f} s  phase {st.get('phase', 'starting')}: {st.get('patches', 0)} patches "
@@ -74,8 +76,8 @@ def _run(volpkg: Path, cfg, minutes: float, grow_share: float) -> tuple[str, flo
             box["exc"] = exc
     state_dir(volpkg).mkdir(exist_ok=True)
     q = JobQueue.for_volpkg(volpkg)
-    q.set_kv("autoseg_state", {"phase": "starting", "done": False})
-    runs = list(q.get_kv("autoseg_runs", []) or [])
+    q.set_kv(KV_STATE, {"phase": "starting", "done": False})
+    runs = list(q.get_kv(KV_RUNS, []) or [])
     t0 = time.time()
     runs.append({"start": t0, "last": t0})
     saved = _redirect_stderr(state_dir(volpkg) / "autoseg.log")
@@ -86,15 +88,15 @@ def _run(volpkg: Path, cfg, minutes: float, grow_share: float) -> tuple[str, flo
         while True:
             now = time.time()
             runs[-1]["last"] = now
-            q.set_kv("autoseg_runs", runs)
+            q.set_kv(KV_RUNS, runs)
             if not th.is_alive():
                 status = "daemon exited"
                 break
-            if (q.get_kv("autoseg_state", {}) or {}).get("done"):
+            if (q.get_kv(KV_STATE, {}) or {}).get("done"):
                 status = "done"
                 break
-            if minutes and now - t0 >= grow_share * minutes * 60 and not q.get_kv("autoseg_force_trace"):
-                q.set_kv("autoseg_force_trace", True)
+            if minutes and now - t0 >= grow_share * minutes * 60 and not q.get_kv(KV_FORCE):
+                q.set_kv(KV_FORCE, True)
                 print(f"  growth share of the budget spent ({grow_share:.0%}): tracing from now on", flush=True)
             if minutes and now - t0 >= minutes * 60:
                 status = f"time budget of {minutes:g} min spent"
@@ -115,7 +117,7 @@ def _run(volpkg: Path, cfg, minutes: float, grow_share: float) -> tuple[str, flo
                 status = "interrupted"
         _restore_stderr(saved)
         runs[-1]["last"] = time.time()
-        q.set_kv("autoseg_runs", runs)
+        q.set_kv(KV_RUNS, runs)
     if "exc" in box:
         raise box["exc"]
     return status, time.time() - t0
@@ -190,7 +192,9 @@ def _dry_run(volpkg: Path, cfg) -> int:
 
 
 def _autoseg(args) -> int:
-    from ..daemon.autoseg import final_sheets, finish_sheets, write_report
+    from ..daemon.autoseg import gate_remaining
+    from ..daemon.autoseg_report import write_report
+    from ..post.final_sheets import final_sheets, finish_sheets
     from ..daemon.config import load_config
     from ..formats.volpkg import open_volpkg
     volpkg = Path(args.volpkg).resolve()
@@ -210,7 +214,11 @@ def _autoseg(args) -> int:
     status, wall = _run(volpkg, cfg, args.minutes, args.grow_share)
     print(f"run ended: {status}; writing the report ...", flush=True)
     try:
-        finish_sheets(volpkg)
+        late = gate_remaining(volpkg, cfg)
+        if late:
+            print(f"  gated {len(late)} trace(s) that finished as the daemon stopped", flush=True)
+        if status != "done":  # a done run's last tick made them tile already
+            finish_sheets(volpkg)
         truth = _truth_score(volpkg, final_sheets(volpkg)["sheets"])
         d = write_report(volpkg, cfg, status, truth)
     except KeyboardInterrupt:

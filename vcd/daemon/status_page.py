@@ -463,7 +463,7 @@ class StatusPage:
         return "".join(out) + "</section>"
 
     def _autoseg(self, now: float) -> str:
-        from .autoseg import KV_COVERAGE, KV_STATE, REPORT
+        from .autoseg_state import KV_COVERAGE, KV_STATE, REPORT
         state = self.queue.get_kv(KV_STATE)
         if not state:
             return ('<section id="autoseg"><h2>Autoseg</h2><p class="muted">not running '

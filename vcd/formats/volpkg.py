@@ -155,23 +155,7 @@ class VolPkg:
 
 
 def open_volpkg(path: str | os.PathLike) -> VolPkg:
-    """Open a volpkg; ``config.json`` must have ``name`` and ``version`` ≥ 6 (VC3D's rule).
-
-    Parameters
-    ----------
-    path : path
-        The volpkg directory (``config.json``, ``volumes/``, ``paths/``, optional ``traces/``).
-
-    Returns
-    -------
-    VolPkg
-        Its directories, ``config``, and the volume rules (``prediction_name``, ``ct_name``).
-
-    Raises
-    ------
-    FormatError
-        Naming the file and the fix: not a directory, a missing or bad ``config.json``.
-    """
+    """Open a volpkg; ``config.json`` must have ``name`` and ``version`` ≥ 6 (VC3D's rule)."""
     path = Path(path)
     if not path.is_dir():
         raise FormatError(path, "volpkg directory does not exist", "check the path")
@@ -319,3 +303,19 @@ def list_patches(paths_dir: str | os.PathLike) -> list[tuple[Path, dict]]:
         if isinstance(meta, dict) and is_patch(p, meta):
             out.append((p, meta))
     return out
+
+
+def finished_traces(volpkg: str | os.PathLike) -> list[Path]:
+    """The finished traces in ``<volpkg>/traces/`` (:func:`list_traces`, not marked ``vcd_incomplete``),
+    oldest first: what autoseg gates and builds its final sheets from."""
+    return [d for d, meta in list_traces(volpkg, roots=("traces",)) if not meta.get("vcd_incomplete")]
+
+
+def patch_step(paths: str | os.PathLike) -> float | None:
+    """Voxels per grid cell of the collection's patches (their ``step_size``): ``1 / scale[0]`` of the
+    first patch in ``paths`` whose ``meta.json`` has a scale; None without one."""
+    for _, meta in list_patches(paths):
+        s = meta.get("scale")
+        if isinstance(s, list) and s and s[0]:
+            return float(round(1.0 / float(s[0]), 3))
+    return None

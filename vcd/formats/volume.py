@@ -78,22 +78,7 @@ def open_volume(path: str | os.PathLike, cache_root: str | os.PathLike | None = 
     """Open and validate a VC3D volume directory, raising :class:`FormatError` with a fix.
 
     A remote volume (``http(s)://…``, ``s3://…``) keeps what it reads in a bounded disk cache under
-    ``<cache_root>/remote-chunks`` (default location and cap: :func:`vcd.formats.zarrio.remote_cache`).
-
-    Parameters
-    ----------
-    path : path or URL
-        An OME-Zarr directory (v2 or v3: ``0/`` … pyramid levels, ``meta.json`` with the voxel size)
-        or its URL.
-    cache_root : path, optional
-        Where a remote volume's chunk cache lives.
-
-    Returns
-    -------
-    Volume
-        ``shape`` ``(z, y, x)`` of level 0 in voxels, ``levels`` (the pyramid, each read as
-        ``[z, y, x]`` arrays), ``voxelsize`` (µm per voxel).
-    """
+    ``<cache_root>/remote-chunks`` (default location and cap: :func:`vcd.formats.zarrio.remote_cache`)."""
     if is_remote(path):
         return _open_remote(str(path).rstrip("/"), remote_cache(cache_root))
     path = Path(path)

@@ -34,6 +34,7 @@ KIND_MODULES: dict[str, str] = {
     "retrace": "vcd.jobs.retrace",
     "winding": "vcd.jobs.winding",
     "fuse": "vcd.jobs.fuse",
+    "gate": "vcd.jobs.gate",
     "render": "vcd.jobs.render",
     "sleep": "vcd.jobs.sleep",
 }

@@ -7,6 +7,8 @@ Lives in ``kernels`` (the lowest package) so kernels, formats and every tool sha
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
@@ -41,3 +43,25 @@ def quad_triangle(grid, r, c, t):
     if t == 0:
         return grid[r, c], grid[r, c + 1], grid[r + 1, c]
     return grid[r + 1, c + 1], grid[r + 1, c], grid[r, c + 1]
+
+
+def densify_grid(points: np.ndarray, spacing: float) -> np.ndarray:
+    """Valid vertices of a grid plus bilinear points inside its valid quads, about ``spacing``
+    voxels apart (N×3), for "is this near the trace" queries."""
+    p = np.asarray(points, np.float64)
+    v = valid_mask(p)
+    out = [p[v]]
+    q = v[:-1, :-1] & v[1:, :-1] & v[:-1, 1:] & v[1:, 1:]
+    if q.any():
+        h = v[:, :-1] & v[:, 1:]
+        step = float(np.median(np.linalg.norm(p[:, 1:][h] - p[:, :-1][h], axis=1))) if h.any() else spacing
+        f = max(1, int(math.ceil(step / max(spacing, 1e-6))))
+        if f > 1:
+            a, b, c, d = p[:-1, :-1][q], p[:-1, 1:][q], p[1:, :-1][q], p[1:, 1:][q]
+            t = np.arange(f + 1) / f
+            for u in t:
+                for w in t:
+                    if (u, w) != (0.0, 0.0):
+                        out.append((1 - u) * (1 - w) * a + (1 - u) * w * b + u * (1 - w) * c + u * w * d)
+    return np.concatenate(out)
+
