@@ -71,7 +71,7 @@ class Autoseg:
         self.volpkg = Path(volpkg)
         self.queue = JobQueue(queue_path)
         self.cfg = cfg
-        self.a = cfg["autoseg"]
+        self.a = cfg.autoseg
         self.find_volume = find_volume
         self.log = log
         self._lock = threading.Lock()
@@ -80,7 +80,7 @@ class Autoseg:
         self._clouds: dict[str, tuple] = {}  # patch name -> ((x.tif, mask.tif mtimes), valid points N×3)
         self.last_state: dict = {}
         self._sample_cache = None
-        if self.a["self_configure"] and load_autoconf(self.volpkg) is None:
+        if self.a.self_configure and load_autoconf(self.volpkg) is None:
             self._self_configure()
 
     def _self_configure(self) -> None:
@@ -126,7 +126,7 @@ class Autoseg:
         pending = {k: sum(1 for j in tjobs if j["kind"] == k and j["state"] in PENDING) for k in WAITED_ON}
         stats = collection_stats(self.volpkg, self.tgt_overlap_count())
         self.adapt(stats["patches"])
-        why = ap.growth_finished(self.cfg["schedule"], stats, q.recent_results("expand", 4),
+        why = ap.growth_finished(self.cfg.schedule, stats, q.recent_results("expand", 4),
                                  bool(q.get_kv(KV_FORCE, False)))
         state = {"phase": "growing", "done": False, "patches": stats["patches"], "density": round(stats["density"], 3),
                  "traces": len(traces), "pending": pending, "ready": why}
@@ -144,14 +144,14 @@ class Autoseg:
         tried = {Path(j["params"].get("seed", "")).name for j in tjobs if j["kind"] == "trace"}
         seeds = [(p.center[2], p.radius) for p in patches if p.name in tried]
         n_traces = sum(1 for j in tjobs if j["kind"] == "trace")
-        room = min(int(self.a["parallel_traces"]) - pending["trace"] - pending["retrace"],
-                   int(self.a["max_traces"]) - n_traces)
+        room = min(int(self.a.parallel_traces) - pending["trace"] - pending["retrace"],
+                   int(self.a.max_traces) - n_traces)
         planned = []
         if room > 0:  # (patches not linked yet have no links: never candidates)
             planned = ap.plan_traces(patches, tried, seeds, room, min_links=self.min_links(patches),
-                                     core_radius=self.core_radius(), covered_max=float(self.a["covered_max"]))
-            if not planned and series and not ap.stalled(series, float(self.a["stall_seconds"]),
-                                                         float(self.a["stall_gain"])):
+                                     core_radius=self.core_radius(), covered_max=float(self.a.covered_max))
+            if not planned and series and not ap.stalled(series, float(self.a.stall_seconds),
+                                                         float(self.a.stall_gain)):
                 # keep going while it helps: patches mostly off the final sheets, fewer links required
                 planned = ap.plan_traces(patches, tried, seeds, room, min_links=2, core_radius=self.core_radius(),
                                          covered_max=RELAXED_COVERED_MAX)
@@ -163,7 +163,7 @@ class Autoseg:
         fused = self.fuse(sheets)
         if fused or pending["fuse"]:
             return {**state, "phase": "fusing"}
-        helps = not ap.stalled(series, float(self.a["stall_seconds"]), float(self.a["stall_gain"]))
+        helps = not ap.stalled(series, float(self.a.stall_seconds), float(self.a.stall_gain))
         if series and helps and (gap["queued"] or gap["pending"]):  # gap seeding: the uncovered surface shrinks
             return {**state, "phase": "seeding gaps"}
         if why == ap.FORCED and (helps or not series):  # growth goes on (time budget): new patches may seed more traces
@@ -180,7 +180,7 @@ class Autoseg:
             return []
         series = list(self.queue.get_kv(KV_COVERAGE, []) or [])
         now = time.time()
-        if series and now - series[-1]["t"] < float(self.a["coverage_every"]):
+        if series and now - series[-1]["t"] < float(self.a.coverage_every):
             return series
         tol = self.sample_tol()
         tree = sheets_tree(sheets, tol)
@@ -213,7 +213,7 @@ class Autoseg:
         """Keep up to ``[autoseg] gap_seeds`` explicit seed jobs queued on predicted-surface samples no
         patch covers (:func:`~vcd.daemon.autoseg_plan.gap_seeds`), each place tried once (kv
         ``autoseg_gap_tried``). Returns ``{"queued": new jobs, "pending": seed jobs waiting or running}``."""
-        q, want = self.queue, int(self.a["gap_seeds"])
+        q, want = self.queue, int(self.a.gap_seeds)
         counts = q.counts()
         pending = sum(counts.get(("seed", st), 0) for st in PENDING)
         samples = self._samples()
@@ -268,8 +268,8 @@ class Autoseg:
 
     def min_links(self, patches) -> int:
         """``[autoseg] min_links``, or (0) half the median links, at least 2."""
-        if int(self.a["min_links"]) > 0:
-            return int(self.a["min_links"])
+        if int(self.a.min_links) > 0:
+            return int(self.a.min_links)
         links = [p.links for p in patches]
         return max(2, int(np.median(links) // 2)) if links else 2
 
@@ -286,7 +286,7 @@ class Autoseg:
         return float(p["step"]) * float(p["src_step"])
 
     def core_radius(self) -> float:
-        return float(self.a["core_cells"]) * self.cell()
+        return float(self.a.core_cells) * self.cell()
 
     def tol(self) -> float:
         return tol_for(self.volpkg, self.cfg)
@@ -358,7 +358,7 @@ class Autoseg:
 
     def fuse(self, sheets: dict) -> list[int]:
         """Queue the ``fuse`` jobs :func:`final_sheets` asks for that were never queued; returns their ids."""
-        if not self.a["fuse"]:
+        if not self.a.fuse:
             return []
         q = self.queue
         done = dict(q.get_kv(KV_FUSED, {}) or {})
@@ -419,13 +419,13 @@ def step_for(volpkg: Path, cfg) -> float:
 def tol_for(volpkg: Path, cfg) -> float:
     """Voxels within which a point counts as on an accepted trace: ``[autoseg] cover_tol`` or (0) a
     third of the patch step (:func:`step_for`), at least 2."""
-    t = float(cfg["autoseg"]["cover_tol"])
+    t = float(cfg.autoseg.cover_tol)
     return t if t > 0 else max(2.0, step_for(volpkg, cfg) / 3.0)
 
 
 def gate_params(volpkg: Path, cfg) -> dict:
     """The ``gate`` job's params from ``[autoseg]`` (``qa_threshold``, ``qa_dilate``, ``min_kept_share``)
     and :func:`tol_for`, without ``trace`` / ``fused``."""
-    a = cfg["autoseg"]
-    return {"paths": str(Path(volpkg) / "paths"), "threshold": float(a["qa_threshold"]), "dilate": int(a["qa_dilate"]),
-            "min_kept_share": float(a["min_kept_share"]), "tol": tol_for(volpkg, cfg)}
+    a = cfg.autoseg
+    return {"paths": str(Path(volpkg) / "paths"), "threshold": float(a.qa_threshold), "dilate": int(a.qa_dilate),
+            "min_kept_share": float(a.min_kept_share), "tol": tol_for(volpkg, cfg)}
