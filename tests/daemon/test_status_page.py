@@ -108,18 +108,22 @@ def test_daemon_serves_the_status_page_with_metrics_images_and_no_escapes(daemon
                                    "tgt_dir": str(vp / "traces"), "seed": str(vp / "paths" / "no_such_patch")})
     d.wait_for(lambda: q.get(bad)["state"] == "failed", "the bad trace job fails")
     d.wait_for(lambda: (q.by_dedup_key(f"winding:{trace.name}") or {}).get("state") == "done", "winding job")
-    q.set_kv("autoseg_state", {"phase": "tracing", "done": False, "patches": 3, "traces": 1})
+
+    def page():
+        status, body = get(d.port, "/")
+        assert status == 200
+        return body.decode()
+    q.set_kv("autoseg_state", {"phase": "tracing", "done": False, "patches": 3, "traces": 1,
+                               "final_sheets": [trace.name]})
+    # while autoseg runs (no report yet) the tick's current final sheets are listed, linked to their folders
+    d.wait_for(lambda: 'id="sheets-live"' in page() and (vp / "traces" / trace.name).resolve().as_uri() in page(),
+               "the live final sheets")
     q.set_kv("autoseg_coverage", [{"t": 1000.0, "coverage": 0.1, "on_patch": 0.3},
                                   {"t": 1060.0, "coverage": 0.4, "on_patch": 0.5}])
     (vp / "traces" / "autoseg_report.json").write_text(json.dumps(  # as vcd.daemon.autoseg.write_report writes it
         {"final_sheets": [{"name": trace.name, "area_cm2": 0.0123, "fused_from": [trace.name]}],
          "traced_area_cm2": 0.0123, "coverage_of_predicted_surface": 0.4}))
     (vp / "traces" / "autoseg_report.png").write_bytes((trace / "qa.png").read_bytes())
-
-    def page():
-        status, body = get(d.port, "/")
-        assert status == 200
-        return body.decode()
     d.wait_for(lambda: "3 patches" in page() and "winding.png" in page(), "page shows the patches and the winding")
     html = page()
     assert get(d.port, "/status")[0] == 200

@@ -135,6 +135,7 @@ class Autoseg:
         if pending["gate"]:  # planning reads the gated traces: wait for their records
             return {**state, "phase": "gating"}
         sheets = final_sheets(self.volpkg)
+        state["final_sheets"] = [d.name for d in sheets["sheets"]]  # live, for vcdctl and the status page
         patches, clouds, axis = self.geometry(sheets["accepted"])
         series = self.measure_coverage(sheets["sheets"], clouds)
         if series:

@@ -488,8 +488,15 @@ class StatusPage:
                                  for s in sheets[:N_SHEETS])
                        + "</table>" + (f"<p>and {len(sheets) - N_SHEETS} more (traces/{REPORT}.md)</p>"
                                        if len(sheets) > N_SHEETS else ""))
+        elif state.get("final_sheets"):  # the tick's current choice; areas come with the report
+            live = [str(n) for n in state["final_sheets"]]
+            out.append(f'<h3>Final sheets so far ({len(live)}; areas in the report when the run is done)</h3>'
+                       '<table id="sheets-live"><tr><th class="l">sheet</th></tr>'
+                       + "".join(f'<tr><td class="l">{_folder_link(self.volpkg / "traces" / n)}</td></tr>'
+                                 for n in live[:N_SHEETS])
+                       + "</table>" + (f"<p>and {len(live) - N_SHEETS} more</p>" if len(live) > N_SHEETS else ""))
         else:
-            out.append('<p class="muted">final sheets: the report is written when the run is done</p>')
+            out.append('<p class="muted">final sheets: none yet (the report lists them when the run is done)</p>')
         png = self.volpkg / "traces" / f"{REPORT}.png"
         if png.exists():
             out.append(f'<img id="autoseg-report" src="{image_url(self.volpkg, png)}" alt="autoseg report">')
