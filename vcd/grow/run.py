@@ -154,7 +154,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
                              "give X Y Z in level-0 voxels inside the volume")
         vc_mode = "explicit_seed"
     elif mode == "expansion":
-        start = expansion_start(paths, pred, rng, params.tgt_overlap_count)
+        start = expansion_start(paths, pred, rng, params.tgt_overlap_count, threshold=params.threshold)
         if start is None:
             return {"written": None, "stop": GrowStop.SATURATED.value,
                     "reason": "collection saturated: no patch point is covered by fewer than "
@@ -174,7 +174,7 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
     while result.n_corners == 0 and vc_mode != "explicit_seed" and attempts < 20:
         # a start where the seed quad does not fit (a hole, a tight curve): try another one, as VC3D does
         attempts += 1
-        start = (expansion_start(paths, pred, rng, params.tgt_overlap_count) if vc_mode == "expansion"
+        start = (expansion_start(paths, pred, rng, params.tgt_overlap_count, threshold=params.threshold) if vc_mode == "expansion"
                  else (random_seed_point(pred, rng, paths, params.max_tries, params.threshold), None, None))
         if start is None or start[0] is None:
             break
