@@ -194,6 +194,7 @@ def _dry_run(volpkg: Path, cfg) -> int:
 def _autoseg(args) -> int:
     from ..daemon.autoseg import gate_remaining
     from ..daemon.autoseg_report import write_report
+    from ..daemon.config import cover_tol
     from ..post.final_sheets import final_sheets, finish_sheets
     from ..daemon.config import load_config
     from ..formats.volpkg import open_volpkg
@@ -218,7 +219,7 @@ def _autoseg(args) -> int:
         if late:
             print(f"  gated {len(late)} trace(s) that finished as the daemon stopped", flush=True)
         if status != "done":  # a done run's last tick made them tile already
-            finish_sheets(volpkg)
+            finish_sheets(volpkg, cover_tol(cfg, volpkg))
         truth = _truth_score(volpkg, final_sheets(volpkg)["sheets"])
         d = write_report(volpkg, cfg, status, truth)
     except KeyboardInterrupt:

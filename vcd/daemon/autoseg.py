@@ -39,17 +39,17 @@ from ..errors import VcdError
 from ..formats.jsonio import atomic_write_json
 from ..formats.overlaps import link_sets
 from ..formats.tifxyz import read_surface
-from ..formats.volpkg import finished_traces, list_patches, patch_step
+from ..formats.volpkg import finished_traces, list_patches
 from ..jobs.autoconf import autoconf, autoconf_path, load_autoconf, load_samples
 from ..post.coverage import collection_stats
-from ..post.final_sheets import covered_share, final_sheets, finish_sheets, sheets_tree
 from ..formats.gaterecord import read_meta
+from ..post.final_sheets import covered_share, final_sheets, finish_sheets, sheets_tree
 from . import autoseg_plan as ap
 from .autoseg_report import write_report
 from .autoseg_state import (KV_COVERAGE, KV_CPU, KV_FORCE, KV_FUSED, KV_GAP_TRIED, KV_STATE, PENDING,
                             job_rows)
 from .backoff import KV_STATE as KV_BACKOFF
-from .config import job_params, tgt_overlap_count
+from .config import cover_tol, job_params, patch_step_for, tgt_overlap_count
 from .queue import JobQueue
 
 #: trace params autoseg uses where ``trace_params.json`` / ``[params.trace]`` say nothing (``src_step``:
@@ -110,7 +110,7 @@ class Autoseg:
             if state.get("done") and not self.last_state.get("done"):
                 self.log.info("autoseg_done", **{k: v for k, v in state.items() if k != "done"})
                 try:
-                    finish_sheets(self.volpkg)
+                    finish_sheets(self.volpkg, self.tol())
                     write_report(self.volpkg, self.cfg, status="done")
                 except Exception as exc:
                     self.log.warning("autoseg_report_failed", error=f"{type(exc).__name__}: {exc}")
@@ -159,7 +159,7 @@ class Autoseg:
             for name in planned:
                 self.submit_trace(self.volpkg / "paths" / name)
         state.update(phase="tracing", planned=planned, accepted=len(sheets["accepted"]))
-        if planned or pending["gate"] or pending["trace"] or pending["retrace"] or pending["overlap"]:
+        if planned or pending["trace"] or pending["retrace"] or pending["overlap"]:
             return state
         fused = self.fuse(sheets)
         if fused or pending["fuse"]:
@@ -275,7 +275,7 @@ class Autoseg:
         return max(2, int(np.median(links) // 2)) if links else 2
 
     def patch_step(self) -> float:
-        return step_for(self.volpkg, self.cfg)
+        return patch_step_for(self.cfg, self.volpkg)
 
     def trace_params(self) -> dict:
         """The autoseg trace params: :data:`TRACE_DEFAULTS` and ``src_step``, under the volpkg's
@@ -290,7 +290,7 @@ class Autoseg:
         return float(self.a.core_cells) * self.cell()
 
     def tol(self) -> float:
-        return tol_for(self.volpkg, self.cfg)
+        return cover_tol(self.cfg, self.volpkg)
 
     def geometry(self, accepted: list[Path]):
         """(:class:`~vcd.daemon.autoseg_plan.PatchGeom` list, name → N×3 valid points, axis), cached
@@ -356,7 +356,6 @@ class Autoseg:
             self.log.info("autoseg_gate_queued", trace=Path(params["trace"]).name, fused=params["fused"], job_id=jid)
         return out
 
-
     def fuse(self, sheets: dict) -> list[int]:
         """Queue the ``fuse`` jobs :func:`final_sheets` asks for that were never queued; returns their ids."""
         if not self.a.fuse:
@@ -380,14 +379,6 @@ class Autoseg:
         return out
 
 
-
-
-# ---------------------------------------------------------------------------- final sheets
-
-
-# ---------------------------------------------------------------------------- the report
-
-
 def ungated(volpkg: Path, traces: list[Path], base: dict) -> list[dict]:
     """``gate`` job params for every trace of ``traces`` and every fused sheet in ``traces/`` that has
     no gate record yet (``meta.json`` without ``vcd_autoseg``); ``base``: :meth:`Autoseg.gate_params`."""
@@ -405,28 +396,9 @@ def gate_remaining(volpkg: Path, cfg) -> list[dict]:
     return [gate.run(params, None) for params in ungated(Path(volpkg), finished_traces(volpkg), gate_params(volpkg, cfg))]
 
 
-def step_for(volpkg: Path, cfg) -> float:
-    """Voxels per patch grid cell: the patches' ``step_size`` (:func:`vcd.formats.volpkg.patch_step`),
-    else the ``expand`` job's, else VC3D's 20."""
-    step = patch_step(Path(volpkg) / "paths")
-    if step is not None:
-        return step
-    try:
-        return float(job_params(cfg, volpkg, "expand").get("step_size", 20))
-    except VcdError:
-        return 20.0
-
-
-def tol_for(volpkg: Path, cfg) -> float:
-    """Voxels within which a point counts as on an accepted trace: ``[autoseg] cover_tol`` or (0) a
-    third of the patch step (:func:`step_for`), at least 2."""
-    t = float(cfg.autoseg.cover_tol)
-    return t if t > 0 else max(2.0, step_for(volpkg, cfg) / 3.0)
-
-
 def gate_params(volpkg: Path, cfg) -> dict:
     """The ``gate`` job's params from ``[autoseg]`` (``qa_threshold``, ``qa_dilate``, ``min_kept_share``)
-    and :func:`tol_for`, without ``trace`` / ``fused``."""
+    and :func:`~vcd.daemon.config.cover_tol`, without ``trace`` / ``fused``."""
     a = cfg.autoseg
     return {"paths": str(Path(volpkg) / "paths"), "threshold": float(a.qa_threshold), "dilate": int(a.qa_dilate),
-            "min_kept_share": float(a.min_kept_share), "tol": tol_for(volpkg, cfg)}
+            "min_kept_share": float(a.min_kept_share), "tol": cover_tol(cfg, volpkg)}

@@ -19,11 +19,11 @@ from ..formats.volpkg import finished_traces, list_patches
 from ..jobs.autoconf import load_autoconf, load_samples
 from ..kernels.points import densify_grid
 from ..post.coverage import collection_stats
-from ..post.final_sheets import cover_tol, covered_share, final_sheets, gate_records, sheets_tree
+from ..post.final_sheets import covered_share, final_sheets, gate_records, sheets_tree
 from ..formats.gaterecord import GATE_FILE, read_meta
 from . import autoseg_plan as ap
 from .autoseg_state import KV_CPU, KV_RUNS, REPORT, job_rows
-from .config import tgt_overlap_count
+from .config import cover_tol, tgt_overlap_count
 from .queue import JobQueue
 
 
@@ -58,7 +58,7 @@ def report_data(volpkg: Path, cfg, status: str, truth_score: dict | None = None,
             pts.append(s.points[s.valid])
         except VcdError:
             continue
-    cov = covered_share(np.concatenate(pts), tree, cover_tol(volpkg)) if pts else 0.0
+    cov = covered_share(np.concatenate(pts), tree, cover_tol(cfg, volpkg)) if pts else 0.0
     kept = [recs[n] for n in fs["kept"] if n in recs]
     corners = sum(r.get("corners", 0) for r in recs.values())
     flagged = sum(r.get("hot_corners", 0) for r in recs.values())
@@ -135,13 +135,13 @@ def _point_states(volpkg: Path, sheets: list[Path], tol: float, limit: int = 200
     return P, state
 
 
-def write_figure(volpkg: Path, d: dict) -> Path | None:
+def write_figure(volpkg: Path, d: dict, tol: float) -> Path | None:
     """``traces/autoseg_report.png`` (:func:`vcd.daemon.autoseg_figure.report_figure`); None when the
-    volume does not open (the report goes on without a picture)."""
+    volume does not open (the report goes on without a picture). ``tol``: voxels within which a point
+    counts as on a sheet (:func:`~vcd.daemon.config.cover_tol`)."""
     from ..formats.volpkg import open_volpkg
     from .autoseg_figure import report_figure
     sheets = [volpkg / "traces" / s["name"] for s in d["final_sheets"]]
-    tol = cover_tol(volpkg)
     P, state = _point_states(volpkg, sheets, tol, samples=load_samples(volpkg))
     try:
         plan = load_autoconf(volpkg)
@@ -219,7 +219,7 @@ def write_report(volpkg: Path, cfg, status: str, truth_score: dict | None = None
     root = volpkg / "traces"
     root.mkdir(exist_ok=True)
     try:
-        fig = write_figure(volpkg, d)
+        fig = write_figure(volpkg, d, cover_tol(cfg, volpkg))
     except (VcdError, OSError, ValueError) as exc:  # a picture never costs the report
         fig, d["figure_error"] = None, f"{type(exc).__name__}: {exc}"
     d["figure"] = fig.name if fig else None

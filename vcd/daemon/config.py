@@ -480,3 +480,24 @@ __all__ = ["Config", "DaemonTable", "ConcurrencyTable", "WallSecondsTable", "Par
 
 if __name__ == "__main__":
     sys.stdout.write(example_toml())
+
+
+def patch_step_for(cfg: Config, volpkg: Path) -> float:
+    """Voxels per patch grid cell: the patches' ``step_size`` (:func:`vcd.formats.volpkg.patch_step`),
+    else the ``expand`` job's (:func:`job_params`), else VC3D's 20."""
+    from ..formats.volpkg import patch_step
+    step = patch_step(Path(volpkg) / "paths")
+    if step is not None:
+        return step
+    try:
+        return float(job_params(cfg, Path(volpkg), "expand").get("step_size", 20))
+    except VcdError:
+        return 20.0
+
+
+def cover_tol(cfg: Config, volpkg: Path) -> float:
+    """Voxels within which a point counts as on an accepted trace or final sheet (autoseg's planning,
+    gate anchor, tiling and report): ``[autoseg] cover_tol``, or (0) a third of
+    :func:`patch_step_for`, at least 2."""
+    t = float(cfg.autoseg.cover_tol)
+    return t if t > 0 else max(2.0, patch_step_for(cfg, volpkg) / 3.0)

@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 from ..errors import VcdError
 from ..formats.provenance import read_provenance
 from ..formats.tifxyz import read_surface, update_meta, write_mask
-from ..formats.volpkg import finished_traces, patch_step
+from ..formats.volpkg import finished_traces
 from ..kernels.points import densify_grid
 from ..formats.gaterecord import fuse_inputs, read_gate
 from .qa_gate import keep_piece
@@ -33,11 +33,6 @@ def covered_share(points: np.ndarray, tree: cKDTree | None, tol: float) -> float
         return 0.0
     d, _ = tree.query(points, distance_upper_bound=tol + 1e-6)
     return float(np.mean(np.isfinite(d)))
-
-
-def cover_tol(volpkg: Path) -> float:
-    """Voxels within which a point counts as on a final sheet: a third of the patches' step, at least 2."""
-    return max(2.0, (patch_step(Path(volpkg) / "paths") or 20.0) / 3.0)
 
 
 def sheet_relations(clouds: dict[str, np.ndarray], order: list[str], tol: float, dup_share: float = 0.8,
@@ -212,19 +207,18 @@ def final_sheets(volpkg: Path, tol: float = 2.0) -> dict:
             "fused": {k: v.name for k, v in fused.items()}, "sheets": sheets}
 
 
-def finish_sheets(volpkg: Path, tol: float | None = None) -> dict:
+def finish_sheets(volpkg: Path, tol: float) -> dict:
     """Make the final sheets tile and never touch themselves, in their ``mask.tif`` (255 = kept):
 
     1. each sheet's self-contacts (a vertex within 1.5 voxels of one more than 3 cells away) and normal
        flips are cut with a cell around them, and its largest piece kept (:func:`clean_sheet`);
     2. sheets in priority order (:func:`final_sheets`: largest first, a fused sheet in its reference's
-       place) give up what an earlier one covers within ``tol`` voxels (default a third of the patch
-       step, >= 2; :func:`tile`), so the traced area is their union.
+       place) give up what an earlier one covers within ``tol`` voxels (autoseg passes
+       :func:`vcd.daemon.config.cover_tol`; :func:`tile`), so the traced area is their union.
 
     Writes a mask only where something changes, records ``vcd_autoseg_final`` in each sheet's
     ``meta.json``; returns ``{sheet name: counts}``."""
     volpkg = Path(volpkg)
-    tol = tol or cover_tol(volpkg)
     sheets = final_sheets(volpkg)["sheets"]
     surfs, keeps, recs = [], [], {}
     for d in sheets:
