@@ -181,7 +181,7 @@ def test_rehearsal_trace_params_fit_the_synth_seed_json(tmp_path):
     assert t.cell < load_truth(out).pitch
     for toml in heredocs(text, "TOML"):
         cfg = parse_config(tomllib.loads(toml))
-        assert (out / "volumes" / cfg["daemon"]["volume"]).is_dir()
+        assert (out / "volumes" / cfg.daemon.volume).is_dir()
 
 
 def test_performance_figures_live_in_one_place():

@@ -48,7 +48,7 @@ def test_plan_prefers_bands_without_traces_and_approved_patches():
 
 
 def test_growth_finished_follows_the_schedulers_rule():
-    sched = Config()["schedule"]
+    sched = Config().schedule
     stats = {"patches": 10, "density": 0.5, "overlap_deficit": 5}
     assert ap.growth_finished(sched, stats, []) is None
     assert "share" in ap.growth_finished(sched, stats, [], forced=True)

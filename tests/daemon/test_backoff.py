@@ -111,8 +111,8 @@ def test_epoch_changes_with_params_or_volume(tmp_path):
 def test_config_keys_are_validated(tmp_path):
     (tmp_path / "vcd.toml").write_text("[schedule]\nbackoff_after = 3\nbackoff_base_seconds = 2\n")
     cfg = load_config(tmp_path)
-    assert cfg["schedule"]["backoff_after"] == 3 and cfg["schedule"]["backoff_base_seconds"] == 2.0
-    assert load_config(tmp_path / "none")["schedule"]["backoff_after"] == 20
+    assert cfg.schedule.backoff_after == 3 and cfg.schedule.backoff_base_seconds == 2.0
+    assert load_config(tmp_path / "none").schedule.backoff_after == 20
     (tmp_path / "vcd.toml").write_text("[schedule]\nbackoff_max_seconds = 1\n")
     with pytest.raises(InputError, match="backoff_max_seconds"):
         load_config(tmp_path)

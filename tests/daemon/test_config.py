@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vcd.daemon.config import Config, example_toml, load_config
+from vcd.daemon.config import Config, ScheduleTable, example_toml, load_config, make_config
 from vcd.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,14 +44,21 @@ def test_example_is_generated_from_the_dataclasses_and_is_the_defaults(monkeypat
     load_config(ROOT, ROOT / "config" / "vcd.dask.example.toml")  # the other example parses too
 
 
-def test_typed_access_and_the_old_mapping_access_agree(tmp_path):
+def test_typed_access_the_kind_tables_and_no_mapping_layer(tmp_path):
     cfg = _load(tmp_path, "[daemon]\nworkers = 3\n[concurrency]\ntrace = 1\n[pipeline]\nafter_trace = ['winding']\n"
                           "[params.seed]\ngenerations = 7\n[params_files]\nseed = 'my_seed.json'\n")
-    assert cfg.daemon.workers == cfg["daemon"]["workers"] == 3
-    assert dict(cfg["concurrency"]) == {"trace": 1}
-    assert cfg["pipeline"].get("after_trace", []) == ("winding",)
-    assert dict(cfg["params"]["seed"]) == {"generations": 7}
-    assert cfg["params_files"]["seed"] == "my_seed.json" and cfg["params_files"]["expand"] == "expand.json"
+    assert cfg.daemon.workers == 3
+    assert dict(cfg.concurrency) == {"trace": 1}  # kind -> value tables are mappings of job kinds
+    assert cfg.pipeline.after_trace == ("winding",)
+    assert dict(cfg.params["seed"]) == {"generations": 7}
+    assert cfg.params_files["seed"] == "my_seed.json" and cfg.params_files["expand"] == "expand.json"
+    with pytest.raises(TypeError):
+        cfg["daemon"]  # fixed-key tables are read as attributes only
+    with pytest.raises(TypeError):
+        cfg.daemon["workers"]
+    assert make_config(schedule={"seed_count": 4}).schedule == ScheduleTable(seed_count=4)
+    with pytest.raises(InputError, match="seed_cont"):
+        make_config(schedule={"seed_cont": 4})
     assert pickle.loads(pickle.dumps(cfg)) == cfg
     with pytest.raises(Exception):
         cfg.daemon.workers = 4  # frozen

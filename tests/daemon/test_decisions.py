@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from vcd.daemon import backoff as bo
-from vcd.daemon.config import load_config
+from vcd.daemon.config import ScheduleTable, load_config
 from vcd.daemon.growth_plan import failure_storm, plan_growth, saturated
 from vcd.daemon.watcher import Watcher, patch_jobs, trace_jobs
 from vcd.formats.tifxyz import set_tag, write_mask, write_surface
 from vcd.formats.volpkg import TRACE_SOURCES
 
-SCHEDULE = {"seed_count": 4, "expand_queue": 2, "target_density": 0.9, "max_patches": 100}
+SCHEDULE = ScheduleTable(seed_count=4, expand_queue=2, target_density=0.9, max_patches=100)
 CALM = bo.backoff_state(bo.backoff_summary([]), 20, 30.0, 1800.0)
 
 

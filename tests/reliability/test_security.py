@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_daemon_listens_on_loopback_only(daemon_factory, tmp_path, monkeypatch):
     monkeypatch.delenv("VCD_CONFIG", raising=False)
-    assert load_config(tmp_path)["daemon"]["metrics_addr"].startswith("127.0.0.1:")  # the default
+    assert load_config(tmp_path).daemon.metrics_addr.startswith("127.0.0.1:")  # the default
     d = daemon_factory().start()
     d.wait_for(lambda: _listening(d.proc.pid), "metrics listener")
     addrs = _listening(d.proc.pid)

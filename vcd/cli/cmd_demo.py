@@ -136,11 +136,11 @@ def _growth_verdict(q, cfg, stats: dict) -> str | None:
     recent = q.recent_results("expand", 4)
     if not stats["patches"] or plan_growth(s, {}, stats, recent, {"active": False}, time.time()):
         return None
-    if stats["density"] >= s["target_density"]:
-        return (f"link target reached: {_linked(stats)} (target: {s['target_density'] * 100:.0f} % of "
+    if stats["density"] >= s.target_density:
+        return (f"link target reached: {_linked(stats)} (target: {s.target_density * 100:.0f} % of "
                 f"patches)")
-    if stats["patches"] >= s["max_patches"]:
-        return f"patch limit reached ({stats['patches']} >= max_patches {s['max_patches']})"
+    if stats["patches"] >= s.max_patches:
+        return f"patch limit reached ({stats['patches']} >= max_patches {s.max_patches})"
     if saturated(recent, 0):
         return "expansion saturated (the last 4 expand jobs found no under-covered place)"
     return "the scheduler plans no more growth"
@@ -223,7 +223,7 @@ def _summary(q, out: Path, patches, job: dict, after: list[str], verdict: str) -
     stats = collection_stats(out, DEMO_GROW["tgt_overlap_count"])  # after linking finished
     rows = [("patches", f"{len(patches)}"), ("growth stopped", verdict),
             ("links (scheduler's measure)", f"{_linked(stats)} (the scheduler's target: "
-                                            f"{load_config(out)['schedule']['target_density'] * 100:.0f} %)"),
+                                            f"{load_config(out).schedule.target_density * 100:.0f} %)"),
             ("patch area", f"{area:.3f} cm²"),
             ("true sheet covered (2 vx)", f"{coverage(grids, truth) * 100:.1f} %"),
             ("patch distance to truth", f"mean {sum(s['mean_dist'] for s in scores) / len(scores):.2f} vx"),

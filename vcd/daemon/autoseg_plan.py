@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .config import ScheduleTable
+
 
 # ---------------------------------------------------------------------------- the collection's geometry
 
@@ -48,7 +50,7 @@ def collection_axis(clouds: list[np.ndarray]) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------------- when to trace
 
-def growth_finished(schedule, stats: dict, recent_expand: list, forced: bool = False) -> str | None:
+def growth_finished(schedule: ScheduleTable, stats: dict, recent_expand: list, forced: bool = False) -> str | None:
     """Why the collection is ready for tracing, or None while growth goes on.
 
     The scheduler's own stop rule (:func:`vcd.daemon.growth_plan.plan_growth` asked with nothing in
@@ -58,13 +60,13 @@ def growth_finished(schedule, stats: dict, recent_expand: list, forced: bool = F
     from .growth_plan import plan_growth, saturated
     if not stats.get("patches"):
         return None
-    if stats["density"] >= schedule["target_density"]:
-        return f"density target reached ({stats['density']:.2f} >= {schedule['target_density']:.2f})"
-    if stats["patches"] >= schedule["max_patches"]:
+    if stats["density"] >= schedule.target_density:
+        return f"density target reached ({stats['density']:.2f} >= {schedule.target_density:.2f})"
+    if stats["patches"] >= schedule.max_patches:
         return f"max_patches reached ({stats['patches']})"
     if saturated(recent_expand, 0):
         return "expansion saturated"
-    if not schedule["expansion"]:
+    if not schedule.expansion:
         return "expansion off"
     if not plan_growth(schedule, {}, stats, recent_expand, {"active": False}, 0.0):
         return "the scheduler plans no more growth"

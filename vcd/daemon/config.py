@@ -10,10 +10,11 @@ against the job registry (:data:`vcd.jobs.KIND_MODULES`).
 Job params follow VC3D: ``seed.json``, ``expand.json`` and ``trace_params.json`` at the volpkg root are
 used when present, with ``[params.<kind>]`` tables overriding single keys (:func:`job_params`).
 
-Attribute access (``cfg.daemon.workers``) is the typed way, and what the service, the scheduler,
-the watcher and the executors use. A :class:`Config` and each table are also still read-only
-mappings (``cfg["daemon"]["workers"]``) for the callers not yet moved — autoseg (being split,
-issue 28 item 1) and the pure growth decisions, which take the ``[schedule]`` table or a plain dict.
+Read a fixed-key table by attribute (``cfg.daemon.workers``, ``cfg.schedule.seed_count``): it is a
+frozen dataclass, not a mapping. The kind-keyed tables (``[concurrency]``, ``[wall_seconds]``,
+``[params_files]``, ``[params]``) are read-only mappings of job kind -> value, because their keys are
+job kinds, not fields (``cfg.concurrency.get("trace")``). Tests build a table directly
+(``ScheduleTable(seed_count=4)``) or a validated config with :func:`make_config`.
 """
 
 from __future__ import annotations
@@ -51,23 +52,9 @@ def _by_kind(default: Mapping, help: str, example: str = "") -> Any:
     return field(default_factory=lambda: _frozen_map(default), metadata={"help": help, "example": example})
 
 
-class _Table(Mapping):
-    """Read-only mapping view of a fixed-key table: ``table["key"]`` is ``table.key``."""
-
-    def __getitem__(self, k: str) -> Any:
-        if k in _names(type(self)):
-            return getattr(self, k)
-        raise KeyError(k)
-
-    def __iter__(self):
-        return iter(_names(type(self)))
-
-    def __len__(self) -> int:
-        return len(_names(type(self)))
-
-
 class _KindTable(Mapping):
-    """Read-only mapping view of a kind -> value table (its one field ``by_kind``)."""
+    """A kind -> value table (its one field ``by_kind``), read as a read-only mapping: its keys are job
+    kinds, which no dataclass field can name."""
 
     def __getitem__(self, k: str) -> Any:
         return self.by_kind[k]
@@ -92,7 +79,7 @@ def _names(cls: type) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, eq=True)
-class DaemonTable(_Table):
+class DaemonTable:
     """``[daemon]``: the service itself."""
 
     volume: str = key("", "surface-prediction volume dir in volumes/ (\"\" = the one named *pred*/*surface*)")
@@ -147,7 +134,7 @@ class ParamsTable(_KindTable):
 
 
 @dataclass(frozen=True, eq=True)
-class ScheduleTable(_Table):
+class ScheduleTable:
     """``[schedule]``: what the daemon queues by itself."""
 
     expansion: bool = key(True, "keep seeding / expanding until the density target is met")
@@ -170,14 +157,14 @@ class ScheduleTable(_Table):
 
 
 @dataclass(frozen=True, eq=True)
-class PipelineTable(_Table):
+class PipelineTable:
     """``[pipeline]``: jobs chained after others."""
 
     after_trace: tuple[str, ...] = key((), "job kinds queued for each finished trace, e.g. [\"winding\", \"render\"]")
 
 
 @dataclass(frozen=True, eq=True)
-class AutosegTable(_Table):
+class AutosegTable:
     """``[autoseg]``: tracing, QA-gating and fusing by itself (``vcd autoseg``; docs/autoseg.md)."""
 
     enabled: bool = key(False, "trace, QA-gate and fuse by itself once growth is finished (vcd autoseg sets it)")
@@ -209,7 +196,7 @@ def _table(cls: type, help: str) -> Any:
 
 
 @dataclass(frozen=True, eq=True)
-class Config(_Table):
+class Config:
     """The whole daemon config: one field per TOML table."""
 
     daemon: DaemonTable = _table(DaemonTable, "the service")
@@ -226,8 +213,6 @@ class Config(_Table):
         (validated like the file)."""
         return parse({**to_dict(self), **{t: {**to_dict(self)[t], **v} for t, v in tables.items()}})
 
-
-DEFAULTS: dict = {}  # filled below: the defaults as the TOML-shaped dict (read-only use)
 
 # ---------------------------------------------------------------------------- parsing
 
@@ -336,7 +321,7 @@ def to_dict(cfg: Config) -> dict:
         if isinstance(t, _KindTable):
             out[f.name] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in t.by_kind.items()}
         else:
-            out[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in t.items()}
+            out[f.name] = {k.name: list(v) if isinstance(v := getattr(t, k.name), tuple) else v for k in fields(t)}
     return out
 
 
@@ -357,6 +342,12 @@ def _read_toml(path) -> dict:
         raise InputError(path, "config file not found", "check --config / VCD_CONFIG") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(path, f"config is not valid TOML ({exc})", "fix the syntax") from None
+
+
+def make_config(**tables: Mapping) -> Config:
+    """A validated :class:`Config` from TOML-shaped tables, the rest defaults — e.g.
+    ``make_config(schedule={"seed_count": 4})`` (what a test writes instead of a vcd.toml)."""
+    return parse(tables)
 
 
 def load_config(volpkg: str | os.PathLike, path: str | os.PathLike | None = None,
@@ -425,6 +416,27 @@ def tgt_overlap_count(cfg: Config | None, volpkg: Path) -> int:
         return TGT_OVERLAP_COUNT
 
 
+def patch_step_for(cfg: Config, volpkg: Path) -> float:
+    """Voxels per patch grid cell: the patches' ``step_size`` (:func:`vcd.formats.volpkg.patch_step`),
+    else the ``expand`` job's (:func:`job_params`), else VC3D's 20."""
+    from ..formats.volpkg import patch_step
+    step = patch_step(Path(volpkg) / "paths")
+    if step is not None:
+        return step
+    try:
+        return float(job_params(cfg, Path(volpkg), "expand").get("step_size", 20))
+    except VcdError:
+        return 20.0
+
+
+def cover_tol(cfg: Config, volpkg: Path) -> float:
+    """Voxels within which a point counts as on an accepted trace or final sheet (autoseg's planning,
+    gate anchor, tiling and report): ``[autoseg] cover_tol``, or (0) a third of
+    :func:`patch_step_for`, at least 2."""
+    t = float(cfg.autoseg.cover_tol)
+    return t if t > 0 else max(2.0, patch_step_for(cfg, volpkg) / 3.0)
+
+
 # ---------------------------------------------------------------------------- the example file
 
 EXAMPLE_HEADER = """\
@@ -473,31 +485,9 @@ def example_toml() -> str:
     return "\n".join(parts)
 
 
-DEFAULTS.update(to_dict(Config()))
-
 __all__ = ["Config", "DaemonTable", "ConcurrencyTable", "WallSecondsTable", "ParamsFilesTable", "ParamsTable", "ScheduleTable",
-           "PipelineTable", "AutosegTable", "DEFAULTS", "load_config", "parse", "to_dict", "job_params", "example_toml"]
+           "PipelineTable", "AutosegTable", "load_config", "make_config", "parse", "to_dict", "job_params",
+           "tgt_overlap_count", "patch_step_for", "cover_tol", "example_toml"]
 
 if __name__ == "__main__":
     sys.stdout.write(example_toml())
-
-
-def patch_step_for(cfg: Config, volpkg: Path) -> float:
-    """Voxels per patch grid cell: the patches' ``step_size`` (:func:`vcd.formats.volpkg.patch_step`),
-    else the ``expand`` job's (:func:`job_params`), else VC3D's 20."""
-    from ..formats.volpkg import patch_step
-    step = patch_step(Path(volpkg) / "paths")
-    if step is not None:
-        return step
-    try:
-        return float(job_params(cfg, Path(volpkg), "expand").get("step_size", 20))
-    except VcdError:
-        return 20.0
-
-
-def cover_tol(cfg: Config, volpkg: Path) -> float:
-    """Voxels within which a point counts as on an accepted trace or final sheet (autoseg's planning,
-    gate anchor, tiling and report): ``[autoseg] cover_tol``, or (0) a third of
-    :func:`patch_step_for`, at least 2."""
-    t = float(cfg.autoseg.cover_tol)
-    return t if t > 0 else max(2.0, patch_step_for(cfg, volpkg) / 3.0)

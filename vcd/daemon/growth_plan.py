@@ -9,6 +9,7 @@ share them without importing each other.
 from __future__ import annotations
 
 from . import backoff as bo
+from .config import ScheduleTable
 
 
 def saturated(recent_expand_results: list[dict | None], expand_running: int) -> bool:
@@ -24,7 +25,7 @@ def failure_storm(recent_states: dict[str, int]) -> bool:
     return recent_states.get("failed", 0) >= 3 and not recent_states.get("done", 0)
 
 
-def plan_growth(schedule: dict, counts: dict[tuple[str, str], int], stats: dict, recent_expand: list,
+def plan_growth(schedule: ScheduleTable, counts: dict[tuple[str, str], int], stats: dict, recent_expand: list,
                 backoff: dict, now: float) -> list[str]:
     """The growth jobs to queue now (kinds, in order), from the ``[schedule]`` config, the queue's
     ``counts()`` (kind, state) → n, :func:`vcd.post.coverage.collection_stats`, the results of the newest 4 expand
@@ -35,9 +36,9 @@ def plan_growth(schedule: dict, counts: dict[tuple[str, str], int], stats: dict,
     def allowed(wanted):
         return bo.allowed_new_jobs(backoff, wanted, active("seed") + active("expand"), now)
     if stats["patches"] == 0:
-        return ["seed"] * allowed(schedule["seed_count"] - active("seed"))
-    if stats["density"] >= schedule["target_density"] or stats["patches"] >= schedule["max_patches"]:
+        return ["seed"] * allowed(schedule.seed_count - active("seed"))
+    if stats["density"] >= schedule.target_density or stats["patches"] >= schedule.max_patches:
         return []
     if saturated(recent_expand, counts.get(("expand", "running"), 0)):
         return []  # the last expansions found no under-covered place
-    return ["expand"] * allowed(schedule["expand_queue"] - counts.get(("expand", "queued"), 0))
+    return ["expand"] * allowed(schedule.expand_queue - counts.get(("expand", "queued"), 0))

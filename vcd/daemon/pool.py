@@ -163,7 +163,7 @@ class LocalPool:
         d = self.cfg.daemon
         p = self.ctx.Process(target=worker_main, name=name, daemon=False, args=(
             self.queue_path, self.volpkg, name, self.stop_event, dict(self.cfg.concurrency),
-            float(d["lease_seconds"]), d["log_format"], int(d["thread_limit"]), os.getpid()))
+            float(d.lease_seconds), d.log_format, int(d.thread_limit), os.getpid()))
         p.start()
         self.procs[name] = p
 
