@@ -19,6 +19,13 @@ preset="realistic", seed=N, **overrides)`` replaces single knobs. Knobs (voxels 
   about ``fused_gap`` × the local thickness, always < 0.9 × it (one band), over a core of
   ``± extent_arc`` (10-15) voxels along the sheet and ``± extent_s`` (7-11) along the axis, easing back
   over as much again;
+- ``fused_family``: True draws the fused zones from a family instead (issue 27), every value from the seed
+  on its own stream (the other knobs' draws are unchanged): ``n_fused`` 2-4 zones (unless given), the
+  sheet's full thickness ``fused_thickness_range`` (1-5 voxels, fixed per draw unless ``half_thickness``
+  or ``thickness_range`` is given), and per zone the background gap left between the two bands along the
+  normal ``fused_gap_range`` (0-3 voxels; 0: the bands touch), the core's arc along the sheet
+  ``fused_arc_range`` (40-150 voxels) and its height along the axis ``fused_height_range`` (30-100
+  voxels), easing back over as much again on each side;
 - ``n_fragments``: short false bands between wraps; ``speckle``: share of voxels switched on at random;
 - ``clean``: True drops every defect (dropout, holes, fused zones, fragments, speckle) not given
   explicitly, keeps the shape (``clean=True, n_fused=2``: only fused zones).
@@ -53,7 +60,12 @@ from .truth import SheetTruth
 
 KNOBS = ("thickness_range", "half_thickness", "soft", "soft_width", "dropout", "blob_sigma", "n_holes", "pitch",
          "ellipticity", "displacement", "phi_e", "phi_d", "r0", "theta0", "center_offset", "tilt_deg",
-         "tilt_azimuth", "twist_deg", "waves", "n_fused", "fused_gap", "n_fragments", "speckle", "clean")
+         "tilt_azimuth", "twist_deg", "waves", "n_fused", "fused_gap", "n_fragments", "speckle", "clean",
+         "fused_family", "fused_gap_range", "fused_arc_range", "fused_height_range", "fused_thickness_range")
+
+#: the fused-zone family's default ranges (voxels): background gap, core arc, core height, sheet thickness
+FUSED_FAMILY = dict(fused_gap_range=(0.0, 3.0), fused_arc_range=(40.0, 150.0), fused_height_range=(30.0, 100.0),
+                    fused_thickness_range=(1.0, 5.0))
 
 
 def realistic_family(seed: int) -> dict:
@@ -75,7 +87,8 @@ def realistic_family(seed: int) -> dict:
         waves=[(float(rng.uniform(0.5, 2.0)), float(rng.choice([2.0, 3.0])), float(rng.uniform(0.5, 1.5)),
                 float(rng.uniform(0, 2 * math.pi))) for _ in range(w.N_WAVE)],
         n_fused=int(rng.integers(1, 4)), fused_gap=float(rng.uniform(0.3, 0.8)),
-        n_fragments=int(rng.integers(2, 7)), speckle=float(rng.uniform(0.0, 3e-4)), clean=False)
+        n_fragments=int(rng.integers(2, 7)), speckle=float(rng.uniform(0.0, 3e-4)), clean=False,
+        fused_family=False, **FUSED_FAMILY)
 
 
 def _spacing_profile(e, d, phi_e, phi_d):
@@ -112,6 +125,13 @@ def resolve_knobs(seed: int, overrides: dict) -> dict:
     k = {**realistic_family(seed), **overrides}
     if k["clean"]:  # no defects, except those asked for explicitly
         k.update({**dict(dropout=0.0, n_holes=0, n_fused=0, n_fragments=0, speckle=0.0), **overrides})
+    if k["fused_family"]:  # its own stream: the other knobs keep their draws
+        frng = np.random.default_rng([seed, 27])
+        n_f, t_f = int(frng.integers(2, 5)), float(frng.uniform(*k["fused_thickness_range"]))
+        if "n_fused" not in overrides:
+            k["n_fused"] = n_f
+        if "half_thickness" not in overrides and "thickness_range" not in overrides:
+            k["half_thickness"] = 0.5 * t_f
     if k["half_thickness"] is not None:
         k["thickness_range"] = (2.0 * k["half_thickness"],) * 2
     tmax = float(k["thickness_range"][1])
@@ -315,7 +335,10 @@ def build_realistic(shape, seed: int = 0, voxelsize: float = 7.91, **overrides) 
                        theta0=float(P[w.TH0]), theta1=float(P[w.TH1]), waves=[list(v) for v in k["waves"]],
                        half_thickness=float((tmin + tmax) / 4.0), preset="realistic", seed=int(seed),
                        voxelsize=voxelsize, params=k)
-    _place_fused(t, np.random.default_rng([seed, 11]), int(k["n_fused"]), float(k["fused_gap"]))
+    if k["fused_family"]:
+        _place_fused_family(t, np.random.default_rng([seed, 28]), k)
+    else:
+        _place_fused(t, np.random.default_rng([seed, 11]), int(k["n_fused"]), float(k["fused_gap"]))
     t.holes = [(th, s, float(r.uniform(8, 18)), float(r.uniform(6, 14)))
                for r in [np.random.default_rng([seed, 12])] for th, s in _spots(t, r, int(k["n_holes"]))]
     _place_fragments(t, np.random.default_rng([seed, 13]), int(k["n_fragments"]))
@@ -357,6 +380,31 @@ def _place_fused(t: RealisticTruth, rng, n: int, frac: float):
         g, _, c = _local_gap(t, th, s)
         t.fused.append(dict(theta=th, s=s, center=c.tolist(), wrap=int(t.wrap_of(th)), gap=g, thickness=thick,
                             extent_arc=sa * w.FUSED_CORE, extent_s=ss * w.FUSED_CORE))
+
+
+def _place_fused_family(t: RealisticTruth, rng, k: dict):
+    """Fused zones of the family (``fused_family``): per zone a background gap, core arc and core height
+    drawn from the knobs' ranges; the wrap is pulled onto its outer neighbour until the background
+    between the two bands along the normal is the drawn gap (centre distance = gap + both half
+    thicknesses, at the zone's centre)."""
+    P, n = t.P, int(k["n_fused"])
+    for th, s in _spots(t, rng, n, tries=10):
+        gap_vx, arc, height = (float(rng.uniform(*k[r])) for r in ("fused_gap_range", "fused_arc_range",
+                                                                      "fused_height_range"))
+        if len(t.bumps) >= n or th + 2 * math.pi > t.theta1:
+            continue
+        g0, rg0, _ = _local_gap(t, th, s)
+        if g0 > 20.0 or any(abs(b[1] - s) < 0.6 * (b[4] + height) and
+                            abs(th - b[0]) * w.base_rho(P, th) < 0.6 * (b[3] + arc) for b in t.bumps):
+            continue
+        sa, ss = arc / (2 * w.FUSED_CORE), height / (2 * w.FUSED_CORE)
+        centre = gap_vx + w.half_thick(P, th, s) + w.half_thick(P, th + 2 * math.pi, s)
+        if centre >= g0:  # already this close
+            continue
+        t.bumps.append((th, s, centre / max(g0 / rg0, 1e-6), sa, ss))
+        g, _, c = _local_gap(t, th, s)
+        t.fused.append(dict(theta=th, s=s, center=c.tolist(), wrap=int(t.wrap_of(th)), gap=g, gap_vx=gap_vx,
+                            thickness=2 * w.half_thick(P, th, s), extent_arc=arc / 2, extent_s=height / 2))
 
 
 def _min_band(P, th, s, dth, ds) -> float:
