@@ -140,6 +140,28 @@ def test_trace_stops_where_the_patches_stop(tiled, tmp_path):
         assert t.nearest(s.points[v])[1].max() <= t.theta1 + 1e-6
 
 
+def test_flip_x_traces_the_other_side_of_the_seed(tiled, tmp_path):
+    """A trace grows its columns one way; ``flip_x`` grows them the other way from the same seed (autoseg
+    traces every seed both ways, ``[autoseg] both_directions``). Both halves stay on the seed's sheet,
+    they lie on opposite sides of the seed in theta, and together they span more of the sheet."""
+    vp, names, jumps = _copy(tiled, tmp_path)
+    t = load_truth(vp)
+    seed = tiling.middle_seed(vp, names)
+    s0 = read_surface(vp / "paths" / seed)
+    th_seed = float(np.median(t.nearest(s0.points[s0.valid])[1]))
+    spans = []
+    for flip in (False, True):
+        s, sc, _ = _score(vp, tiling.trace(vp, seed, flip_x=flip))
+        assert sc["jumps"] == 0 and sc["max_dist"] <= 2.0, (flip, sc)
+        th = t.nearest(s.points[s.points[..., 0] != -1])[1]
+        spans.append((float(th.min()), float(th.max())))
+    (lo0, hi0), (lo1, hi1) = spans
+    assert (hi0 - th_seed) * (th_seed - lo1) > 0 or (th_seed - lo0) * (hi1 - th_seed) > 0, (th_seed, spans)
+    one_side = [abs(hi0 - th_seed) > abs(th_seed - lo0), abs(hi1 - th_seed) > abs(th_seed - lo1)]
+    assert one_side[0] != one_side[1], (th_seed, spans)  # the halves grew away from the seed in opposite ways
+    assert max(hi0, hi1) - min(lo0, lo1) > 1.3 * max(hi0 - lo0, hi1 - lo1), spans
+
+
 def test_walk_stays_on_its_own_wrap():
     """A patch spanning 1.5 turns of a 16-voxel-pitch spiral: walked from a loc towards a point on the
     next turn that is closer in space than along the patch, it does not land there."""

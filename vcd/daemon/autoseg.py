@@ -148,16 +148,19 @@ class Autoseg:
         room = min(int(self.a.parallel_traces) - pending["trace"] - pending["retrace"],
                    int(self.a.max_traces) - n_traces)
         planned = []
+        dirs = self.directions()
+        n_seeds = -(-room // len(dirs))  # a seed's traces go out together (one over parallel_traces at most)
         if room > 0:  # (patches not linked yet have no links: never candidates)
-            planned = ap.plan_traces(patches, tried, seeds, room, min_links=self.min_links(patches),
+            planned = ap.plan_traces(patches, tried, seeds, n_seeds, min_links=self.min_links(patches),
                                      core_radius=self.core_radius(), covered_max=float(self.a.covered_max))
             if not planned and series and not ap.stalled(series, float(self.a.stall_seconds),
                                                          float(self.a.stall_gain)):
                 # keep going while it helps: patches mostly off the final sheets, fewer links required
-                planned = ap.plan_traces(patches, tried, seeds, room, min_links=2, core_radius=self.core_radius(),
+                planned = ap.plan_traces(patches, tried, seeds, n_seeds, min_links=2, core_radius=self.core_radius(),
                                          covered_max=RELAXED_COVERED_MAX)
             for name in planned:
-                self.submit_trace(self.volpkg / "paths" / name)
+                for flip in dirs:
+                    self.submit_trace(self.volpkg / "paths" / name, flip_x=flip)
         state.update(phase="tracing", planned=planned, accepted=len(sheets["accepted"]))
         if planned or pending["trace"] or pending["retrace"] or pending["overlap"]:
             return state
@@ -331,15 +334,25 @@ class Autoseg:
         return self._geom
 
     # ------------------------------------------------------------------ actions
-    def submit_trace(self, seed: Path) -> int | None:
-        """Queue a trace job from ``seed`` with :meth:`trace_params` (None while no volume is usable)."""
+    def directions(self) -> tuple[bool, ...]:
+        """The ``flip_x`` values each seed is traced with: both ways along the sheet with
+        ``[autoseg] both_directions`` (a trace grows its columns one way only), else the params' own."""
+        if self.a.both_directions:
+            return (False, True)
+        return (bool(self.trace_params().get("flip_x", False)),)
+
+    def submit_trace(self, seed: Path, flip_x: bool | None = None) -> int | None:
+        """Queue a trace job from ``seed`` with :meth:`trace_params` (``flip_x`` given: growing that way);
+        None while no volume is usable."""
         vol = self.find_volume()
         if vol is None:
             return None
         params = {**self.trace_params(), "volume": str(vol), "src_dir": str(self.volpkg / "paths"),
                   "tgt_dir": str(self.volpkg / "traces"), "seed": str(seed)}
+        if flip_x is not None:
+            params["flip_x"] = bool(flip_x)
         jid = jobs.submit(self.queue, "trace", params, max_attempts=self.cfg.daemon.max_attempts)
-        self.log.info("autoseg_trace_queued", seed=seed.name, job_id=jid)
+        self.log.info("autoseg_trace_queued", seed=seed.name, flip_x=params.get("flip_x", False), job_id=jid)
         return jid
 
     def queue_gates(self, traces: list[Path], rows: list[dict]) -> list[int]:

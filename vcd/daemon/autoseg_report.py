@@ -87,8 +87,25 @@ def report_data(volpkg: Path, cfg, status: str, truth_score: dict | None = None,
                                        for d in sorted((volpkg / "traces").glob("fuse_fill_*")) if (d / GATE_FILE).exists()},
         "truth": truth_score,
         "plan": _plan_section(volpkg),
+        "trace_runs": trace_runs(rows),
     }
     return data
+
+
+def trace_runs(rows: list[dict]) -> list[dict]:
+    """One entry per finished trace or retrace job (queue rows, :func:`job_rows`): the trace written,
+    its seed patch, the way it grew (``flip_x``), area (cm²), corners, run time (s) and why the tracer
+    stopped — where a run's coverage ended."""
+    out = []
+    for j in rows:
+        res = j.get("result") if isinstance(j.get("result"), dict) else None
+        if j["kind"] not in ("trace", "retrace") or j["state"] != "done" or not res:
+            continue
+        out.append({"written": res.get("written"), "seed": Path(str(j["params"].get("seed", ""))).name,
+                    "flip_x": bool(j["params"].get("flip_x", False)), "area_cm2": res.get("area_cm2"),
+                    "corners": res.get("corners"), "stop_reason": res.get("stop_reason"),
+                    "seconds": round(j["finished"] - j["started"], 1) if j.get("started") and j.get("finished") else None})
+    return out
 
 
 def _plan_section(volpkg: Path) -> dict | None:
@@ -201,6 +218,12 @@ def report_markdown(d: dict) -> str:
     for n, r in sorted(d.get("fused_gates", {}).items()):
         lines.append(f"| {n} (fused) | {r['status']} | {r.get('kept_px', 0)} | {r.get('cut_px', 0)} | - | - | "
                      f"{r.get('why', '')} |")
+    if d.get("trace_runs"):
+        lines += ["", "## Traces (where each stopped)", "", "| trace | seed | way | area cm² | corners | s | stop reason |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in d["trace_runs"]:
+            lines.append(f"| {r['written']} | {r['seed']} | {'-u' if r['flip_x'] else '+u'} | {r['area_cm2'] or 0:.4f} | "
+                         f"{r['corners']} | {r['seconds']} | {r['stop_reason']} |")
     if d.get("plan"):
         lines += ["", "## Params autoseg chose (measured from the prediction)", ""]
         lines += [f"- {ln.strip()}" for ln in d["plan"]["lines"]]

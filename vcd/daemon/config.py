@@ -174,6 +174,8 @@ class AutosegTable:
     interval_seconds: float = key(5.0, "autoseg check period")
     parallel_traces: int = key(2, "trace jobs kept queued or running at once")
     max_traces: int = key(40, "stop planning traces after this many")
+    both_directions: bool = key(True, "every trace seed is traced both ways along the sheet (+u, and -u with "
+                                      "flip_x); the two halves share the seed patch and are fused")
     min_links: int = key(0, "links a seed patch needs (0 = half the collection's median, at least 2)")
     core_cells: float = key(3.0, "seeds lie at least this many trace cells from the collection's axis")
     covered_max: float = key(0.5, "a patch with more than this share near an accepted trace seeds no trace")
