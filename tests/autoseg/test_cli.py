@@ -129,6 +129,10 @@ def test_daemon_mode_traces_gates_and_reports(autoseg_copy):
     for s in rep["final_sheets"]:
         sc = score_surface(read_surface(vp / "traces" / s["name"]).points, truth)
         assert sc["jump_free_fraction"] > 0.99 and np.isfinite(sc["mean_dist"])
+        # every final sheet got its winding job before "done": the wraps it spans, near the truth's span
+        assert (vp / "traces" / s["name"] / "winding.png").exists() and s["wraps"] is not None, s
+        assert abs(s["wraps"] - sc["wraps_covered"]) < 0.35 + 0.2 * sc["wraps_covered"], (s, sc)
+    assert d.events("autoseg_winding_queued")
 
 
 @pytest.mark.heavy  # ~3 CPU-minutes: a zero-input run killed and resumed

@@ -18,7 +18,10 @@ Every ``[autoseg] interval_seconds`` the :class:`Autoseg` tick, on the scheduler
 3. **Fusion** — when no trace is pending, accepted traces are compared
    (:func:`vcd.post.final_sheets.final_sheets`): duplicates are dropped, overlapping traces of the
    same sheet are fused with the ``fuse`` job.
-4. **State** — kv ``autoseg_state`` (:mod:`vcd.daemon.autoseg_state`) for ``vcd autoseg`` and
+4. **Winding** — once nothing else is pending, the final sheets are made to tile
+   (:func:`vcd.post.final_sheets.finish_sheets`) and each gets a ``winding`` job (the wraps its kept
+   area spans, ``winding.png`` for the status page).
+5. **State** — kv ``autoseg_state`` (:mod:`vcd.daemon.autoseg_state`) for ``vcd autoseg`` and
    ``vcdctl``; when the run becomes done, the final sheets are made to tile
    (:func:`vcd.post.final_sheets.finish_sheets`) and the report written (:mod:`vcd.daemon.autoseg_report`).
 
@@ -60,7 +63,7 @@ TRACE_DEFAULTS = {"step": 1, "global_steps_per_window": 1, "snapshot_every": 0, 
 #: on accepted traces may seed a trace (with 2 links)
 RELAXED_COVERED_MAX = 0.8
 #: job kinds whose pending jobs hold the tick's later steps back
-WAITED_ON = ("gate", "trace", "retrace", "fuse", "overlap")
+WAITED_ON = ("gate", "trace", "retrace", "fuse", "overlap", "winding")
 
 
 class Autoseg:
@@ -172,6 +175,11 @@ class Autoseg:
             return {**state, "phase": "seeding gaps"}
         if why == ap.FORCED and (helps or not series):  # growth goes on (time budget): new patches may seed more traces
             return {**state, "phase": "tracing while growing"}
+        if not sheets["tiled"]:  # settle the sheets (tile them), then measure their wraps
+            finish_sheets(self.volpkg, self.tol())
+            sheets = final_sheets(self.volpkg)
+        if self.queue_windings(sheets["sheets"], tjobs) or pending["winding"]:
+            return {**state, "phase": "winding"}
         return {**state, "phase": "done", "done": True, "why_done": "coverage stalled" if series and not helps
                 else "growth finished, nothing pending"}
 
@@ -367,6 +375,21 @@ class Autoseg:
             jid = jobs.submit(self.queue, "gate", params, max_attempts=self.cfg.daemon.max_attempts)
             out.append(jid)
             self.log.info("autoseg_gate_queued", trace=Path(params["trace"]).name, fused=params["fused"], job_id=jid)
+        return out
+
+    def queue_windings(self, sheets: list[Path], rows: list[dict]) -> list[int]:
+        """Queue a ``winding`` job (``vc_tifxyz_winding``: ``winding.tif``/``.png``, the wraps a sheet
+        spans) for every final sheet without ``winding.tif`` that never had one; returns the new ids.
+        Asked once the sheets are settled, so fusion's inputs do not change under it."""
+        asked = {Path(j["params"].get("trace", "")).name for j in rows if j["kind"] == "winding"}
+        out = []
+        for d in sheets:
+            if (d / "winding.tif").exists() or d.name in asked:
+                continue
+            out.append(jobs.submit(self.queue, "winding", {"trace": str(d), "volpkg": str(self.volpkg)},
+                                   priority=jobs.get_spec("gate").priority,  # done waits on it: before growth
+                                   max_attempts=self.cfg.daemon.max_attempts))
+            self.log.info("autoseg_winding_queued", sheet=d.name, job_id=out[-1])
         return out
 
     def fuse(self, sheets: dict) -> list[int]:

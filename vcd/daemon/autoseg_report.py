@@ -65,6 +65,10 @@ def report_data(volpkg: Path, cfg, status: str, truth_score: dict | None = None,
     resid = (sum(r.get("residual_suspicion", 0.0) * r.get("kept_px", 0) for r in kept)
              / max(1, sum(r.get("kept_px", 0) for r in kept)))
     rows = job_rows(q)
+    wraps = {Path(str(j["params"].get("trace", ""))).name: (j.get("result") or {}).get("span_wraps")
+             for j in rows if j["kind"] == "winding" and j["state"] == "done" and isinstance(j.get("result"), dict)}
+    for sh in sheets:
+        sh["wraps"] = wraps.get(sh["name"])  # from its winding job (None: not measured)
     stages = ap.stage_timing(rows)
     cpu_auto = float(q.get_kv(KV_CPU, 0.0))
     runs = q.get_kv(KV_RUNS, []) or []
@@ -205,9 +209,10 @@ def report_markdown(d: dict) -> str:
         cpu = "" if s["cpu_s"] is None else f"{s['cpu_s']:.1f}"
         lines.append(f"| {name} | {s['jobs']} | {s['wall_s']:.1f} | {s['job_s']:.1f} | {cpu} |")
     lines.append(f"| autoseg planning/QA (daemon) | | | | {d['autoseg_cpu_s']:.1f} |")
-    lines += ["", "## Sheets", "", "| sheet | area cm² | from | accepted-area mask |", "|---|---|---|---|"]
+    lines += ["", "## Sheets", "", "| sheet | area cm² | wraps | from | accepted-area mask |", "|---|---|---|---|---|"]
     for s in d["final_sheets"]:
-        lines.append(f"| {s['name']} | {s['area_cm2']:.4f} | {', '.join(s['fused_from'])} | "
+        w = "-" if s.get("wraps") is None else f"{s['wraps']:.2f}"
+        lines.append(f"| {s['name']} | {s['area_cm2']:.4f} | {w} | {', '.join(s['fused_from'])} | "
                      f"{s['accepted_area_mask'] or 'all kept'} |")
     lines += ["", "## QA gate (what was cut and why)", "",
               "| trace | status | kept px | cut px | hot corners | pieces dropped | reasons |", "|---|---|---|---|---|---|---|"]

@@ -19,6 +19,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import VcdError
+from ..formats.jsonio import atomic_write_json, read_json
 from ..formats.provenance import read_provenance
 from ..formats.tifxyz import read_surface, update_meta, write_mask
 from ..formats.volpkg import finished_traces
@@ -182,12 +183,17 @@ def gate_records(volpkg: Path) -> dict[str, dict]:
 def final_sheets(volpkg: Path, tol: float = 2.0) -> dict:
     """The final sheets from what is on disk: accepted traces not superseded by a retrace, minus
     duplicates, with fusion pairs and finished fusions. Returns ``{"accepted": [dirs], "kept": [names],
-    "duplicates": {name: of}, "fuse": {ref: [others]}, "fused": {ref: fuse dir}, "sheets": [dirs]}``."""
+    "duplicates": {name: of}, "fuse": {ref: [others]}, "fused": {ref: fuse dir}, "sheets": [dirs],
+    "tiled": bool}`` — ``tiled``: the choice :func:`finish_sheets` made and tiled from these same inputs
+    (:data:`FINAL_FILE`), returned as recorded."""
     volpkg = Path(volpkg)
     recs = gate_records(volpkg)
     superseded = {r.get("retrace_of") for r in recs.values() if r.get("retrace_of")}
     accepted = [volpkg / "traces" / n for n, r in sorted(recs.items())
                 if r.get("status") == "accepted" and n not in superseded]
+    chosen = _recorded_choice(volpkg, accepted)
+    if chosen is not None:
+        return chosen
     clouds, patches = {}, {}
     for d in accepted:
         clouds[d.name] = densify_grid(read_surface(d).points, tol)
@@ -204,7 +210,34 @@ def final_sheets(volpkg: Path, tol: float = 2.0) -> dict:
                 fused[ins[0]] = d
     sheets = [fused.get(n, volpkg / "traces" / n) for n in rel["kept"]]
     return {"accepted": accepted, "kept": rel["kept"], "duplicates": rel["duplicates"], "fuse": rel["fuse"],
-            "fused": {k: v.name for k, v in fused.items()}, "sheets": sheets}
+            "fused": {k: v.name for k, v in fused.items()}, "sheets": sheets, "tiled": False}
+
+
+#: ``traces/<FINAL_FILE>``: the choice :func:`finish_sheets` tiled (the accepted traces and fusions it
+#: saw, and :func:`final_sheets`' answer then). Tiling masks the sheets, which changes what a fresh
+#: :func:`final_sheets` would compute from them; while the inputs are the same, the recorded choice stands.
+FINAL_FILE = "autoseg_final.json"
+
+
+def _choice_inputs(volpkg: Path, accepted: list[Path]) -> list[str]:
+    """Names of the accepted traces and accepted fused sheets a choice was made from."""
+    root = Path(volpkg) / "traces"
+    fused = [d.name for d in sorted(root.glob("fuse_fill_*")) if (read_gate(d) or {}).get("status") == "accepted"]
+    return sorted(a.name for a in accepted) + fused
+
+
+def _recorded_choice(volpkg: Path, accepted: list[Path]) -> dict | None:
+    """:func:`final_sheets`' answer recorded by :func:`finish_sheets`, if made from the same inputs."""
+    path = Path(volpkg) / "traces" / FINAL_FILE
+    try:
+        rec = read_json(path, "final-sheet choice") if path.exists() else None
+    except VcdError:
+        return None
+    if not isinstance(rec, dict) or rec.get("inputs") != _choice_inputs(volpkg, accepted):
+        return None
+    root = Path(volpkg) / "traces"
+    return {"accepted": accepted, "kept": rec["kept"], "duplicates": rec["duplicates"], "fuse": rec["fuse"],
+            "fused": rec["fused"], "sheets": [root / n for n in rec["sheets"]], "tiled": True}
 
 
 def finish_sheets(volpkg: Path, tol: float) -> dict:
@@ -219,7 +252,8 @@ def finish_sheets(volpkg: Path, tol: float) -> dict:
     Writes a mask only where something changes, records ``vcd_autoseg_final`` in each sheet's
     ``meta.json``; returns ``{sheet name: counts}``."""
     volpkg = Path(volpkg)
-    sheets = final_sheets(volpkg)["sheets"]
+    choice = final_sheets(volpkg)
+    sheets = choice["sheets"]
     surfs, keeps, recs = [], [], {}
     for d in sheets:
         try:
@@ -245,5 +279,9 @@ def finish_sheets(volpkg: Path, tol: float) -> dict:
         if rec["dropped_px"]:
             write_mask(d, np.where(final, 255, 0).astype(np.uint8))
         update_meta(d, lambda m, rec=rec: {**m, "vcd_autoseg_final": rec})
+    atomic_write_json(volpkg / "traces" / FINAL_FILE,
+                      {"inputs": _choice_inputs(volpkg, choice["accepted"]), "kept": choice["kept"],
+                       "duplicates": choice["duplicates"], "fuse": choice["fuse"], "fused": choice["fused"],
+                       "sheets": [d.name for d in sheets if recs.get(d.name, {}).get("kept_px", 1) > 0]})
     return recs
 
