@@ -60,8 +60,9 @@ def umask_mode(base: int = 0o666) -> int:
     return base & ~mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a unique temp file in the same directory, fsync, then ``os.replace``.
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, sync: bool = True) -> None:
+    """Write ``data`` to a unique temp file in the same directory, fsync (unless ``sync`` is False:
+    throw-away data such as synthetic collections), then ``os.replace``.
 
     Never uses ``meta.json.tmp`` (VC3D's own temp name).
     """
@@ -72,7 +73,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fdatasync(fh.fileno())
+            if sync:
+                os.fdatasync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -82,6 +84,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as VC-formatted JSON atomically."""
-    atomic_write_bytes(path, vc_dumps(obj).encode("utf-8"))
+def atomic_write_json(path: str | os.PathLike, obj: Any, sync: bool = True) -> None:
+    """Write ``obj`` as VC-formatted JSON atomically (``sync``: as :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, vc_dumps(obj).encode("utf-8"), sync)
