@@ -208,6 +208,11 @@ def _duration(s: float) -> str:
     return (f"{d} d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
+def _wraps_cell(wraps) -> str:
+    """A sheet's wraps (from its winding job) for a table cell: two decimals, ``-`` when not measured."""
+    return "-" if wraps is None else f"{float(wraps):.2f}"
+
+
 def _folder_link(p: Path, label: str | None = None) -> str:
     """A link to a surface's folder (``file://``; the page's volpkg path is absolute already)."""
     uri = "file://" + urllib.parse.quote(os.path.abspath(p))
@@ -401,6 +406,12 @@ class StatusPage:
         self._listings[root] = (key, names)
         return names
 
+    def _thumb(self, trace: Path, f: str) -> str:
+        """A linked thumbnail of ``trace``'s picture ``f`` (one of :data:`TRACE_IMAGES`), or "none"."""
+        url = image_url(self.volpkg, trace / f) if (trace / f).exists() else None
+        return (f'<a href="{url}"><img class="thumb {f[:-4]}" src="{url}" alt="{f}"></a>' if url
+                else '<span class="muted">none</span>')
+
     def _wraps(self, trace: Path) -> str:
         """Wraps the trace spans, from its ``winding`` job's result (``span_wraps``); ``-`` without one.
         Looked up again only when the queue's winding counts change (:meth:`_queue` notes them)."""
@@ -442,11 +453,7 @@ class StatusPage:
             corners, hot = int(qa.get("corners") or 0), int(qa.get("suspicious") or 0)
             share = f"{(1 - hot / corners) * 100:.1f}%" if corners else "-"
             gate = (meta.get("vcd_autoseg") or {}).get("status")
-            imgs = []
-            for f in TRACE_IMAGES:
-                url = image_url(self.volpkg, d / f) if (d / f).exists() else None
-                imgs.append(f'<a href="{url}"><img class="thumb {f[:-4]}" src="{url}" alt="{f}"></a>' if url
-                            else '<span class="muted">none</span>')
+            imgs = [self._thumb(d, f) for f in TRACE_IMAGES]
             prov = self.files.json(d / PROVENANCE, "trace provenance")
             names = provenance_patches(prov if isinstance(prov, dict) else None)
             links = " ".join(_folder_link(self.volpkg / "paths" / p) for p in names[:N_PATCH_LINKS])
@@ -481,9 +488,12 @@ class StatusPage:
             sheets = report.get("final_sheets") or []
             out.append(f'<h3>Final sheets ({len(sheets)}, {float(report.get("traced_area_cm2") or 0):.4f} cm², '
                        f'{float(report.get("coverage_of_predicted_surface") or 0) * 100:.1f}% of the predicted surface)</h3>'
-                       '<table id="sheets"><tr><th class="l">sheet</th><th>area cm²</th><th class="l">from</th></tr>'
+                       '<table id="sheets"><tr><th class="l">sheet</th><th>area cm²</th><th>wraps</th>'
+                       '<th class="l">winding</th><th class="l">from</th></tr>'
                        + "".join(f'<tr><td class="l">{_folder_link(self.volpkg / "traces" / str(s.get("name")))}</td>'
                                  f'<td>{float(s.get("area_cm2") or 0):.4f}</td>'
+                                 f'<td>{_wraps_cell(s.get("wraps"))}</td>'
+                                 f'<td class="l">{self._thumb(self.volpkg / "traces" / str(s.get("name")), "winding.png")}</td>'
                                  f'<td class="l">{_e(", ".join(s.get("fused_from") or []))}</td></tr>'
                                  for s in sheets[:N_SHEETS])
                        + "</table>" + (f"<p>and {len(sheets) - N_SHEETS} more (traces/{REPORT}.md)</p>"

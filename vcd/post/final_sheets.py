@@ -23,7 +23,7 @@ from ..formats.jsonio import atomic_write_json, read_json
 from ..formats.provenance import read_provenance
 from ..formats.tifxyz import read_surface, update_meta, write_mask
 from ..formats.volpkg import finished_traces
-from ..kernels.points import densify_grid
+from ..kernels.points import densify_grid, valid_quads
 from ..formats.gaterecord import fuse_inputs, read_gate
 from .qa_gate import keep_piece
 
@@ -250,7 +250,8 @@ def finish_sheets(volpkg: Path, tol: float) -> dict:
        :func:`vcd.daemon.config.cover_tol`; :func:`tile`), so the traced area is their union.
 
     Writes a mask only where something changes, records ``vcd_autoseg_final`` in each sheet's
-    ``meta.json``; returns ``{sheet name: counts}``."""
+    ``meta.json`` and the choice in :data:`FINAL_FILE` (a sheet left without a quad, so without
+    area, is no longer a final sheet); returns ``{sheet name: counts}``."""
     volpkg = Path(volpkg)
     choice = final_sheets(volpkg)
     sheets = choice["sheets"]
@@ -273,6 +274,7 @@ def finish_sheets(volpkg: Path, tol: float) -> dict:
         final[keep] = ~hit
         final, dropped = keep_piece(final)  # tiling may split a sheet: it stays one piece
         rec = {**recs[d.name], "tiled_px": int(hit.sum()), "kept_px": int(final.sum()),
+               "kept_quads": int(valid_quads(final).sum()),
                "pieces_dropped": recs[d.name].get("pieces_dropped", 0) + int(dropped),
                "dropped_px": int(s.valid.sum() - final.sum())}
         recs[d.name] = rec
@@ -282,6 +284,6 @@ def finish_sheets(volpkg: Path, tol: float) -> dict:
     atomic_write_json(volpkg / "traces" / FINAL_FILE,
                       {"inputs": _choice_inputs(volpkg, choice["accepted"]), "kept": choice["kept"],
                        "duplicates": choice["duplicates"], "fuse": choice["fuse"], "fused": choice["fused"],
-                       "sheets": [d.name for d in sheets if recs.get(d.name, {}).get("kept_px", 1) > 0]})
+                       "sheets": [d.name for d in sheets if recs.get(d.name, {}).get("kept_quads", 1) > 0]})
     return recs
 
