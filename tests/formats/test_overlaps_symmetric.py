@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from vcd.formats.info import describe
-from vcd.formats.overlaps import asymmetric_links, overlap_graph, read_own_overlaps, read_overlaps, repair_links
+from vcd.formats.overlaps import asymmetric_links, link_sets, read_own_overlaps, read_overlaps, repair_links
 from vcd.formats.tifxyz import write_surface
 from vcd.formats.volpkg import create_volpkg
 
@@ -33,8 +33,9 @@ def test_one_sided_read_as_symmetric(tmp_path):
     assert read_own_overlaps(p / "auto_grown_b") == set()
     assert read_overlaps(p / "auto_grown_b") == {"auto_grown_a"}
     assert read_overlaps(p / "auto_grown_a") == {"auto_grown_b", "auto_grown_c"}
-    assert overlap_graph(p) == {"auto_grown_a": {"auto_grown_b", "auto_grown_c"}, "auto_grown_b": {"auto_grown_a"},
-                                "auto_grown_c": {"auto_grown_a"}}
+    assert link_sets(p) == {"auto_grown_a": {"auto_grown_b", "auto_grown_c"}, "auto_grown_b": {"auto_grown_a"},
+                            "auto_grown_c": {"auto_grown_a"},  # one pass over the directory, read as symmetric
+                            "auto_grown_d": {"auto_grown_gone"}, "auto_grown_gone": {"auto_grown_d"}}
     assert asymmetric_links(p) == [("auto_grown_a", "auto_grown_b")]  # a dangling name is not one-sided
     # the cache follows file changes
     (p / "auto_grown_a" / "overlapping.json").write_text(json.dumps({"overlapping": ["auto_grown_c"]}))

@@ -70,14 +70,14 @@ def test_one_coercion_for_params_files_jobs_and_config(tmp_path):
     from vcd.daemon.config import load_config
     from vcd.errors import InputError
     from vcd.grow.params import GrowParams
-    from vcd.jobs import make_params
+    from vcd.jobs import get_spec
     from vcd.post.fusion import FillParams
     from vcd.trace.params import TraceParams
 
     assert GrowParams.from_dict({"generations": "12", "require_on_prediction_support": "true"}).generations == 12
     assert TraceParams.from_dict({"min_supporters": 3.0, "flip_x": "false"}).min_supporters == 3
     assert FillParams.from_dict({"opt_w": "5"}).opt_w == 5
-    assert make_params("sleep", {"seconds": "2"}).seconds == 2.0
+    assert get_spec("sleep").parse({"seconds": "2"}).seconds == 2.0
     for build in (lambda v: GrowParams.from_dict({"generations": v}),
                   lambda v: TraceParams.from_dict({"min_supporters": v}),
                   lambda v: FillParams.from_dict({"opt_w": v})):

@@ -27,7 +27,7 @@ sleep = 2
 ])
 def test_numbers_must_be_finite(kind, params):
     with pytest.raises(InputError, match="finite"):
-        jobs.make_params(kind, params)
+        jobs.get_spec(kind).parse(params)
 
 
 def test_wall_time_limit_fails_the_job_and_replaces_the_worker(daemon_factory):

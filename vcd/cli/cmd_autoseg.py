@@ -237,6 +237,7 @@ def _autoseg(args) -> int:
 
 
 def register(sub) -> None:
+    """Add the ``vcd autoseg`` subcommand to ``sub`` (the ``vcd`` subparsers)."""
     p = sub.add_parser("autoseg", help="seed, grow, link, trace, QA-gate and fuse by itself until covered or "
                                        "--minutes pass; writes traces/autoseg_report.json/.md")
     p.add_argument("volpkg")

@@ -24,6 +24,7 @@ def _daemon(args) -> int:
 
 
 def register(sub) -> None:
+    """Add the ``vcd daemon`` subcommand to ``sub`` (the ``vcd`` subparsers)."""
     p = sub.add_parser("daemon", help="run the daemon on a volpkg (watcher, queue, workers, scheduler, metrics)")
     p.add_argument("volpkg")
     p.add_argument("--config", help="TOML config (default: $VCD_CONFIG or VOLPKG/vcd.toml)")

@@ -338,6 +338,7 @@ def _demo(args) -> int:
 
 
 def register(sub) -> None:
+    """Add the ``vcd demo`` subcommand to ``sub`` (the ``vcd`` subparsers)."""
     p = sub.add_parser("demo", help="zero-input autoseg on a synthetic scroll, scored against its truth "
                                     "(--walkthrough: the pipeline step by step)")
     p.add_argument("--walkthrough", action="store_true",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 
 def _parse_params(items) -> dict:
@@ -77,6 +76,8 @@ def _convert(args) -> int:
 
 
 def register(sub) -> None:
+    """Add the ``vcd synth``, ``vcd info``, ``vcd convert``, ``vcd score`` subcommands to ``sub`` (the
+    ``vcd`` subparsers)."""
     p = sub.add_parser("synth", help="make a synthetic scroll volpkg with ground truth")
     p.add_argument("out", help="output .volpkg directory")
     p.add_argument("--shape", nargs=3, type=int, default=[384, 384, 384], metavar=("Z", "Y", "X"))

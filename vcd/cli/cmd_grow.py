@@ -87,6 +87,7 @@ def _add_overlap(args) -> int:
 
 
 def register(sub) -> None:
+    """Add the ``vcd grow``, ``vcd seg-add-overlap`` subcommands to ``sub`` (the ``vcd`` subparsers)."""
     p = sub.add_parser("grow", help="grow a patch (vc_grow_seg_from_seed): -v VOLUME -t PATHS -p PARAMS.json "
                        "[-s X Y Z], or VOLUME PATHS PARAMS.json [X Y Z]")
     p.add_argument("volume", nargs="?", help="surface-prediction volume (.zarr, local or http(s)://)")

@@ -21,6 +21,7 @@ def _patches_at(a) -> int:
 
 
 def register(sub) -> None:
+    """Add the ``vcd patches-at`` subcommand to ``sub`` (the ``vcd`` subparsers)."""
     p = sub.add_parser("patches-at", help="patches passing within R voxels of every point (filter by POIs)")
     p.add_argument("paths")
     p.add_argument("xyz", nargs="+", help="X Y Z [X Y Z ...] in level-0 voxels")

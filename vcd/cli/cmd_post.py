@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from ..errors import InputError
 from ..formats.jsonio import read_json
 
@@ -65,6 +63,8 @@ def _from_obj(a) -> int:
 
 
 def register(sub) -> None:
+    """Add the ``vcd winding``, ``vcd fill-quadmesh``, ``vcd upscale-grounding``, ``vcd render``, ``vcd
+    to-obj``, ``vcd from-obj`` subcommands to ``sub`` (the ``vcd`` subparsers)."""
     p = sub.add_parser("winding", help="relative winding numbers of a trace (vc_tifxyz_winding)")
     p.add_argument("trace")
     p.set_defaults(func=_winding)

@@ -58,6 +58,8 @@ def _config_option(parser) -> None:
 
 
 def register(sub) -> None:
+    """Add the ``vcd preview`` subcommand (``slice``, ``trace``, ``density``, ``refresh``) to ``sub``
+    (the ``vcd`` subparsers)."""
     p = sub.add_parser("preview", help="PNG previews: patches on a slice, a flattened trace, collection density")
     ps = p.add_subparsers(dest="preview_kind", metavar="KIND")
     s = ps.add_parser("slice", help="a volume slice with all patch and trace intersections drawn")

@@ -72,6 +72,7 @@ def _checkpoint(args) -> int:
 
 
 def register(sub) -> None:
+    """Add the ``vcd checkpoint``, ``vcd trace`` subcommands to ``sub`` (the ``vcd`` subparsers)."""
     p = sub.add_parser("checkpoint", help="turn a trace (or its unmasked part) into an approved superpatch")
     p.add_argument("trace")
     p.add_argument("paths")

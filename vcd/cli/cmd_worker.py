@@ -20,6 +20,7 @@ def _worker(a) -> int:
 
 
 def register(sub) -> None:
+    """Add the ``vcd worker`` subcommand to ``sub`` (the ``vcd`` subparsers)."""
     p = sub.add_parser("worker", help="start Dask workers for executor = \"dask\" (numba caches warm)")
     p.add_argument("scheduler", help="tcp://host:8786")
     p.add_argument("--nworkers", type=int, default=os.cpu_count() or 1, help="worker processes (1 thread each is best)")

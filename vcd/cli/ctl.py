@@ -106,6 +106,8 @@ def _warn_if_no_daemon(vp: Path) -> None:
 
 
 def cmd_submit(args) -> int:
+    """``vcdctl submit KIND --param key=value …``: queue a job through :func:`vcd.jobs.submit`
+    (``by_user``), on the volpkg's params files and defaults; prints its id."""
     from ..jobs import KIND_MODULES
     if args.kind not in KIND_MODULES:
         raise InputError(None, f"unknown job kind {args.kind!r}", f"use one of {sorted(KIND_MODULES)}")
@@ -124,6 +126,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_ls(args) -> int:
+    """``vcdctl ls``: the newest jobs, optionally of one state or kind."""
     q = _queue(args)
     rows = q.list(state=args.state, kind=args.kind, limit=args.limit)
     print(f"{'ID':>6} {'KIND':8} {'STATE':9} {'TRY':>3} {'PROG':>5} {'CREATED':8} {'FINISHED':8} MESSAGE/ERROR")
@@ -135,6 +138,7 @@ def cmd_ls(args) -> int:
 
 
 def cmd_show(args) -> int:
+    """``vcdctl show ID``: one job's row, params, result and log tail."""
     q = _queue(args)
     job = q.get(args.id)
     if job is None:
@@ -154,11 +158,13 @@ def cmd_show(args) -> int:
 
 
 def cmd_cancel(args) -> int:
+    """``vcdctl cancel ID``: cancel a queued job or ask a running one to stop."""
     print(_queue(args).cancel(args.id))
     return 0
 
 
 def cmd_retry(args) -> int:
+    """``vcdctl retry ID``: queue a failed or cancelled job again."""
     if not _queue(args).retry(args.id):
         raise InputError(None, f"job {args.id} is not failed or cancelled", "only finished jobs can be retried")
     print("queued")
@@ -166,6 +172,7 @@ def cmd_retry(args) -> int:
 
 
 def cmd_pause(args) -> int:
+    """``vcdctl pause`` / ``resume``: stop or restart the scheduler's own growth jobs."""
     _queue(args).set_kv("paused", args.cmd == "pause")
     print("paused" if args.cmd == "pause" else "resumed")
     return 0
@@ -184,6 +191,8 @@ def daemon_line(vp: Path) -> str:
 
 
 def status_text(args) -> str:
+    """``vcdctl status``'s text: daemon, scheduler, job counts per kind and state, back-off,
+    collection."""
     from ..daemon.scheduler import collection_stats
     q = _queue(args)
     vp = _find_volpkg(args.volpkg)
@@ -244,6 +253,7 @@ def _has_display() -> bool:
 
 
 def cmd_status(args) -> int:
+    """``vcdctl status``: print :func:`status_text` (``--open``: the status page in a browser)."""
     if getattr(args, "open", False):
         vp = _find_volpkg(args.volpkg)
         url = page_url(vp)
@@ -424,6 +434,7 @@ class _SubmitHelp(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``vcdctl`` argument parser."""
     ap = argparse.ArgumentParser(prog="vcdctl", description="queue and inspect vcd jobs")
     ap.add_argument("--volpkg", help="volpkg directory (default: $VCD_VOLPKG or the one containing cwd)")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")

@@ -20,6 +20,7 @@ from ..errors import VcdError, is_interrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``vcd`` argument parser, every ``cmd_*`` module's subcommands registered."""
     parser = argparse.ArgumentParser(prog="vcd", description="Volume Cartographer daemon and tools")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     import vcd.cli as pkg
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``vcd``'s entry point: parse ``argv`` and run the subcommand; returns the exit code."""
     return guarded(lambda: _main(argv))
 
 

@@ -81,6 +81,7 @@ def classify(result: dict | None, error: str | None = None) -> tuple[str, str, s
 
 
 def wrote(result: dict | None) -> bool:
+    """True if a growth job's result names a written patch."""
     return bool(result and result.get("written"))
 
 

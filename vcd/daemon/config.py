@@ -282,7 +282,26 @@ def _parse_by_kind(cls: type, raw: Mapping, name: str, source) -> Any:
 
 
 def parse(raw: Mapping, source: str | os.PathLike | None = None) -> Config:
-    """:class:`Config` from the TOML-shaped dict ``raw`` (missing keys take their defaults)."""
+    """Build and validate a :class:`Config` from a TOML-shaped dict.
+
+    Parameters
+    ----------
+    raw : Mapping
+        ``{table: {key: value}}`` as ``tomllib`` reads it; missing tables and keys take their defaults.
+    source : str or os.PathLike, optional
+        The file it came from, named in errors.
+
+    Returns
+    -------
+    Config
+        Frozen; tables read as attributes (``cfg.daemon.workers``).
+
+    Raises
+    ------
+    InputError
+        Unknown table or key (with the closest known one), a wrong type, or values that do not fit
+        together.
+    """
     _unknown_line(raw, _names(Config), "table(s)", source)
     kw = {}
     for f in fields(Config):
@@ -354,8 +373,27 @@ def make_config(**tables: Mapping) -> Config:
 
 def load_config(volpkg: str | os.PathLike, path: str | os.PathLike | None = None,
                 overrides: Mapping | None = None) -> Config:
-    """Load ``path`` (or ``$VCD_CONFIG``, or ``<volpkg>/vcd.toml``), apply ``overrides`` (TOML-shaped,
-    e.g. ``{"daemon": {"workers": 4}}``) and validate; raises :class:`InputError` naming the bad key."""
+    """Load the daemon's config: ``path``, else ``$VCD_CONFIG``, else ``<volpkg>/vcd.toml``, else defaults.
+
+    Parameters
+    ----------
+    volpkg : str or os.PathLike
+        The volpkg (where ``vcd.toml`` is looked for).
+    path : str or os.PathLike, optional
+        ``--config FILE``.
+    overrides : Mapping, optional
+        TOML-shaped values applied on top (e.g. ``{"daemon": {"workers": 4}}`` from command-line flags).
+
+    Returns
+    -------
+    Config
+        Validated (:func:`parse`).
+
+    Raises
+    ------
+    InputError
+        The file is missing or not TOML, or a key is bad; the message names the file and key.
+    """
     volpkg = Path(volpkg)
     path = path or os.environ.get("VCD_CONFIG") or (volpkg / "vcd.toml" if (volpkg / "vcd.toml").exists() else None)
     user = _read_toml(path) if path else {}
@@ -363,10 +401,34 @@ def load_config(volpkg: str | os.PathLike, path: str | os.PathLike | None = None
 
 
 def job_params(cfg: Config, volpkg: Path, kind: str) -> dict:
-    """Params for a daemon-queued job of ``kind``, in layers, later ones winning: when autoseg runs,
-    the params it derived from the prediction (``.vcd/autoconf.json``, :mod:`vcd.jobs.autoconf`);
-    the VC3D params file at the volpkg root; ``[params.<kind>]``; and, when autoseg runs, what it
-    adapted because the layers above made growth impossible (e.g. every patch under ``min_area_cm``)."""
+    """Params for a daemon-queued job of ``kind``, in layers, later ones winning.
+
+    1. when autoseg runs, the params it derived from the prediction (``.vcd/autoconf.json``,
+       :mod:`vcd.jobs.autoconf`);
+    2. the VC3D params file at the volpkg root (``[params_files]``);
+    3. ``[params.<kind>]``;
+    4. when autoseg runs, what it adapted because the layers above made growth impossible (e.g.
+       every patch under ``min_area_cm``).
+
+    Parameters
+    ----------
+    cfg : Config
+        The daemon's config.
+    volpkg : pathlib.Path
+        The volpkg.
+    kind : str
+        The job kind.
+
+    Returns
+    -------
+    dict
+        VC3D-keyed params (not yet validated: the kind's ``params_for`` / :func:`vcd.jobs.submit` do).
+
+    Raises
+    ------
+    FormatError
+        The params file is not readable JSON.
+    """
     volpkg = Path(volpkg)
     plan = _autoconf_plan(cfg, volpkg)
     params: dict = dict((plan or {}).get("derived", {}).get(kind, {}))

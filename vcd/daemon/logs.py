@@ -22,4 +22,5 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
 
 
 def get_logger(**bind):
+    """The ``vcd`` structlog logger with ``bind`` (e.g. ``volpkg=…``) bound."""
     return structlog.get_logger("vcd").bind(**bind)

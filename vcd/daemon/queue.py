@@ -34,7 +34,7 @@ from sqlite_utils.db import DescIndex
 
 from ..formats.growresult import STOP_KEY, GrowStop
 from ..formats.volpkg import state_dir
-from .store import SqliteStore, connect  # noqa: F401 (connect re-exported)
+from .store import SqliteStore
 
 #: a job's states, in the order status tables show them
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -139,6 +139,18 @@ class JobQueue(SqliteStore):
 
     @classmethod
     def for_volpkg(cls, volpkg: str | os.PathLike) -> "JobQueue":
+        """The queue of a volpkg (``<volpkg>/.vcd/vcd.sqlite``, created on first use).
+
+        Parameters
+        ----------
+        volpkg : str or os.PathLike
+            The volpkg.
+
+        Returns
+        -------
+        JobQueue
+            Open; close it with :meth:`close`.
+        """
         return cls(queue_path(volpkg))
 
     def _one(self, sql: str, args: Iterable = ()) -> dict | None:
@@ -166,8 +178,25 @@ class JobQueue(SqliteStore):
     # ------------------------------------------------------------------ workers
     def claim(self, worker: str, kinds: list[str] | None = None, lease_s: float = 60.0,
               kind_limits: dict[str, int] | None = None) -> dict | None:
-        """Atomically take the best runnable job (highest priority, oldest) and lease it for ``lease_s`` s.
-        ``kinds``: only these kinds; ``kind_limits``: kind -> most jobs of that kind running at once."""
+        """Atomically take the best runnable job (highest priority, then oldest) and lease it.
+
+        Parameters
+        ----------
+        worker : str
+            The claiming worker's name (recorded on the row).
+        kinds : list of str, optional
+            Only these kinds.
+        lease_s : float
+            Lease length in seconds; a job whose worker stops heartbeating this long is requeued.
+        kind_limits : dict of str to int, optional
+            Kind -> most jobs of that kind running at once (``[concurrency]``).
+
+        Returns
+        -------
+        dict or None
+            The job row (``id``, ``kind``, ``params`` parsed, ``attempts``, …), or None when nothing is
+            runnable.
+        """
         now = time.time()
         args: list[Any] = [worker, now + lease_s, now, now]
         kinds_sql = limits_sql = ""
@@ -197,6 +226,16 @@ class JobQueue(SqliteStore):
         return bool(row and row["cancel_requested"])
 
     def complete(self, job_id: int, result: dict | None = None) -> None:
+        """Mark a running job done with its result.
+
+        Parameters
+        ----------
+        job_id : int
+            The job.
+        result : dict, optional
+            JSON-shaped summary; one over :data:`MAX_RESULT` bytes is stored as
+            ``{"truncated": true, "bytes": n}``.
+        """
         text = json.dumps(result or {})
         if len(text) > MAX_RESULT:  # a result is a summary; a huge one is cut, not stored
             text = json.dumps({"truncated": True, "bytes": len(text)})
@@ -204,8 +243,25 @@ class JobQueue(SqliteStore):
                   result=text, lease_until=None)
 
     def fail(self, job_id: int, error: str, retry: bool = True, backoff_s: float = 5.0) -> str:
-        """Record a failure: back to ``queued`` after ``backoff_s × 2^(attempts-1)`` s while attempts
-        remain, else ``failed``. Returns the new state (``cancelled`` if a queued twin supersedes it)."""
+        """Record a failure of a running job.
+
+        Parameters
+        ----------
+        job_id : int
+            The job.
+        error : str
+            One line (bounded in length).
+        retry : bool
+            Whether another attempt may help (False for input errors).
+        backoff_s : float
+            Seconds before the first retry; doubled per further attempt (``backoff_s × 2^(attempts-1)``).
+
+        Returns
+        -------
+        str
+            The new state: ``queued`` (attempts remain), ``failed``, ``cancelled`` (a queued twin with the
+            same dedup key supersedes it) or ``missing``.
+        """
         row = self._one("SELECT attempts, max_attempts FROM jobs WHERE id = ?", [job_id])
         if row is None:
             return "missing"
@@ -262,7 +318,19 @@ class JobQueue(SqliteStore):
 
     # ------------------------------------------------------------------ control
     def cancel(self, job_id: int) -> str:
-        """Cancel a queued job now, or ask a running one to stop. Returns the resulting state."""
+        """Cancel a queued job now, or ask a running one to stop.
+
+        Parameters
+        ----------
+        job_id : int
+            The job.
+
+        Returns
+        -------
+        str
+            ``cancelled``, ``cancelling`` (running: its next heartbeat sees the request), or the state it
+            was already in (``missing`` when there is no such job).
+        """
         if self._set(job_id, "state = 'queued'", state="cancelled", finished=time.time()):
             return "cancelled"
         if self._set(job_id, "state = 'running'", cancel_requested=1):
@@ -270,27 +338,100 @@ class JobQueue(SqliteStore):
         return (self.get(job_id) or {}).get("state", "missing")
 
     def retry(self, job_id: int) -> bool:
+        """Queue a failed or cancelled job again, its attempts reset.
+
+        Parameters
+        ----------
+        job_id : int
+            The job.
+
+        Returns
+        -------
+        bool
+            True if the job was failed or cancelled and is queued now.
+        """
         return bool(self._set(job_id, "state IN ('failed', 'cancelled')", state="queued", not_before=0,
                               cancel_requested=0, error=None, attempts=0))
 
     def set_kv(self, key: str, value: Any) -> None:
+        """Store a JSON value under ``key`` in the queue's kv table (flags such as ``paused``,
+        autoseg's state).
+
+        Parameters
+        ----------
+        key : str
+            The key.
+        value : JSON-serialisable
+            Replaces any earlier value.
+        """
         self.db["kv"].upsert({"key": key, "value": json.dumps(value)}, pk="key")
 
     def get_kv(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under ``key`` (:meth:`set_kv`).
+
+        Parameters
+        ----------
+        key : str
+            The key.
+        default : Any
+            Returned when the key is not set.
+
+        Returns
+        -------
+        Any
+            The parsed value, or ``default``.
+        """
         row = self._one("SELECT value FROM kv WHERE key = ?", [key])
         return json.loads(row["value"]) if row else default
 
     # ------------------------------------------------------------------ queries
     def get(self, job_id: int) -> dict | None:
+        """One job's full row.
+
+        Parameters
+        ----------
+        job_id : int
+            The job.
+
+        Returns
+        -------
+        dict or None
+            Every column, ``params`` parsed (None if not valid JSON; ``result`` stays JSON text); None
+            when there is no such job.
+        """
         return _row(self._one("SELECT * FROM jobs WHERE id = ?", [job_id]))
 
     def list(self, state: str | None = None, kind: str | None = None, limit: int = 100) -> list[dict]:
+        """Job rows, newest first, without params and results.
+
+        Parameters
+        ----------
+        state : str, optional
+            Only this state (:data:`STATES`).
+        kind : str, optional
+            Only this kind.
+        limit : int
+            At most this many rows.
+
+        Returns
+        -------
+        list of dict
+            ``id``, ``kind``, ``state``, ``priority``, ``attempts``, ``progress``, ``created``, ``started``,
+            ``finished`` (Unix seconds), ``error``, ``message``.
+        """
         where = " AND ".join(c for c, v in (("state = :state", state), ("kind = :kind", kind)) if v) or None
         return list(self.jobs.rows_where(where, {"state": state, "kind": kind}, order_by="id DESC", limit=limit,
                                                select="id, kind, state, priority, attempts, progress, created, "
                                                       "started, finished, error, message"))
 
     def counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs there are per kind and state.
+
+        Returns
+        -------
+        dict of tuple to int
+            ``(kind, state) -> n``; absent pairs have none.
+        """
         return {(r["kind"], r["state"]): r["n"] for r in
                 self.db.query("SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")}
 

@@ -109,6 +109,8 @@ class Scheduler:
         return True
 
     def ensure_expansion(self) -> None:
+        """Queue the growth jobs :func:`~vcd.daemon.growth_plan.plan_growth` asks for (not while
+        paused, without a volume or usable params, or in a failure storm)."""
         with self._lock:
             q, s = self.queue, self.cfg.schedule
             if not s.expansion or q.get_kv("paused", False):
@@ -156,15 +158,18 @@ class Scheduler:
         return state
 
     def housekeeping(self) -> None:
+        """Requeue the jobs whose lease expired (their worker died)."""
         with self._lock:
             for jid in self.queue.requeue_expired():
                 self.log.warning("lease_expired", job_id=jid)
 
     def reconcile(self) -> None:
+        """Full rescan of the surfaces (catches what the watcher missed)."""
         n = self.watcher.scan()
         self.log.info("reconciled", surfaces=n)
 
     def refresh_previews(self) -> None:
+        """Ask the watcher's preview thread for a refresh of ``.vcd/previews``."""
         self.watcher.previews.request()  # the same single, coalescing preview thread as after traces
 
     def _guarded(self, fn):

@@ -44,6 +44,26 @@ def _sd_notify(msg: str) -> None:
 
 
 def prediction_volume(volpkg: Path, cfg: Config) -> Path:
+    """The surface-prediction volume the daemon grows on.
+
+    Parameters
+    ----------
+    volpkg : pathlib.Path
+        The volpkg.
+    cfg : Config
+        Its config (``[daemon] volume``: a name in ``volumes/``, "" = the one named ``*pred*`` /
+        ``*surface*``).
+
+    Returns
+    -------
+    pathlib.Path
+        The volume directory (opened and validated).
+
+    Raises
+    ------
+    FormatError
+        No such volume, or it does not open; the message names the fix.
+    """
     vp = open_volpkg(volpkg)
     name = cfg.daemon.volume or None
     vol = vp.volume(name)  # validates, raises FormatError with a fix
@@ -51,6 +71,28 @@ def prediction_volume(volpkg: Path, cfg: Config) -> Path:
 
 
 def run_daemon(volpkg: str | os.PathLike, cfg: Config, stop_event: threading.Event | None = None) -> int:
+    """Run the daemon on one volpkg until SIGTERM / SIGINT or ``stop_event``: lock, queue, watcher,
+    scheduler (and autoseg when ``[autoseg] enabled``), executor, metrics and status page.
+
+    Parameters
+    ----------
+    volpkg : str or os.PathLike
+        The volpkg to serve.
+    cfg : Config
+        The loaded config (:func:`vcd.daemon.config.load_config`).
+    stop_event : threading.Event, optional
+        Set it to stop (tests, ``vcd demo``); signals stop it too.
+
+    Returns
+    -------
+    int
+        The process exit code: 0 after a clean stop, 130 after Ctrl-C (SIGINT).
+
+    Raises
+    ------
+    VcdError
+        The volpkg does not open, or another daemon holds its lock (one line, with the fix).
+    """
     volpkg = Path(volpkg).resolve()
     logs.configure(cfg.daemon.log_format)
     log = logs.get_logger(volpkg=volpkg.name)

@@ -133,6 +133,8 @@ class Refreshing:
         self._busy = False
 
     def get(self):
+        """The value: computed now the first time, else the last one (a stale one is recomputed in
+        the background)."""
         with self._lock:
             have, stale = self._at > 0, time.monotonic() - self._at > self.max_age_s
             if have and stale and not self._busy:
@@ -141,9 +143,6 @@ class Refreshing:
         if not have:
             self._refresh(first=True)
         return self._value
-
-    def age_s(self) -> float:
-        return time.monotonic() - self._at
 
     def _refresh(self, first: bool = False) -> None:
         try:
@@ -301,6 +300,7 @@ class StatusPage:
 
     # ---------------------------------------------------------------- sections
     def render(self) -> str:
+        """The status page's HTML (daemon, autoseg, queue, collection, traces)."""
         now = time.time()
         with self.lock:
             # autoseg's phase is the headline of an unattended run: right after the daemon's state

@@ -48,6 +48,8 @@ def is_damage(exc: BaseException) -> bool:
 
 
 def damaged(path: str | os.PathLike, exc: BaseException) -> DamagedDatabase:
+    """The :class:`DamagedDatabase` error for the database at ``path`` (``<volpkg>/.vcd/vcd.sqlite``),
+    naming ``vcdctl repair``."""
     volpkg = Path(path).resolve().parent.parent
     return DamagedDatabase(path, f"the daemon's database is damaged ({exc})", REPAIR_FIX.format(volpkg=volpkg))
 

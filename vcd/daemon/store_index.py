@@ -36,6 +36,8 @@ class SurfaceIndex(SqliteStore):
         return None if row is None else {"tags": json.loads(row["tags"]), "mask": row["mask"]}
 
     def set_fingerprint(self, surface: str, tags: list[str], mask: str | None) -> None:
+        """Record a surface's tags and mask fingerprint
+        (:func:`~vcd.formats.tifxyz.mask_fingerprint`) as last seen."""
         self.db["fingerprints"].upsert({"surface": surface, "tags": json.dumps(sorted(tags)), "mask": mask,
                                         "seen": time.time()}, pk="surface")
 
@@ -56,5 +58,6 @@ class SurfaceIndex(SqliteStore):
                                              ignore=True)
 
     def traces_using(self, patch: str) -> list[str]:
+        """Names of the traces whose provenance lists ``patch``, sorted."""
         return [r["trace"] for r in self.db.query("SELECT trace FROM trace_uses WHERE patch = ? ORDER BY trace",
                                                   [patch])]

@@ -119,6 +119,8 @@ class PreviewRefresher:
         self._lock = threading.Lock()
 
     def request(self) -> None:
+        """Ask for a preview refresh (coalesced: one thread, one refresh after any number of
+        requests)."""
         self._wanted.set()
         with self._lock:
             if self._thread is None:
@@ -146,6 +148,7 @@ class PreviewRefresher:
                 self._running = False
 
     def refresh(self) -> None:
+        """Refresh ``.vcd/previews`` now; a failure is logged, never raised."""
         try:
             from ..post.preview import refresh_previews
             tgt = None if self.cfg is None else tgt_overlap_count(self.cfg, self.volpkg)
@@ -179,6 +182,8 @@ class Watcher:
 
     # ------------------------------------------------------------------ events
     def note(self, path: Path) -> None:
+        """Note a changed path under ``paths/`` or ``traces/``: its surface is processed once it has
+        been quiet for the debounce time."""
         for root in self.roots:
             try:
                 rel = path.relative_to(root)

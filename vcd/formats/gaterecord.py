@@ -29,7 +29,19 @@ def fuse_inputs(fused: Path) -> list[str]:
 
 
 def read_gate(d: Path) -> dict | None:
-    """The gate record (:data:`GATE_FILE`) of a gated trace or fused sheet, None if not gated (or unreadable)."""
+    """The gate record of a gated trace or fused sheet.
+
+    Parameters
+    ----------
+    d : pathlib.Path
+        The trace or fused-sheet directory.
+
+    Returns
+    -------
+    dict or None
+        The parsed :data:`GATE_FILE` (``status``, ``why``, ``cut_px``, ``kept_px``, …), or None when
+        not gated or unreadable.
+    """
     if not (Path(d) / GATE_FILE).exists():
         return None
     try:

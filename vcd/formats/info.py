@@ -29,6 +29,8 @@ def describe(path: str | os.PathLike) -> dict:
 
 
 def describe_volume(path) -> dict:
+    """``vcd info`` of a volume: voxel size (µm), level-0 shape ``(z, y, x)``, dtype, zarr format and
+    each level's shape and chunks."""
     vol = open_volume(path)
     return {"kind": "volume", "path": str(path), "voxelsize_um": vol.voxelsize,
             "shape_zyx": list(vol.shape), "dtype": str(vol.dtype),
@@ -39,6 +41,8 @@ def describe_volume(path) -> dict:
 
 
 def describe_surface(path: Path, voxelsize: float | None = None) -> dict:
+    """``vcd info`` of a tifxyz surface: grid ``[rows, cols]``, scale, valid points, area (voxels², cm²
+    with ``voxelsize`` µm), bbox, source, tags, links, mask."""
     s = read_surface(path)
     rows, cols = s.shape
     area = s.area_vx2()
@@ -56,6 +60,8 @@ def describe_surface(path: Path, voxelsize: float | None = None) -> dict:
 
 
 def describe_volpkg(path: Path) -> dict:
+    """``vcd info`` of a volpkg: its volumes (:func:`describe_volume`), patches, traces and one-sided
+    links."""
     vp = open_volpkg(path)
     vols = {}
     for name in vp.volume_names():

@@ -31,7 +31,25 @@ def vc_dumps(obj: Any) -> str:
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
-    """Parse a JSON file or raise :class:`FormatError` naming the file."""
+    """Parse a JSON file or raise :class:`FormatError` naming the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    what : str
+        What the file is, for the error message (e.g. ``"surface meta.json"``).
+
+    Returns
+    -------
+    Any
+        The parsed value.
+
+    Raises
+    ------
+    FormatError
+        Missing, unreadable, not UTF-8, empty, or not valid JSON (with the line).
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -85,5 +103,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, sync: bool = True) 
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, sync: bool = True) -> None:
-    """Write ``obj`` as VC-formatted JSON atomically (``sync``: as :func:`atomic_write_bytes`)."""
+    """Write ``obj`` as VC-formatted JSON (:func:`vc_dumps`) atomically: temp file, then rename.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to (re)place.
+    obj : Any
+        JSON-serialisable; numpy values become Python ones, NaN / inf become ``null`` (as VC writes them).
+    sync : bool
+        fsync before the rename (False: throw-away data, see :func:`atomic_write_bytes`).
+    """
     atomic_write_bytes(path, vc_dumps(obj).encode("utf-8"), sync)

@@ -34,9 +34,20 @@ LEGACY_DIRS = ("overlapping", "overlaps")
 def read_overlaps(surface_dir: str | os.PathLike, strict: bool = False, symmetric: bool = True) -> set[str]:
     """Names of the surfaces this one overlaps (a set; names, not paths).
 
-    With ``symmetric`` (the default) a sibling that lists this surface counts even if this one's
-    own file does not list it back. A malformed ``overlapping.json`` raises :class:`FormatError`
-    when ``strict``, else counts as empty.
+    Parameters
+    ----------
+    surface_dir : str or os.PathLike
+        The surface directory (its ``overlapping.json`` and legacy link directories).
+    strict : bool
+        A malformed ``overlapping.json`` raises :class:`FormatError` when True, else counts as empty.
+    symmetric : bool
+        When True (the default) a sibling that lists this surface counts even if this one's own file
+        does not list it back.
+
+    Returns
+    -------
+    set of str
+        Neighbour surface names, never the surface itself.
     """
     surface_dir = Path(surface_dir)
     names = read_own_overlaps(surface_dir, strict)
@@ -133,21 +144,6 @@ def _reverse_links(parent: Path) -> dict[str, set[str]]:
     return rev
 
 
-def overlap_graph(parent: str | os.PathLike) -> dict[str, set[str]]:
-    """The symmetric overlap graph of the surfaces in ``parent``: ``{name: neighbour names}``.
-
-    Only edges between existing directories; a one-sided link counts both ways."""
-    own = own_links(parent)
-    present = {e.name for e in os.scandir(parent) if e.is_dir()} if os.path.isdir(parent) else set()
-    graph: dict[str, set[str]] = {}
-    for a, bs in own.items():
-        for b in bs:
-            if b in present and b != a:
-                graph.setdefault(a, set()).add(b)
-                graph.setdefault(b, set()).add(a)
-    return graph
-
-
 def asymmetric_links(parent: str | os.PathLike) -> list[tuple[str, str]]:
     """One-sided links ``(a, b)``: ``a`` lists ``b``, ``b`` exists but does not list ``a`` (sorted)."""
     parent = Path(parent)
@@ -163,8 +159,21 @@ def asymmetric_links(parent: str | os.PathLike) -> list[tuple[str, str]]:
 def repair_links(parent: str | os.PathLike, names: list[str] | None = None) -> list[tuple[str, str]]:
     """Write the missing side of every one-sided link in ``parent`` (or only those touching ``names``).
 
-    Returns the repaired ``(a, b)`` pairs (``b``'s file now lists ``a``). Each write is under ``b``'s
-    lock and only adds names, so it is safe while other writers link; a daemon's reconcile can call it."""
+    Each write is under ``b``'s lock and only adds names, so it is safe while other writers link; a
+    daemon's reconcile can call it.
+
+    Parameters
+    ----------
+    parent : str or os.PathLike
+        The directory holding the surfaces (``paths/``).
+    names : list of str, optional
+        Repair only links touching these surfaces (default: all).
+
+    Returns
+    -------
+    list of tuple of str
+        The repaired ``(a, b)`` pairs (``b``'s file now lists ``a``).
+    """
     pairs = asymmetric_links(parent)
     if names is not None:
         keep = set(names)
@@ -250,7 +259,19 @@ class Linker:
 
 
 def link(parent: str | os.PathLike, a: str, others: list[str] | set[str]) -> None:
-    """Add symmetric edges ``a <-> b`` for every ``b`` in ``others`` (surfaces in ``parent``)."""
+    """Add symmetric edges ``a <-> b`` for every ``b`` in ``others``.
+
+    Each side's ``overlapping.json`` is rewritten under that surface's lock, only adding names.
+
+    Parameters
+    ----------
+    parent : str or os.PathLike
+        The directory holding the surfaces (``paths/``).
+    a : str
+        The surface name.
+    others : list or set of str
+        Names of the surfaces ``a`` overlaps.
+    """
     with Linker(parent, a) as linker:
         for b in sorted(others):
             linker.add(b)

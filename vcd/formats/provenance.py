@@ -29,8 +29,24 @@ def provenance_path(trace_dir: str | os.PathLike) -> Path:
 
 
 def read_provenance(trace_dir: str | os.PathLike) -> dict | None:
-    """The trace's provenance dict, or None when the trace has none (not made by vcd). Raises
-    :class:`FormatError` naming the file when it is unreadable or not a JSON object."""
+    """A trace's provenance (:data:`PROVENANCE`: seed, params, volume, patches used with their mask
+    fingerprints).
+
+    Parameters
+    ----------
+    trace_dir : str or os.PathLike
+        The trace directory.
+
+    Returns
+    -------
+    dict or None
+        The provenance, or None when the trace has none (not made by vcd).
+
+    Raises
+    ------
+    FormatError
+        The file is unreadable or not a JSON object; the message names it.
+    """
     path = provenance_path(trace_dir)
     if not path.exists():
         return None

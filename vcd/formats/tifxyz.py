@@ -233,10 +233,27 @@ def read_mask_page0(mask_path: str | os.PathLike) -> np.ndarray:
 
 
 def read_approval(surface_dir: str | os.PathLike, rows: int, cols: int) -> np.ndarray | None:
-    """Per-vertex approvals (VC3D paints them in ``approval.tif``): page 0, uint8, exactly the
-    ``rows × cols`` surface grid (row = image row); nonzero = approved (any channel of an RGB(A)
-    paint). Returns a bool ``[rows, cols]`` map, or None when the surface has no ``approval.tif``.
-    Unreadable, non-8-bit or wrongly sized files raise :class:`FormatError` naming the file."""
+    """Per-vertex approvals, as VC3D paints them in ``approval.tif``.
+
+    Parameters
+    ----------
+    surface_dir : str or os.PathLike
+        The surface directory.
+    rows, cols : int
+        The surface grid's shape; page 0 of ``approval.tif`` must be exactly ``rows × cols``
+        (row = image row).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        bool ``[rows, cols]``: nonzero = approved (any channel of an RGB(A) paint); None when the
+        surface has no ``approval.tif``.
+
+    Raises
+    ------
+    FormatError
+        Unreadable, not 8-bit, or not the grid's size; the message names the file.
+    """
     path = Path(surface_dir) / "approval.tif"
     if not path.exists():
         return None
@@ -281,7 +298,25 @@ def resize_nearest(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def read_mask_grid(mask_path: str | os.PathLike, rows: int, cols: int) -> np.ndarray:
-    """``mask.tif`` resized to the ``rows × cols`` grid → bool keep-map. Rejects a wrong aspect ratio."""
+    """``mask.tif`` resized (nearest, as OpenCV) to the surface grid as a keep-map.
+
+    Parameters
+    ----------
+    mask_path : str or os.PathLike
+        The mask image (page 0 is read; RGB(A) as luminance).
+    rows, cols : int
+        The surface grid's shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``[rows, cols]``: True = keep (mask value nonzero).
+
+    Raises
+    ------
+    FormatError
+        The mask's aspect ratio differs from the grid's.
+    """
     page = read_mask_page0(mask_path)
     h, w = page.shape
     fy, fx = h / rows, w / cols
@@ -309,9 +344,23 @@ def grid_shape(surface_dir: str | os.PathLike) -> tuple[int, int]:
 
 
 def mask_fingerprint(surface_dir: str | os.PathLike, rows: int | None = None, cols: int | None = None) -> str | None:
-    """The mask's fingerprint: :func:`bitmap_sha1` of ``mask.tif``'s keep-bitmap on the ``rows × cols``
-    grid (read from ``x.tif`` when not given), or None without a ``mask.tif``. The daemon's watcher
-    and a trace's provenance (``mask_sha1``) both record this value, so they can be compared."""
+    """The mask's fingerprint: :func:`bitmap_sha1` of ``mask.tif``'s keep-bitmap on the surface grid.
+
+    The daemon's watcher and a trace's provenance (``mask_sha1``) both record this value, so they
+    can be compared.
+
+    Parameters
+    ----------
+    surface_dir : str or os.PathLike
+        The surface directory.
+    rows, cols : int, optional
+        The grid's shape (read from ``x.tif`` when not given).
+
+    Returns
+    -------
+    str or None
+        The sha1 hex digest, or None without a ``mask.tif``.
+    """
     path = Path(surface_dir) / "mask.tif"
     if not path.exists():
         return None
@@ -448,7 +497,18 @@ def _write_mask_file(path: Path, mask: np.ndarray, image: np.ndarray | None = No
 
 
 def write_mask(surface_dir: str | os.PathLike, mask: np.ndarray, image: np.ndarray | None = None) -> None:
-    """Atomically (temp + replace, under the surface lock) write ``mask.tif``; 0 = masked, else keep."""
+    """Write a surface's ``mask.tif`` atomically (temp + replace, under the surface lock).
+
+    Parameters
+    ----------
+    surface_dir : str or os.PathLike
+        The tifxyz surface directory.
+    mask : numpy.ndarray
+        ``[h, w]``, the surface grid ``[rows, cols]`` or a multiple of it (:func:`read_mask_grid`
+        resizes it back): 0 = masked, anything else = keep (stored as 0 / 255).
+    image : numpy.ndarray, optional
+        uint8 image written as the file's second page.
+    """
     surface_dir = Path(surface_dir)
     with dir_lock(surface_dir):
         fd, tmp = tempfile.mkstemp(prefix=".mask.tif.vcd-", dir=surface_dir)
@@ -463,7 +523,20 @@ def write_mask(surface_dir: str | os.PathLike, mask: np.ndarray, image: np.ndarr
 
 
 def update_meta(surface_dir: str | os.PathLike, change: Callable[[dict], dict | None]) -> dict:
-    """Read-modify-write ``meta.json`` under the surface lock, atomically; keeps every unknown key."""
+    """Read-modify-write ``meta.json`` under the surface lock, atomically; keeps every unknown key.
+
+    Parameters
+    ----------
+    surface_dir : str or os.PathLike
+        The surface directory.
+    change : callable
+        ``change(meta)`` edits the dict in place or returns a new one.
+
+    Returns
+    -------
+    dict
+        The meta as written.
+    """
     surface_dir = Path(surface_dir)
     with dir_lock(surface_dir):
         meta = read_json(surface_dir / "meta.json", "surface meta.json")
@@ -474,7 +547,24 @@ def update_meta(surface_dir: str | os.PathLike, change: Callable[[dict], dict | 
 
 
 def set_tag(surface_dir: str | os.PathLike, tag: str, on: bool = True, user: str = "") -> dict:
-    """Set or clear a tag exactly as VC3D stores it (value shape depends on whether ``tags`` existed)."""
+    """Set or clear a tag exactly as VC3D stores it (the value's shape depends on whether ``tags`` existed).
+
+    Parameters
+    ----------
+    surface_dir : str or os.PathLike
+        The surface directory.
+    tag : str
+        e.g. ``approved``, ``defective``.
+    on : bool
+        Set (True) or clear (False).
+    user : str
+        Recorded with the tag when VC3D would record it.
+
+    Returns
+    -------
+    dict
+        The surface's meta as written.
+    """
     def change(meta):
         had_tags = isinstance(meta.get("tags"), dict)
         tags = meta.setdefault("tags", {}) if had_tags else {}

@@ -92,10 +92,6 @@ class VolPkg:
         return self.path / "paths"
 
     @property
-    def traces_dir(self) -> Path:
-        return self.path / "traces"
-
-    @property
     def state_dir(self) -> Path:
         return state_dir(self.path)
 
@@ -145,17 +141,25 @@ class VolPkg:
             raise FormatError(self.volumes_dir / name, "no such volume", f"choose one of {names}")
         return open_volume(self.volumes_dir / name)
 
-    def surface_dirs(self, which: str = "paths") -> list[Path]:
-        """Complete surface directories (have ``meta.json``; dot-names skipped) in ``paths``/``traces``."""
-        root = self.path / which
-        if not root.is_dir():
-            return []
-        return sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_dir()
-                      and not resolves_outside(p) and (p / "meta.json").exists())
-
 
 def open_volpkg(path: str | os.PathLike) -> VolPkg:
-    """Open a volpkg; ``config.json`` must have ``name`` and ``version`` ≥ 6 (VC3D's rule)."""
+    """Open a volpkg; ``config.json`` must have ``name`` and ``version`` ≥ 6 (VC3D's rule).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The volpkg directory.
+
+    Returns
+    -------
+    VolPkg
+        Its ``config``, ``volumes/`` (``volume(name)`` opens one; ``ct_name`` is the CT) and ``paths/``.
+
+    Raises
+    ------
+    FormatError
+        No readable ``config.json``, or one without ``name`` / ``version`` ≥ 6.
+    """
     path = Path(path)
     if not path.is_dir():
         raise FormatError(path, "volpkg directory does not exist", "check the path")
@@ -168,7 +172,20 @@ def open_volpkg(path: str | os.PathLike) -> VolPkg:
 
 
 def create_volpkg(path: str | os.PathLike, name: str | None = None) -> VolPkg:
-    """Create an empty volpkg with ``config.json``, ``volumes/``, ``paths/`` (+ ``.vckeep`` files)."""
+    """Create an empty volpkg with ``config.json``, ``volumes/``, ``paths/`` (+ ``.vckeep`` files).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The directory to create.
+    name : str, optional
+        ``config.json``'s ``name`` (default: the directory's stem).
+
+    Returns
+    -------
+    VolPkg
+        The new volpkg, opened.
+    """
     path = Path(path)
     for sub in ("volumes", "paths"):
         (path / sub).mkdir(parents=True, exist_ok=True)
@@ -285,7 +302,20 @@ def is_patch(surface_dir: Path, meta: dict) -> bool:
 
 
 def list_patches(paths_dir: str | os.PathLike) -> list[tuple[Path, dict]]:
-    """``(dir, meta)`` of every readable patch in ``paths_dir``; unreadable metas are skipped."""
+    """Every readable patch of a ``paths/`` directory (:func:`is_patch`), sorted by name.
+
+    Entries that resolve outside ``paths_dir`` through a symlink, and unreadable metas, are skipped.
+
+    Parameters
+    ----------
+    paths_dir : str or os.PathLike
+        The ``paths/`` directory (missing: no patches).
+
+    Returns
+    -------
+    list of tuple
+        ``(dir, meta)``: the patch directory (:class:`~pathlib.Path`) and its parsed ``meta.json``.
+    """
     out = []
     root = Path(paths_dir)
     if not root.is_dir():

@@ -78,7 +78,28 @@ def open_volume(path: str | os.PathLike, cache_root: str | os.PathLike | None = 
     """Open and validate a VC3D volume directory, raising :class:`FormatError` with a fix.
 
     A remote volume (``http(s)://…``, ``s3://…``) keeps what it reads in a bounded disk cache under
-    ``<cache_root>/remote-chunks`` (default location and cap: :func:`vcd.formats.zarrio.remote_cache`)."""
+    ``<cache_root>/remote-chunks`` (default location and cap: :func:`vcd.formats.zarrio.remote_cache`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The volume directory (``meta.json`` + one zarr array per level, ``0`` = full resolution) or
+        its URL.
+    cache_root : str or os.PathLike, optional
+        Where a remote volume's chunk cache lives (default ``$VCD_CACHE_DIR`` / ``~/.cache/vcd``).
+
+    Returns
+    -------
+    Volume
+        The validated volume: ``meta`` (``voxelsize`` µm per level-0 voxel), ``levels`` (level 0
+        first), ``shape`` ``(z, y, x)`` voxels of level 0.
+
+    Raises
+    ------
+    FormatError
+        Not a directory, a surface (``x/y/z.tif``) instead of a volume, a bad ``meta.json``, or no
+        level ``0``; the message names the file and the fix.
+    """
     if is_remote(path):
         return _open_remote(str(path).rstrip("/"), remote_cache(cache_root))
     path = Path(path)
@@ -276,8 +297,30 @@ def write_ome_zarr(path: str | os.PathLike, data: np.ndarray, voxelsize: float, 
                    n_levels: int = 3, chunks=(64, 64, 64), algorithm: str = "max") -> Volume:
     """Write a uint8 ``[z, y, x]`` array as a VC3D-ready OME-Zarr with ``n_levels`` levels.
 
-    Empty chunks are not written (they read as 0). ``meta.json`` is written last, so a reader
-    never sees a volume without data.
+    Empty chunks are not written (they read as 0). ``meta.json`` is written last, so a reader never
+    sees a volume without data.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The volume directory to create.
+    data : numpy.ndarray
+        uint8 ``[z, y, x]`` level-0 voxels.
+    voxelsize : float
+        µm per level-0 voxel (``meta.json``'s ``voxelsize``).
+    name : str, optional
+        The volume's name in ``meta.json`` (default: the directory name).
+    n_levels : int
+        Pyramid levels, each 2× smaller per axis than the last.
+    chunks : tuple of int
+        Chunk shape ``(z, y, x)`` voxels.
+    algorithm : str
+        Downsampling of the levels above 0: ``max``, ``mean`` or ``nearest`` (:func:`downsample2`).
+
+    Returns
+    -------
+    Volume
+        The written volume, opened.
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

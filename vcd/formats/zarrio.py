@@ -436,8 +436,31 @@ def default_compressor() -> numcodecs.abc.Codec:
 
 def create_array(path: str | os.PathLike, shape, chunks=(64, 64, 64), dtype="|u1",
                  separator: str = "/", compressor=None) -> ZarrLevel:
-    """Create an empty VC3D-compatible zarr **v2** array directory (``|u1``/``<u2``, fill 0, C order,
-    no filters, blosc/zstd, nested chunks with ``dimension_separator``) and return it."""
+    """Create an empty VC3D-compatible zarr **v2** array directory.
+
+    ``|u1``/``<u2``, fill 0, C order, no filters, blosc/zstd, nested chunks with
+    ``dimension_separator``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The array directory to create.
+    shape : tuple of int
+        ``(z, y, x)`` voxels.
+    chunks : tuple of int
+        Chunk shape ``(z, y, x)`` voxels.
+    dtype : str
+        ``"|u1"`` (uint8) or ``"<u2"`` (uint16).
+    separator : str
+        The chunk keys' ``dimension_separator`` (``/`` nested, ``.`` flat).
+    compressor : numcodecs codec, optional
+        Default :func:`default_compressor`.
+
+    Returns
+    -------
+    ZarrLevel
+        The created array, open for :func:`write_chunk` / :func:`write_array`.
+    """
     comp = default_compressor() if compressor is None else compressor
     zarr.create_array(str(path), shape=tuple(int(s) for s in shape), chunks=tuple(int(c) for c in chunks),
                       dtype=np.dtype(dtype), zarr_format=2, compressors=comp, filters=None, fill_value=0,
@@ -456,5 +479,13 @@ def write_chunk(arr: ZarrLevel, cz: int, cy: int, cx: int, data: np.ndarray, ski
 
 
 def write_array(arr: ZarrLevel, data: np.ndarray) -> None:
-    """Write a whole ``[z, y, x]`` array (empty chunks are not stored)."""
+    """Write a whole array chunk by chunk (all-zero chunks are not stored).
+
+    Parameters
+    ----------
+    arr : ZarrLevel
+        The target, e.g. from :func:`create_array`.
+    data : numpy.ndarray
+        ``[z, y, x]`` voxels, the array's shape and dtype.
+    """
     arr.array[...] = np.asarray(data, dtype=arr.dtype)

@@ -224,13 +224,33 @@ def _overlap_or_warn(mine: SurfaceSearch, other: SurfaceSearch, name: str, warn)
 
 def link_new_patch(paths_dir: str | os.PathLike, patch_name: str | os.PathLike, search_effort: int = 10,
                    index: PatchIndex | None = None, also: list[str] = (), warn=None) -> list[str]:
-    """Find the overlaps of ``patch_name`` and write symmetric ``overlapping.json`` links.
+    """Find the overlaps of a patch and write symmetric ``overlapping.json`` links (the ``overlap`` job's
+    body, ``vc_seg_add_overlap``).
 
-    ``also`` names patches to link regardless (the expansion source, as VC3D does). Returns the
-    linked neighbour names. ``search_effort`` is accepted for VC3D compatibility (the search here
-    is exhaustive). Each neighbour's file is written (in the background) as soon as the overlap
-    is found, while the search goes on; ``patch_name``'s own list is written last. ``patch_name`` may
-    also be the patch's path (as ``vc_seg_add_overlap`` takes it)."""
+    Each neighbour's file is written (in the background) as soon as the overlap is found, while the
+    search goes on; the patch's own list is written last.
+
+    Parameters
+    ----------
+    paths_dir : str or os.PathLike
+        The ``paths/`` directory holding the patches.
+    patch_name : str or os.PathLike
+        The new patch's name, or its path (as ``vc_seg_add_overlap`` takes it).
+    search_effort : int
+        Accepted for VC3D compatibility; the search here is exhaustive.
+    index : PatchIndex, optional
+        Bboxes and point-search structures of ``paths_dir`` (default: this process's
+        :func:`shared_index`).
+    also : list of str
+        Patches to link regardless (the expansion source, as VC3D does).
+    warn : callable, optional
+        ``warn(message)`` for a neighbour skipped (unreadable, or its overlap test failed).
+
+    Returns
+    -------
+    list of str
+        The linked neighbour names.
+    """
     paths_dir = Path(paths_dir)
     patch_name = Path(patch_name).name
     index = index if index is not None else shared_index(paths_dir)

@@ -21,6 +21,8 @@ from .linking import PatchIndex
 
 
 def patches_at(paths_dir: str | os.PathLike, points, radius: float = 2.0) -> list[str]:
+    """Names of the patches in ``paths_dir`` within ``radius`` voxels of every one of ``points`` (N×3,
+    ``(x, y, z)`` voxels): the patches a POI lies on."""
     paths_dir = Path(paths_dir)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     index = PatchIndex(paths_dir).refresh()

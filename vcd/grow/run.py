@@ -71,11 +71,30 @@ def _grow_from(field: DistanceField, start, params: GrowParams, progress=None):
 
 
 def grow_surface(volume: str | os.PathLike | Volume, params, seed=None) -> Surface:
-    """Grow one patch in memory (no file written) from ``seed`` (x, y, z voxels) or, if None, from a
-    random point of predicted surface (reproducible with the ``seed`` param). ``params``: a
-    :class:`GrowParams` or its JSON dict. Returns an unsaved :class:`Surface` whose meta has
-    ``area_cm2``, ``area_vx2``, ``scale`` and ``vcd_stop_reason``; raises :class:`InputError` when
-    nothing could be grown."""
+    """Grow one patch in memory (no file written): for notebooks and benchmarks.
+
+    Parameters
+    ----------
+    volume : str, os.PathLike or Volume
+        The surface-prediction volume (uint8, ``[z, y, x]`` levels).
+    params : GrowParams or dict
+        Grow params, or their VC3D JSON dict.
+    seed : sequence of 3 float, optional
+        The start point ``(x, y, z)`` in level-0 voxels; None: a random point of predicted surface
+        (reproducible with the ``seed`` param).
+
+    Returns
+    -------
+    Surface
+        Unsaved: ``points`` float32 ``[rows, cols, 3]`` = ``(x, y, z)`` voxels (-1 invalid); its meta
+        has ``area_cm2``, ``area_vx2`` (voxels²), ``scale`` (1 / step), ``seed`` and
+        ``vcd_stop_reason``; channel ``generations``.
+
+    Raises
+    ------
+    InputError
+        No predicted surface found in ``max_tries`` probes, or nothing grown from the seed.
+    """
     p = params if isinstance(params, GrowParams) else GrowParams.from_dict(dict(params or {}))
     cache_root = Path(p.cache_root) if p.cache_root else None
     vol = volume if isinstance(volume, Volume) else open_volume(volume, cache_root=cache_root)

@@ -10,7 +10,6 @@ patches; when none is, the collection is saturated.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np

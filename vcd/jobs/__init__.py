@@ -71,10 +71,12 @@ class JobContext:
             print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
 
     def check_cancel(self) -> None:
+        """Raise :class:`JobCancelled` if cancellation was asked for."""
         if self.cancelled_cb is not None and self.cancelled_cb():
             raise JobCancelled(f"job {self.job_id} cancelled")
 
     def warn(self, message: str) -> None:
+        """A warning line: to the job's log, or stderr in a foreground run."""
         if self.log is not None:
             self.log.warning(message)
         else:
@@ -106,18 +108,37 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def make_params(kind: str, params: dict | Any):
-    """Validated ``Params`` of ``kind`` from a JSON dict (raises InputError naming the bad key)."""
-    return get_spec(kind).parse(params)
-
-
 def submit(queue, kind: str, params: dict | Any, *, priority: int | None = None, by_user: bool = False,
            max_attempts: int | None = None) -> int | None:
-    """Validate ``params`` (a dict or the kind's ``Params``) and queue the job on ``queue`` (a
-    :class:`vcd.daemon.queue.JobQueue`) with the kind's priority (+ :data:`~vcd.jobs.spec.USER_BOOST`
-    when ``by_user``), dedup key and attempts (``max_attempts`` overrides — the daemon passes ``[daemon]
-    max_attempts``; 0 or None = the kind's own). Returns the job id, or the id of the queued job with
-    the same dedup key."""
+    """Validate params and queue one job with its kind's policy — the one way a job is queued.
+
+    Parameters
+    ----------
+    queue : vcd.daemon.queue.JobQueue
+        The queue.
+    kind : str
+        A job kind of :data:`KIND_MODULES`.
+    params : dict or the kind's Params
+        JSON-shaped params (checked: missing, unknown or mistyped keys raise) or a ``Params`` value.
+    priority : int, optional
+        Override the kind's priority (default: ``SPEC.priority``, + :data:`~vcd.jobs.spec.USER_BOOST`
+        when ``by_user``).
+    by_user : bool
+        Queued by a person (``vcdctl``, ``vcd demo``): runs before the daemon's own jobs.
+    max_attempts : int, optional
+        Runs before the job stays failed; 0 or None = the kind's ``Retry`` (the daemon passes
+        ``[daemon] max_attempts``).
+
+    Returns
+    -------
+    int or None
+        The job id, or the id of the already-queued job with the same dedup key.
+
+    Raises
+    ------
+    InputError
+        Unknown kind, or params that do not validate (the message names the key).
+    """
     spec = get_spec(kind)
     if isinstance(params, dict):
         check_size(params, f"{kind} job")  # one param must not fill the disk (issue 31)
@@ -168,10 +189,26 @@ def is_number(text: str) -> bool:
 
 
 def confine_params(params: dict, volpkg: str | os.PathLike, kind: str | None = None) -> None:
-    """Reject a daemon job whose params point outside ``volpkg``: ``..`` components, absolute paths
-    elsewhere, or symlinks that resolve elsewhere (relative paths are taken from the volpkg). Volumes
-    under ``volumes/`` may be symlinks to another disk, as VC3D users keep them. The keys checked are
-    ``kind``'s path params (every kind's when None). Raises InputError."""
+    """Reject a daemon job whose params point outside its volpkg.
+
+    ``..`` components, absolute paths elsewhere, or symlinks that resolve elsewhere are refused
+    (relative paths are taken from the volpkg). Volumes under ``volumes/`` may be symlinks to another
+    disk, as VC3D users keep them.
+
+    Parameters
+    ----------
+    params : dict
+        The job's JSON params.
+    volpkg : str or os.PathLike
+        The volpkg the daemon serves.
+    kind : str, optional
+        Check this kind's path params (every kind's when None or unknown).
+
+    Raises
+    ------
+    InputError
+        Naming the param and the path.
+    """
     root = Path(volpkg).resolve()
     keys = get_spec(kind).path_keys() if kind in KIND_MODULES else path_keys()
     for key, value in _path_values(params, keys):
@@ -190,8 +227,23 @@ def confine_params(params: dict, volpkg: str | os.PathLike, kind: str | None = N
 
 
 def run_job(kind: str, params: dict, ctx: JobContext | None = None) -> dict:
-    """Run one job in this process and return its result dict. With ``ctx.volpkg`` set (daemon and
-    Dask workers) the params must stay inside that volpkg (:func:`confine_params`)."""
+    """Run one job in this process.
+
+    Parameters
+    ----------
+    kind : str
+        A job kind of :data:`KIND_MODULES`.
+    params : dict
+        The job's JSON params.
+    ctx : JobContext, optional
+        Progress, cancellation and log; with ``ctx.volpkg`` set (daemon and Dask workers) the params
+        must stay inside that volpkg (:func:`confine_params`).
+
+    Returns
+    -------
+    dict
+        The kind's result (JSON-shaped).
+    """
     ctx = ctx or JobContext()
     if ctx.volpkg is not None:
         confine_params(params, ctx.volpkg, kind)
@@ -214,11 +266,25 @@ class Outcome:
 
 
 def execute(kind: str, params: dict, ctx: JobContext | None = None) -> Outcome:
-    """Run one job (:func:`run_job`) and map how it ended to an :class:`Outcome`: the one place
-    where exceptions become outcomes, shared by the local pool and the Dask executor.
+    """Run one job (:func:`run_job`) and map how it ended to an :class:`Outcome`: the one place where
+    exceptions become outcomes, shared by the local pool and the Dask executor.
 
-    A done job's result dict gets ``cpu_seconds``: the CPU time of the running process while the
-    job ran (its numba threads included; autoseg's timing report adds them up)."""
+    Parameters
+    ----------
+    kind : str
+        A job kind of :data:`KIND_MODULES`.
+    params : dict
+        The job's JSON params (anything else fails the job without retry).
+    ctx : JobContext, optional
+        As for :func:`run_job`.
+
+    Returns
+    -------
+    Outcome
+        ``done`` with the result dict, which gets ``cpu_seconds`` (CPU s of this process while the job
+        ran, its numba threads included); ``cancelled``; or ``failed`` — never retried for a
+        :class:`~vcd.errors.VcdError` (the user's input), retried with the traceback otherwise.
+    """
     if not isinstance(params, dict):  # the queue row's params were not a JSON object: no retry helps
         return Outcome("failed", error=f"{kind} job params are not a valid JSON object; submit the job again "
                        "with `vcdctl submit`", retry=False)

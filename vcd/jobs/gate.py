@@ -36,6 +36,23 @@ SPEC = JobSpec(KIND, Params, priority=8, dedup=lambda p: f"gate:{Path(p.trace).n
 
 
 def run(params: dict, ctx) -> dict:
+    """Gate one trace or fused sheet (:func:`vcd.post.qa_gate.gate_trace`,
+    :func:`~vcd.post.qa_gate.gate_fused`).
+
+    Parameters
+    ----------
+    params : dict
+        The job's JSON params: :class:`Params` (``trace``, ``paths``, ``threshold`` QA suspicion,
+        ``dilate`` corners, ``min_kept_share`` 0..1, ``tol`` voxels, ``fused``).
+    ctx : JobContext
+        Unused (the gate is short).
+
+    Returns
+    -------
+    dict
+        The gate record, as written to the trace's ``autoseg_qa.json`` (``status`` ``accepted`` /
+        ``rejected``, ``why``, ``cut_px``, ``kept_px``, …).
+    """
     from ..post.qa_gate import gate_fused, gate_trace  # imported here: submitting must stay light
     p = SPEC.parse(params)
     if p.fused:

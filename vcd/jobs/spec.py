@@ -123,9 +123,11 @@ class JobSpec:
 
     # ------------------------------------------------------------------ policy
     def dedup_key(self, p: Any) -> str | None:
+        """The job's dedup key (at most one queued job per key), None for kinds without one."""
         return self.dedup(p) if self.dedup is not None else None
 
     def priority_for(self, by_user: bool = False) -> int:
+        """The kind's priority, + :data:`USER_BOOST` when a person queued it."""
         return self.priority + (USER_BOOST if by_user else 0)
 
     # ------------------------------------------------------------------ description
@@ -139,6 +141,7 @@ class JobSpec:
         return frozenset(keys)
 
     def required(self) -> list[str]:
+        """Names of the params without a default."""
         return [f.name for f in fields(self.params) if f.default is MISSING and f.default_factory is MISSING]
 
     def describe(self) -> str:

@@ -47,10 +47,27 @@ def _edge(block, x, y, z, nx, ny, nz, sign, s0, thr, reach, ds, inside):
 
 @nb.njit(cache=True)
 def band_walks(block, pts, nrm, thr, reach):
-    """Thickness and wrap spacing at ``pts`` (N×3 ``(x, y, z)`` block-local voxels on bands) along
-    ``nrm`` (N×3 unit normals) in ``block`` (``[z, y, x]`` prediction values); ``thr`` the surface
-    threshold, ``reach`` the longest walk (voxels). Returns float32[N, 3]: thickness, spacing
-    towards ``+n``, spacing towards ``-n`` (voxels; NaN where not measured)."""
+    """Sheet thickness and wrap spacing at points on bands of the prediction, walking along normals (numba).
+
+    Parameters
+    ----------
+    block : numpy.ndarray
+        ``[z, y, x]`` prediction values of a block.
+    pts : numpy.ndarray
+        float ``[N, 3]`` points ``(x, y, z)``, block-local voxels, on bands.
+    nrm : numpy.ndarray
+        float ``[N, 3]`` unit normals ``(x, y, z)``.
+    thr : float
+        The surface threshold (prediction value).
+    reach : float
+        Longest walk, voxels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``[N, 3]``: thickness, spacing towards ``+n``, spacing towards ``-n`` (voxels; NaN where
+        not measured).
+    """
     ds = 0.25
     out = np.full((pts.shape[0], 3), np.nan, dtype=np.float32)
     for i in range(pts.shape[0]):
@@ -77,9 +94,24 @@ def band_walks(block, pts, nrm, thr, reach):
 
 def structure_normals(block: np.ndarray, pts_zyx: np.ndarray, sigma: float = 1.0,
                       rho: float = 2.5) -> np.ndarray:
-    """Unit sheet normals ``(x, y, z)`` at integer voxels ``pts_zyx`` (N×3, ``[z, y, x]`` indices) of
-    ``block`` (``[z, y, x]``): the leading eigenvector of the structure tensor with gradient scale
-    ``sigma`` and integration scale ``rho`` (voxels). Whole-array filters, eigen-solves at the N points."""
+    """Unit sheet normals from the structure tensor (whole-array filters, eigen-solves at the points).
+
+    Parameters
+    ----------
+    block : numpy.ndarray
+        ``[z, y, x]`` prediction values.
+    pts_zyx : numpy.ndarray
+        int ``[N, 3]`` voxel indices ``[z, y, x]`` into ``block``.
+    sigma : float
+        Gradient scale, voxels.
+    rho : float
+        Integration scale, voxels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float ``[N, 3]`` unit normals ``(x, y, z)`` (the tensor's leading eigenvector; sign arbitrary).
+    """
     from scipy import ndimage
     f = block.astype(np.float32)
     g = [ndimage.gaussian_filter(f, sigma, order=o) for o in ((1, 0, 0), (0, 1, 0), (0, 0, 1))]  # d/dz, d/dy, d/dx

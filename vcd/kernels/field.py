@@ -30,7 +30,25 @@ def _vox(pool, slots, shape, iz, iy, ix):
 
 @nb.njit(cache=True)
 def dist_grad(pool, slots, shape, x, y, z):
-    """Distance to the surface (voxels) at ``(x, y, z)`` and its gradient (d/dx, d/dy, d/dz)."""
+    """Distance to the predicted surface and its gradient at one point (trilinear, numba).
+
+    Parameters
+    ----------
+    pool : numpy.ndarray
+        uint8 ``[slots, 64, 64, 64]`` loaded chunks, ``[slot, z, y, x]``, in 1/8-voxel units.
+    slots : numpy.ndarray
+        int ``[cz, cy, cx]``: each chunk's slot in ``pool``, -1 = not loaded (reads as far).
+    shape : tuple of int
+        The volume's ``(z, y, x)`` voxels.
+    x, y, z : float
+        The point, voxels.
+
+    Returns
+    -------
+    tuple of 4 float
+        ``(d, dd/dx, dd/dy, dd/dz)``: distance in voxels (31.9 = far: unloaded or outside) and its
+        gradient per voxel.
+    """
     ix, iy, iz, fx, fy, fz = cell_of(x, y, z)
     # fast case, all but a few % of reads: the cell lies inside one loaded 64³ chunk — the test of
     # sample.one_chunk_cell, by shifts and masks for this fixed chunk size (its general divisions
@@ -51,13 +69,33 @@ def dist_grad(pool, slots, shape, x, y, z):
 
 @nb.njit(cache=True)
 def dist_only(pool, slots, shape, x, y, z):
+    """:func:`dist_grad`'s distance alone (voxels) at ``(x, y, z)`` (voxels), same arguments.
+
+    Returns
+    -------
+    float
+        Distance to the predicted surface, voxels.
+    """
     v, _, _, _ = dist_grad(pool, slots, shape, x, y, z)
     return v
 
 
 @nb.njit(cache=True)
 def dist_many(pool, slots, shape, pts):
-    """:func:`dist_only` at every row of ``pts`` (N×3, (x, y, z) voxels) → float64[N] voxels."""
+    """:func:`dist_only` at many points.
+
+    Parameters
+    ----------
+    pool, slots, shape
+        The distance field's chunk pool, as for :func:`dist_grad`.
+    pts : numpy.ndarray
+        float ``[N, 3]`` points ``(x, y, z)``, voxels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[N]`` distances, voxels.
+    """
     out = np.empty(pts.shape[0])
     for i in range(pts.shape[0]):
         out[i] = dist_only(pool, slots, shape, pts[i, 0], pts[i, 1], pts[i, 2])

@@ -52,9 +52,34 @@ def _accumulate_dist(A, g, xi, xj, d0, w):
 
 @nb.njit(cache=True)
 def regularise_window(pos, free, valid, zt, anchor, normal, S, w_d, w_s, w_z, w_n, sweeps, lam):
-    """Run ``sweeps`` block Gauss–Newton sweeps over corners with ``free[r, c]``; returns the new
-    positions (float64 [H, W, 3]). ``valid`` corners take part as fixed neighbours; ``zt[r]`` is the
-    target z of row r; ``anchor``/``normal`` [H, W, 3] the surface tie of each free corner."""
+    """Block Gauss–Newton sweeps over a window of a trace's corner grid (the energy in the module docstring).
+
+    Parameters
+    ----------
+    pos : numpy.ndarray
+        float64 ``[H, W, 3]`` corners ``(x, y, z)``, voxels.
+    free : numpy.ndarray
+        bool ``[H, W]``: corners to move.
+    valid : numpy.ndarray
+        bool ``[H, W]``: corners taking part (the non-free ones as fixed neighbours).
+    zt : numpy.ndarray
+        float64 ``[H]`` target z of each row, voxels.
+    anchor, normal : numpy.ndarray
+        float64 ``[H, W, 3]``: each free corner's closest patch point (voxels) and unit normal there.
+    S : float
+        Grid spacing, voxels.
+    w_d, w_s, w_z, w_n : float
+        Weights of the distance, straightness, z-prior and surface-tie terms.
+    sweeps : int
+        Gauss–Seidel sweeps.
+    lam : float
+        Levenberg damping.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[H, W, 3]``: the new corner positions, voxels.
+    """
     H, W = valid.shape
     x = pos.copy()
     A = np.zeros((3, 3))

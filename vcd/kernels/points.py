@@ -17,14 +17,34 @@ INVALID = -1.0
 
 
 def valid_mask(points: np.ndarray) -> np.ndarray:
-    """bool ``[...]`` over ``points[..., 3]`` ((x, y, z) voxels): True where the vertex is valid
-    (``x != -1`` and ``z > 0``)."""
+    """The one vertex-validity rule: ``x != -1`` and ``z > 0``.
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        ``[..., 3]`` vertices ``(x, y, z)``, voxels (a grid is ``[rows, cols, 3]``).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``[...]``: True where valid.
+    """
     return (points[..., 0] != INVALID) & (points[..., 2] > 0)
 
 
 def valid_quads(valid: np.ndarray) -> np.ndarray:
-    """bool ``[rows-1, cols-1]``: True for each quad (``[r, c]`` .. ``[r+1, c+1]``) whose four corners
-    are valid in the bool ``[rows, cols]`` map ``valid``."""
+    """The quads whose four corners are valid.
+
+    Parameters
+    ----------
+    valid : numpy.ndarray
+        bool ``[rows, cols]`` vertex validity (:func:`valid_mask`).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``[rows-1, cols-1]``: True for quad ``[r, c]`` .. ``[r+1, c+1]`` when all its corners are valid.
+    """
     return valid[:-1, :-1] & valid[1:, :-1] & valid[:-1, 1:] & valid[1:, 1:]
 
 
@@ -46,8 +66,21 @@ def quad_triangle(grid, r, c, t):
 
 
 def densify_grid(points: np.ndarray, spacing: float) -> np.ndarray:
-    """Valid vertices of a grid plus bilinear points inside its valid quads, about ``spacing``
-    voxels apart (N×3), for "is this near the trace" queries."""
+    """Points about ``spacing`` apart over a grid's valid quads, for "is this point near the surface"
+    queries.
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        float ``[rows, cols, 3]`` grid of ``(x, y, z)`` voxels, -1 = invalid.
+    spacing : float
+        Target point spacing, voxels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[N, 3]``: the valid vertices plus bilinear points inside the valid quads.
+    """
     p = np.asarray(points, np.float64)
     v = valid_mask(p)
     out = [p[v]]

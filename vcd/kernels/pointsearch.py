@@ -110,9 +110,26 @@ def point_triangle_dist2(px, py, pz, a, b, c):
 
 @nb.njit(cache=True)
 def dist_to_grid(grid, valid, queries, cand_r, cand_c):
-    """Distance (voxels) from each query (N×3, (x, y, z)) to the quads touching its candidate
-    vertices ``(cand_r[i, k], cand_c[i, k])``; vertices of quads with an invalid corner are used
-    as isolated points. Returns float64[N] (inf if no candidate)."""
+    """Exact distance from each query to the quads near its candidate vertices (numba).
+
+    Vertices of quads with an invalid corner are used as isolated points.
+
+    Parameters
+    ----------
+    grid : numpy.ndarray
+        float ``[rows, cols, 3]`` surface grid, ``(x, y, z)`` voxels.
+    valid : numpy.ndarray
+        bool ``[rows, cols]`` vertex validity.
+    queries : numpy.ndarray
+        float ``[N, 3]`` points ``(x, y, z)``, voxels.
+    cand_r, cand_c : numpy.ndarray
+        int ``[N, K]`` candidate vertex rows and columns per query (-1 = none).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[N]`` distances, voxels (inf without a candidate).
+    """
     out = np.full(queries.shape[0], np.inf)
     for i in range(queries.shape[0]):
         px, py, pz = queries[i, 0], queries[i, 1], queries[i, 2]
@@ -178,8 +195,17 @@ def _closest_on_triangle(px, py, pz, a, b, c, out):
 
 @nb.njit(cache=True)
 def closest_on_grid(grid, valid, queries, cand_r, cand_c):
-    """Like :func:`dist_to_grid` but also returns the closest surface points (N×3) and the grid
-    location (row, col, continuous) of each."""
+    """:func:`dist_to_grid` with the closest points and where they lie on the grid (same arguments).
+
+    Returns
+    -------
+    dist : numpy.ndarray
+        float64 ``[N]`` distances, voxels (inf without a candidate).
+    closest : numpy.ndarray
+        float64 ``[N, 3]`` closest surface points ``(x, y, z)``, voxels (-1 without a candidate).
+    loc : numpy.ndarray
+        float64 ``[N, 2]`` their grid location ``(row, col)``, continuous (-1 without a candidate).
+    """
     n = queries.shape[0]
     dist = np.full(n, np.inf)
     pts = np.full((n, 3), -1.0)

@@ -65,7 +65,20 @@ def trilinear_dense(vol, x, y, z):
 
 @nb.njit(cache=True)
 def sample_dense(vol, pts):
-    """Sample ``vol`` ([z, y, x]) at ``pts`` (N×3, (x, y, z) voxels) → float32[N]."""
+    """Trilinear samples of a dense volume at many points.
+
+    Parameters
+    ----------
+    vol : numpy.ndarray
+        ``[z, y, x]`` voxel values.
+    pts : numpy.ndarray
+        float ``[N, 3]`` points ``(x, y, z)``, voxels (outside the array reads 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``[N]`` values.
+    """
     out = np.empty(pts.shape[0], dtype=np.float32)
     for i in range(pts.shape[0]):
         out[i] = trilinear_dense(vol, pts[i, 0], pts[i, 1], pts[i, 2])
@@ -133,7 +146,26 @@ def trilinear_chunked(pool, slots, cs, shape, x, y, z):
 
 @nb.njit(cache=True)
 def sample_chunked(pool, slots, cs, shape, pts):
-    """Sample a chunk-cached volume at ``pts`` (N×3, (x, y, z) voxels) → float32[N]."""
+    """Trilinear samples of a chunk-cached volume at many points.
+
+    Parameters
+    ----------
+    pool : numpy.ndarray
+        ``[slot, z, y, x]`` loaded chunks.
+    slots : numpy.ndarray
+        int ``[cz, cy, cx]``: each chunk's slot, negative = not loaded (reads 0).
+    cs : tuple of int
+        Chunk shape ``(z, y, x)``.
+    shape : tuple of int
+        Volume shape ``(z, y, x)``.
+    pts : numpy.ndarray
+        float ``[N, 3]`` points ``(x, y, z)``, voxels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``[N]`` values.
+    """
     out = np.empty(pts.shape[0], dtype=np.float32)
     for i in range(pts.shape[0]):
         out[i] = trilinear_chunked(pool, slots, cs, shape, pts[i, 0], pts[i, 1], pts[i, 2])

@@ -35,6 +35,8 @@ class SurfaceSearch:
 
     @classmethod
     def from_points(cls, pts: np.ndarray) -> "SurfaceSearch":
+        """A search over a grid ``[rows, cols, 3]`` of ``(x, y, z)`` voxels (invalid: -1, or not
+        finite)."""
         pts = np.ascontiguousarray(pts, dtype=np.float64)
         valid = valid_mask(pts) & np.isfinite(pts).all(axis=-1)  # inf is nowhere
         return cls(pts, valid)
@@ -111,7 +113,22 @@ def _long_quads(edges: np.ndarray, factor: float = 8.0) -> tuple[np.ndarray, flo
 
 
 def surfaces_overlap(a: SurfaceSearch, b: SurfaceSearch, tol: float = OVERLAP_TOL, min_hits: int = 3) -> bool:
-    """True if at least ``min_hits`` sample points of A are within ``tol`` voxels of B, or vice versa."""
+    """The overlap rule between two surfaces (linking, fusion, the tracer).
+
+    Parameters
+    ----------
+    a, b : SurfaceSearch
+        The two surfaces, prepared for point queries.
+    tol : float
+        Voxels within which a sample point counts as on the other surface (:data:`OVERLAP_TOL`).
+    min_hits : int
+        Sample points needed.
+
+    Returns
+    -------
+    bool
+        True if at least ``min_hits`` sample points of ``a`` lie within ``tol`` of ``b``, or vice versa.
+    """
     for s, t in ((a, b), (b, a)):
         pts = s.sample_points()
         if len(pts) >= min_hits and len(t.rc) and t.count_within(pts, tol, min_hits) >= min_hits:

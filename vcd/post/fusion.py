@@ -19,7 +19,6 @@ result sits on the traced data wherever it exists.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -95,6 +94,7 @@ def biharmonic_fill(points: np.ndarray, valid: np.ndarray, holes: np.ndarray) ->
 
 
 def interior_holes(valid: np.ndarray) -> np.ndarray:
+    """bool ``[rows, cols]``: invalid cells enclosed by the valid ones (the holes fusion inpaints)."""
     return ndimage.binary_fill_holes(valid) & ~valid
 
 

@@ -19,6 +19,8 @@ from .render import grid_normals
 
 
 def to_obj(segment: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """Write a surface as a Wavefront OBJ (vertices ``(x, y, z)`` voxels, normals, UVs, two triangles
+    per valid quad) to ``out``; returns ``{vertices, faces}`` counts."""
     s = read_surface(segment)
     sx, sy = s.scale
     v = s.valid

@@ -187,9 +187,32 @@ def _anchor(trace_pts: np.ndarray, valid: np.ndarray, seed_dir: Path, tol: float
 
 def gate_trace(trace: Path, paths: Path, threshold: float = 0.5, dilate: int = 2, min_kept_share: float = 0.2,
                tol: float = 2.0) -> dict:
-    """Gate one trace on disk: cut (``mask.tif``), record (``meta.json`` ``vcd_autoseg`` and
-    ``autoseg_qa.json``); returns the record. Status ``accepted`` or ``rejected`` (kept share below
-    ``min_kept_share``, or no QA map)."""
+    """Gate one trace on disk: cut its hot spots, keep the seed's piece, record the result.
+
+    Writes ``mask.tif`` (only when something is cut), ``autoseg_qa.json`` (:data:`GATE_FILE`) and
+    ``meta.json`` ``vcd_autoseg``.
+
+    Parameters
+    ----------
+    trace : pathlib.Path
+        The trace directory (its QA map and provenance).
+    paths : pathlib.Path
+        The ``paths/`` directory holding the trace's seed patch.
+    threshold : float
+        QA suspicion at which a trace corner is hot.
+    dilate : int
+        Corners cut around each hot corner.
+    min_kept_share : float
+        A trace keeping less than this share (0..1) of its valid pixels is rejected.
+    tol : float
+        Voxels: a trace pixel this close to the seed patch anchors the kept piece.
+
+    Returns
+    -------
+    dict
+        The record: ``status`` (``accepted``, or ``rejected`` — kept share below ``min_kept_share`` or
+        no QA map), ``why``, ``cut_px``, ``kept_px``, ``hot_corners``, ``reasons``, ``gated_at``.
+    """
     import tifffile
     s = read_surface(trace, apply_mask=False)
     meta = s.meta
@@ -245,9 +268,22 @@ def _record(trace: Path, rec: dict, keep: np.ndarray) -> dict:
 
 
 def gate_fused(fused: Path, tol: float = 2.0) -> dict:
-    """Gate a ``fuse_fill_*`` sheet (:func:`fused_keep`): filled cells that
-    are only inpainted or that cross to another wrap are cut (``mask.tif``), the record written to
-    ``autoseg_qa.json``; returns it."""
+    """Gate a ``fuse_fill_*`` sheet (:func:`fused_keep`): filled cells that are only inpainted, or that
+    cross to another wrap, are cut (``mask.tif``); the record is written to ``autoseg_qa.json``.
+
+    Parameters
+    ----------
+    fused : pathlib.Path
+        The fused sheet's directory (its ``vcd_inputs`` name the traces, the reference first).
+    tol : float
+        Voxels: a filled cell this close to another input trace lies on traced data (it may be kept).
+
+    Returns
+    -------
+    dict
+        The record, as :func:`gate_trace`'s (``status``, ``why``, ``cut_px``, ``kept_px``, …, and
+        ``fused_from``).
+    """
     from scipy.spatial import cKDTree
     s = read_surface(fused, apply_mask=False)
     names = fuse_inputs(fused)

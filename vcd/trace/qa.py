@@ -133,6 +133,8 @@ def figure(q: np.ndarray, trace_name: str, threshold: float = 0.5):
 
 
 def summary(q: np.ndarray, threshold: float = 0.5) -> dict:
+    """A QA map's summary for ``meta.json``: corners, suspicious ones (``>= threshold``), max, mean and
+    the first 20 hot spots ``[row, col]``."""
     v = q >= 0
     hot = np.argwhere(q >= threshold)
     return {"corners": int(v.sum()), "suspicious": int(len(hot)), "threshold": threshold,

@@ -54,6 +54,39 @@ def _outputs(st: TraceState, ps: PatchSet, p: TraceParams):
 
 def write_trace(path: Path, st: TraceState, ps: PatchSet, p: TraceParams, params_raw: dict, voxelsize: float,
                 volume: str, src_dir: Path, seed_name: str, retrace_of: str | None, extra_meta: dict) -> Path:
+    """Write a trace: the upsampled grid as tifxyz, its provenance, QA map and support channels (one of
+    :func:`run_trace`'s snapshots or its final output).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The trace directory to write (staged, then renamed).
+    st : TraceState
+        The corner grid.
+    ps : PatchSet
+        The patches traced over.
+    p : TraceParams
+        The trace params (``src_step``: voxels per written cell).
+    params_raw : dict
+        The params as given, recorded in meta and provenance.
+    voxelsize : float
+        µm per voxel (for ``area_cm2``).
+    volume : str
+        The volume, as recorded.
+    src_dir : pathlib.Path
+        The ``paths/`` directory.
+    seed_name : str
+        The seed patch's name.
+    retrace_of : str or None
+        The trace this one reruns.
+    extra_meta : dict
+        Added to ``meta.json``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written trace directory.
+    """
     pts, ids, counts, qmap, sl = _outputs(st, ps, p)
     area = surface_area_vx2(pts)
     used = sorted(ps.names[i] for i in counts)
@@ -184,10 +217,27 @@ def run_trace(volume: str | os.PathLike, src_dir: str | os.PathLike, tgt_dir: st
 def checkpoint(trace_dir: str | os.PathLike, paths: str | os.PathLike, mask: str | os.PathLike | None = None,
                user: str = "") -> str:
     """The tutorial's checkpointing: turn a trace (or its unmasked part) into an approved
-    ``auto_grown_*`` superpatch in ``paths``; returns its name. ``mask`` is an extra mask image
-    (page 0, 0 = drop) applied on top of the trace's own ``mask.tif``. The superpatch is written
-    unlinked: linking is the overlap job's (the daemon queues it for every new patch; ``vcd
-    checkpoint`` links it in the foreground)."""
+    ``auto_grown_*`` superpatch.
+
+    The superpatch is written unlinked: linking is the overlap job's (the daemon queues it for every
+    new patch; ``vcd checkpoint`` links it in the foreground).
+
+    Parameters
+    ----------
+    trace_dir : str or os.PathLike
+        The trace directory.
+    paths : str or os.PathLike
+        The ``paths/`` directory to write the superpatch in.
+    mask : str or os.PathLike, optional
+        An extra mask image (page 0, 0 = drop) applied on top of the trace's own ``mask.tif``.
+    user : str
+        Recorded with the ``approved`` tag.
+
+    Returns
+    -------
+    str
+        The superpatch's name.
+    """
     from ..formats.tifxyz import read_mask_grid, read_surface, set_tag
     src = read_surface(trace_dir)
     pts = src.points.copy()

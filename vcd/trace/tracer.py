@@ -406,6 +406,7 @@ class Tracer(Bridging):
 
     # ------------------------------------------------------------------ loop
     def run(self) -> TraceState:
+        """Trace until no corner can be added (or the generation limit); returns the corner grid."""
         st = self.state = self._init_state()
         p = self.p
         T = float(p.inlier_base_threshold)

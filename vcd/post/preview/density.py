@@ -175,6 +175,7 @@ def render_density(volpkg, bin_size: int | None = None, panel: int = 256,
 
 
 def preview_density(volpkg, out, **kw) -> dict:
+    """Render :func:`render_density` to the PNG ``out``; returns its layout."""
     img, layout = render_density(volpkg, **kw)
     save_png(img, Path(out), layout)
     return layout

@@ -150,6 +150,7 @@ def qa_rgb(q: np.ndarray) -> np.ndarray:
 
 
 def preview_trace(trace, out, **kw) -> dict:
+    """Render :func:`render_trace` to the PNG ``out``; returns its layout."""
     img, layout = render_trace(trace, **kw)
     save_png(img, Path(out), layout)
     return layout
