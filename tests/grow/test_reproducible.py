@@ -47,3 +47,31 @@ def test_point_rng_depends_on_the_point_and_the_seed_only():
     assert point_rng(p).integers(1 << 62) != point_rng(p + [0, 0, 1e-9]).integers(1 << 62)
     assert point_rng(p, 3).integers(1 << 62) == point_rng(p, 3).integers(1 << 62)
     assert point_rng(p, 3).integers(1 << 62) != point_rng(p).integers(1 << 62)
+
+
+def test_same_patch_whatever_the_field_has_loaded(tmp_path):
+    """What a run reads never depends on what an earlier run (or the daemon's earlier job) loaded: the
+    field is loaded around the growth front as far as the band tests read, so a cold field, one that
+    holds the whole volume and one warmed by another patch give the same patch, bit for bit, and the
+    same refusal counts."""
+    from vcd.formats.volume import open_volume
+    from vcd.grow.distance import DistanceField
+    from vcd.grow.grower import grow_patch
+    from vcd.synth import make_scroll
+
+    vp = make_scroll(tmp_path / "r.volpkg", (96, 192, 192), preset="realistic", seed=6, ct=False, fused_family=True)
+    t = load_truth(vp)
+    level = open_volume(vp / "volumes" / "synth_pred.zarr").levels[0]
+    a, b = spread_seeds(t, n=2, margin=30)
+    runs = []
+    for warm in ("cold", "all", "other patch"):
+        field = DistanceField(level)
+        if warm == "all":
+            field.ensure_all()
+        elif warm == "other patch":
+            grow_patch(field, b, 6.0, 20, rng=point_rng(b))
+        runs.append(grow_patch(field, a, 6.0, 20, rng=point_rng(a)))
+    assert runs[0].n_corners > 30
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r.points, runs[0].points)
+        assert r.refusals == runs[0].refusals and r.audit == runs[0].audit

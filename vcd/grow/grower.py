@@ -28,6 +28,13 @@ from ..kernels import sheetband as SB
 from ..kernels.field import dist_many
 from .distance import DistanceField
 
+#: voxels beyond a corner that its band tests read (reach of the clearance test for bands up to ~6
+#: voxels thick, and the disc): the field is loaded that far around the growth front, so that no test
+#: reads an unloaded chunk — what a run sees never depends on what an earlier run loaded (issue 27, item 4)
+BAND_READ = 14.0
+#: the same for the merged-band context test (the neighbouring wraps' bands, :mod:`vcd.kernels.sheetband`)
+CONTEXT_READ = SB.NEIGHBOUR_REACH + 12.0
+
 #: residual weights (spacing, straightness, surface, edge-surface)
 WEIGHTS = np.array([1.0, 0.35, 1.0, 0.5])
 
@@ -47,6 +54,8 @@ class GrowResult:
     outcome: np.ndarray = None  #: int8 [rows, cols] each cell's last outcome code (kernels.grow), cropped
     bridged: np.ndarray = None  #: bool [rows, cols] corners placed across a hole of the prediction
     thickness: np.ndarray = None  #: float32 [rows, cols] reference band thickness at each corner (voxels)
+    audit: dict = None       #: the wrap-change audit's counts (:func:`_audited_component`)
+    fused_seed: np.ndarray = None  #: the snapped seed when it sat on a fused band (growth started beside it at ``seed``)
 
 
 #: the kernel's outcome codes, in code order: (detail name, user-facing reason)
@@ -79,7 +88,7 @@ def grow_stats(result: "GrowResult") -> dict:
     return {"stop_reason": result.reason, "generations": result.max_gen, "corners": result.n_corners,
             "attempts": result.attempts, "refused": refused, "detail": result.detail or {},
             "refused_share": {k: round(v / n, 3) for k, v in refused.items()},
-            "top_refusal": top, "fix": FIXES.get(top, "")}
+            "top_refusal": top, "fix": FIXES.get(top, ""), "audit": result.audit or {}}
 
 
 def format_stats(stats: dict) -> str:
@@ -89,23 +98,33 @@ def format_stats(stats: dict) -> str:
             f"corners; refused fringe corners: {shares}")
 
 
-def _audited_component(pos, state, tref, bridge, step, field, seed_rc) -> np.ndarray:
-    """Corners joined to the seed corner by edges that stay on one band (:func:`K.audit_edges`),
-    [rows, cols] bool: a part reached only through band-changing edges is cut off."""
+def _audited_component(pos, state, tref, bridge, step, field, seed_rc, accept) -> tuple[np.ndarray, dict]:
+    """Corners joined to the seed corner by edges that stay on one band (:func:`K.audit_edges`) and
+    through no band of two merged wraps (:func:`K.audit_merged`) — where a patch could change wrap —,
+    [rows, cols] bool, and the audit's counts (``band_change_edges``, ``merged_corners``, ``cut_corners``:
+    corners cut off from the seed's piece)."""
     bad_r = np.zeros(state.shape, bool)
     bad_c = np.zeros(state.shape, bool)
-    K.audit_edges(pos, state, tref, bridge, step, field.pool, field.slots, field.shape, bad_r, bad_c)
+    n_edges = K.audit_edges(pos, state, tref, bridge, step, field.pool, field.slots, field.shape, bad_r, bad_c)
+    merged = np.zeros(state.shape, bool)
+    field.ensure_around(pos[state == K.ON_SURFACE], CONTEXT_READ)
+    n_merged = K.audit_merged(pos, state, accept, field.pool, field.slots, field.shape, merged)
     on = state == K.ON_SURFACE
+    keep = on & ~merged
     R, C = on.shape
     idx = np.arange(R * C).reshape(R, C)
-    ok_r = on[:-1] & on[1:] & ~bad_r[:-1]
-    ok_c = on[:, :-1] & on[:, 1:] & ~bad_c[:, :-1]
+    ok_r = keep[:-1] & keep[1:] & ~bad_r[:-1]
+    ok_c = keep[:, :-1] & keep[:, 1:] & ~bad_c[:, :-1]
     a = np.concatenate([idx[:-1][ok_r], idx[:, :-1][ok_c]])
     b = np.concatenate([idx[1:][ok_r], idx[:, 1:][ok_c]])
     g = coo_matrix((np.ones(len(a)), (a, b)), shape=(R * C, R * C))
     _, labels = connected_components(g, directed=False)
     labels = labels.reshape(R, C)
-    return on & (labels == labels[seed_rc])
+    r, c = seed_rc  # the seed quad's corners: the first still kept names the seed's piece
+    quad = [(r + dr, c + dc) for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)) if keep[r + dr, c + dc]]
+    piece = keep & (labels == labels[quad[0]]) if quad else np.zeros_like(keep)
+    return piece, {"band_change_edges": int(n_edges), "merged_corners": int(n_merged),
+                   "cut_corners": int(on.sum() - piece.sum())}
 
 
 def _empty(reason: str) -> GrowResult:
@@ -157,7 +176,9 @@ def _seed_quad(field: DistanceField, p0: np.ndarray, frame, a0: float, step: flo
 
     The square's in-plane rotation starts at ``a0`` (radians; random seeds are then independent of
     axis alignment) and turns by 45° until all four corners and their edges fit (dropout holes) and
-    each corner's band is clear of other sheets by ``gap`` voxels (:func:`band_test`)."""
+    each corner's band is clear of other sheets by ``gap`` voxels (:func:`band_test`). Returns
+    ``"merged"`` when a corner's band is two wraps merged into one (a fused zone whose bands touch:
+    :func:`~vcd.kernels.sheetband.merged_by_context`) — which wrap the patch is on cannot be told there."""
     t1, t2, n = frame
     shape = field.shape
     J, res, band = np.empty((64, 3)), np.empty(64), np.empty(4)
@@ -173,6 +194,8 @@ def _seed_quad(field: DistanceField, p0: np.ndarray, frame, a0: float, step: flo
             p, _ = K.solve_corner(pos, state, r, c, guess, step, WEIGHTS, field.pool, field.slots, shape, J, res, 20)
             if SB.band_test(field.pool, field.slots, shape, p, n, 0.0, gap, accept, band) != SB.BAND_OK:
                 break
+            if gap > 0 and SB.merged_by_context(field.pool, field.slots, shape, p, n, accept)[0]:
+                return "merged"
             p, t = p + band[0] * n, band[1]
             if not (K.inside(p, shape, 0.5) and K.on_surface(pos, state, r, c, p, accept, field.pool, field.slots,
                                                              shape)):
@@ -182,6 +205,34 @@ def _seed_quad(field: DistanceField, p0: np.ndarray, frame, a0: float, step: flo
         if len(out) == 4:  # dropout only thins a band along a line: the thickest reading is the best
             t_max = float(max(t for _, t in out))
             return [(p, t_max) for p, _ in out]
+    return None
+
+
+#: grid steps (rings) searched around a seed on a fused band for a start beside the zone
+FUSED_MOVE = 6
+
+
+def _seed_beside_fused(field: DistanceField, p0, frame, a0: float, step: float, accept: float, gap: float):
+    """A start beside the fused zone a seed at ``p0`` sits on: points on rings of 1..:data:`FUSED_MOVE`
+    grid steps around it in the tangent plane (8 per ring, nearest first), each snapped onto the
+    surface (:func:`project_to_surface`), whose seed quad fits off any merged band →
+    ``(start, quad)``, or None. Which of the two wraps it lands on is the geometry's (the side of the
+    zone nearest the seed); the grower then keeps to it."""
+    t1, t2, _ = frame
+    for k in range(1, FUSED_MOVE + 1):
+        for j in range(8):
+            a = a0 + j * math.pi / 4
+            q = project_to_surface(field, p0 + k * step * (math.cos(a) * t1 + math.sin(a) * t2))
+            if K.dist_only(field.pool, field.slots, field.shape, *q) > accept or not K.inside(q, field.shape, 1.0):
+                continue
+            field.ensure_around(q[None], max(3 * step + 4, 1.5 * step + CONTEXT_READ))
+            try:
+                fr = local_frame(field, q, max(3.0, min(step, 8.0)))
+            except ValueError:
+                continue
+            quad = _seed_quad(field, q, fr, a0, step, accept, gap)
+            if quad is not None and not isinstance(quad, str):
+                return q, quad
     return None
 
 
@@ -197,7 +248,7 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     if d0 > accept or np.linalg.norm(p0 - np.asarray(seed_xyz, float)) > snap:
         return _empty(f"no predicted surface within {snap:g} voxels of the seed "
                       f"{[round(float(v), 1) for v in seed_xyz]}")
-    field.ensure_around(p0[None], 3 * step + 4)
+    field.ensure_around(p0[None], max(3 * step + 4, 1.5 * step + CONTEXT_READ))
     try:
         t1, t2, _n = local_frame(field, p0, max(3.0, min(step, 8.0)))
     except ValueError as exc:
@@ -220,6 +271,18 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     count = 0
     c0 = size // 2
     quad = _seed_quad(field, p0, (t1, t2, _n), a0, step, accept, sheet_gap)
+    moved = None
+    if isinstance(quad, str):  # on two merged wraps: start beside the fused zone instead
+        found = _seed_beside_fused(field, p0, (t1, t2, _n), a0, step, accept, sheet_gap)
+        if found is None:
+            res = _empty("the seed sits on a fused band (two wraps' bands merged into one, so which wrap to "
+                         f"follow cannot be told there) and no start within {FUSED_MOVE * step:g} voxels is "
+                         "beside it; seed beside the fused zone")
+            res.refusals, res.attempts, res.detail = dict.fromkeys(REASONS, 0), 1, {"fused_seed": 1}
+            res.refusals["fused_band"] = 1
+            return res
+        moved = p0
+        p0, quad = found
     if quad is None:
         return _empty("the seed quad does not fit on the predicted surface in any of 8 orientations (too "
                       "curved, holed or close to another wrap for step_size)")
@@ -244,7 +307,7 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
             ok = state[rr, cc] == K.ON_SURFACE
             anchor.append(pos[rr[ok], cc[ok]])
         anchor = np.concatenate(anchor)
-        field.ensure_around(anchor, 2 * step + 2)
+        field.ensure_around(anchor, 2 * step + BAND_READ)
         count = K.grow_generation(pos, state, gen, tried, tref, bridge, cells, g, step, WEIGHTS, accept, sheet_gap,
                                   bridge_cells, field.pool, field.slots, shape, heads, nxt, cell_rc, count, iters,
                                   stats, why)
@@ -260,8 +323,10 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
             break
     on = state == K.ON_SURFACE
     on &= (bridge == 0) | K.spanning_bridges(on, bridge)  # bridges that hang off the rim go
+    audit = {}
     if sheet_gap > 0:
-        on &= _audited_component(pos, state, tref, bridge, step, field, (c0, c0))
+        piece, audit = _audited_component(pos, state, tref, bridge, step, field, (c0, c0), accept)
+        on &= piece
     rows = np.nonzero(on.any(1))[0]
     cols = np.nonzero(on.any(0))[0]
     r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, size)
@@ -274,10 +339,12 @@ def grow_patch(field: DistanceField, seed_xyz, step: float, generations: int, ac
     for k in range(1, K.N_REASONS):
         refusals[OUTCOMES[k][1]] += int(stats[k])
     detail = {OUTCOMES[k][0]: int(stats[k]) for k in range(K.N_REASONS) if stats[k]}
+    if moved is not None:
+        detail["fused_seed_moved"] = 1
     if not quads.any():
         res = _empty(f"no quad left after the sheet audit ({reason})")
-        res.refusals, res.attempts, res.detail = refusals, int(stats.sum()), detail
+        res.refusals, res.attempts, res.detail, res.audit = refusals, int(stats.sum()), detail, audit
         return res
     return GrowResult(pts, gens, int(onc.sum()), int(g), float(quads.sum() * step * step), reason, refusals,
                       int(stats.sum()), p0, detail, why[r0:r1, c0_:c1].copy(), (bridge > 0)[r0:r1, c0_:c1] & onc,
-                      np.where(on, tref, 0)[r0:r1, c0_:c1].astype(np.float32))
+                      np.where(on, tref, 0)[r0:r1, c0_:c1].astype(np.float32), audit, moved)

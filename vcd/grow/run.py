@@ -210,7 +210,11 @@ def run_grow(volume: str | os.PathLike, paths: str | os.PathLike, params: GrowPa
         return {"written": None, "stop": GrowStop.SEED_DOES_NOT_FIT.value, "reason": result.reason,
                 "top_refusal": "seed_quad", "stats": stats,
                 "fix": "seeds land where the surface is too curved or holed for step_size: lower `step_size`"}
-    if vc_mode == "explicit_seed" and np.linalg.norm(result.seed - p) > 0.5:
+    if result.fused_seed is not None:
+        warn(f"seed {[round(float(v), 1) for v in p]} sits on a fused band (two wraps' bands merged into one): "
+             f"grown from {[round(float(v), 1) for v in result.seed]} beside it, "
+             f"{np.linalg.norm(result.seed - result.fused_seed):.0f} voxels away")
+    elif vc_mode == "explicit_seed" and np.linalg.norm(result.seed - p) > 0.5:
         warn(f"seed {[round(float(v), 1) for v in p]} is off the predicted surface: moved "
              f"{np.linalg.norm(result.seed - p):.1f} voxels to {[round(float(v), 1) for v in result.seed]}")
     support = on_prediction_support(field, result.points, params.accept_dist)

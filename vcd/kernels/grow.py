@@ -710,3 +710,33 @@ def spanning_bridges(on, bridge):
                         keep[rr, cc] = True
                 j = k
     return keep
+
+
+@nb.njit(cache=True)
+def audit_merged(pos, state, accept, pool, slots, shape, merged):
+    """Mark ``merged[r, c]`` where a finished corner's band is two wraps merged into one
+    (:func:`~vcd.kernels.sheetband.merged_by_context`, normal from the final grid) and at least two of
+    its 8-neighbours' bands are too (a fused zone spans several cells; a lone reading is dropout).
+    A patch changes wrap only through such a band, so the grower cuts the patch there. Returns the
+    number of corners marked."""
+    R, C = state.shape
+    n = np.empty(3)
+    raw = np.zeros((R, C), np.bool_)
+    for r in range(R):
+        for c in range(C):
+            if state[r, c] == ON_SURFACE and corner_normal(pos, state, r, c, pos[r, c], n):
+                raw[r, c] = SB.merged_by_context(pool, slots, shape, pos[r, c], n, accept)[0]
+    cut = 0
+    for r in range(R):
+        for c in range(C):
+            if not raw[r, c]:
+                continue
+            k = 0
+            for dr in range(-1, 2):
+                for dc in range(-1, 2):
+                    if (dr or dc) and 0 <= r + dr < R and 0 <= c + dc < C and raw[r + dr, c + dc]:
+                        k += 1
+            if k >= 2:
+                merged[r, c] = True
+                cut += 1
+    return cut

@@ -302,3 +302,45 @@ def clear_of_bands(pool, slots, shape, p, n, reach, t_ref):
             return False
         h += H
     return True
+
+
+#: a band is two wraps merged (by context) when it is thicker than this × the thicker of the bands
+#: next to it along the normal, + the slack (voxels) — see :func:`merged_by_context`
+MERGED_RATIO, MERGED_SLACK = 1.5, 0.5
+SLIVER = 0.6  #: a neighbour band under this share of the other neighbour's thickness is a dropout sliver
+NEIGHBOUR_REACH = 30.0  #: voxels along the normal searched for the neighbouring wraps' bands
+
+
+@nb.njit(cache=True)
+def run_length(pool, slots, shape, p, n, edge, sg, reach, rho):
+    """Thickness (voxels) of the first band met beyond ``edge`` going ``sg`` along ``n`` from ``p``
+    (within ``reach`` voxels of ``p``), 0 if none — read on the disc of radius ``rho``."""
+    gap_end = _run_end(pool, slots, shape, p, n, edge + sg * H, sg, False, reach, rho)
+    if abs(gap_end) >= reach - 1e-9:
+        return 0.0
+    start = gap_end + sg * H
+    stop = _run_end(pool, slots, shape, p, n, start, sg, True, reach + 8.0, rho)
+    return abs(stop - start) + H
+
+
+@nb.njit(cache=True)
+def merged_by_context(pool, slots, shape, p, n, accept):
+    """Is the band at ``p`` (normal ``n``) two wraps merged into one — a fused zone whose bands touch,
+    which no gap along the normal reveals? Judged by context: the wraps' bands next to it along the
+    normal (within :data:`NEIGHBOUR_REACH` voxels, each side) are single sheets of the same scroll, so a
+    band more than :data:`MERGED_RATIO` × the thicker of them (+ :data:`MERGED_SLACK`) is two sheets.
+    Read on the disc of :data:`DISC` (dropout slivers do not thin a neighbour). → (merged, own
+    thickness, neighbour thickness); False when no neighbour band is seen (nothing to compare)."""
+    rho = DISC
+    found, lo, hi = own_band(pool, slots, shape, p, n, accept + 0.5, rho)
+    if not found:
+        return False, 0.0, 0.0
+    own = hi - lo + H
+    tp = run_length(pool, slots, shape, p, n, hi, 1.0, NEIGHBOUR_REACH, rho)
+    tm = run_length(pool, slots, shape, p, n, lo, -1.0, NEIGHBOUR_REACH, rho)
+    ref = max(tp, tm)
+    if min(tp, tm) >= SLIVER * ref:  # the thinner, unless it is a sliver a dropout blob left
+        ref = min(tp, tm)
+    if ref <= 0:
+        return False, own, 0.0
+    return own > MERGED_RATIO * ref + MERGED_SLACK, own, ref
