@@ -105,7 +105,7 @@ def test_seed_on_merged_band_starts_beside_it_and_the_audit_is_recorded(tmp_path
     rim = [p for name, p in seeds.items() if " rim " in name]
     res = run_grow(vol, paths, params, seed_point=rim[0], warn=lambda m: None)
     assert res["written"], res
-    assert set(res["stats"]["audit"]) == {"band_change_edges", "merged_corners", "cut_corners"}
+    assert set(res["stats"]["audit"]) == {"band_change_edges", "merged_corners", "offset_jump_corners", "cut_corners"}
 
 
 def grow_done_when(tmp_path, draw, shape=(192, 256, 256)):

@@ -98,11 +98,46 @@ def format_stats(stats: dict) -> str:
             f"corners; refused fringe corners: {shares}")
 
 
+#: a corner whose offset along its normal from its 4-neighbours' mean differs from its 8-neighbours'
+#: (median) by more than this many voxels, or this share of its band's thickness if more, has left
+#: its band for another (a single corner stepped onto the next wrap through dropout): cut
+OFFSET_JUMP, OFFSET_JUMP_SHARE = 2.0, 0.75
+
+
+def _offset_jumps(pos: np.ndarray, on: np.ndarray, tref: np.ndarray) -> np.ndarray:
+    """[rows, cols] bool: corners whose band offset jumps against their neighbours' (see
+    :data:`OFFSET_JUMP`): the corner's offset along the grid normal from its 4-neighbours' mean,
+    compared with the median of the same offset at its 8-neighbours, so the sheet's curvature (smooth
+    over the grid) cancels. Corners without all 4 neighbours are never marked."""
+    R, C = on.shape
+    off = np.full((R, C), np.nan)
+    full = np.zeros((R, C), bool)
+    full[1:-1, 1:-1] = on[1:-1, 1:-1] & on[:-2, 1:-1] & on[2:, 1:-1] & on[1:-1, :-2] & on[1:-1, 2:]
+    if not full.any():
+        return full
+    P = pos
+    lap = P[1:-1, 1:-1] - 0.25 * (P[:-2, 1:-1] + P[2:, 1:-1] + P[1:-1, :-2] + P[1:-1, 2:])
+    nrm = np.cross(P[2:, 1:-1] - P[:-2, 1:-1], P[1:-1, 2:] - P[1:-1, :-2])
+    nrm /= np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-9)
+    off[1:-1, 1:-1] = np.where(full[1:-1, 1:-1], np.einsum("ijk,ijk->ij", lap, nrm), np.nan)
+    pad = np.pad(off, 1, constant_values=np.nan)
+    nbrs = np.stack([pad[1 + dr:R + 1 + dr, 1 + dc:C + 1 + dc] for dr in (-1, 0, 1) for dc in (-1, 0, 1)
+                     if dr or dc])
+    enough = np.sum(~np.isnan(nbrs), axis=0) >= 3
+    ref = np.zeros((R, C))
+    if enough.any():
+        ref[enough] = np.nanmedian(nbrs[:, enough], axis=0)
+    lim = np.maximum(OFFSET_JUMP, OFFSET_JUMP_SHARE * tref)
+    with np.errstate(invalid="ignore"):
+        return full & enough & (np.abs(off - ref) > lim)
+
+
 def _audited_component(pos, state, tref, bridge, step, field, seed_rc, accept) -> tuple[np.ndarray, dict]:
     """Corners joined to the seed corner by edges that stay on one band (:func:`K.audit_edges`) and
-    through no band of two merged wraps (:func:`K.audit_merged`) — where a patch could change wrap —,
-    [rows, cols] bool, and the audit's counts (``band_change_edges``, ``merged_corners``, ``cut_corners``:
-    corners cut off from the seed's piece)."""
+    through no band of two merged wraps (:func:`K.audit_merged`) and no corner whose band offset jumps
+    (:func:`_offset_jumps`) — where a patch could change wrap —, [rows, cols] bool, and the audit's
+    counts (``band_change_edges``, ``merged_corners``, ``offset_jump_corners``, ``cut_corners``: corners
+    cut off from the seed's piece)."""
     bad_r = np.zeros(state.shape, bool)
     bad_c = np.zeros(state.shape, bool)
     n_edges = K.audit_edges(pos, state, tref, bridge, step, field.pool, field.slots, field.shape, bad_r, bad_c)
@@ -110,7 +145,8 @@ def _audited_component(pos, state, tref, bridge, step, field, seed_rc, accept) -
     field.ensure_around(pos[state == K.ON_SURFACE], CONTEXT_READ)
     n_merged = K.audit_merged(pos, state, accept, field.pool, field.slots, field.shape, merged)
     on = state == K.ON_SURFACE
-    keep = on & ~merged
+    jumped = _offset_jumps(pos, on, tref)
+    keep = on & ~merged & ~jumped
     R, C = on.shape
     idx = np.arange(R * C).reshape(R, C)
     ok_r = keep[:-1] & keep[1:] & ~bad_r[:-1]
@@ -124,6 +160,7 @@ def _audited_component(pos, state, tref, bridge, step, field, seed_rc, accept) -
     quad = [(r + dr, c + dc) for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)) if keep[r + dr, c + dc]]
     piece = keep & (labels == labels[quad[0]]) if quad else np.zeros_like(keep)
     return piece, {"band_change_edges": int(n_edges), "merged_corners": int(n_merged),
+                   "offset_jump_corners": int(jumped.sum()),
                    "cut_corners": int(on.sum() - piece.sum())}
 
 
