@@ -146,6 +146,9 @@ class Tracer(Bridging):
         self.kcell = self.S / patch_steps(patches)   #: one trace cell in each patch's grid units
         self.trust: dict[tuple[int, int, int], float] = {}
         self._no_bridge: dict[tuple[int, int, int, int], int] = {}  #: failed bridge plans -> corners around then
+        #: the fold check's corners (N×3) for the cell :meth:`_try_corner` is deciding: None there until
+        #: gathered (its proposals share them — nothing moves meanwhile); False elsewhere (never cached)
+        self._others = False
 
     # ------------------------------------------------------------------ set-up
     def _init_state(self) -> TraceState:
@@ -329,6 +332,14 @@ class Tracer(Bridging):
         prop = self._propose(st, r, c)
         if prop is None:
             return None
+        self._others = None  # the fold check's corners for (r, c): gathered once for all its proposals
+        try:
+            return self._consensus(st, r, c, T, fill, prop)
+        finally:
+            self._others = False
+
+    def _consensus(self, st: TraceState, r: int, c: int, T: float, fill: bool, prop: Proposal) -> Candidate | None:
+        """:meth:`_try_corner` after the proposals: agreement, support, the first acceptable proposal."""
         ids, P, L, local = prop.ids, prop.points, prop.locs, prop.local
         agree, gap = self._agreement(ids, P, L)
         rids, ragree, rlocs = self._ring(ids, P, local)
@@ -394,13 +405,18 @@ class Tracer(Bridging):
                 if L < 0.6 * self.S or L > 1.4 * self.S:
                     return False
         # no fold-over: nothing of the trace (beyond the 5×5 block) within S/2
-        r0, r1 = max(0, r - 2), min(H, r + 3)
-        c0, c1 = max(0, c - 2), min(W, c + 3)
-        v = st.valid.copy()
-        v[r0:r1, c0:c1] = False
-        if v.any():
-            d = np.linalg.norm(st.pos[v] - q, axis=1)
-            if d.min() < 0.5 * self.S:
+        others = self._others if isinstance(self._others, np.ndarray) else None
+        if others is None:
+            r0, r1 = max(0, r - 2), min(H, r + 3)
+            c0, c1 = max(0, c - 2), min(W, c + 3)
+            v = st.valid.copy()
+            v[r0:r1, c0:c1] = False
+            others = st.pos[v]
+            if self._others is None:  # inside _try_corner: (r, c) and the grid stay fixed
+                self._others = others
+        if len(others):
+            d = ((others - q) ** 2).sum(1)
+            if d.min() < (0.5 * self.S) ** 2:
                 return False
         return True
 
