@@ -22,8 +22,8 @@ Every ``[autoseg] interval_seconds`` the :class:`Autoseg` tick, on the scheduler
    (:func:`vcd.post.final_sheets.finish_sheets`) and each gets a ``winding`` job (the wraps its kept
    area spans, ``winding.png`` for the status page).
 5. **State** — kv ``autoseg_state`` (:mod:`vcd.daemon.autoseg_state`) for ``vcd autoseg`` and
-   ``vcdctl``; when the run becomes done, the final sheets are made to tile
-   (:func:`vcd.post.final_sheets.finish_sheets`) and the report written (:mod:`vcd.daemon.autoseg_report`).
+   ``vcdctl``; when the run becomes done (its sheets tiled in step 4), the report is written
+   (:mod:`vcd.daemon.autoseg_report`).
 
 Durable: everything is derived from ``paths/``, ``traces/`` and the queue each tick, so a killed
 run resumes from what exists.
@@ -112,8 +112,7 @@ class Autoseg:
             q.set_kv(KV_CPU, float(q.get_kv(KV_CPU, 0.0)) + time.thread_time() - t0)
             if state.get("done") and not self.last_state.get("done"):
                 self.log.info("autoseg_done", **{k: v for k, v in state.items() if k != "done"})
-                try:
-                    finish_sheets(self.volpkg, self.tol())
+                try:  # (the sheets were tiled before done: _tick tiles them ahead of their winding jobs)
                     write_report(self.volpkg, self.cfg, status="done")
                 except Exception as exc:
                     self.log.warning("autoseg_report_failed", error=f"{type(exc).__name__}: {exc}")
@@ -367,7 +366,7 @@ class Autoseg:
         """Queue a ``gate`` job (:mod:`vcd.jobs.gate`) for every trace and fused sheet not gated yet and
         without a gate job pending (a trace whose gate job failed for good is not requeued); returns
         the new job ids. The gate itself runs in a worker, never on this thread."""
-        asked = {Path(j["params"].get("trace", "")).name for j in rows if j["kind"] == "gate"}
+        asked = asked_for(rows, "gate")
         out = []
         for params in ungated(self.volpkg, traces, gate_params(self.volpkg, self.cfg)):
             if Path(params["trace"]).name in asked:
@@ -381,7 +380,7 @@ class Autoseg:
         """Queue a ``winding`` job (``vc_tifxyz_winding``: ``winding.tif``/``.png``, the wraps a sheet
         spans) for every final sheet without ``winding.tif`` that never had one; returns the new ids.
         Asked once the sheets are settled, so fusion's inputs do not change under it."""
-        asked = {Path(j["params"].get("trace", "")).name for j in rows if j["kind"] == "winding"}
+        asked = asked_for(rows, "winding")
         out = []
         for d in sheets:
             if (d / "winding.tif").exists() or d.name in asked:
@@ -413,6 +412,11 @@ class Autoseg:
             self.log.info("autoseg_fuse_queued", ref=ref, others=sorted(others), job_id=jid)
         q.set_kv(KV_FUSED, done)
         return out
+
+
+def asked_for(rows: list[dict], kind: str) -> set[str]:
+    """Names of the traces / sheets that jobs of ``kind`` (any state) among the queue ``rows`` were asked for."""
+    return {Path(j["params"].get("trace", "")).name for j in rows if j["kind"] == kind}
 
 
 def ungated(volpkg: Path, traces: list[Path], base: dict) -> list[dict]:

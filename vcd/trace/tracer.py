@@ -113,6 +113,25 @@ def _guess(st: TraceState, r: int, c: int):
     return acc / n if n else None
 
 
+class FoldCorners:
+    """The trace's valid corners outside the 5×5 block around cell (r, c), ``points`` N×3 (x, y, z)
+    voxels, gathered on first use: the fold-over check of all of one cell's proposals reads them once
+    (nothing moves while :meth:`Tracer._try_corner` decides the cell)."""
+
+    def __init__(self, st: TraceState, r: int, c: int):
+        self.st, self.r, self.c = st, r, c
+        self._points = None
+
+    @property
+    def points(self) -> np.ndarray:
+        if self._points is None:
+            H, W = self.st.valid.shape
+            v = self.st.valid.copy()
+            v[max(0, self.r - 2):min(H, self.r + 3), max(0, self.c - 2):min(W, self.c + 3)] = False
+            self._points = self.st.pos[v]
+        return self._points
+
+
 def patch_steps(ps: PatchSet) -> np.ndarray:
     """Median grid spacing (voxels) of every patch (its 4-neighbour edge lengths)."""
     out = np.ones(len(ps.search))
@@ -146,9 +165,6 @@ class Tracer(Bridging):
         self.kcell = self.S / patch_steps(patches)   #: one trace cell in each patch's grid units
         self.trust: dict[tuple[int, int, int], float] = {}
         self._no_bridge: dict[tuple[int, int, int, int], int] = {}  #: failed bridge plans -> corners around then
-        #: the fold check's corners (N×3) for the cell :meth:`_try_corner` is deciding: None there until
-        #: gathered (its proposals share them — nothing moves meanwhile); False elsewhere (never cached)
-        self._others = False
 
     # ------------------------------------------------------------------ set-up
     def _init_state(self) -> TraceState:
@@ -332,14 +348,7 @@ class Tracer(Bridging):
         prop = self._propose(st, r, c)
         if prop is None:
             return None
-        self._others = None  # the fold check's corners for (r, c): gathered once for all its proposals
-        try:
-            return self._consensus(st, r, c, T, fill, prop)
-        finally:
-            self._others = False
-
-    def _consensus(self, st: TraceState, r: int, c: int, T: float, fill: bool, prop: Proposal) -> Candidate | None:
-        """:meth:`_try_corner` after the proposals: agreement, support, the first acceptable proposal."""
+        fold = FoldCorners(st, r, c)  # gathered once for all of this cell's proposals
         ids, P, L, local = prop.ids, prop.points, prop.locs, prop.local
         agree, gap = self._agreement(ids, P, L)
         rids, ragree, rlocs = self._ring(ids, P, local)
@@ -349,7 +358,7 @@ class Tracer(Bridging):
         best = None
         for i in np.argsort(-scores, kind="stable"):
             ref = int(ids[i])
-            if self.ps.trusted(ref, L[i]) and local.get(ref, 0) >= 2 and self._geometry_ok(st, r, c, P[i]):
+            if self.ps.trusted(ref, L[i]) and local.get(ref, 0) >= 2 and self._geometry_ok(st, r, c, P[i], fold):
                 locs = self._attach(P[i], {ref: L[i].copy()})
                 return Candidate(1000.0, P[i], locs, True, proposers=ids, proposal_locs=L, members=frozenset([ref]))
             if best is not None:
@@ -362,7 +371,7 @@ class Tracer(Bridging):
                 continue
             near = members[gap[i, members] <= self.p.same_surface_th]
             q = P[near].mean(0)
-            if not self._geometry_ok(st, r, c, q):
+            if not self._geometry_ok(st, r, c, q, fold):
                 continue
             voters = [(int(ids[j]), L[j]) for j in members] + \
                      [(int(rids[j]), rlocs[i, j]) for j in np.nonzero(ragree[i])[0]]
@@ -394,7 +403,10 @@ class Tracer(Bridging):
         return Candidate(float(scores[i]), q, locs, False, len(others) / len(ids), min(1.0, rival), ids, L,
                          member_ids)
 
-    def _geometry_ok(self, st: TraceState, r: int, c: int, q: np.ndarray) -> bool:
+    def _geometry_ok(self, st: TraceState, r: int, c: int, q: np.ndarray, fold: FoldCorners | None = None) -> bool:
+        """Whether corner ``q`` (x, y, z voxels) may sit at cell (r, c): inside the z limits, 0.6–1.4 cells
+        from its valid 4-neighbours, and no corner beyond its 5×5 block within half a cell (no fold-over).
+        ``fold``: that cell's :class:`FoldCorners`, shared by its proposals (None: gathered here)."""
         if not self.p.z_ok(q[2]):  # z_range / z_min / z_max (VC3D: corners outside are refused)
             return False
         H, W = st.valid.shape
@@ -405,15 +417,7 @@ class Tracer(Bridging):
                 if L < 0.6 * self.S or L > 1.4 * self.S:
                     return False
         # no fold-over: nothing of the trace (beyond the 5×5 block) within S/2
-        others = self._others if isinstance(self._others, np.ndarray) else None
-        if others is None:
-            r0, r1 = max(0, r - 2), min(H, r + 3)
-            c0, c1 = max(0, c - 2), min(W, c + 3)
-            v = st.valid.copy()
-            v[r0:r1, c0:c1] = False
-            others = st.pos[v]
-            if self._others is None:  # inside _try_corner: (r, c) and the grid stay fixed
-                self._others = others
+        others = (fold or FoldCorners(st, r, c)).points
         if len(others):
             d = ((others - q) ** 2).sum(1)
             if d.min() < (0.5 * self.S) ** 2:
