@@ -47,6 +47,26 @@ def test_plan_prefers_bands_without_traces_and_approved_patches():
     assert ap.plan_traces(patches, set(), [(10, 40)], 1) == ["high_ok"]
 
 
+def test_link_components_are_the_overlap_graph_s_pieces_largest_first():
+    links = {"a": {"b"}, "b": {"a", "c"}, "c": {"b"}, "d": {"e"}, "e": {"d"}, "f": set(), "g": {"gone"}}
+    piece = ap.link_components(list("abcdefg"), links)
+    assert piece["a"] == piece["b"] == piece["c"] == 0 and piece["d"] == piece["e"] == 1
+    assert len({piece["f"], piece["g"], 1, 0}) == 4  # single patches are pieces of their own; unknown links ignored
+
+
+def test_plan_seeds_every_piece_of_the_overlap_graph_before_a_second_trace_in_one():
+    # a big well-linked piece (12 patches) and two small ones cut off by the volume's border: a trace
+    # never leaves its seed's piece, so each small piece gets a seed before the big one gets a second
+    big = [_patch(f"big{k}", 10 + 8 * k, 40, 12, area_cm2=0.02, component=0) for k in range(12)]
+    small = [_patch(f"s{j}{k}", 30, 60 + 20 * j, 3, area_cm2=0.01 * (j + 1), component=1 + j)
+             for j in range(2) for k in range(3)]
+    picks = ap.plan_traces(big + small, set(), [(50, 40, 0)], 3, min_links=6)
+    assert [p[:2] for p in picks[:2]] == ["s1", "s0"]  # most uncovered area first; their 3 links suffice there
+    assert picks[2].startswith("big")
+    covered = [_patch(f"s1{k}", 30, 80, 3, area_cm2=0.02, covered=0.9, component=2) for k in range(3)]
+    assert not any(p.startswith("s1") for p in ap.plan_traces(big + small[:3] + covered, set(), [], 4, min_links=6))
+
+
 def test_growth_finished_follows_the_schedulers_rule():
     sched = Config().schedule
     stats = {"patches": 10, "density": 0.5, "overlap_deficit": 5}

@@ -145,10 +145,11 @@ class Autoseg:
         gap = self.gap_seed(clouds)
         state["gap_seeds"] = gap
         tried = {Path(j["params"].get("seed", "")).name for j in tjobs if j["kind"] == "trace"}
-        seeds = [(p.center[2], p.radius) for p in patches if p.name in tried]
+        seeds = [(p.center[2], p.radius, p.component) for p in patches if p.name in tried]
         n_traces = sum(1 for j in tjobs if j["kind"] == "trace")
-        room = min(int(self.a.parallel_traces) - pending["trace"] - pending["retrace"],
-                   int(self.a.max_traces) - n_traces)
+        room = int(self.a.parallel_traces) - pending["trace"] - pending["retrace"]
+        if int(self.a.max_traces) > 0:
+            room = min(room, int(self.a.max_traces) - n_traces)
         planned = []
         dirs = self.directions()
         n_seeds = -(-room // len(dirs))  # a seed's traces go out together (one over parallel_traces at most)
@@ -325,8 +326,10 @@ class Autoseg:
             except VcdError:
                 continue
         axis = ap.collection_axis(list(clouds.values()))
-        tree = sheets_tree(accepted, self.tol())
+        tol = self.tol()
+        tree = sheets_tree(accepted, tol)
         links = link_sets(self.volpkg / "paths")
+        piece = ap.link_components([p.name for p, _ in patches], links)
         out = []
         for p, meta in patches:
             pts = clouds.get(p.name)
@@ -336,7 +339,7 @@ class Autoseg:
             r = float(np.median(np.hypot(pts[:, 0] - axis[0], pts[:, 1] - axis[1])))
             out.append(ap.PatchGeom(p.name, tuple(pts.mean(0)), r, (float(pts[:, 2].min()), float(pts[:, 2].max())),
                                     len(links.get(p.name, ())), float(meta.get("area_cm2") or 0), "approved" in tags,
-                                    "defective" in tags, covered_share(pts, tree, self.tol())))
+                                    "defective" in tags, covered_share(pts, tree, tol), piece[p.name]))
         self._geom_key, self._geom = key, (out, clouds, axis)
         return self._geom
 

@@ -25,7 +25,8 @@ from .config import ScheduleTable
 class PatchGeom:
     """One patch as the planner sees it. ``center``: mean valid point (x, y, z) voxels; ``radius``:
     median xy distance of its points from the collection's axis (voxels); ``links``: entries in its
-    ``overlapping.json``; ``covered``: share (0..1) of its points near an accepted trace."""
+    ``overlapping.json``; ``covered``: share (0..1) of its points near an accepted trace;
+    ``component``: its connected piece of the overlap graph (:func:`link_components`)."""
 
     name: str
     center: tuple[float, float, float]
@@ -36,6 +37,30 @@ class PatchGeom:
     approved: bool = False
     defective: bool = False
     covered: float = 0.0
+    component: int = 0
+
+
+def link_components(names: list[str], links: dict[str, set]) -> dict[str, int]:
+    """Connected pieces of the overlap graph: name -> piece number, 0 the largest (ties by name).
+
+    A trace follows links from its seed patch, so it never leaves its seed's piece: where the
+    volume's border or a hole cuts the sheet into pieces, every piece needs its own seed."""
+    known, seen, pieces = set(names), set(), []
+    for n in sorted(names):
+        if n in seen:
+            continue
+        seen.add(n)
+        stack, piece = [n], []
+        while stack:
+            a = stack.pop()
+            piece.append(a)
+            for b in links.get(a, ()):
+                if b in known and b not in seen:
+                    seen.add(b)
+                    stack.append(b)
+        pieces.append(sorted(piece))
+    pieces.sort(key=lambda q: (-len(q), q[0]))
+    return {n: i for i, q in enumerate(pieces) for n in q}
 
 
 def collection_axis(clouds: list[np.ndarray]) -> tuple[float, float]:
@@ -89,24 +114,41 @@ def _bands(values: np.ndarray, n: int) -> np.ndarray:
 
 def seed_candidates(patches: list[PatchGeom], tried: set[str], min_links: int, core_radius: float,
                     covered_max: float) -> list[PatchGeom]:
-    """Patches that may seed a trace: not defective, not tried before, at least ``min_links`` links,
-    at least ``core_radius`` voxels from the axis (near the core the sheet turns faster than a trace
-    cell follows), and at most ``covered_max`` of them already near an accepted trace."""
-    return [p for p in patches if not p.defective and p.name not in tried and p.links >= min_links
+    """Patches that may seed a trace: not defective, not tried before, well linked, at least
+    ``core_radius`` voxels from the axis (near the core the sheet turns faster than a trace cell
+    follows), and at most ``covered_max`` of them already near an accepted trace. Well linked: at
+    least ``min_links`` links, or, in a piece of the overlap graph whose patches have fewer (a piece
+    the volume's border cuts small), half that piece's median, at least 2."""
+    piece_links: dict[int, list[int]] = {}
+    for p in patches:
+        piece_links.setdefault(p.component, []).append(p.links)
+    need = {k: max(2, min(min_links, int(np.median(v)) // 2)) for k, v in piece_links.items()}
+    return [p for p in patches if not p.defective and p.name not in tried and p.links >= need[p.component]
             and p.radius >= core_radius and p.covered <= covered_max]
 
 
-def plan_traces(patches: list[PatchGeom], tried: set[str], seeds: list[tuple[float, float]], n: int, *,
+def uncovered_area(patches: list[PatchGeom]) -> dict[int, float]:
+    """Per piece of the overlap graph, the patch area (cm²) not near an accepted trace."""
+    out: dict[int, float] = {}
+    for p in patches:
+        out[p.component] = out.get(p.component, 0.0) + p.area_cm2 * (1.0 - p.covered)
+    return out
+
+
+def plan_traces(patches: list[PatchGeom], tried: set[str], seeds: list[tuple], n: int, *,
                 min_links: int = 2, core_radius: float = 0.0, covered_max: float = 0.5,
                 bands: int = 3) -> list[str]:
-    """Up to ``n`` seed patches for new traces, spread by height and by wrap.
+    """Up to ``n`` seed patches for new traces: every piece of the overlap graph first, then spread
+    by height and by wrap.
 
-    The collection is split into ``bands`` height bands (patch centre z) × ``bands`` radial bands
-    (median distance from the collection's axis: the wraps, outward), by quantiles of the patches
-    themselves. Each pick goes to the band pair with the fewest traces so far (``seeds``: (z, radius)
-    of earlier seeds) and, among equals, the most uncovered patches; inside it the patch that is
-    approved first, then best linked, then largest. ``tried`` patches (seeds of earlier traces) and
-    those :func:`seed_candidates` refuses are skipped."""
+    Each pick goes to the piece (:attr:`PatchGeom.component`) with the fewest traces so far and,
+    among equals, the most uncovered patch area (:func:`uncovered_area`): a trace never leaves its
+    seed's piece. Inside the piece, the collection is split into ``bands`` height bands (patch centre
+    z) × ``bands`` radial bands (median distance from the collection's axis: the wraps, outward), by
+    quantiles of the patches themselves; the pick goes to the band pair with the fewest traces and,
+    among equals, the most candidates, and there to the patch that is approved first, then best
+    linked, then largest. ``seeds``: earlier seeds as ``(z, radius)`` or ``(z, radius, piece)``.
+    ``tried`` patches (seeds of earlier traces) and those :func:`seed_candidates` refuses are skipped."""
     if not patches or n <= 0:
         return []
     z = np.array([p.center[2] for p in patches])
@@ -116,19 +158,26 @@ def plan_traces(patches: list[PatchGeom], tried: set[str], seeds: list[tuple[flo
     zq = np.quantile(z, np.linspace(0, 1, bands + 1)[1:-1]) if bands > 1 else np.zeros(0)
     rq = np.quantile(r, np.linspace(0, 1, bands + 1)[1:-1]) if bands > 1 else np.zeros(0)
     load: dict[tuple[int, int], int] = {}
-    for sz, sr in seeds:
-        key = (int(np.searchsorted(zq, sz, side="right")), int(np.searchsorted(rq, sr, side="right")))
+    piece_load: dict[int, int] = {}
+    for s in seeds:
+        key = (int(np.searchsorted(zq, s[0], side="right")), int(np.searchsorted(rq, s[1], side="right")))
         load[key] = load.get(key, 0) + 1
+        if len(s) > 2:
+            piece_load[int(s[2])] = piece_load.get(int(s[2]), 0) + 1
+    open_area = uncovered_area(patches)
     cands = seed_candidates(patches, tried, min_links, core_radius, covered_max)
     out: list[str] = []
     while cands and len(out) < n:
+        piece = min({p.component for p in cands}, key=lambda k: (piece_load.get(k, 0), -open_area.get(k, 0.0), k))
         by_band: dict[tuple[int, int], list[PatchGeom]] = {}
         for p in cands:
-            by_band.setdefault(band_of[p.name], []).append(p)
+            if p.component == piece:
+                by_band.setdefault(band_of[p.name], []).append(p)
         band = min(by_band, key=lambda b: (load.get(b, 0), -len(by_band[b]), b))
         best = max(by_band[band], key=lambda p: (p.approved, p.links, p.area_cm2, p.name))
         out.append(best.name)
         load[band] = load.get(band, 0) + 1
+        piece_load[piece] = piece_load.get(piece, 0) + 1
         cands = [p for p in cands if p.name != best.name]
     return out
 

@@ -172,8 +172,9 @@ class AutosegTable:
                                      "params that params files leave out; adapt a param that makes growth "
                                      "impossible (.vcd/autoconf.json)")
     interval_seconds: float = key(5.0, "autoseg check period")
-    parallel_traces: int = key(2, "trace jobs kept queued or running at once")
-    max_traces: int = key(40, "stop planning traces after this many")
+    parallel_traces: int = key(4, "trace jobs kept queued or running at once (a seed's two ways count two)")
+    max_traces: int = key(0, "stop planning traces after this many (0 = no limit: planning ends when no "
+                                 "patch off the final sheets is left to seed one)")
     both_directions: bool = key(True, "every trace seed is traced both ways along the sheet (+u, and -u with "
                                       "flip_x); the two halves share the seed patch and are fused")
     min_links: int = key(0, "links a seed patch needs (0 = half the collection's median, at least 2)")

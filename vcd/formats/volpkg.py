@@ -316,10 +316,15 @@ def list_patches(paths_dir: str | os.PathLike) -> list[tuple[Path, dict]]:
     list of tuple
         ``(dir, meta)``: the patch directory (:class:`~pathlib.Path`) and its parsed ``meta.json``.
     """
-    out = []
+    return list(iter_patches(paths_dir))
+
+
+def iter_patches(paths_dir: str | os.PathLike):
+    """:func:`list_patches` one at a time, by name: each ``meta.json`` is read only when the caller
+    gets that far (:func:`patch_step` needs the first patch, not all of them)."""
     root = Path(paths_dir)
     if not root.is_dir():
-        return out
+        return
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name.startswith(".") or not entry.is_dir() or not name_is_utf8(entry.name):
             continue
@@ -331,8 +336,7 @@ def list_patches(paths_dir: str | os.PathLike) -> list[tuple[Path, dict]]:
         except FormatError:
             continue
         if isinstance(meta, dict) and is_patch(p, meta):
-            out.append((p, meta))
-    return out
+            yield p, meta
 
 
 def finished_traces(volpkg: str | os.PathLike) -> list[Path]:
@@ -344,7 +348,7 @@ def finished_traces(volpkg: str | os.PathLike) -> list[Path]:
 def patch_step(paths: str | os.PathLike) -> float | None:
     """Voxels per grid cell of the collection's patches (their ``step_size``): ``1 / scale[0]`` of the
     first patch in ``paths`` whose ``meta.json`` has a scale; None without one."""
-    for _, meta in list_patches(paths):
+    for _, meta in iter_patches(paths):
         s = meta.get("scale")
         if isinstance(s, list) and s and s[0]:
             return float(round(1.0 / float(s[0]), 3))
