@@ -44,7 +44,7 @@ def test_plan_skips_tried_covered_defective_core_and_poorly_linked():
 def test_plan_prefers_bands_without_traces_and_approved_patches():
     patches = [_patch("low", 10, 40, 9), _patch("high", 90, 40, 3), _patch("high_ok", 90, 40, 2, approved=True)]
     # a trace already seeded at the low band: the next goes high, and there the approved patch first
-    assert ap.plan_traces(patches, set(), [(10, 40)], 1) == ["high_ok"]
+    assert ap.plan_traces(patches, set(), [(10, 40, 0)], 1) == ["high_ok"]
 
 
 def test_link_components_are_the_overlap_graph_s_pieces_largest_first():

@@ -7,7 +7,8 @@ import re
 
 import numpy as np
 
-from vcd.trace.progress import linked_component, union_area
+from vcd.formats.overlaps import linked_to
+from vcd.trace.progress import union_area
 from vcd.trace.run import run_trace
 
 from tests.trace.conftest import TRACE_PARAMS, seed_near
@@ -21,7 +22,7 @@ def test_union_area_counts_overlaps_once():
     one = union_area([(g, v)], [5.0], 10.0)
     two = union_area([(g, v), (g + [0, 0, 0.5], v)], [5.0, 5.0], 10.0)  # the same sheet twice
     assert one == two and 0.8 * 50 ** 2 <= one <= 1.6 * 55 ** 2       # ≈ the 50×50 voxel square
-    assert linked_component([{1}, {0}, {3}, {2}], 0) == [0, 1]
+    assert sorted(linked_to([{1}, {0}, {3}, {2}], 0)) == [0, 1]
 
 
 def test_trace_progress_reaches_100_percent_with_corner_rate(collection_copy):

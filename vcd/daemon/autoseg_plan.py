@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..formats.overlaps import linked_to
 from .config import ScheduleTable
 
 
@@ -41,24 +42,19 @@ class PatchGeom:
 
 
 def link_components(names: list[str], links: dict[str, set]) -> dict[str, int]:
-    """Connected pieces of the overlap graph: name -> piece number, 0 the largest (ties by name).
+    """Connected pieces of the overlap graph (:func:`~vcd.formats.overlaps.linked_to`) among ``names``:
+    name -> piece number, 0 the largest (ties by name); links to other names are left out.
 
     A trace follows links from its seed patch, so it never leaves its seed's piece: where the
     volume's border or a hole cuts the sheet into pieces, every piece needs its own seed."""
-    known, seen, pieces = set(names), set(), []
-    for n in sorted(names):
-        if n in seen:
-            continue
-        seen.add(n)
-        stack, piece = [n], []
-        while stack:
-            a = stack.pop()
-            piece.append(a)
-            for b in links.get(a, ()):
-                if b in known and b not in seen:
-                    seen.add(b)
-                    stack.append(b)
-        pieces.append(sorted(piece))
+    known = set(names)
+    graph = {n: links.get(n, set()) & known for n in known}
+    seen, pieces = set(), []
+    for n in sorted(known):
+        if n not in seen:
+            piece = linked_to(graph, n)
+            seen |= piece
+            pieces.append(sorted(piece))
     pieces.sort(key=lambda q: (-len(q), q[0]))
     return {n: i for i, q in enumerate(pieces) for n in q}
 
@@ -135,7 +131,7 @@ def uncovered_area(patches: list[PatchGeom]) -> dict[int, float]:
     return out
 
 
-def plan_traces(patches: list[PatchGeom], tried: set[str], seeds: list[tuple], n: int, *,
+def plan_traces(patches: list[PatchGeom], tried: set[str], seeds: list[tuple[float, float, int]], n: int, *,
                 min_links: int = 2, core_radius: float = 0.0, covered_max: float = 0.5,
                 bands: int = 3) -> list[str]:
     """Up to ``n`` seed patches for new traces: every piece of the overlap graph first, then spread
@@ -147,7 +143,7 @@ def plan_traces(patches: list[PatchGeom], tried: set[str], seeds: list[tuple], n
     z) × ``bands`` radial bands (median distance from the collection's axis: the wraps, outward), by
     quantiles of the patches themselves; the pick goes to the band pair with the fewest traces and,
     among equals, the most candidates, and there to the patch that is approved first, then best
-    linked, then largest. ``seeds``: earlier seeds as ``(z, radius)`` or ``(z, radius, piece)``.
+    linked, then largest. ``seeds``: earlier seeds as ``(z, radius, piece)``.
     ``tried`` patches (seeds of earlier traces) and those :func:`seed_candidates` refuses are skipped."""
     if not patches or n <= 0:
         return []
@@ -159,11 +155,10 @@ def plan_traces(patches: list[PatchGeom], tried: set[str], seeds: list[tuple], n
     rq = np.quantile(r, np.linspace(0, 1, bands + 1)[1:-1]) if bands > 1 else np.zeros(0)
     load: dict[tuple[int, int], int] = {}
     piece_load: dict[int, int] = {}
-    for s in seeds:
-        key = (int(np.searchsorted(zq, s[0], side="right")), int(np.searchsorted(rq, s[1], side="right")))
+    for sz, sr, sp in seeds:
+        key = (int(np.searchsorted(zq, sz, side="right")), int(np.searchsorted(rq, sr, side="right")))
         load[key] = load.get(key, 0) + 1
-        if len(s) > 2:
-            piece_load[int(s[2])] = piece_load.get(int(s[2]), 0) + 1
+        piece_load[int(sp)] = piece_load.get(int(sp), 0) + 1
     open_area = uncovered_area(patches)
     cands = seed_candidates(patches, tried, min_links, core_radius, covered_max)
     out: list[str] = []

@@ -136,6 +136,19 @@ def link_sets(parent: str | os.PathLike) -> dict[str, set[str]]:
     return out
 
 
+def linked_to(links, seed) -> set:
+    """Every node reachable from ``seed`` through the overlap graph ``links`` (``links[node]``: the
+    nodes linked to it — a list of sets indexed by patch number, or a dict by name that holds every
+    node it names), ``seed`` included. A trace never leaves this piece of the graph."""
+    seen, todo = {seed}, [seed]
+    while todo:
+        for j in links[todo.pop()]:
+            if j not in seen:
+                seen.add(j)
+                todo.append(j)
+    return seen
+
+
 def _reverse_links(parent: Path) -> dict[str, set[str]]:
     rev: dict[str, set[str]] = {}
     for a, bs in own_links(parent).items():

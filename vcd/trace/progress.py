@@ -21,19 +21,10 @@ from collections import deque
 
 import numpy as np
 
+from ..formats.overlaps import linked_to
+
 #: corners-per-second is measured over this many seconds of the run (the recent rate, not the mean)
 RATE_WINDOW_S = 20.0
-
-
-def linked_component(links: list[set], seed: int) -> list[int]:
-    """Patch indices reachable from ``seed`` through the overlap graph ``links`` (seed included)."""
-    seen, todo = {seed}, [seed]
-    while todo:
-        for j in links[todo.pop()]:
-            if j not in seen:
-                seen.add(j)
-                todo.append(j)
-    return sorted(seen)
 
 
 def union_area(grids, steps, cell: float) -> float:
@@ -68,7 +59,7 @@ class TraceProgress:
         self.t0 = time.monotonic()
         self.samples: deque = deque()
         ps, S = tracer.ps, float(tracer.S)
-        comp = linked_component(ps.links, tracer.seed)
+        comp = sorted(linked_to(ps.links, tracer.seed))
         steps = S / np.asarray(tracer.kcell, np.float64)
         area = union_area([(ps.search[i].grid, ps.search[i].valid) for i in comp], steps[comp], S)
         self.reachable = max(1, int(round(area / S ** 2)))
